@@ -1,0 +1,37 @@
+"""npxai: framework-free explanations of neural-network predictions.
+
+A readable NumPy reference for every operation (``npxai.reference``), layers and models named as
+in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without torch (``npxai.load``).
+"""
+
+from . import layers, models, reference
+from .containers import Residual, Sequential
+from .convert import from_torch
+from .errors import ConversionError, LayerInputError, LoadError, StateDictError, UnsafePickleError
+from .gradient import gradient
+from .init import manual_seed
+from .io import load
+from .module import Layer, Module, Record, Trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConversionError",
+    "Layer",
+    "LayerInputError",
+    "LoadError",
+    "Module",
+    "Record",
+    "Residual",
+    "Sequential",
+    "StateDictError",
+    "Trace",
+    "UnsafePickleError",
+    "from_torch",
+    "gradient",
+    "layers",
+    "load",
+    "manual_seed",
+    "models",
+    "reference",
+]

@@ -1,0 +1,129 @@
+"""``npxai.from_torch``: a torch module tree as an npxai model with the same weights.
+
+torch is imported only inside :func:`from_torch`; npxai never needs it otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from . import layers
+from .containers import Residual, Sequential
+from .errors import ConversionError
+from .module import Module
+
+
+def _leaf(module: Any) -> Module | None:
+    """The npxai twin of a torch leaf layer (weights not yet copied), or ``None``."""
+    name = type(module).__name__
+    m = module
+    if name == "Conv2d":
+        if m.padding_mode != "zeros":
+            raise ConversionError(f"Conv2d with padding_mode={m.padding_mode!r} (only 'zeros')")
+        return layers.Conv2d(
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+            m.groups, m.bias is not None,
+        )  # fmt: skip
+    if name == "Linear":
+        return layers.Linear(m.in_features, m.out_features, m.bias is not None)
+    if name == "MaxPool2d":
+        return layers.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode)
+    if name == "AvgPool2d":
+        return layers.AvgPool2d(
+            m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override
+        )
+    if name == "AdaptiveAvgPool2d":
+        return layers.AdaptiveAvgPool2d(m.output_size)
+    if name in ("BatchNorm1d", "BatchNorm2d"):
+        cls = getattr(layers, name)
+        return cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+    if name == "LeakyReLU":
+        return layers.LeakyReLU(m.negative_slope)
+    if name == "Softmax":
+        return layers.Softmax(m.dim)
+    if name == "Flatten":
+        return layers.Flatten(m.start_dim, m.end_dim)
+    if name == "Dropout":
+        return layers.Dropout(m.p)
+    if name in ("ReLU", "ReLU6", "Tanh", "Sigmoid", "Identity"):
+        return getattr(layers, name)()
+    return None
+
+
+def _children(module: Any, names: list[str], path: str) -> OrderedDict:
+    return OrderedDict(
+        (name, _convert(getattr(module, name), f"{path}.{name}" if path else name))
+        for name in names
+        if getattr(module, name) is not None
+    )
+
+
+def _convert(module: Any, path: str) -> Module:
+    kind, origin = type(module).__name__, type(module).__module__
+    where = f"submodule {path!r}" if path else "the module"
+    if origin.startswith("torch.nn.modules"):
+        if kind == "Sequential":
+            return Sequential(
+                OrderedDict(
+                    (name, _convert(child, f"{path}.{name}" if path else name))
+                    for name, child in module.named_children()
+                )
+            )
+        try:
+            twin = _leaf(module)
+        except (ConversionError, ValueError) as error:
+            raise ConversionError(f"cannot convert {where} ({kind}): {error}") from None
+        if twin is not None:
+            state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+            twin.load_state_dict(state)
+            return twin
+    if origin == "torchvision.models.vgg" and kind == "VGG":
+        children = _children(module, ["features", "avgpool"], path)
+        children["flatten"] = layers.Flatten(1)
+        children.update(_children(module, ["classifier"], path))
+        return Sequential(children)
+    if origin == "torchvision.models.resnet" and kind == "ResNet":
+        children = _children(module, ["conv1", "bn1", "relu", "maxpool"], path)
+        children.update(_children(module, ["layer1", "layer2", "layer3", "layer4", "avgpool"], path))
+        children["flatten"] = layers.Flatten(1)
+        children.update(_children(module, ["fc"], path))
+        return Sequential(children)
+    if origin == "torchvision.models.resnet" and kind in ("BasicBlock", "Bottleneck"):
+        names = ["conv1", "bn1", "conv2", "bn2"] + (["conv3", "bn3"] if kind == "Bottleneck" else [])
+        convs = _children(module, names, path)
+        branch = OrderedDict()
+        for index, name in enumerate(names):
+            branch[name] = convs[name]
+            if name.startswith("bn") and index < len(names) - 1:
+                branch[f"relu{index // 2 + 1}"] = layers.ReLU()
+        shortcut = _children(module, ["downsample"], path)
+        return Residual(branch, shortcut or None, {"relu": layers.ReLU()})
+    raise ConversionError(
+        f"cannot convert {where} of type {origin}.{kind}: npxai supports torch.nn Sequential trees "
+        "of its layer types and torchvision's VGG and ResNet"
+    )
+
+
+def from_torch(module: Any) -> Module:
+    """Convert a ``torch.nn.Module`` into an npxai model with the same structure, keys and weights.
+
+    Supported: ``torch.nn.Sequential`` trees of the layers in :mod:`npxai.layers`, and
+    torchvision's ``VGG`` and ``ResNet`` (with ``BasicBlock`` or ``Bottleneck``). Weights keep
+    their dtype. A :class:`~npxai.errors.ConversionError` names the first unsupported submodule.
+    """
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
+    model = _convert(module, "")
+    expected = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    missing = set(expected) - set(model.state_dict())
+    if missing:
+        raise ConversionError(f"conversion lost the keys {sorted(missing)[:5]}")
+    for key, value in model.state_dict().items():
+        if not np.array_equal(value, expected[key]):
+            raise ConversionError(f"conversion changed the weights under {key!r}")
+    return model

@@ -1,0 +1,21 @@
+"""npxai's exceptions. Each message names the layer, key, argument or file that was wrong."""
+
+
+class LayerInputError(ValueError):
+    """An array reached a layer with a shape the layer cannot take."""
+
+
+class StateDictError(ValueError):
+    """A state dict does not fit the model: missing or unexpected keys, or wrong shapes."""
+
+
+class LoadError(ValueError):
+    """A weight file could not be read: corrupt, truncated, or of an unknown format."""
+
+
+class UnsafePickleError(LoadError):
+    """A pickle names a global outside npxai's allow-list; nothing from it was executed."""
+
+
+class ConversionError(TypeError):
+    """A torch module has no npxai counterpart."""

@@ -1,0 +1,45 @@
+"""``npxai.gradient``: the input gradient of one selected output per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .module import Module, vjp_step
+
+
+def resolve_target(output: np.ndarray, target: int | Sequence[int] | np.ndarray | None) -> np.ndarray:
+    """Per-sample output indices: ``None`` -> each sample's arg-max, an int -> that index for
+    every sample, a sequence -> one index per sample. ``output`` must be ``(N, K)``."""
+    if output.ndim != 2:
+        raise ValueError(f"the model's output must have shape (N, K) to select a target, got {output.shape}")
+    n, k = output.shape
+    if target is None:
+        return output.argmax(axis=1)
+    indices = np.asarray(target)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"target must be None, an int or a sequence of ints, got {target!r}")
+    if indices.ndim == 0:
+        indices = np.full(n, int(indices))
+    elif indices.shape != (n,):
+        raise ValueError(f"target must give one index per sample ({n}), got shape {indices.shape}")
+    bad = (indices < 0) | (indices >= k)
+    if bad.any():
+        raise ValueError(f"target {indices[bad][0]} is out of range for an output of {k} classes")
+    return indices.astype(np.int64)
+
+
+def gradient(model: Module, x: Any, target: int | Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """``d output[n, target[n]] / d x[n]`` for every sample ``n`` of the batch ``x``.
+
+    The output is the model's last layer (logits, unless the model ends in a softmax). ``target``
+    defaults to each sample's arg-max output (see :func:`resolve_target`). The result has the
+    shape and dtype of ``x``.
+    """
+    trace = model.trace(x)
+    indices = resolve_target(trace.output, target)
+    seed = np.zeros_like(trace.output)
+    seed[np.arange(len(indices)), indices] = 1
+    return model.backward(trace, seed, vjp_step)

@@ -1,0 +1,533 @@
+"""Leaf layers, named and constructed as in ``torch.nn``; their maths lives in ``npxai.reference``.
+
+Parameters are float32 when a layer is created (initialised as torch does) and keep the dtype of
+whatever state dict is loaded into them; each call casts them to the input's dtype, so the input
+decides whether the computation runs in float32 or float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import LayerInputError
+from .init import uniform_fan_in
+from .module import Layer
+from .reference import activation, conv, linear, norm, pool
+
+IntPair = int | tuple[int, int]
+
+
+def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
+    """``3 -> (3, 3)``; a pair is checked; anything else raises naming the argument."""
+    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and v >= minimum for v in pair):
+        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _positive_int(value: int, name: str) -> int:
+    if not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _cast(array: np.ndarray | None, like: np.ndarray) -> np.ndarray | None:
+    return None if array is None else array.astype(like.dtype, copy=False)
+
+
+def _expect_ndim(x: np.ndarray, ndims: tuple[int, ...], layout: str) -> None:
+    if x.ndim not in ndims:
+        raise LayerInputError(f"expected input of shape {layout}, got shape {x.shape}")
+
+
+def _expect_channels(x: np.ndarray, channels: int, layout: str) -> None:
+    if x.shape[1] != channels:
+        raise LayerInputError(
+            f"expected {channels} channels on axis 1 {layout}, got shape {x.shape}"
+        )
+
+
+class Linear(Layer):
+    """``y = x W^T + b`` with ``W`` of shape ``(out_features, in_features)``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        self.register_parameter("weight", uniform_fan_in((out_features, in_features), in_features))
+        self.register_parameter("bias", uniform_fan_in((out_features,), in_features) if bias else None)
+
+    def check_input(self, x: np.ndarray) -> None:
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
+            raise LayerInputError(
+                f"expected input of shape (N, ..., {self.in_features}), got shape {x.shape}"
+            )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return linear.linear(x, _cast(self.weight, x), _cast(self.bias, x))
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return linear.linear_vjp(grad_y, _cast(self.weight, x))
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+class Conv2d(Layer):
+    """2-D cross-correlation with torch's arguments; ``padding`` is an int, a pair, ``'same'``
+    (stride 1 only; an odd total pads one more on the bottom/right, as torch) or ``'valid'``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: IntPair | str = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+    ):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.dilation = _pair(dilation, "dilation")
+        self.groups = _positive_int(groups, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                f"divisible by groups ({groups})"
+            )
+        if padding_mode != "zeros":
+            raise ValueError(f"padding_mode must be 'zeros' (the only one supported), got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding must be 'same', 'valid', an int or a pair, got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1, got stride={self.stride}")
+            self.padding = padding
+        else:
+            self.padding = _pair(padding, "padding", minimum=0)
+        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
+        shape = (out_channels, in_channels // groups, *self.kernel_size)
+        self.register_parameter("weight", uniform_fan_in(shape, fan_in))
+        self.register_parameter("bias", uniform_fan_in((out_channels,), fan_in) if bias else None)
+
+    def explicit_padding(self) -> tuple[int, int, int, int]:
+        """``(top, bottom, left, right)``; for ``'same'`` the total ``d * (k - 1)`` is split with
+        the extra one, if odd, on the bottom/right."""
+        if self.padding == "valid":
+            return 0, 0, 0, 0
+        if self.padding == "same":
+            (th, tw) = (d * (k - 1) for d, k in zip(self.dilation, self.kernel_size, strict=True))
+            return th // 2, th - th // 2, tw // 2, tw - tw // 2
+        ph, pw = self.padding
+        return ph, ph, pw, pw
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+        _expect_channels(x, self.in_channels, "(N, C, H, W)")
+        out = conv.conv2d_output_size(
+            x.shape[-2:], self.kernel_size, self.stride, self.explicit_padding(), self.dilation
+        )
+        if min(out) < 1:
+            raise LayerInputError(
+                f"input of spatial size {x.shape[-2:]} is smaller than the (dilated) kernel"
+            )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return conv.conv2d(
+            x, _cast(self.weight, x), _cast(self.bias, x), self.stride,
+            self.explicit_padding(), self.dilation, self.groups,
+        )  # fmt: skip
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return conv.conv2d_vjp(
+            grad_y, _cast(self.weight, x), x.shape[-2:], self.stride,
+            self.explicit_padding(), self.dilation, self.groups,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
+        if self.padding != (0, 0):
+            text += f", padding={self.padding!r}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+
+class _Pool2d(Layer):
+    """Argument checks shared by max and average pooling."""
+
+    def __init__(self, kernel_size: IntPair, stride: IntPair | None, padding: IntPair, dilation: IntPair, ceil_mode: bool):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+        self.dilation = _pair(dilation, "dilation")
+        self.ceil_mode = bool(ceil_mode)
+        for p, k, d in zip(self.padding, self.kernel_size, self.dilation, strict=True):
+            if 2 * p > d * (k - 1) + 1:
+                raise ValueError(
+                    f"padding {self.padding} must be at most half the (dilated) kernel size "
+                    f"{self.kernel_size}, as torch requires"
+                )
+
+    def _out_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return tuple(
+            pool.pool_output_size(n, k, s, p, d, self.ceil_mode)
+            for n, k, s, p, d in zip(size, self.kernel_size, self.stride, self.padding, self.dilation, strict=True)
+        )
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+        if min(self._out_size(x.shape[-2:])) < 1:
+            raise LayerInputError(
+                f"input of spatial size {x.shape[-2:]} is smaller than the pooling window"
+            )
+
+
+class MaxPool2d(_Pool2d):
+    """``y = max over each window``; the gradient goes to the first maximal element (as torch)."""
+
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: IntPair | None = None,
+        padding: IntPair = 0,
+        dilation: IntPair = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ):
+        if return_indices:
+            raise ValueError("MaxPool2d(return_indices=True) is not supported: npxai layers return one array")
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+
+    def _pool(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return pool.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._pool(x)[0]
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return pool.max_pool2d_vjp(grad_y, self._pool(x)[1], x.shape[-2:])
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
+
+
+class AvgPool2d(_Pool2d):
+    """``y = sum over each window / divisor`` with torch's ``count_include_pad`` and
+    ``divisor_override``."""
+
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: IntPair | None = None,
+        padding: IntPair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ):
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        if divisor_override is not None:
+            divisor_override = _positive_int(divisor_override, "divisor_override")
+        self.divisor_override = divisor_override
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return pool.avg_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+            self.count_include_pad, self.divisor_override,
+        )  # fmt: skip
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return pool.avg_pool2d_vjp(
+            grad_y, x.shape[-2:], self.kernel_size, self.stride, self.padding,
+            self.count_include_pad, self.divisor_override,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Average over torch's adaptive bins; ``output_size`` is an int, or a pair whose ``None``
+    entries keep the input's size."""
+
+    def __init__(self, output_size: int | tuple[int | None, int | None]):
+        super().__init__()
+        pair = (output_size, output_size) if not isinstance(output_size, tuple | list) else tuple(output_size)
+        if len(pair) != 2 or not all(v is None or (isinstance(v, int) and v >= 1) for v in pair):
+            raise ValueError(f"output_size must be a positive int or a pair of them (or None), got {output_size!r}")
+        self.output_size = pair
+
+    def _resolve(self, x: np.ndarray) -> tuple[int, int]:
+        return tuple(n if o is None else o for o, n in zip(self.output_size, x.shape[-2:], strict=True))
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return pool.adaptive_avg_pool2d(x, self._resolve(x))
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return pool.adaptive_avg_pool2d_vjp(grad_y, x.shape[-2:])
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class _BatchNorm(Layer):
+    """Evaluation-mode batch norm over channel axis 1 with the running statistics."""
+
+    optional_keys = frozenset({"num_batches_tracked"})
+    ndims: tuple[int, ...] = ()
+    layout = ""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        if not track_running_stats:
+            raise ValueError(
+                "track_running_stats=False is not supported: npxai runs batch norm in evaluation "
+                "mode, with running statistics, so that samples in a batch do not interact"
+            )
+        self.eps, self.momentum, self.affine = float(eps), momentum, bool(affine)
+        self.register_parameter("weight", np.ones(num_features, np.float32) if affine else None)
+        self.register_parameter("bias", np.zeros(num_features, np.float32) if affine else None)
+        self.register_buffer("running_mean", np.zeros(num_features, np.float32))
+        self.register_buffer("running_var", np.ones(num_features, np.float32))
+        self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, self.ndims, self.layout)
+        _expect_channels(x, self.num_features, self.layout)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return norm.batch_norm(
+            x, _cast(self.running_mean, x), _cast(self.running_var, x),
+            _cast(self.weight, x), _cast(self.bias, x), self.eps,
+        )  # fmt: skip
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return norm.batch_norm_vjp(grad_y, _cast(self.running_var, x), _cast(self.weight, x), self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm of ``(N, C)`` or ``(N, C, L)`` inputs (evaluation mode)."""
+
+    ndims = (2, 3)
+    layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm of ``(N, C, H, W)`` inputs (evaluation mode)."""
+
+    ndims = (4,)
+    layout = "(N, C, H, W)"
+
+
+class ReLU(Layer):
+    """``y = max(x, 0)``; ``inplace`` is accepted for torch compatibility and has no effect."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return activation.relu(x)
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return activation.relu_vjp(grad_y, x)
+
+
+class ReLU6(Layer):
+    """``y = min(max(x, 0), 6)``."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return activation.relu6(x)
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return activation.relu6_vjp(grad_y, x)
+
+
+class LeakyReLU(Layer):
+    """``y = x if x > 0 else negative_slope * x``."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return activation.leaky_relu(x, self.negative_slope)
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return activation.leaky_relu_vjp(grad_y, x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Tanh(Layer):
+    """``y = tanh(x)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return activation.tanh(x)
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return activation.tanh_vjp(grad_y, y)
+
+
+class Sigmoid(Layer):
+    """``y = 1 / (1 + exp(-x))``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return activation.sigmoid(x)
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return activation.sigmoid_vjp(grad_y, y)
+
+
+class Softmax(Layer):
+    """``y = exp(x) / sum exp(x)`` along ``dim`` (which must be given; torch's implicit choice is
+    deprecated)."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        if not isinstance(dim, int):
+            raise ValueError(f"Softmax needs an explicit int dim, got {dim!r}")
+        self.dim = dim
+
+    def check_input(self, x: np.ndarray) -> None:
+        if not -x.ndim <= self.dim < x.ndim:
+            raise LayerInputError(f"dim={self.dim} is out of range for input of shape {x.shape}")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return activation.softmax(x, self.dim)
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return activation.softmax_vjp(grad_y, y, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Flatten(Layer):
+    """Merge axes ``start_dim .. end_dim`` into one."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def _span(self, ndim: int) -> tuple[int, int]:
+        return self.start_dim % ndim, self.end_dim % ndim
+
+    def check_input(self, x: np.ndarray) -> None:
+        ok = all(-x.ndim <= d < x.ndim for d in (self.start_dim, self.end_dim))
+        if not ok or self._span(x.ndim)[0] > self._span(x.ndim)[1]:
+            raise LayerInputError(
+                f"start_dim={self.start_dim}, end_dim={self.end_dim} do not fit input of shape {x.shape}"
+            )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        start, end = self._span(x.ndim)
+        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return grad_y.reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Dropout(Layer):
+    """Identity: npxai only runs inference, where dropout does nothing."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"dropout probability p must be in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return grad_y
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Identity(Layer):
+    """``y = x``; any constructor arguments are ignored, as in torch."""
+
+    def __init__(self, *args: object, **kwargs: object):
+        super().__init__()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+        return grad_y
+
+
+class Add(Layer):
+    """The sum of a residual block: ``y = a + b`` for the input pair ``(a, b)``.
+
+    It is a layer of its own so that a relevance rule can be assigned to it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def check_input(self, x: tuple[np.ndarray, np.ndarray]) -> None:
+        a, b = x
+        if a.shape != b.shape:
+            raise LayerInputError(
+                f"the branch output {a.shape} and the shortcut output {b.shape} must have one shape"
+            )
+
+    def forward(self, x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return x[0] + x[1]
+
+    def vjp(self, x: tuple[np.ndarray, np.ndarray], y: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return grad_y, grad_y

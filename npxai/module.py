@@ -1,0 +1,311 @@
+"""The base of every layer and container: parameters, state dicts, forward with recording.
+
+A model is a tree of modules. Leaves (:class:`Layer`) hold parameters and the maths; containers
+(``Sequential``, ``Residual``) only say in which order their children run. State-dict keys are
+the dotted paths of torch (``features.0.weight``). ``model.trace(x)`` runs the forward pass and
+records every leaf's input and output under its key; ``model.backward(trace, signal, step)`` walks
+the same leaves in reverse, handing each its record and the signal arriving at its output.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import LayerInputError, StateDictError
+
+Signal = np.ndarray | tuple[np.ndarray, ...]
+
+
+@dataclass(eq=False)
+class Record:
+    """One leaf's part of a forward pass: its key, the layer, what went in and what came out.
+
+    ``input`` is a tuple for layers with several inputs (the residual ``Add``).
+    """
+
+    key: str
+    layer: Layer
+    input: Signal
+    output: np.ndarray
+
+    def __repr__(self) -> str:
+        shapes = (
+            tuple(a.shape for a in self.input)
+            if isinstance(self.input, tuple)
+            else self.input.shape
+        )
+        return f"Record({self.key!r}, {type(self.layer).__name__}, {shapes} -> {self.output.shape})"
+
+
+class Trace(Mapping[str, Record]):
+    """Every leaf layer's :class:`Record` from one forward pass, keyed and in execution order."""
+
+    def __init__(self, x: np.ndarray):
+        self.input = x
+        self.output: np.ndarray | None = None
+        self.records: dict[str, Record] = {}
+
+    def __getitem__(self, key: str) -> Record:
+        try:
+            return self.records[key]
+        except KeyError:
+            raise KeyError(
+                f"no layer {key!r} in this trace; recorded layers: {', '.join(self.records)}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        lines = "\n".join(f"  {record!r}" for record in self.records.values())
+        return f"Trace(\n{lines}\n)"
+
+
+#: ``step(record, signal_at_output) -> signal_at_input``: what the backward walk asks of a leaf.
+Step = Callable[[Record, Signal], Signal]
+
+
+def check_input(x: Any, name: str = "x") -> np.ndarray:
+    """Return ``x`` as an array if it is a finite float32 or float64 array, else raise."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(
+            f"{name} must be a float32 or float64 array, got dtype {x.dtype}; "
+            f"convert it first, e.g. {name}.astype(np.float32)"
+        )
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have a batch axis, got a scalar")
+    finite = np.isfinite(x)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(f"{name} contains {x[where]} at index {where}; inputs must be finite")
+    return x
+
+
+def join(prefix: str, name: str) -> str:
+    """Dotted key of child ``name`` under ``prefix`` (``'' + 'fc' -> 'fc'``)."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+class LoadResult(NamedTuple):
+    """What ``load_state_dict(strict=False)`` left out, as in torch."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module(ABC):
+    """Base class: named parameters, buffers and child modules, as in ``torch.nn.Module``."""
+
+    #: Buffers that a state dict may omit (``BatchNorm``'s ``num_batches_tracked``).
+    optional_keys: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_modules", {})
+
+    # --- attributes -------------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Module):
+            self._modules[name] = value
+        elif name in self._parameters:
+            self._parameters[name] = None if value is None else np.asarray(value)
+        elif name in self._buffers:
+            self._buffers[name] = np.asarray(value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        for store in ("_parameters", "_buffers", "_modules"):
+            values = self.__dict__.get(store, {})
+            if name in values:
+                return values[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def register_parameter(self, name: str, value: np.ndarray | None) -> None:
+        """Add a parameter (a state-dict entry); ``None`` stands for an absent one (``bias=False``)."""
+        self._parameters[name] = value
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Add a buffer: a state-dict entry that is not a trainable weight (running statistics)."""
+        self._buffers[name] = value
+
+    def add_module(self, name: str, module: Module) -> None:
+        """Add a child module under ``name``."""
+        if not isinstance(module, Module):
+            raise TypeError(f"child {name!r} must be an npxai Module, got {type(module).__name__}")
+        self._modules[name] = module
+
+    # --- the tree ---------------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module and every descendant with its dotted key, depth first, in order."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(join(prefix, name))
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        for prefix, module in self.named_modules():
+            for name, value in module._parameters.items():
+                if value is not None:
+                    yield join(prefix, name), value
+
+    def parameters(self) -> Iterator[np.ndarray]:
+        for _, value in self.named_parameters():
+            yield value
+
+    # --- state dicts ------------------------------------------------------------------------
+    def _entries(self) -> dict[str, tuple[Module, str, str]]:
+        """Every state-dict key with ``(owning module, local name, '_parameters' | '_buffers')``."""
+        entries = {}
+        for prefix, module in self.named_modules():
+            for store in ("_parameters", "_buffers"):
+                for name, value in getattr(module, store).items():
+                    if value is not None:
+                        entries[join(prefix, name)] = (module, name, store)
+        return entries
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by dotted key, as torch names them (arrays are not copied)."""
+        return {
+            key: getattr(module, store)[name]
+            for key, (module, name, store) in self._entries().items()
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> LoadResult:
+        """Copy arrays into this model by key.
+
+        Every problem is reported at once in one :class:`StateDictError`: missing keys and
+        unexpected keys (when ``strict``), and, always, shape mismatches and non-numeric values,
+        each naming the key with the expected and found shape. Floating-point values keep their
+        dtype (float16, float32 or float64); the computation casts them to the input's dtype.
+        """
+        entries = self._entries()
+        missing = [
+            key
+            for key, (module, name, _) in entries.items()
+            if key not in state_dict and name not in module.optional_keys
+        ]
+        unexpected = [key for key in state_dict if key not in entries]
+        problems, values = [], {}
+        for key, (module, name, store) in entries.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            current = getattr(module, store)[name]
+            if value.shape != current.shape:
+                problems.append(
+                    f"  {key}: expected shape {current.shape}, found {value.shape}"
+                )
+            elif current.dtype.kind == "f" and value.dtype.kind != "f":
+                problems.append(f"  {key}: expected a floating-point array, found {value.dtype}")
+            elif value.dtype.kind not in "fiub":
+                problems.append(f"  {key}: expected a numeric array, found {value.dtype}")
+            else:
+                dtype = value.dtype if current.dtype.kind == "f" else current.dtype
+                values[key] = np.array(value, dtype=dtype)
+        if strict:
+            problems += [f"  missing key: {key}" for key in missing]
+            problems += [f"  unexpected key: {key}" for key in unexpected]
+        if problems:
+            raise StateDictError(
+                f"state dict does not fit {type(self).__name__} ({len(problems)} problems):\n"
+                + "\n".join(problems)
+            )
+        for key, value in values.items():
+            module, name, store = entries[key]
+            getattr(module, store)[name] = value
+        return LoadResult(missing, unexpected)
+
+    # --- running ----------------------------------------------------------------------------
+    def __call__(self, x: Any) -> np.ndarray:
+        """The forward pass. ``x`` must be a finite float32 or float64 array; its dtype is the
+        computation's dtype."""
+        return self._run(check_input(x), "", None)
+
+    def trace(self, x: Any) -> Trace:
+        """The forward pass, recording every leaf's input and output (see :class:`Trace`)."""
+        x = check_input(x)
+        trace = Trace(x)
+        trace.output = self._run(x, "", trace)
+        return trace
+
+    def backward(self, trace: Trace, signal: np.ndarray, step: Step) -> np.ndarray:
+        """Walk the recorded leaves from output to input, applying ``step`` at each one.
+
+        With ``step = vjp_step`` this is backpropagation of ``signal`` (``dL/d output``).
+        """
+        return self._backward(trace, "", signal, step)
+
+    @abstractmethod
+    def _run(self, x: Signal, key: str, trace: Trace | None) -> np.ndarray:
+        """Forward pass of this module, found in the tree at ``key``."""
+
+    @abstractmethod
+    def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
+        """Backward walk of this module, found in the tree at ``key``."""
+
+    # --- printing ---------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = []
+        for name, child in self._modules.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+class Layer(Module):
+    """A leaf of the tree: it owns the maths of its forward pass and of its input VJP."""
+
+    @abstractmethod
+    def forward(self, x: Signal) -> np.ndarray:
+        """The layer's output for input ``x`` (no input checks; call the layer for those)."""
+
+    @abstractmethod
+    def vjp(self, x: Signal, y: np.ndarray, grad_y: np.ndarray) -> Signal:
+        """``dL/dx`` from ``dL/dy``, given the recorded input ``x`` and output ``y``."""
+
+    def check_input(self, x: Signal) -> None:
+        """Raise :class:`LayerInputError` (without the key; the caller adds it) if ``x`` does not fit."""
+
+    def _run(self, x: Signal, key: str, trace: Trace | None) -> np.ndarray:
+        try:
+            self.check_input(x)
+        except LayerInputError as error:
+            where = f"layer {key!r} ({self!r})" if key else repr(self)
+            raise LayerInputError(f"{where}: {error}") from None
+        y = self.forward(x)
+        if trace is not None:
+            trace.records[key] = Record(key, self, x, y)
+        return y
+
+    def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
+        return step(trace[key], signal)
+
+
+def vjp_step(record: Record, grad_y: np.ndarray) -> Signal:
+    """The backpropagation step: the layer's vector-Jacobian product at the recorded point."""
+    return record.layer.vjp(record.input, record.output, grad_y)

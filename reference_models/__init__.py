@@ -1,0 +1,1 @@
+"""Small trained weights shipped with npxai (installed as ``npxai.reference_models``)."""
