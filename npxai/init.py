@@ -19,5 +19,6 @@ def uniform_fan_in(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
     (torch draws weights by ``kaiming_uniform_(a=sqrt(5))``, which has this same bound, and
     biases from the same interval.)
     """
-    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    return _generator.uniform(-bound, bound, size=shape).astype(np.float32)
+    bound = np.float32(1 / math.sqrt(fan_in))
+    unit = _generator.random(shape, dtype=np.float32)
+    return (2 * bound) * unit - np.float32(bound)

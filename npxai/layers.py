@@ -180,10 +180,10 @@ class _Pool2d(Layer):
         self.padding = _pair(padding, "padding", minimum=0)
         self.dilation = _pair(dilation, "dilation")
         self.ceil_mode = bool(ceil_mode)
-        for p, k, d in zip(self.padding, self.kernel_size, self.dilation, strict=True):
-            if 2 * p > d * (k - 1) + 1:
+        for p, k in zip(self.padding, self.kernel_size, strict=True):
+            if p > k // 2:
                 raise ValueError(
-                    f"padding {self.padding} must be at most half the (dilated) kernel size "
+                    f"padding {self.padding} must be at most half the kernel size "
                     f"{self.kernel_size}, as torch requires"
                 )
 

@@ -1,0 +1,45 @@
+"""Shared test helpers. torch is an oracle here only; npxai itself never imports it."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+torch.set_num_threads(1)
+
+settings.register_profile(
+    "npxai", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("npxai")
+
+#: Relative tolerance per dtype, as the issues state them.
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
+TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """``max |actual - expected| / max |expected|`` (the scale of the whole array)."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = max(np.abs(expected).max(initial=0.0), 1e-300)
+    return float(np.abs(actual - expected).max(initial=0.0) / scale)
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: type) -> None:
+    error = relative_error(actual, expected)
+    assert error <= TOLERANCE[dtype], f"relative error {error:.3e} > {TOLERANCE[dtype]:.0e}"
+
+
+def torch_forward_and_vjp(module, x: np.ndarray, grad_y_seed: int = 0):
+    """torch's output and input gradient for a random cotangent; returns (y, g, grad_x)."""
+    xt = torch.tensor(x, requires_grad=True)
+    yt = module(xt)
+    rng = np.random.default_rng(grad_y_seed)
+    g = rng.standard_normal(tuple(yt.shape)).astype(x.dtype)
+    yt.backward(torch.tensor(g))
+    return yt.detach().numpy(), g, xt.grad.numpy()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
