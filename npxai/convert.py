@@ -30,7 +30,9 @@ def _leaf(module: Any) -> Module | None:
     if name == "Linear":
         return layers.Linear(m.in_features, m.out_features, m.bias is not None)
     if name == "MaxPool2d":
-        return layers.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode)
+        return layers.MaxPool2d(
+            m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode
+        )
     if name == "AvgPool2d":
         return layers.AvgPool2d(
             m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override
@@ -87,12 +89,16 @@ def _convert(module: Any, path: str) -> Module:
         return Sequential(children)
     if origin == "torchvision.models.resnet" and kind == "ResNet":
         children = _children(module, ["conv1", "bn1", "relu", "maxpool"], path)
-        children.update(_children(module, ["layer1", "layer2", "layer3", "layer4", "avgpool"], path))
+        children.update(
+            _children(module, ["layer1", "layer2", "layer3", "layer4", "avgpool"], path)
+        )
         children["flatten"] = layers.Flatten(1)
         children.update(_children(module, ["fc"], path))
         return Sequential(children)
     if origin == "torchvision.models.resnet" and kind in ("BasicBlock", "Bottleneck"):
-        names = ["conv1", "bn1", "conv2", "bn2"] + (["conv3", "bn3"] if kind == "Bottleneck" else [])
+        names = ["conv1", "bn1", "conv2", "bn2"] + (
+            ["conv3", "bn3"] if kind == "Bottleneck" else []
+        )
         convs = _children(module, names, path)
         branch = OrderedDict()
         for index, name in enumerate(names):

@@ -10,11 +10,15 @@ import numpy as np
 from .module import Module, vjp_step
 
 
-def resolve_target(output: np.ndarray, target: int | Sequence[int] | np.ndarray | None) -> np.ndarray:
+def resolve_target(
+    output: np.ndarray, target: int | Sequence[int] | np.ndarray | None
+) -> np.ndarray:
     """Per-sample output indices: ``None`` -> each sample's arg-max, an int -> that index for
     every sample, a sequence -> one index per sample. ``output`` must be ``(N, K)``."""
     if output.ndim != 2:
-        raise ValueError(f"the model's output must have shape (N, K) to select a target, got {output.shape}")
+        raise ValueError(
+            f"the model's output must have shape (N, K) to select a target, got {output.shape}"
+        )
     n, k = output.shape
     if target is None:
         return output.argmax(axis=1)
@@ -31,7 +35,9 @@ def resolve_target(output: np.ndarray, target: int | Sequence[int] | np.ndarray 
     return indices.astype(np.int64)
 
 
-def gradient(model: Module, x: Any, target: int | Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+def gradient(
+    model: Module, x: Any, target: int | Sequence[int] | np.ndarray | None = None
+) -> np.ndarray:
     """``d output[n, target[n]] / d x[n]`` for every sample ``n`` of the batch ``x``.
 
     The output is the model's last layer (logits, unless the model ends in a softmax). ``target``

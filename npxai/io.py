@@ -80,10 +80,14 @@ class _TensorRef:
 
     def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple, dtype: str):
         if not isinstance(storage, _Storage):
-            raise pickle.UnpicklingError(f"a tensor was rebuilt from {type(storage).__name__}, not a storage")
+            raise pickle.UnpicklingError(
+                f"a tensor was rebuilt from {type(storage).__name__}, not a storage"
+            )
         ints = (offset, *size, *stride)
         if not all(isinstance(v, int) and v >= 0 for v in ints) or len(size) != len(stride):
-            raise pickle.UnpicklingError(f"bad tensor geometry: offset {offset}, size {size}, stride {stride}")
+            raise pickle.UnpicklingError(
+                f"bad tensor geometry: offset {offset}, size {size}, stride {stride}"
+            )
         self.storage, self.offset, self.size, self.stride, self.dtype = (
             storage, offset, tuple(size), tuple(stride), dtype,
         )  # fmt: skip
@@ -114,15 +118,25 @@ def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):  # noqa: E501
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):  # noqa: E501
     """Stands in for ``torch._utils._rebuild_tensor_v2``: a typed storage's strided view."""
     return _TensorRef(storage, storage_offset, size, stride, getattr(storage, "dtype", None))
 
 
-def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):  # noqa: E501
+def _rebuild_tensor_v3(
+    storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None
+):  # noqa: E501
     """Stands in for ``torch._utils._rebuild_tensor_v3``: an untyped storage read as ``dtype``."""
-    if not isinstance(storage, _Storage) or storage.dtype != "uint8" or not isinstance(dtype, _DType):
-        raise pickle.UnpicklingError("_rebuild_tensor_v3 needs an untyped storage and a torch dtype")
+    if (
+        not isinstance(storage, _Storage)
+        or storage.dtype != "uint8"
+        or not isinstance(dtype, _DType)
+    ):
+        raise pickle.UnpicklingError(
+            "_rebuild_tensor_v3 needs an untyped storage and a torch dtype"
+        )
     storage.dtype = dtype.name
     storage.numel //= np.dtype(TORCH_DTYPES[dtype.name]).itemsize
     return _TensorRef(storage, storage_offset, size, stride, dtype.name)
@@ -263,7 +277,9 @@ def _read_torch_zip(archive: zipfile.ZipFile, path: Path) -> Any:
         raise LoadError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
     prefix = pickles[0][: -len("data.pkl")]
     names = set(archive.namelist())
-    order = archive.read(prefix + "byteorder").decode() if prefix + "byteorder" in names else "little"
+    order = (
+        archive.read(prefix + "byteorder").decode() if prefix + "byteorder" in names else "little"
+    )
     storages: dict[str, _Storage] = {}
     result = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), path, storages).load()
     for key, storage in storages.items():
@@ -313,7 +329,9 @@ def _read_torch_legacy(f: io.BufferedReader, path: Path) -> Any:
                 f"{path}: storage {key} claims {numel} elements of {storage.numel} expected, "
                 f"with {remaining} bytes left in the file"
             )
-        storage.data = _from_bytes(f.read(numel * dtype.itemsize), dtype, "little" if little else "big")
+        storage.data = _from_bytes(
+            f.read(numel * dtype.itemsize), dtype, "little" if little else "big"
+        )
         remaining -= numel * dtype.itemsize
     return result
 

@@ -55,7 +55,9 @@ class Linear(Layer):
         self.in_features = _positive_int(in_features, "in_features")
         self.out_features = _positive_int(out_features, "out_features")
         self.register_parameter("weight", uniform_fan_in((out_features, in_features), in_features))
-        self.register_parameter("bias", uniform_fan_in((out_features,), in_features) if bias else None)
+        self.register_parameter(
+            "bias", uniform_fan_in((out_features,), in_features) if bias else None
+        )
 
     def check_input(self, x: np.ndarray) -> None:
         if x.ndim < 2 or x.shape[-1] != self.in_features:
@@ -105,11 +107,15 @@ class Conv2d(Layer):
                 f"divisible by groups ({groups})"
             )
         if padding_mode != "zeros":
-            raise ValueError(f"padding_mode must be 'zeros' (the only one supported), got {padding_mode!r}")
+            raise ValueError(
+                f"padding_mode must be 'zeros' (the only one supported), got {padding_mode!r}"
+            )
         self.padding_mode = padding_mode
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(f"padding must be 'same', 'valid', an int or a pair, got {padding!r}")
+                raise ValueError(
+                    f"padding must be 'same', 'valid', an int or a pair, got {padding!r}"
+                )
             if padding == "same" and self.stride != (1, 1):
                 raise ValueError(f"padding='same' needs stride 1, got stride={self.stride}")
             self.padding = padding
@@ -173,7 +179,14 @@ class Conv2d(Layer):
 class _Pool2d(Layer):
     """Argument checks shared by max and average pooling."""
 
-    def __init__(self, kernel_size: IntPair, stride: IntPair | None, padding: IntPair, dilation: IntPair, ceil_mode: bool):
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        stride: IntPair | None,
+        padding: IntPair,
+        dilation: IntPair,
+        ceil_mode: bool,
+    ):
         super().__init__()
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
@@ -190,7 +203,9 @@ class _Pool2d(Layer):
     def _out_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return tuple(
             pool.pool_output_size(n, k, s, p, d, self.ceil_mode)
-            for n, k, s, p, d in zip(size, self.kernel_size, self.stride, self.padding, self.dilation, strict=True)
+            for n, k, s, p, d in zip(
+                size, self.kernel_size, self.stride, self.padding, self.dilation, strict=True
+            )
         )
 
     def check_input(self, x: np.ndarray) -> None:
@@ -214,11 +229,15 @@ class MaxPool2d(_Pool2d):
         ceil_mode: bool = False,
     ):
         if return_indices:
-            raise ValueError("MaxPool2d(return_indices=True) is not supported: npxai layers return one array")
+            raise ValueError(
+                "MaxPool2d(return_indices=True) is not supported: npxai layers return one array"
+            )
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
 
     def _pool(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return pool.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return pool.max_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._pool(x)[0]
@@ -274,13 +293,21 @@ class AdaptiveAvgPool2d(Layer):
 
     def __init__(self, output_size: int | tuple[int | None, int | None]):
         super().__init__()
-        pair = (output_size, output_size) if not isinstance(output_size, tuple | list) else tuple(output_size)
+        pair = (
+            (output_size, output_size)
+            if not isinstance(output_size, tuple | list)
+            else tuple(output_size)
+        )
         if len(pair) != 2 or not all(v is None or (isinstance(v, int) and v >= 1) for v in pair):
-            raise ValueError(f"output_size must be a positive int or a pair of them (or None), got {output_size!r}")
+            raise ValueError(
+                f"output_size must be a positive int or a pair of them (or None), got {output_size!r}"
+            )
         self.output_size = pair
 
     def _resolve(self, x: np.ndarray) -> tuple[int, int]:
-        return tuple(n if o is None else o for o, n in zip(self.output_size, x.shape[-2:], strict=True))
+        return tuple(
+            n if o is None else o for o, n in zip(self.output_size, x.shape[-2:], strict=True)
+        )
 
     def check_input(self, x: np.ndarray) -> None:
         _expect_ndim(x, (4,), "(N, C, H, W)")
@@ -337,7 +364,9 @@ class _BatchNorm(Layer):
         )  # fmt: skip
 
     def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return norm.batch_norm_vjp(grad_y, _cast(self.running_var, x), _cast(self.weight, x), self.eps)
+        return norm.batch_norm_vjp(
+            grad_y, _cast(self.running_var, x), _cast(self.weight, x), self.eps
+        )
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
@@ -529,5 +558,7 @@ class Add(Layer):
     def forward(self, x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         return x[0] + x[1]
 
-    def vjp(self, x: tuple[np.ndarray, np.ndarray], y: np.ndarray, grad_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def vjp(
+        self, x: tuple[np.ndarray, np.ndarray], y: np.ndarray, grad_y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         return grad_y, grad_y

@@ -212,9 +212,7 @@ class Module(ABC):
             value = np.asarray(state_dict[key])
             current = getattr(module, store)[name]
             if value.shape != current.shape:
-                problems.append(
-                    f"  {key}: expected shape {current.shape}, found {value.shape}"
-                )
+                problems.append(f"  {key}: expected shape {current.shape}, found {value.shape}")
             elif current.dtype.kind == "f" and value.dtype.kind != "f":
                 problems.append(f"  {key}: expected a floating-point array, found {value.dtype}")
             elif value.dtype.kind not in "fiub":

@@ -67,7 +67,10 @@ def conv_chain(draw):
     features = channels * size[0] * size[1]
     for _ in range(draw(st.integers(1, 3), label="dense layers")):
         out = draw(st.integers(2, 6))
-        modules += [torch.nn.Linear(features, out), draw(st.sampled_from([torch.nn.ReLU(), torch.nn.Tanh()]))]
+        modules += [
+            torch.nn.Linear(features, out),
+            draw(st.sampled_from([torch.nn.ReLU(), torch.nn.Tanh()])),
+        ]
         features = out
     modules.append(torch.nn.Linear(features, draw(st.integers(2, 5))))
     return torch.nn.Sequential(*modules), input_shape
@@ -116,7 +119,9 @@ def test_nested_residual_blocks_match_torch(stride, project, dtype, seed):
 
     def block(c_in, c_out, stride, project):
         branch = torch.nn.Sequential(
-            torch.nn.Conv2d(c_in, c_out, 3, stride, 1), torch.nn.ReLU(), torch.nn.Conv2d(c_out, c_out, 3, 1, 1)
+            torch.nn.Conv2d(c_in, c_out, 3, stride, 1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(c_out, c_out, 3, 1, 1),
         )
         shortcut = (
             torch.nn.Sequential(torch.nn.Conv2d(c_in, c_out, 1, stride), torch.nn.BatchNorm2d(c_out).eval())
@@ -125,7 +130,9 @@ def test_nested_residual_blocks_match_torch(stride, project, dtype, seed):
         return TorchResidual(branch, shortcut, torch.nn.ReLU())
 
     blocks = [block(c_in, c_out, stride, project or c_in != c_out), block(c_out, c_out, 1, False)]
-    head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c_out, 4))
+    head = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c_out, 4)
+    )
     model = torch.nn.Sequential(*blocks, head).to(TORCH_DTYPE[dtype]).eval()
     ours = npxai.Sequential(
         *[npxai.Residual(npxai.from_torch(b.branch), npxai.from_torch(b.shortcut), npxai.layers.ReLU())

@@ -30,7 +30,9 @@ def basic_block(in_channels: int, channels: int, stride: int = 1) -> Residual:
         bn2=BatchNorm2d(channels),
     )
     shortcut = _downsample(in_channels, channels, stride)
-    return Residual(branch, None if shortcut is None else {"downsample": shortcut}, {"relu": ReLU(True)})
+    return Residual(
+        branch, None if shortcut is None else {"downsample": shortcut}, {"relu": ReLU(True)}
+    )
 
 
 def bottleneck(in_channels: int, channels: int, stride: int = 1) -> Residual:
@@ -47,7 +49,9 @@ def bottleneck(in_channels: int, channels: int, stride: int = 1) -> Residual:
         bn3=BatchNorm2d(out),
     )
     shortcut = _downsample(in_channels, out, stride)
-    return Residual(branch, None if shortcut is None else {"downsample": shortcut}, {"relu": ReLU(True)})
+    return Residual(
+        branch, None if shortcut is None else {"downsample": shortcut}, {"relu": ReLU(True)}
+    )
 
 
 def resnet(block: str, layers: list[int], num_classes: int = 1000) -> Sequential:

@@ -3,7 +3,16 @@
 from collections import OrderedDict
 
 from ..containers import Sequential
-from ..layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from ..layers import (
+    AdaptiveAvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+)
 
 #: Output channels of each 3x3 convolution, "M" for a 2x2 max-pool (torchvision's configs A-E).
 CONFIGS = {

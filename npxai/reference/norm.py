@@ -8,9 +8,7 @@ def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def batch_norm_scale(
-    running_var: np.ndarray, weight: np.ndarray | None, eps: float
-) -> np.ndarray:
+def batch_norm_scale(running_var: np.ndarray, weight: np.ndarray | None, eps: float) -> np.ndarray:
     """``s_c = gamma_c / sqrt(var_c + eps)`` (``gamma = 1`` when the layer has no affine weight)."""
     scale = 1 / np.sqrt(running_var + eps)
     return scale if weight is None else weight * scale

@@ -77,7 +77,9 @@ def max_pool2d(
     return best, argmax
 
 
-def max_pool2d_vjp(grad_y: np.ndarray, argmax: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+def max_pool2d_vjp(
+    grad_y: np.ndarray, argmax: np.ndarray, input_size: tuple[int, int]
+) -> np.ndarray:
     """``dL/dx[n, c, h, w] = sum of dL/dy[n, c, p, q] over the outputs whose argmax is (h, w)``."""
     n, c = grad_y.shape[:2]
     grad_x = np.zeros((n * c, input_size[0] * input_size[1]), dtype=grad_y.dtype)

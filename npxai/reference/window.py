@@ -34,4 +34,6 @@ def window(
     ``offset = (i, j)`` is the kernel position; the result has shape ``(..., out_h, out_w)``.
     """
     (i, j), (oh, ow), (sh, sw), (dh, dw) = offset, out_size, stride, dilation
-    return xp[..., i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+    return xp[
+        ..., i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw
+    ]
