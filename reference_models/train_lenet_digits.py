@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import save_file
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 HERE = Path(__file__).parent
 
@@ -42,6 +40,9 @@ def torch_lenet() -> torch.nn.Sequential:
 
 
 def main() -> None:
+    from sklearn.datasets import load_digits  # training needs scikit-learn; the tests do not
+    from sklearn.model_selection import train_test_split
+
     torch.set_num_threads(1)
     torch.manual_seed(0)
     digits = load_digits()
