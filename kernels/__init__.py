@@ -1,5 +1,6 @@
-"""Compiled kernels (installed as ``npxai.kernels``): Numba CPU kernels, and later their CUDA twins.
+"""Compiled kernels, installed as ``npxai.kernels``.
 
-Empty until the compiled-kernel issue lands; every operation's NumPy reference is in
-``npxai.reference``.
+``cpu/`` holds the Numba CPU kernels; ``cuda/`` will hold their numba.cuda twins. Each file has the
+name of, and the same public functions (same signatures) as, its NumPy reference in
+``npxai/reference/``, so ``npxai.backend.implementation(family, backend)`` swaps one for the other.
 """

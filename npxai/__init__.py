@@ -5,6 +5,7 @@ in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without tor
 """
 
 from . import layers, models, reference
+from .backend import BackendError, get_backend, set_backend, use_backend
 from .containers import Residual, Sequential
 from .convert import from_torch
 from .errors import ConversionError, LayerInputError, LoadError, StateDictError, UnsafePickleError
@@ -16,6 +17,10 @@ from .module import Layer, Module, Record, Trace
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
+    "get_backend",
+    "set_backend",
+    "use_backend",
     "ConversionError",
     "Layer",
     "LayerInputError",

@@ -12,10 +12,10 @@ from .module import Module, Signal, Step, Trace, join
 
 
 def _run_chain(
-    modules: list[tuple[str, Module]], x: Signal, key: str, trace: Trace | None
+    modules: list[tuple[str, Module]], x: Signal, key: str, trace: Trace | None, backend: str
 ) -> Signal:
     for name, module in modules:
-        x = module._run(x, join(key, name), trace)
+        x = module._run(x, join(key, name), trace, backend)
     return x
 
 
@@ -58,8 +58,8 @@ class Sequential(Module):
         self.add_module(str(len(self)), module)
         return self
 
-    def _run(self, x: Signal, key: str, trace: Trace | None) -> np.ndarray:
-        return _run_chain(list(self._modules.items()), x, key, trace)
+    def _run(self, x: Signal, key: str, trace: Trace | None, backend: str) -> np.ndarray:
+        return _run_chain(list(self._modules.items()), x, key, trace, backend)
 
     def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
         return _backward_chain(list(self._modules.items()), trace, key, signal, step)
@@ -100,11 +100,11 @@ class Residual(Module):
     def _chain(self, part: str) -> list[tuple[str, Module]]:
         return [(name, self._modules[name]) for name in self._parts[part]]
 
-    def _run(self, x: np.ndarray, key: str, trace: Trace | None) -> np.ndarray:
-        branch = _run_chain(self._chain("branch"), x, key, trace)
-        shortcut = _run_chain(self._chain("shortcut"), x, key, trace)
-        y = self.add._run((branch, shortcut), join(key, "add"), trace)
-        return _run_chain(self._chain("post"), y, key, trace)
+    def _run(self, x: np.ndarray, key: str, trace: Trace | None, backend: str) -> np.ndarray:
+        branch = _run_chain(self._chain("branch"), x, key, trace, backend)
+        shortcut = _run_chain(self._chain("shortcut"), x, key, trace, backend)
+        y = self.add._run((branch, shortcut), join(key, "add"), trace, backend)
+        return _run_chain(self._chain("post"), y, key, trace, backend)
 
     def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
         signal = _backward_chain(self._chain("post"), trace, key, signal, step)

@@ -36,16 +36,19 @@ def resolve_target(
 
 
 def gradient(
-    model: Module, x: Any, target: int | Sequence[int] | np.ndarray | None = None
+    model: Module,
+    x: Any,
+    target: int | Sequence[int] | np.ndarray | None = None,
+    backend: str | None = None,
 ) -> np.ndarray:
     """``d output[n, target[n]] / d x[n]`` for every sample ``n`` of the batch ``x``.
 
     The output is the model's last layer (logits, unless the model ends in a softmax). ``target``
     defaults to each sample's arg-max output (see :func:`resolve_target`). The result has the
-    shape and dtype of ``x``.
+    shape and dtype of ``x``. ``backend`` defaults to :func:`npxai.get_backend`.
     """
-    trace = model.trace(x)
+    trace = model.trace(x, backend)
     indices = resolve_target(trace.output, target)
     seed = np.zeros_like(trace.output)
     seed[np.arange(len(indices)), indices] = 1
-    return model.backward(trace, seed, vjp_step)
+    return model.backward(trace, seed, vjp_step(trace.backend))

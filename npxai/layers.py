@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import implementation, resolve
 from .errors import LayerInputError
 from .init import uniform_fan_in
 from .module import Layer
-from .reference import activation, conv, linear, norm, pool
+from .reference import conv, pool
 
 IntPair = int | tuple[int, int]
 
@@ -29,6 +30,11 @@ def _positive_int(value: int, name: str) -> int:
     if not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+def _ops(family: str, backend: str | None):
+    """The module implementing ``family`` on ``backend`` (reference or compiled kernels)."""
+    return implementation(family, resolve(backend))
 
 
 def _cast(array: np.ndarray | None, like: np.ndarray) -> np.ndarray | None:
@@ -65,11 +71,13 @@ class Linear(Layer):
                 f"expected input of shape (N, ..., {self.in_features}), got shape {x.shape}"
             )
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return linear.linear(x, _cast(self.weight, x), _cast(self.bias, x))
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("linear", backend).linear(x, _cast(self.weight, x), _cast(self.bias, x))
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return linear.linear_vjp(grad_y, _cast(self.weight, x))
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("linear", backend).linear_vjp(grad_y, _cast(self.weight, x))
 
     def extra_repr(self) -> str:
         return (
@@ -148,14 +156,16 @@ class Conv2d(Layer):
                 f"input of spatial size {x.shape[-2:]} is smaller than the (dilated) kernel"
             )
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return conv.conv2d(
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("conv", backend).conv2d(
             x, _cast(self.weight, x), _cast(self.bias, x), self.stride,
             self.explicit_padding(), self.dilation, self.groups,
         )  # fmt: skip
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return conv.conv2d_vjp(
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("conv", backend).conv2d_vjp(
             grad_y, _cast(self.weight, x), x.shape[-2:], self.stride,
             self.explicit_padding(), self.dilation, self.groups,
         )  # fmt: skip
@@ -234,16 +244,18 @@ class MaxPool2d(_Pool2d):
             )
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
 
-    def _pool(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return pool.max_pool2d(
+    def _pool(self, x: np.ndarray, backend: str | None) -> tuple[np.ndarray, np.ndarray]:
+        return _ops("pool", backend).max_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
         )
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return self._pool(x)[0]
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return self._pool(x, backend)[0]
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return pool.max_pool2d_vjp(grad_y, self._pool(x)[1], x.shape[-2:])
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("pool", backend).max_pool2d_vjp(grad_y, self._pool(x, backend)[1], x.shape[-2:])
 
     def extra_repr(self) -> str:
         return (
@@ -271,14 +283,16 @@ class AvgPool2d(_Pool2d):
             divisor_override = _positive_int(divisor_override, "divisor_override")
         self.divisor_override = divisor_override
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return pool.avg_pool2d(
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("pool", backend).avg_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
             self.count_include_pad, self.divisor_override,
         )  # fmt: skip
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return pool.avg_pool2d_vjp(
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("pool", backend).avg_pool2d_vjp(
             grad_y, x.shape[-2:], self.kernel_size, self.stride, self.padding,
             self.count_include_pad, self.divisor_override,
         )  # fmt: skip
@@ -312,11 +326,13 @@ class AdaptiveAvgPool2d(Layer):
     def check_input(self, x: np.ndarray) -> None:
         _expect_ndim(x, (4,), "(N, C, H, W)")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return pool.adaptive_avg_pool2d(x, self._resolve(x))
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("pool", backend).adaptive_avg_pool2d(x, self._resolve(x))
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return pool.adaptive_avg_pool2d_vjp(grad_y, x.shape[-2:])
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("pool", backend).adaptive_avg_pool2d_vjp(grad_y, x.shape[-2:])
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -357,14 +373,16 @@ class _BatchNorm(Layer):
         _expect_ndim(x, self.ndims, self.layout)
         _expect_channels(x, self.num_features, self.layout)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return norm.batch_norm(
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("norm", backend).batch_norm(
             x, _cast(self.running_mean, x), _cast(self.running_var, x),
             _cast(self.weight, x), _cast(self.bias, x), self.eps,
         )  # fmt: skip
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return norm.batch_norm_vjp(
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("norm", backend).batch_norm_vjp(
             grad_y, _cast(self.running_var, x), _cast(self.weight, x), self.eps
         )
 
@@ -392,11 +410,13 @@ class ReLU(Layer):
     def __init__(self, inplace: bool = False):
         super().__init__()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return activation.relu(x)
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("activation", backend).relu(x)
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return activation.relu_vjp(grad_y, x)
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("activation", backend).relu_vjp(grad_y, x)
 
 
 class ReLU6(Layer):
@@ -405,11 +425,13 @@ class ReLU6(Layer):
     def __init__(self, inplace: bool = False):
         super().__init__()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return activation.relu6(x)
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("activation", backend).relu6(x)
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return activation.relu6_vjp(grad_y, x)
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("activation", backend).relu6_vjp(grad_y, x)
 
 
 class LeakyReLU(Layer):
@@ -419,11 +441,13 @@ class LeakyReLU(Layer):
         super().__init__()
         self.negative_slope = float(negative_slope)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return activation.leaky_relu(x, self.negative_slope)
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("activation", backend).leaky_relu(x, self.negative_slope)
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return activation.leaky_relu_vjp(grad_y, x, self.negative_slope)
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("activation", backend).leaky_relu_vjp(grad_y, x, self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -435,11 +459,13 @@ class Tanh(Layer):
     def __init__(self) -> None:
         super().__init__()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return activation.tanh(x)
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("activation", backend).tanh(x)
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return activation.tanh_vjp(grad_y, y)
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("activation", backend).tanh_vjp(grad_y, y)
 
 
 class Sigmoid(Layer):
@@ -448,11 +474,13 @@ class Sigmoid(Layer):
     def __init__(self) -> None:
         super().__init__()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return activation.sigmoid(x)
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("activation", backend).sigmoid(x)
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return activation.sigmoid_vjp(grad_y, y)
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("activation", backend).sigmoid_vjp(grad_y, y)
 
 
 class Softmax(Layer):
@@ -469,11 +497,13 @@ class Softmax(Layer):
         if not -x.ndim <= self.dim < x.ndim:
             raise LayerInputError(f"dim={self.dim} is out of range for input of shape {x.shape}")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return activation.softmax(x, self.dim)
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops("activation", backend).softmax(x, self.dim)
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
-        return activation.softmax_vjp(grad_y, y, self.dim)
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops("activation", backend).softmax_vjp(grad_y, y, self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -496,11 +526,13 @@ class Flatten(Layer):
                 f"start_dim={self.start_dim}, end_dim={self.end_dim} do not fit input of shape {x.shape}"
             )
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
         start, end = self._span(x.ndim)
         return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
         return grad_y.reshape(x.shape)
 
     def extra_repr(self) -> str:
@@ -516,10 +548,12 @@ class Dropout(Layer):
             raise ValueError(f"dropout probability p must be in [0, 1], got {p!r}")
         self.p = float(p)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
         return x
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
         return grad_y
 
     def extra_repr(self) -> str:
@@ -532,10 +566,12 @@ class Identity(Layer):
     def __init__(self, *args: object, **kwargs: object):
         super().__init__()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
         return x
 
-    def vjp(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
         return grad_y
 
 
@@ -555,10 +591,14 @@ class Add(Layer):
                 f"the branch output {a.shape} and the shortcut output {b.shape} must have one shape"
             )
 
-    def forward(self, x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def forward(self, x: tuple[np.ndarray, np.ndarray], backend: str | None = None) -> np.ndarray:
         return x[0] + x[1]
 
     def vjp(
-        self, x: tuple[np.ndarray, np.ndarray], y: np.ndarray, grad_y: np.ndarray
+        self,
+        x: tuple[np.ndarray, np.ndarray],
+        y: np.ndarray,
+        grad_y: np.ndarray,
+        backend: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         return grad_y, grad_y

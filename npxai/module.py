@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .backend import resolve
 from .errors import LayerInputError, StateDictError
 
 Signal = np.ndarray | tuple[np.ndarray, ...]
@@ -45,8 +46,9 @@ class Record:
 class Trace(Mapping[str, Record]):
     """Every leaf layer's :class:`Record` from one forward pass, keyed and in execution order."""
 
-    def __init__(self, x: np.ndarray):
+    def __init__(self, x: np.ndarray, backend: str):
         self.input = x
+        self.backend = backend
         self.output: np.ndarray | None = None
         self.records: dict[str, Record] = {}
 
@@ -234,27 +236,28 @@ class Module(ABC):
         return LoadResult(missing, unexpected)
 
     # --- running ----------------------------------------------------------------------------
-    def __call__(self, x: Any) -> np.ndarray:
+    def __call__(self, x: Any, backend: str | None = None) -> np.ndarray:
         """The forward pass. ``x`` must be a finite float32 or float64 array; its dtype is the
-        computation's dtype."""
-        return self._run(check_input(x), "", None)
+        computation's dtype. ``backend`` defaults to :func:`npxai.get_backend`."""
+        return self._run(check_input(x), "", None, resolve(backend))
 
-    def trace(self, x: Any) -> Trace:
+    def trace(self, x: Any, backend: str | None = None) -> Trace:
         """The forward pass, recording every leaf's input and output (see :class:`Trace`)."""
         x = check_input(x)
-        trace = Trace(x)
-        trace.output = self._run(x, "", trace)
+        trace = Trace(x, resolve(backend))
+        trace.output = self._run(x, "", trace, trace.backend)
         return trace
 
     def backward(self, trace: Trace, signal: np.ndarray, step: Step) -> np.ndarray:
         """Walk the recorded leaves from output to input, applying ``step`` at each one.
 
-        With ``step = vjp_step`` this is backpropagation of ``signal`` (``dL/d output``).
+        With ``step = vjp_step(trace.backend)`` this is backpropagation of ``signal``
+        (``dL/d output``).
         """
         return self._backward(trace, "", signal, step)
 
     @abstractmethod
-    def _run(self, x: Signal, key: str, trace: Trace | None) -> np.ndarray:
+    def _run(self, x: Signal, key: str, trace: Trace | None, backend: str) -> np.ndarray:
         """Forward pass of this module, found in the tree at ``key``."""
 
     @abstractmethod
@@ -279,23 +282,25 @@ class Layer(Module):
     """A leaf of the tree: it owns the maths of its forward pass and of its input VJP."""
 
     @abstractmethod
-    def forward(self, x: Signal) -> np.ndarray:
+    def forward(self, x: Signal, backend: str | None = None) -> np.ndarray:
         """The layer's output for input ``x`` (no input checks; call the layer for those)."""
 
     @abstractmethod
-    def vjp(self, x: Signal, y: np.ndarray, grad_y: np.ndarray) -> Signal:
+    def vjp(
+        self, x: Signal, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> Signal:
         """``dL/dx`` from ``dL/dy``, given the recorded input ``x`` and output ``y``."""
 
     def check_input(self, x: Signal) -> None:
         """Raise :class:`LayerInputError` (without the key; the caller adds it) if ``x`` does not fit."""
 
-    def _run(self, x: Signal, key: str, trace: Trace | None) -> np.ndarray:
+    def _run(self, x: Signal, key: str, trace: Trace | None, backend: str) -> np.ndarray:
         try:
             self.check_input(x)
         except LayerInputError as error:
             where = f"layer {key!r} ({self!r})" if key else repr(self)
             raise LayerInputError(f"{where}: {error}") from None
-        y = self.forward(x)
+        y = self.forward(x, backend)
         if trace is not None:
             trace.records[key] = Record(key, self, x, y)
         return y
@@ -304,6 +309,10 @@ class Layer(Module):
         return step(trace[key], signal)
 
 
-def vjp_step(record: Record, grad_y: np.ndarray) -> Signal:
-    """The backpropagation step: the layer's vector-Jacobian product at the recorded point."""
-    return record.layer.vjp(record.input, record.output, grad_y)
+def vjp_step(backend: str) -> Step:
+    """The backpropagation step: each layer's vector-Jacobian product at the recorded point."""
+
+    def step(record: Record, grad_y: np.ndarray) -> Signal:
+        return record.layer.vjp(record.input, record.output, grad_y, backend)
+
+    return step

@@ -17,16 +17,20 @@ TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
 TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
 
 
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """``max |actual - expected| / max |expected|`` (the scale of the whole array)."""
+def relative_error(actual: np.ndarray, expected: np.ndarray, scale: float | None = None) -> float:
+    """``max |actual - expected| / scale``, the scale being ``max |expected|`` unless given (give
+    the size of the summed terms where a result is a cancellation of larger ones)."""
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    scale = max(np.abs(expected).max(initial=0.0), 1e-300)
-    return float(np.abs(actual - expected).max(initial=0.0) / scale)
+    if scale is None:
+        scale = np.abs(expected).max(initial=0.0)
+    return float(np.abs(actual - expected).max(initial=0.0) / max(scale, 1e-300))
 
 
-def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: type) -> None:
-    error = relative_error(actual, expected)
+def assert_close(
+    actual: np.ndarray, expected: np.ndarray, dtype: type, scale: float | None = None
+) -> None:
+    error = relative_error(actual, expected, scale)
     assert error <= TOLERANCE[dtype], f"relative error {error:.3e} > {TOLERANCE[dtype]:.0e}"
 
 

@@ -1,4 +1,5 @@
-"""Random compositions of layers, and residual blocks, against torch autograd.
+"""Random compositions of layers, and residual blocks, against torch autograd, on both CPU
+backends (the NumPy reference and the compiled kernels).
 
 hypothesis draws a chain of layers whose shapes fit together (convolutions with strides, padding,
 groups and dilation; pools with ceil_mode; batch norm; activations; then flatten and dense
@@ -7,6 +8,7 @@ layers), builds it in torch, converts it with ``npxai.from_torch``, and compares
 """
 
 import numpy as np
+import pytest
 import torch
 from conftest import TORCH_DTYPE, assert_close
 from hypothesis import given
@@ -83,19 +85,20 @@ def torch_gradient(model, x: np.ndarray, target: np.ndarray) -> tuple[np.ndarray
     return y.detach().numpy(), xt.grad.numpy()
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @given(chain=conv_chain(), batch=st.integers(1, 3), dtype=st.sampled_from([np.float64, np.float32]),
        seed=st.integers(0, 2**31))  # fmt: skip
-def test_random_chains_match_torch(chain, batch, dtype, seed):
+def test_random_chains_match_torch(backend, chain, batch, dtype, seed):
     model, input_shape = chain
     model = model.to(TORCH_DTYPE[dtype]).eval()
     ours = npxai.from_torch(model)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, *input_shape)).astype(dtype)
-    output = ours(x)
+    output = ours(x, backend=backend)
     target = rng.integers(0, output.shape[1], batch)
     expected_output, expected_gradient = torch_gradient(model, x, target)
     assert_close(output, expected_output, dtype)
-    gradient = npxai.gradient(ours, x, target)
+    gradient = npxai.gradient(ours, x, target, backend=backend)
     assert gradient.dtype == dtype
     assert_close(gradient, expected_gradient, dtype)
 
@@ -111,9 +114,10 @@ class TorchResidual(torch.nn.Module):
         return self.post(self.branch(x) + self.shortcut(x))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @given(stride=st.integers(1, 2), project=st.booleans(), dtype=st.sampled_from([np.float64, np.float32]),
        seed=st.integers(0, 2**31))  # fmt: skip
-def test_nested_residual_blocks_match_torch(stride, project, dtype, seed):
+def test_nested_residual_blocks_match_torch(backend, stride, project, dtype, seed):
     torch.manual_seed(seed % 1000)
     c_in, c_out = 3, 3 if (stride == 1 and not project) else 5
 
@@ -142,5 +146,5 @@ def test_nested_residual_blocks_match_torch(stride, project, dtype, seed):
     x = np.random.default_rng(seed).standard_normal((2, c_in, 7, 6)).astype(dtype)
     target = np.array([0, 3])
     expected_output, expected_gradient = torch_gradient(model, x, target)
-    assert_close(ours(x), expected_output, dtype)
-    assert_close(npxai.gradient(ours, x, target), expected_gradient, dtype)
+    assert_close(ours(x, backend=backend), expected_output, dtype)
+    assert_close(npxai.gradient(ours, x, target, backend=backend), expected_gradient, dtype)

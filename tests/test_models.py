@@ -43,12 +43,14 @@ def test_constructor_loads_torchvision_weights_and_reproduces_logits(name):
     x = np.random.default_rng(0).standard_normal((2, 3, 40, 40)).astype(np.float32)
     with torch.no_grad():
         expected = theirs(torch.tensor(x)).numpy()
-    assert_close(ours(x), expected, np.float32)
+    assert_close(ours(x), expected, np.float32)  # the default backend: compiled kernels
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("name", ["vgg11_bn", "resnet18"])
-def test_float64_logits_and_gradient_and_from_torch(name):
-    """In float64 the converted model and the constructor agree with torch to 1e-10."""
+def test_float64_logits_and_gradient_and_from_torch(name, backend):
+    """In float64 the converted model and the constructor agree with torch to 1e-10, on both
+    CPU backends."""
     torch.manual_seed(1)
     theirs = getattr(torchvision.models, name)(weights=None, num_classes=7).double().eval()
     randomise_batch_norms(theirs, 2)
@@ -60,8 +62,8 @@ def test_float64_logits_and_gradient_and_from_torch(name):
     y = theirs(xt)
     y[:, 3].sum().backward()
     for ours in (constructed, converted):
-        assert_close(ours(x), y.detach().numpy(), np.float64)
-        assert_close(npxai.gradient(ours, x, target=3), xt.grad.numpy(), np.float64)
+        assert_close(ours(x, backend=backend), y.detach().numpy(), np.float64)
+        assert_close(npxai.gradient(ours, x, 3, backend), xt.grad.numpy(), np.float64)
 
 
 def test_lenet_key_layout_and_logits():

@@ -1,0 +1,169 @@
+"""Element-wise activations and softmax, compiled. Same functions as ``npxai.reference.activation``.
+
+The element-wise kernels run over the flattened (contiguous) array, so one compiled version
+serves every shape; softmax runs over rows after moving ``dim`` last.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).reshape(-1)
+
+
+@njit(parallel=True, cache=True)
+def _relu(x, y):
+    for i in prange(x.size):
+        y[i] = x[i] if x[i] > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _relu_vjp(g, x, out):
+    for i in prange(x.size):
+        out[i] = g[i] if x[i] > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _relu6(x, y):
+    for i in prange(x.size):
+        y[i] = min(max(x[i], 0), 6)
+
+
+@njit(parallel=True, cache=True)
+def _relu6_vjp(g, x, out):
+    for i in prange(x.size):
+        out[i] = g[i] if 0 < x[i] < 6 else 0
+
+
+@njit(parallel=True, cache=True)
+def _leaky_relu(x, slope, y):
+    for i in prange(x.size):
+        y[i] = x[i] if x[i] > 0 else x[i] * slope
+
+
+@njit(parallel=True, cache=True)
+def _leaky_relu_vjp(g, x, slope, out):
+    for i in prange(x.size):
+        out[i] = g[i] if x[i] > 0 else g[i] * slope
+
+
+@njit(parallel=True, cache=True)
+def _tanh(x, y):
+    for i in prange(x.size):
+        y[i] = np.tanh(x[i])
+
+
+@njit(parallel=True, cache=True)
+def _tanh_vjp(g, y, out):
+    for i in prange(y.size):
+        out[i] = g[i] * (1 - y[i] * y[i])
+
+
+@njit(parallel=True, cache=True)
+def _sigmoid(x, y):
+    for i in prange(x.size):
+        e = np.exp(-abs(x[i]))
+        y[i] = 1 / (1 + e) if x[i] >= 0 else e / (1 + e)
+
+
+@njit(parallel=True, cache=True)
+def _sigmoid_vjp(g, y, out):
+    for i in prange(y.size):
+        out[i] = g[i] * y[i] * (1 - y[i])
+
+
+@njit(parallel=True, cache=True)
+def _softmax_rows(x, y):
+    for r in prange(x.shape[0]):
+        top = x[r, 0]
+        for k in range(1, x.shape[1]):
+            top = max(top, x[r, k])
+        total = x[r, 0] * 0  # accumulate in the array's dtype, as the reference does
+        for k in range(x.shape[1]):
+            y[r, k] = np.exp(x[r, k] - top)
+            total += y[r, k]
+        for k in range(x.shape[1]):
+            y[r, k] /= total
+
+
+@njit(parallel=True, cache=True)
+def _softmax_vjp_rows(g, y, out):
+    for r in prange(y.shape[0]):
+        dot = y[r, 0] * 0
+        for k in range(y.shape[1]):
+            dot += g[r, k] * y[r, k]
+        for k in range(y.shape[1]):
+            out[r, k] = y[r, k] * (g[r, k] - dot)
+
+
+def _elementwise(kernel, *arrays_then_scalars, shape):
+    arrays = [_flat(a) if isinstance(a, np.ndarray) else a for a in arrays_then_scalars]
+    out = np.empty(arrays[0].size, dtype=arrays[0].dtype)
+    kernel(*arrays, out)
+    return out.reshape(shape)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return _elementwise(_relu, x, shape=x.shape)
+
+
+def relu_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return _elementwise(_relu_vjp, grad_y, x, shape=x.shape)
+
+
+def relu6(x: np.ndarray) -> np.ndarray:
+    return _elementwise(_relu6, x, shape=x.shape)
+
+
+def relu6_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return _elementwise(_relu6_vjp, grad_y, x, shape=x.shape)
+
+
+def leaky_relu(x: np.ndarray, negative_slope: float) -> np.ndarray:
+    return _elementwise(_leaky_relu, x, x.dtype.type(negative_slope), shape=x.shape)
+
+
+def leaky_relu_vjp(grad_y: np.ndarray, x: np.ndarray, negative_slope: float) -> np.ndarray:
+    return _elementwise(_leaky_relu_vjp, grad_y, x, x.dtype.type(negative_slope), shape=x.shape)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    return _elementwise(_tanh, x, shape=x.shape)
+
+
+def tanh_vjp(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return _elementwise(_tanh_vjp, grad_y, y, shape=y.shape)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return _elementwise(_sigmoid, x, shape=x.shape)
+
+
+def sigmoid_vjp(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return _elementwise(_sigmoid_vjp, grad_y, y, shape=y.shape)
+
+
+def _rows(x: np.ndarray, dim: int) -> np.ndarray:
+    """``x`` with ``dim`` moved last, as a contiguous 2-D array of rows."""
+    moved = np.moveaxis(x, dim, -1)
+    return np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+
+
+def _unrows(rows: np.ndarray, like: np.ndarray, dim: int) -> np.ndarray:
+    moved_shape = np.moveaxis(like, dim, -1).shape
+    return np.moveaxis(rows.reshape(moved_shape), -1, dim)
+
+
+def softmax(x: np.ndarray, dim: int) -> np.ndarray:
+    rows = _rows(x, dim)
+    out = np.empty_like(rows)
+    _softmax_rows(rows, out)
+    return _unrows(out, x, dim)
+
+
+def softmax_vjp(grad_y: np.ndarray, y: np.ndarray, dim: int) -> np.ndarray:
+    rows = _rows(y, dim)
+    out = np.empty_like(rows)
+    _softmax_vjp_rows(_rows(grad_y, dim), rows, out)
+    return _unrows(out, y, dim)

@@ -1,0 +1,199 @@
+"""Max, average and adaptive average pooling, compiled. Same functions as ``npxai.reference.pool``.
+
+Every kernel runs one (sample, channel) plane per parallel task and reads the input with bounds
+checks instead of padding it. Output sizes, tie rules and divisors are the reference's.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from npxai.reference.pool import adaptive_bins, pool_output_size
+
+
+@njit(parallel=True, cache=True)
+def _max_pool(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
+    planes, h, w = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    for plane in prange(planes):
+        for p in range(oh):
+            for q in range(ow):
+                best = -np.inf
+                index = 0
+                for i in range(kh):
+                    hi = p * sh - ph + i * dh
+                    if hi < 0 or hi >= h:
+                        continue
+                    for j in range(kw):
+                        wi = q * sw - pw + j * dw
+                        if 0 <= wi < w and x[plane, hi, wi] > best:
+                            best = x[plane, hi, wi]
+                            index = hi * w + wi
+                y[plane, p, q] = best
+                argmax[plane, p, q] = index
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_vjp(g, argmax, gx):
+    planes, size = gx.shape
+    for plane in prange(planes):
+        for k in range(g.shape[1]):
+            gx[plane, argmax[plane, k]] += g[plane, k]
+
+
+@njit(cache=True)
+def _divisor(p, q, h, w, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    if divisor_override > 0:
+        return divisor_override
+    h0, w0 = p * sh - ph, q * sw - pw
+    h1, w1 = min(h0 + kh, h + ph), min(w0 + kw, w + pw)
+    if count_include_pad:
+        return (h1 - h0) * (w1 - w0)
+    return (min(h1, h) - max(h0, 0)) * (min(w1, w) - max(w0, 0))
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    planes, h, w = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    for plane in prange(planes):
+        for p in range(oh):
+            for q in range(ow):
+                total = x[plane, 0, 0] * 0
+                for hi in range(max(p * sh - ph, 0), min(p * sh - ph + kh, h)):
+                    for wi in range(max(q * sw - pw, 0), min(q * sw - pw + kw, w)):
+                        total += x[plane, hi, wi]
+                d = _divisor(
+                    p, q, h, w, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override
+                )
+                y[plane, p, q] = total / d
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_vjp(g, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    planes, h, w = gx.shape
+    oh, ow = g.shape[1], g.shape[2]
+    for plane in prange(planes):
+        for p in range(oh):
+            for q in range(ow):
+                d = _divisor(
+                    p, q, h, w, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override
+                )
+                share = g[plane, p, q] / d
+                for hi in range(max(p * sh - ph, 0), min(p * sh - ph + kh, h)):
+                    for wi in range(max(q * sw - pw, 0), min(q * sw - pw + kw, w)):
+                        gx[plane, hi, wi] += share
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_avg_pool(x, y, rows, cols):
+    planes = x.shape[0]
+    for plane in prange(planes):
+        for p in range(rows.shape[0]):
+            for q in range(cols.shape[0]):
+                total = x[plane, 0, 0] * 0
+                for hi in range(rows[p, 0], rows[p, 1]):
+                    for wi in range(cols[q, 0], cols[q, 1]):
+                        total += x[plane, hi, wi]
+                y[plane, p, q] = total / ((rows[p, 1] - rows[p, 0]) * (cols[q, 1] - cols[q, 0]))
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_avg_pool_vjp(g, gx, rows, cols):
+    planes = gx.shape[0]
+    for plane in prange(planes):
+        for p in range(rows.shape[0]):
+            for q in range(cols.shape[0]):
+                share = g[plane, p, q] / ((rows[p, 1] - rows[p, 0]) * (cols[q, 1] - cols[q, 0]))
+                for hi in range(rows[p, 0], rows[p, 1]):
+                    for wi in range(cols[q, 0], cols[q, 1]):
+                        gx[plane, hi, wi] += share
+
+
+def _planes(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).reshape(-1, x.shape[-2], x.shape[-1])
+
+
+def max_pool2d(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    ceil_mode: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    n, c, h, w = x.shape
+    out = tuple(
+        pool_output_size(*a, ceil_mode)
+        for a in zip((h, w), kernel, stride, padding, dilation, strict=True)
+    )
+    y = np.empty((n * c, *out), x.dtype)
+    argmax = np.empty((n * c, *out), np.int64)
+    _max_pool(_planes(x), y, argmax, *kernel, *stride, *padding, *dilation)
+    return y.reshape(n, c, *out), argmax.reshape(n, c, *out)
+
+
+def max_pool2d_vjp(
+    grad_y: np.ndarray, argmax: np.ndarray, input_size: tuple[int, int]
+) -> np.ndarray:
+    n, c = grad_y.shape[:2]
+    gx = np.zeros((n * c, input_size[0] * input_size[1]), grad_y.dtype)
+    _max_pool_vjp(
+        np.ascontiguousarray(grad_y).reshape(n * c, -1),
+        np.ascontiguousarray(argmax).reshape(n * c, -1),
+        gx,
+    )
+    return gx.reshape(n, c, *input_size)
+
+
+def avg_pool2d(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> np.ndarray:
+    n, c, h, w = x.shape
+    out = tuple(
+        pool_output_size(s, k, st, p, 1, ceil_mode)
+        for s, k, st, p in zip((h, w), kernel, stride, padding, strict=True)
+    )
+    y = np.empty((n * c, *out), x.dtype)
+    _avg_pool(_planes(x), y, *kernel, *stride, *padding, count_include_pad, divisor_override or 0)
+    return y.reshape(n, c, *out)
+
+
+def avg_pool2d_vjp(
+    grad_y: np.ndarray,
+    input_size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> np.ndarray:
+    n, c = grad_y.shape[:2]
+    gx = np.zeros((n * c, *input_size), grad_y.dtype)
+    _avg_pool_vjp(
+        _planes(grad_y), gx, *kernel, *stride, *padding, count_include_pad, divisor_override or 0
+    )
+    return gx.reshape(n, c, *input_size)
+
+
+def _bins(size: int, out: int) -> np.ndarray:
+    return np.array(adaptive_bins(size, out), dtype=np.int64)
+
+
+def adaptive_avg_pool2d(x: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
+    n, c, h, w = x.shape
+    y = np.empty((n * c, *output_size), x.dtype)
+    _adaptive_avg_pool(_planes(x), y, _bins(h, output_size[0]), _bins(w, output_size[1]))
+    return y.reshape(n, c, *output_size)
+
+
+def adaptive_avg_pool2d_vjp(grad_y: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    n, c, oh, ow = grad_y.shape
+    gx = np.zeros((n * c, *input_size), grad_y.dtype)
+    _adaptive_avg_pool_vjp(_planes(grad_y), gx, _bins(input_size[0], oh), _bins(input_size[1], ow))
+    return gx.reshape(n, c, *input_size)
