@@ -4,7 +4,12 @@ A readable NumPy reference for every operation (``npxai.reference``), layers and
 in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without torch (``npxai.load``).
 """
 
-from . import layers, models, reference
+from . import (
+    kernels,  # noqa: F401  (starts Numba's thread pool first; see kernels/cpu)
+    layers,
+    models,
+    reference,
+)
 from .backend import BackendError, get_backend, set_backend, use_backend
 from .containers import Residual, Sequential
 from .convert import from_torch

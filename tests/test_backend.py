@@ -1,0 +1,80 @@
+"""The backend switch: default, per call, process-wide and scoped; clear errors; no fallback."""
+
+import numpy as np
+import pytest
+from npxai.kernels.cpu import conv as compiled_conv
+
+import npxai
+from npxai.backend import BackendError, implementation
+from npxai.reference import conv as reference_conv
+
+
+def test_default_is_numba_and_names_map_to_twin_modules():
+    assert npxai.get_backend() == "numba"
+    assert implementation("conv", "numba") is compiled_conv
+    assert implementation("conv", "numpy") is reference_conv
+
+
+def test_every_reference_function_has_a_compiled_twin_with_the_same_signature():
+    import inspect
+
+    for family in ("activation", "conv", "linear", "norm", "pool"):
+        reference, compiled = implementation(family, "numpy"), implementation(family, "numba")
+        public = [
+            n
+            for n, f in vars(reference).items()
+            if inspect.isfunction(f)
+            and f.__module__ == reference.__name__
+            and not n.startswith("_")
+        ]
+        for name in public:
+            if name.endswith(("_size", "_divisor", "_bins", "_scale")):
+                continue  # shape and constant helpers, imported by the kernels from the reference
+            twin = getattr(compiled, name, None)
+            assert twin is not None, f"{family}.{name} has no compiled twin"
+            assert (
+                inspect.signature(twin).parameters.keys()
+                == inspect.signature(getattr(reference, name)).parameters.keys()
+            )
+
+
+def test_per_call_backend_reaches_the_kernels(monkeypatch):
+    calls = []
+    original = compiled_conv.conv2d
+    monkeypatch.setattr(compiled_conv, "conv2d", lambda *a: calls.append(1) or original(*a))
+    layer = npxai.layers.Conv2d(1, 1, 3)
+    x = np.ones((1, 1, 5, 5))
+    layer(x, backend="numpy")
+    assert calls == []
+    layer(x)
+    assert calls == [1]
+
+
+def test_scoped_and_process_wide_defaults():
+    with npxai.use_backend("numpy"):
+        assert npxai.get_backend() == "numpy"
+        trace = npxai.models.lenet(input_size=8).trace(np.ones((1, 1, 8, 8)))
+        assert trace.backend == "numpy"
+    assert npxai.get_backend() == "numba"
+    npxai.set_backend("numpy")
+    try:
+        assert npxai.get_backend() == "numpy"
+    finally:
+        npxai.set_backend("numba")
+
+
+def test_unknown_and_unavailable_backends_raise():
+    model = npxai.models.lenet(input_size=8)
+    x = np.ones((1, 1, 8, 8))
+    with pytest.raises(
+        BackendError, match="unknown backend 'torch'; choose one of numpy, numba, cuda"
+    ):
+        model(x, backend="torch")
+    with pytest.raises(BackendError, match="backend 'cuda' is not available"):
+        npxai.gradient(model, x, backend="cuda")
+    with pytest.raises(BackendError, match="unknown backend"):
+        npxai.set_backend("gpu")
+    with pytest.raises(BackendError, match="cuda"):
+        with npxai.use_backend("cuda"):
+            pass
+    assert npxai.get_backend() == "numba"
