@@ -10,24 +10,35 @@ from numba import njit, prange
 from npxai.reference.pool import adaptive_bins, pool_output_size
 
 
+@njit(cache=True)
+def _window(start, step, count, size):
+    """Kernel positions ``[k0, k1)`` whose input index ``start + k * step`` lies in ``[0, size)``."""
+    k0 = 0 if start >= 0 else min((-start + step - 1) // step, count)
+    k1 = max(k0, min(count, (size - 1 - start) // step + 1))
+    return k0, k1
+
+
 @njit(parallel=True, cache=True)
 def _max_pool(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
     planes, h, w = x.shape
     oh, ow = y.shape[1], y.shape[2]
     for plane in prange(planes):
         for p in range(oh):
+            h0 = p * sh - ph
+            i0, i1 = _window(h0, dh, kh, h)
             for q in range(ow):
+                w0 = q * sw - pw
+                j0, j1 = _window(w0, dw, kw, w)
                 best = -np.inf
                 index = 0
-                for i in range(kh):
-                    hi = p * sh - ph + i * dh
-                    if hi < 0 or hi >= h:
-                        continue
-                    for j in range(kw):
-                        wi = q * sw - pw + j * dw
-                        if 0 <= wi < w and x[plane, hi, wi] > best:
-                            best = x[plane, hi, wi]
-                            index = hi * w + wi
+                for i in range(i0, i1):
+                    hi = h0 + i * dh
+                    for j in range(j0, j1):
+                        wi = w0 + j * dw
+                        value = x[plane, hi, wi]
+                        better = value > best  # strict: the first maximum wins, as in torch
+                        best = value if better else best
+                        index = hi * w + wi if better else index
                 y[plane, p, q] = best
                 argmax[plane, p, q] = index
 
