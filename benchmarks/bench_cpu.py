@@ -115,39 +115,44 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, build, shape in cases:
-        theirs = build().eval()
-        for p in theirs.parameters():
-            p.requires_grad_(False)
-        ours = npxai.from_torch(theirs)
-        x = np.random.default_rng(1).random(shape, dtype=np.float32)
-        xt = torch.tensor(x)
-        macs = multiply_adds(ours, x[:1]) * shape[0]
-        with torch.no_grad():
-            expected = theirs(xt).numpy()
-        target = expected.argmax(1)  # both explain torch's arg-max (near-ties could differ)
-        expected_grad = torch_gradient(theirs, xt, target).numpy()
-        diffs = {
-            "forward": np.abs(ours(x) - expected).max() / np.abs(expected).max(),
-            "gradient": np.abs(npxai.gradient(ours, x, target) - expected_grad).max()
-            / np.abs(expected_grad).max(),
-        }
-        runs = {
-            "forward": (lambda: ours(x), lambda: theirs(xt), 2 * macs),
-            "gradient": (
-                lambda: npxai.gradient(ours, x, target),
-                lambda: torch_gradient(theirs, xt, target),
-                4 * macs,
-            ),
-        }
-        for kind, (f_ours, f_theirs, flops) in runs.items():
-            with torch.no_grad() if kind == "forward" else torch.enable_grad():
-                t_ours, t_theirs = paired_medians(f_ours, f_theirs, args.repeats)
-            floor = flops / rate
-            print(
-                f"| {name} | {'x'.join(map(str, shape))} | {kind} | {t_ours:.4f} | {t_theirs:.4f} | "
-                f"{t_ours / t_theirs:.2f} | {t_ours / floor:.2f} | {t_theirs / floor:.2f} | {diffs[kind]:.1e} |",
-                flush=True,
-            )
+        run_case(name, build, shape, rate, args.repeats)
+
+
+def run_case(name: str, build, shape: tuple, rate: float, repeats: int) -> None:
+    """Print the forward and gradient rows of one model and input shape."""
+    theirs = build().eval()
+    for p in theirs.parameters():
+        p.requires_grad_(False)
+    ours = npxai.from_torch(theirs)
+    x = np.random.default_rng(1).random(shape, dtype=np.float32)
+    xt = torch.tensor(x)
+    macs = multiply_adds(ours, x[:1]) * shape[0]
+    with torch.no_grad():
+        expected = theirs(xt).numpy()
+    target = expected.argmax(1)  # both explain torch's arg-max (near-ties could differ)
+    expected_grad = torch_gradient(theirs, xt, target).numpy()
+    diffs = {
+        "forward": np.abs(ours(x) - expected).max() / np.abs(expected).max(),
+        "gradient": np.abs(npxai.gradient(ours, x, target) - expected_grad).max()
+        / np.abs(expected_grad).max(),
+    }
+    runs = {
+        "forward": (lambda: ours(x), lambda: theirs(xt), 2 * macs),
+        "gradient": (
+            lambda: npxai.gradient(ours, x, target),
+            lambda: torch_gradient(theirs, xt, target),
+            4 * macs,
+        ),
+    }
+    for kind, (f_ours, f_theirs, flops) in runs.items():
+        with torch.no_grad() if kind == "forward" else torch.enable_grad():
+            t_ours, t_theirs = paired_medians(f_ours, f_theirs, repeats)
+        floor = flops / rate
+        print(
+            f"| {name} | {'x'.join(map(str, shape))} | {kind} | {t_ours:.4f} | {t_theirs:.4f} | "
+            f"{t_ours / t_theirs:.2f} | {t_ours / floor:.2f} | {t_theirs / floor:.2f} | {diffs[kind]:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
