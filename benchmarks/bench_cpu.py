@@ -9,7 +9,6 @@ multiply-adds x 2 over the GEMM rate measured in this run (the faster of NumPy's
 2048^3 float32 matmul); the gradient's multiply-adds are the forward pass's plus the input
 gradient's (the same count for every convolution and linear layer).
 
-npxai is imported first so that Numba's OpenMP threads start in passive mode (see kernels/cpu).
 The last column compares the float32 results (max abs difference over max abs value); a float32
 gradient through VGG16's 13 ReLU and 5 max-pool layers differs by percents between any two
 correct implementations (ReLU and max-pool decisions flip on rounding), while in float64 npxai and
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 import torchvision
 
-import npxai  # noqa: I001  (first: see the docstring)
+import npxai
 
 
 def multiply_adds(model: npxai.Module, x: np.ndarray) -> int:

@@ -4,5 +4,3 @@
 name of, and the same public functions (same signatures) as, its NumPy reference in
 ``npxai/reference/``, so ``npxai.backend.implementation(family, backend)`` swaps one for the other.
 """
-
-from . import cpu  # noqa: E402,F401

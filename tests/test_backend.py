@@ -78,3 +78,11 @@ def test_unknown_and_unavailable_backends_raise():
         with npxai.use_backend("cuda"):
             pass
     assert npxai.get_backend() == "numba"
+
+
+def test_kernels_run_on_numbas_tbb_layer():
+    """OpenMP threads spinning after each kernel would steal the cores from BLAS (kernels/cpu)."""
+    import numba
+
+    npxai.layers.ReLU()(np.ones((2, 3)))
+    assert numba.threading_layer() == "tbb"

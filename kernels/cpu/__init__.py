@@ -1,35 +1,17 @@
 """Numba CPU kernels: ``@njit(cache=True)``, ``prange`` over independent planes or rows, float32 and
 float64, any batch size. Dense products go to BLAS through NumPy's ``matmul``.
 
-Numba's OpenMP threads spin for a while after each parallel kernel by default, stealing the cores
-from the BLAS call that follows (measured: VGG16's forward pass took 0.48 s instead of 0.25 s).
-So, unless the user set ``OMP_WAIT_POLICY`` (or chose another Numba threading layer), npxai starts
-Numba's thread pool with ``OMP_WAIT_POLICY=PASSIVE`` and then restores the environment, so that
-other OpenMP users loaded later (torch) keep their own defaults. This works when Numba's OpenMP
-runtime is not already the one torch loaded, i.e. when npxai is imported before torch.
+The kernels alternate with BLAS calls, and so do their thread pools. With Numba's OpenMP layer the
+OpenMP threads keep spinning after each kernel and steal the cores from the next BLAS call; when
+torch was imported first (its OpenMP runtime is then the one Numba binds to) ResNet18's forward
+pass took 0.28 s instead of 0.036 s. TBB's workers yield, whatever was imported before, so npxai
+runs its kernels on Numba's TBB layer (the ``tbb`` package is a dependency for this reason) unless
+``NUMBA_THREADING_LAYER`` says otherwise. If TBB cannot load, Numba raises; nothing falls back.
 """
 
 import os
 
-import numpy as np
-from numba import njit, prange
+import numba
 
-
-@njit(parallel=True, cache=True)
-def _touch(x):
-    for i in prange(x.size):
-        x[i] = i
-
-
-def _start_thread_pool_passively() -> None:
-    chosen = "OMP_WAIT_POLICY" in os.environ
-    if not chosen:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        _touch(np.empty(4))
-    finally:
-        if not chosen:
-            del os.environ["OMP_WAIT_POLICY"]
-
-
-_start_thread_pool_passively()
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "tbb"
