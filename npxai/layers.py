@@ -244,18 +244,17 @@ class MaxPool2d(_Pool2d):
             )
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
 
-    def _pool(self, x: np.ndarray, backend: str | None) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
         return _ops("pool", backend).max_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
-        )
-
-    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return self._pool(x, backend)[0]
+        )[0]
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("pool", backend).max_pool2d_vjp(grad_y, self._pool(x, backend)[1], x.shape[-2:])
+        return _ops("pool", backend).max_pool2d_vjp(
+            grad_y, x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
 
     def extra_repr(self) -> str:
         return (

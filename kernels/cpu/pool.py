@@ -44,11 +44,29 @@ def _max_pool(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
 
 
 @njit(parallel=True, cache=True)
-def _max_pool_vjp(g, argmax, gx):
-    planes, size = gx.shape
+def _max_pool_vjp(g, x, gx, kh, kw, sh, sw, ph, pw, dh, dw):
+    # one pass: find each window's first maximum, as _max_pool does, and add the gradient there
+    planes, h, w = x.shape
+    oh, ow = g.shape[1], g.shape[2]
     for plane in prange(planes):
-        for k in range(g.shape[1]):
-            gx[plane, argmax[plane, k]] += g[plane, k]
+        for p in range(oh):
+            h0 = p * sh - ph
+            i0, i1 = _window(h0, dh, kh, h)
+            for q in range(ow):
+                w0 = q * sw - pw
+                j0, j1 = _window(w0, dw, kw, w)
+                best = -np.inf
+                bi, bj = 0, 0
+                for i in range(i0, i1):
+                    hi = h0 + i * dh
+                    for j in range(j0, j1):
+                        wi = w0 + j * dw
+                        value = x[plane, hi, wi]
+                        better = value > best
+                        best = value if better else best
+                        bi = hi if better else bi
+                        bj = wi if better else bj
+                gx[plane, bi, bj] += g[plane, p, q]
 
 
 @njit(cache=True)
@@ -144,16 +162,18 @@ def max_pool2d(
 
 
 def max_pool2d_vjp(
-    grad_y: np.ndarray, argmax: np.ndarray, input_size: tuple[int, int]
+    grad_y: np.ndarray,
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    ceil_mode: bool,
 ) -> np.ndarray:
-    n, c = grad_y.shape[:2]
-    gx = np.zeros((n * c, input_size[0] * input_size[1]), grad_y.dtype)
-    _max_pool_vjp(
-        np.ascontiguousarray(grad_y).reshape(n * c, -1),
-        np.ascontiguousarray(argmax).reshape(n * c, -1),
-        gx,
-    )
-    return gx.reshape(n, c, *input_size)
+    n, c, h, w = x.shape
+    gx = np.zeros((n * c, h, w), grad_y.dtype)
+    _max_pool_vjp(_planes(grad_y), _planes(x), gx, *kernel, *stride, *padding, *dilation)
+    return gx.reshape(n, c, h, w)
 
 
 def avg_pool2d(

@@ -78,14 +78,22 @@ def max_pool2d(
 
 
 def max_pool2d_vjp(
-    grad_y: np.ndarray, argmax: np.ndarray, input_size: tuple[int, int]
+    grad_y: np.ndarray,
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    ceil_mode: bool,
 ) -> np.ndarray:
-    """``dL/dx[n, c, h, w] = sum of dL/dy[n, c, p, q] over the outputs whose argmax is (h, w)``."""
-    n, c = grad_y.shape[:2]
-    grad_x = np.zeros((n * c, input_size[0] * input_size[1]), dtype=grad_y.dtype)
+    """``dL/dx[n, c, h, w] = sum of dL/dy[n, c, p, q] over the outputs whose window's (first)
+    maximum is at (h, w)`` (the arg-max of :func:`max_pool2d` on the recorded input)."""
+    n, c, h, w = x.shape
+    _, argmax = max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    grad_x = np.zeros((n * c, h * w), dtype=grad_y.dtype)
     rows = np.arange(n * c)[:, None]
     np.add.at(grad_x, (rows, argmax.reshape(n * c, -1)), grad_y.reshape(n * c, -1))
-    return grad_x.reshape(n, c, *input_size)
+    return grad_x.reshape(n, c, h, w)
 
 
 def avg_pool2d_divisor(
