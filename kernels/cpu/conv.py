@@ -41,8 +41,11 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
                 continue
             cols[r, base : base + q0] = 0
             start = q0 * sw - pw + j * dw
-            for q in range(q0, q1):
-                cols[r, base + q] = x[s, ch, hi, start + (q - q0) * sw]
+            if sw == 1:  # a contiguous run: copied as one slice (vectorised)
+                cols[r, base + q0 : base + q1] = x[s, ch, hi, start : start + q1 - q0]
+            else:
+                for q in range(q0, q1):
+                    cols[r, base + q] = x[s, ch, hi, start + (q - q0) * sw]
             cols[r, base + q1 : base + ow] = 0
 
 
@@ -56,15 +59,20 @@ def _col2im(gcols, gx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
         for i in range(kh):
             for j in range(kw):
                 r = (ch * kh + i) * kw + j
+                # output columns q whose input column q*sw - pw + j*dw lies inside [0, w)
+                q0 = min(max(0, -((j * dw - pw) // sw)), ow)
+                q1 = min(max(q0, (w - 1 - j * dw + pw) // sw + 1), ow)
+                start = q0 * sw - pw + j * dw
                 for p in range(oh):
                     hi = p * sh - ph + i * dh
                     if hi < 0 or hi >= h:
                         continue
                     base = s * length + p * ow
-                    for q in range(ow):
-                        wi = q * sw - pw + j * dw
-                        if 0 <= wi < w:
-                            gx[s, ch, hi, wi] += gcols[r, base + q]
+                    if sw == 1:  # a contiguous run: added as one slice (vectorised)
+                        gx[s, ch, hi, start : start + q1 - q0] += gcols[r, base + q0 : base + q1]
+                    else:
+                        for q in range(q0, q1):
+                            gx[s, ch, hi, start + (q - q0) * sw] += gcols[r, base + q]
 
 
 @njit(parallel=True, cache=True)
