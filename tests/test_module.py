@@ -18,13 +18,17 @@ def small_model():
     ))  # fmt: skip
 
 
-def test_state_dict_keys_follow_torch():
-    ours = small_model()
-    theirs = torch.nn.Sequential(OrderedDict(
+def small_torch_model():
+    return torch.nn.Sequential(OrderedDict(
         features=torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU()),
         flatten=torch.nn.Flatten(),
         head=torch.nn.Linear(32, 3),
     ))  # fmt: skip
+
+
+def test_state_dict_keys_follow_torch():
+    ours = small_model()
+    theirs = small_torch_model()
     assert list(ours.state_dict()) == list(theirs.state_dict())
     for key, value in ours.state_dict().items():
         assert value.shape == tuple(theirs.state_dict()[key].shape), key
@@ -33,11 +37,7 @@ def test_state_dict_keys_follow_torch():
 
 def test_state_dict_round_trips_into_torch():
     ours = small_model()
-    theirs = torch.nn.Sequential(OrderedDict(
-        features=torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU()),
-        flatten=torch.nn.Flatten(),
-        head=torch.nn.Linear(32, 3),
-    )).eval()  # fmt: skip
+    theirs = small_torch_model().eval()
     theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()}, strict=True)
     x = np.random.default_rng(0).standard_normal((2, 1, 6, 6)).astype(np.float32)
     assert_close(ours(x), theirs(torch.tensor(x)).detach().numpy(), np.float32)

@@ -18,54 +18,52 @@ def _window(start, step, count, size):
     return k0, k1
 
 
+@njit(cache=True, inline="always")
+def _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw):
+    """``(value, row, column)`` of the first maximum, in row-major order, of the window whose
+    kernel rows ``i0..i1`` and columns ``j0..j1`` fall inside the input (``(-inf, 0, 0)`` for a
+    window wholly on padding): the element torch picks."""
+    best = -np.inf
+    bi, bj = 0, 0
+    for i in range(i0, i1):
+        hi = h0 + i * dh
+        for j in range(j0, j1):
+            wi = w0 + j * dw
+            value = x[plane, hi, wi]
+            better = value > best  # strict, and branch-free: the first maximum wins
+            best = value if better else best
+            bi = hi if better else bi
+            bj = wi if better else bj
+    return best, bi, bj
+
+
 @njit(parallel=True, cache=True)
 def _max_pool(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
     planes, h, w = x.shape
-    oh, ow = y.shape[1], y.shape[2]
     for plane in prange(planes):
-        for p in range(oh):
+        for p in range(y.shape[1]):
             h0 = p * sh - ph
             i0, i1 = _window(h0, dh, kh, h)
-            for q in range(ow):
+            for q in range(y.shape[2]):
                 w0 = q * sw - pw
                 j0, j1 = _window(w0, dw, kw, w)
-                best = -np.inf
-                index = 0
-                for i in range(i0, i1):
-                    hi = h0 + i * dh
-                    for j in range(j0, j1):
-                        wi = w0 + j * dw
-                        value = x[plane, hi, wi]
-                        better = value > best  # strict: the first maximum wins, as in torch
-                        best = value if better else best
-                        index = hi * w + wi if better else index
+                best, bi, bj = _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw)
                 y[plane, p, q] = best
-                argmax[plane, p, q] = index
+                argmax[plane, p, q] = bi * w + bj
 
 
 @njit(parallel=True, cache=True)
 def _max_pool_vjp(g, x, gx, kh, kw, sh, sw, ph, pw, dh, dw):
     # one pass: find each window's first maximum, as _max_pool does, and add the gradient there
     planes, h, w = x.shape
-    oh, ow = g.shape[1], g.shape[2]
     for plane in prange(planes):
-        for p in range(oh):
+        for p in range(g.shape[1]):
             h0 = p * sh - ph
             i0, i1 = _window(h0, dh, kh, h)
-            for q in range(ow):
+            for q in range(g.shape[2]):
                 w0 = q * sw - pw
                 j0, j1 = _window(w0, dw, kw, w)
-                best = -np.inf
-                bi, bj = 0, 0
-                for i in range(i0, i1):
-                    hi = h0 + i * dh
-                    for j in range(j0, j1):
-                        wi = w0 + j * dw
-                        value = x[plane, hi, wi]
-                        better = value > best
-                        best = value if better else best
-                        bi = hi if better else bi
-                        bj = wi if better else bj
+                _, bi, bj = _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw)
                 gx[plane, bi, bj] += g[plane, p, q]
 
 
