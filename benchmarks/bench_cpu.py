@@ -27,6 +27,7 @@ import numba
 import numpy as np
 import torch
 import torchvision
+from timing import median_time
 
 import npxai
 
@@ -51,18 +52,8 @@ def gemm_rate(repeats: int) -> float:
     """FLOP/s of the faster of NumPy's and torch's float32 2048^3 matmul."""
     a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
     at = torch.tensor(a)
-    best = min(median(lambda: a @ a, repeats), median(lambda: at @ at, repeats))
+    best = min(median_time(lambda: a @ a, repeats), median_time(lambda: at @ at, repeats))
     return 2 * 2048**3 / best
-
-
-def median(f, repeats: int) -> float:
-    f()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def paired_medians(ours, theirs, repeats: int) -> tuple[float, float]:

@@ -4,23 +4,11 @@ compiled convolution beside its BLAS GEMM and its im2col copy, timed alone.
     python benchmarks/profile_conv.py
 """
 
-import statistics
-import time
-
 import numpy as np
 from npxai.kernels.cpu import conv as kernels
+from timing import median_time
 
 import npxai
-
-
-def median_time(f, repeats: int = 7) -> float:
-    f()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_layer(record: npxai.Record) -> np.ndarray:
@@ -34,9 +22,9 @@ def time_layer(record: npxai.Record) -> np.ndarray:
     geometry = (*layer.kernel_size, *layer.stride, top, left, *layer.dilation, oh, ow)
     return np.array(
         [
-            median_time(lambda: layer.forward(xi, "numba")),
-            median_time(lambda: np.matmul(w, cols, out=y)),
-            median_time(lambda: kernels._im2col(xi, cols, *geometry)),
+            median_time(lambda: layer.forward(xi, "numba"), 7),
+            median_time(lambda: np.matmul(w, cols, out=y), 7),
+            median_time(lambda: kernels._im2col(xi, cols, *geometry), 7),
         ]
     )
 
