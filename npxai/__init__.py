@@ -4,16 +4,23 @@ A readable NumPy reference for every operation (``npxai.reference``), layers and
 in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without torch (``npxai.load``).
 """
 
-from . import (
-    kernels,  # noqa: F401  (starts Numba's thread pool first; see kernels/cpu)
-    layers,
-    models,
-    reference,
+from . import layers, models, reference
+from .analyzers import (
+    Analyzer,
+    DeconvNet,
+    GradCAM,
+    Gradient,
+    GuidedBackprop,
+    InputTimesGradient,
+    IntegratedGradients,
+    SmoothGrad,
+    analyze,
 )
 from .backend import BackendError, get_backend, set_backend, use_backend
 from .containers import Residual, Sequential
 from .convert import from_torch
 from .errors import ConversionError, LayerInputError, LoadError, StateDictError, UnsafePickleError
+from .explanation import Explanation
 from .gradient import gradient
 from .init import manual_seed
 from .io import load
@@ -22,6 +29,16 @@ from .module import Layer, Module, Record, Trace
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analyzer",
+    "DeconvNet",
+    "Explanation",
+    "GradCAM",
+    "Gradient",
+    "GuidedBackprop",
+    "InputTimesGradient",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "analyze",
     "BackendError",
     "get_backend",
     "set_backend",

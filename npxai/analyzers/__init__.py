@@ -1,0 +1,21 @@
+"""Analyzers of the gradient family. Each is built from a model and called on a batch:
+``explanation = Gradient(model)(x, target=None)``."""
+
+from .base import Analyzer, analyze
+from .gradcam import GradCAM
+from .gradient import Gradient, InputTimesGradient
+from .guided import DeconvNet, GuidedBackprop
+from .integrated_gradients import IntegratedGradients
+from .smoothgrad import SmoothGrad
+
+__all__ = [
+    "Analyzer",
+    "DeconvNet",
+    "GradCAM",
+    "Gradient",
+    "GuidedBackprop",
+    "InputTimesGradient",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "analyze",
+]

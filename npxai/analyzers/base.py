@@ -1,0 +1,61 @@
+"""What every analyzer shares: the model, the backend, and one backward pass from a target."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backend import resolve
+from ..explanation import Explanation
+from ..gradient import resolve_target
+from ..module import Module, Step, Trace, vjp_step
+
+Target = int | Sequence[int] | np.ndarray | None
+
+
+class Analyzer(ABC):
+    """An explanation method bound to a model; ``analyzer(x, target)`` explains a batch."""
+
+    #: The heatmap preset that suits the method.
+    heatmap = "sensitivity"
+
+    def __init__(self, model: Module, backend: str | None = None):
+        if not isinstance(model, Module):
+            raise TypeError(f"an analyzer needs an npxai Module, got {type(model).__name__}")
+        self.model = model
+        self.backend = None if backend is None else resolve(backend)
+
+    @abstractmethod
+    def __call__(self, x: Any, target: Target = None) -> Explanation:
+        """Explain the batch ``x`` for ``target`` (default: each sample's arg-max output)."""
+
+    def backprop(
+        self, x: Any, target: Target, make_step: Callable[[str], Step] = vjp_step
+    ) -> tuple[Trace, np.ndarray, np.ndarray]:
+        """Forward pass, then the one-hot signal at ``output[n, target[n]]`` walked back with the
+        step that ``make_step(backend)`` builds (plain backpropagation by default). Returns
+        ``(trace, target indices, signal at the input)``."""
+        trace = self.model.trace(x, self.backend)
+        indices = resolve_target(trace.output, target)
+        seed = np.zeros_like(trace.output)
+        seed[np.arange(len(indices)), indices] = 1
+        signal = self.model.backward(trace, seed, make_step(trace.backend))
+        return trace, indices, signal
+
+    def explanation(
+        self, attribution: np.ndarray, trace: Trace, indices: np.ndarray, **extras: Any
+    ) -> Explanation:
+        return Explanation(
+            attribution, trace.output, indices, type(self).__name__, self.heatmap, extras
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({type(self.model).__name__}, backend={self.backend!r})"
+
+
+def analyze(x: Any, analyzer: Analyzer, target: Target = None) -> Explanation:
+    """``analyzer(x, target)``, in the form ExplainableAI.jl users know."""
+    return analyzer(x, target)

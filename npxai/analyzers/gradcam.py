@@ -1,0 +1,88 @@
+"""Grad-CAM (Selvaraju et al. 2017)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..explanation import Explanation
+from ..gradient import resolve_target
+from ..module import Module, Record, Signal, vjp_step
+from .base import Analyzer, Target
+
+
+def upsample_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of the last two axes to ``size``, as torch's ``interpolate(mode="bilinear",
+    align_corners=False)``: output pixel ``i`` samples input coordinate
+    ``max((i + 1/2) * in / out - 1/2, 0)``, between its two nearest input pixels."""
+
+    def axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        source = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0)
+        low = np.minimum(np.floor(source).astype(int), n_in - 1)
+        high = np.minimum(low + 1, n_in - 1)
+        return low, high, (source - low).astype(maps.dtype)
+
+    rl, rh, rf = axis_weights(maps.shape[-2], size[0])
+    cl, ch, cf = axis_weights(maps.shape[-1], size[1])
+    rows = maps[..., rl, :] * (1 - rf)[:, None] + maps[..., rh, :] * rf[:, None]
+    return rows[..., cl] * (1 - cf) + rows[..., ch] * cf
+
+
+class _Reached(Exception):
+    """Stops the backward walk at the feature layer, carrying the gradient that arrived there."""
+
+    def __init__(self, signal: Signal):
+        self.signal = signal
+
+
+class GradCAM(Analyzer):
+    """``weights_c = mean_{i,j} d f_t / d A_c[i, j]``; ``map = ReLU(sum_c weights_c A_c)``.
+
+    ``A`` is the output of the feature layer named by ``layer``, a key of ``model.named_modules()``
+    (``"features.28"``, or a container such as ``"layer4"``, whose output is its last leaf's). The
+    attribution is the map at the layer's resolution, ``(N, 1, h, w)`` (Captum's LayerGradCam
+    with ``relu_attributions=True``); ``extras["upsampled"]`` is it resized to the input
+    (:func:`upsample_bilinear`).
+    """
+
+    heatmap = "cam"
+
+    def __init__(self, model: Module, layer: str, backend: str | None = None):
+        super().__init__(model, backend)
+        keys = [key for key, _ in model.named_modules() if key]
+        if layer not in keys:
+            raise ValueError(
+                f"GradCAM: the model has no layer {layer!r}; its layers include "
+                f"{', '.join(keys[:12])}{', ...' if len(keys) > 12 else ''}"
+            )
+        self.layer = layer
+
+    def __call__(self, x: Any, target: Target = None) -> Explanation:
+        trace = self.model.trace(x, self.backend)
+        indices = resolve_target(trace.output, target)
+        inside = [k for k in trace if k == self.layer or k.startswith(self.layer + ".")]
+        key = inside[-1]  # a container's output is its last leaf's output
+        activation = trace[key].output
+        if activation.ndim != 4:
+            raise ValueError(
+                f"GradCAM: layer {self.layer!r} outputs shape {activation.shape}; it needs "
+                "(N, C, h, w) feature maps"
+            )
+        backprop = vjp_step(trace.backend)
+
+        def step(record: Record, signal: Signal) -> Signal:
+            if record.key == key:
+                raise _Reached(signal)
+            return backprop(record, signal)
+
+        seed = np.zeros_like(trace.output)
+        seed[np.arange(len(indices)), indices] = 1
+        try:
+            self.model.backward(trace, seed, step)
+        except _Reached as reached:
+            grad = reached.signal
+        weights = grad.mean(axis=(2, 3), keepdims=True)
+        cam = np.maximum((weights * activation).sum(axis=1, keepdims=True), 0)
+        upsampled = upsample_bilinear(cam, trace.input.shape[-2:])
+        return self.explanation(cam, trace, indices, upsampled=upsampled, layer=key)

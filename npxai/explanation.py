@@ -1,0 +1,42 @@
+"""The result of an analyzer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(repr=False)
+class Explanation:
+    """What an analyzer says about a batch.
+
+    - ``attribution``: one map per sample, the input's shape (Grad-CAM's: the feature layer's
+      resolution, ``(N, 1, h, w)``, with the input-resolution map in ``extras["upsampled"]``);
+    - ``output``: the model's outputs for the batch, ``(N, K)``;
+    - ``target``: the explained output index per sample, ``(N,)``;
+    - ``analyzer``: the analyzer's name;
+    - ``heatmap``: the name of the heatmap preset that suits the method (``"sensitivity"``,
+      ``"attribution"`` or ``"cam"``);
+    - ``extras``: anything else the analyzer reports (per-layer data, upsampled maps, settings).
+    """
+
+    attribution: np.ndarray
+    output: np.ndarray
+    target: np.ndarray
+    analyzer: str
+    heatmap: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        a = self.attribution
+        lines = [
+            f"Explanation({self.analyzer}, heatmap={self.heatmap!r}",
+            f"  attribution: {a.dtype} {a.shape}, range [{a.min():.4g}, {a.max():.4g}]",
+            f"  output: {self.output.shape}, target: {self.target.tolist()}",
+        ]
+        for key, value in self.extras.items():
+            shown = f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else repr(value)
+            lines.append(f"  extras[{key!r}]: {shown}")
+        return "\n".join(lines) + "\n)"
