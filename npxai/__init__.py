@@ -22,6 +22,7 @@ from .convert import from_torch
 from .errors import ConversionError, LayerInputError, LoadError, StateDictError, UnsafePickleError
 from .explanation import Explanation
 from .gradient import gradient
+from .heatmaps import heatmap, overlay, save_heatmap
 from .init import manual_seed
 from .io import load
 from .module import Layer, Module, Record, Trace
@@ -56,6 +57,9 @@ __all__ = [
     "UnsafePickleError",
     "from_torch",
     "gradient",
+    "heatmap",
+    "overlay",
+    "save_heatmap",
     "layers",
     "load",
     "manual_seed",

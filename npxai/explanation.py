@@ -19,7 +19,8 @@ class Explanation:
     - ``analyzer``: the analyzer's name;
     - ``heatmap``: the name of the heatmap preset that suits the method (``"sensitivity"``,
       ``"attribution"`` or ``"cam"``);
-    - ``extras``: anything else the analyzer reports (per-layer data, upsampled maps, settings).
+    - ``extras``: anything else the analyzer reports (per-layer data, upsampled maps, settings);
+    - ``input``: the explained batch (for overlays).
     """
 
     attribution: np.ndarray
@@ -28,6 +29,7 @@ class Explanation:
     analyzer: str
     heatmap: str
     extras: dict[str, Any] = field(default_factory=dict)
+    input: np.ndarray | None = None
 
     def __repr__(self) -> str:
         a = self.attribution

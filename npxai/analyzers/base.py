@@ -49,7 +49,13 @@ class Analyzer(ABC):
         self, attribution: np.ndarray, trace: Trace, indices: np.ndarray, **extras: Any
     ) -> Explanation:
         return Explanation(
-            attribution, trace.output, indices, type(self).__name__, self.heatmap, extras
+            attribution,
+            trace.output,
+            indices,
+            type(self).__name__,
+            self.heatmap,
+            extras,
+            trace.input,
         )
 
     def __repr__(self) -> str:
