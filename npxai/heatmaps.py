@@ -5,8 +5,9 @@ A heatmap is made in three steps: reduce the channel axis (``sum``, ``norm``, ``
 magnitude at 0 or 1, for signed attributions; ``extrema``: minimum at 0, maximum at 1), and look
 the values up in a matplotlib colormap. Presets, one per kind of method:
 
-- ``"sensitivity"`` (Gradient, SmoothGrad, Guided Backprop, DeconvNet): norm, extrema, ``inferno``;
-- ``"attribution"`` (InputTimesGradient, Integrated Gradients, LRP): sum, centered, ``bwr``
+- ``"sensitivity"`` (Gradient, SmoothGrad, Integrated Gradients, Guided Backprop, DeconvNet):
+  norm, extrema, ``inferno``;
+- ``"attribution"`` (InputTimesGradient, LRP): sum, centered, ``bwr``
   (blue negative, white zero, red positive);
 - ``"cam"`` (Grad-CAM): the map upsampled to the input, extrema, ``jet``, laid over the input
   image with transparency 0.5.

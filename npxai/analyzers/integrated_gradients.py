@@ -57,7 +57,7 @@ class IntegratedGradients(Analyzer):
     default). Path points go through the model ``batch_size`` at a time.
     """
 
-    heatmap = "attribution"
+    heatmap = "sensitivity"  # magnitudes by default; heatmap(e, "attribution") shows the signs
 
     def __init__(
         self,
