@@ -155,6 +155,7 @@ def test_upsampling_matches_torch_interpolate():
         assert_close(upsample_bilinear(maps, size), expected.numpy(), np.float64)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:captum")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_guided_backprop_and_deconvnet_match_captum(cnn, backend):
     theirs, ours, x = cnn
