@@ -4,8 +4,9 @@ A readable NumPy reference for every operation (``npxai.reference``), layers and
 in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without torch (``npxai.load``).
 """
 
-from . import layers, models, reference
+from . import composites, layers, models, reference, rules  # noqa: E402
 from .analyzers import (
+    LRP,
     Analyzer,
     DeconvNet,
     GradCAM,
@@ -15,6 +16,7 @@ from .analyzers import (
     IntegratedGradients,
     SmoothGrad,
     analyze,
+    conservation_table,
 )
 from .backend import BackendError, get_backend, set_backend, use_backend
 from .containers import Residual, Sequential
@@ -38,6 +40,10 @@ __all__ = [
     "GuidedBackprop",
     "InputTimesGradient",
     "IntegratedGradients",
+    "LRP",
+    "composites",
+    "conservation_table",
+    "rules",
     "SmoothGrad",
     "analyze",
     "BackendError",

@@ -39,6 +39,11 @@ class Explanation:
             f"  output: {self.output.shape}, target: {self.target.tolist()}",
         ]
         for key, value in self.extras.items():
-            shown = f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else repr(value)
+            if isinstance(value, np.ndarray):
+                shown = f"{value.dtype} {value.shape}"
+            elif isinstance(value, dict | list):
+                shown = f"{type(value).__name__} of {len(value)} entries"
+            else:
+                shown = repr(value)
             lines.append(f"  extras[{key!r}]: {shown}")
         return "\n".join(lines) + "\n)"

@@ -71,13 +71,25 @@ class Linear(Layer):
                 f"expected input of shape (N, ..., {self.in_features}), got shape {x.shape}"
             )
 
+    def affine(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, backend: str | None = None
+    ) -> np.ndarray:
+        """This layer's map with other parameters (what LRP rules need): ``x W'^T + b'``."""
+        return _ops("linear", backend).linear(x, weight, bias)
+
+    def affine_transpose(
+        self, g: np.ndarray, weight: np.ndarray, x: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        """The transpose of :meth:`affine`'s linear part, applied to ``g``: ``g W'``."""
+        return _ops("linear", backend).linear_vjp(g, weight)
+
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("linear", backend).linear(x, _cast(self.weight, x), _cast(self.bias, x))
+        return self.affine(x, _cast(self.weight, x), _cast(self.bias, x), backend)
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("linear", backend).linear_vjp(grad_y, _cast(self.weight, x))
+        return self.affine_transpose(grad_y, _cast(self.weight, x), x, backend)
 
     def extra_repr(self) -> str:
         return (
@@ -156,19 +168,30 @@ class Conv2d(Layer):
                 f"input of spatial size {x.shape[-2:]} is smaller than the (dilated) kernel"
             )
 
-    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+    def affine(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, backend: str | None = None
+    ) -> np.ndarray:
+        """This layer's convolution with other parameters (what LRP rules need)."""
         return _ops("conv", backend).conv2d(
-            x, _cast(self.weight, x), _cast(self.bias, x), self.stride,
-            self.explicit_padding(), self.dilation, self.groups,
+            x, weight, bias, self.stride, self.explicit_padding(), self.dilation, self.groups
+        )
+
+    def affine_transpose(
+        self, g: np.ndarray, weight: np.ndarray, x: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        """The transposed convolution with ``weight``, back to ``x``'s shape."""
+        return _ops("conv", backend).conv2d_vjp(
+            g, weight, x.shape[-2:], self.stride, self.explicit_padding(), self.dilation,
+            self.groups,
         )  # fmt: skip
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return self.affine(x, _cast(self.weight, x), _cast(self.bias, x), backend)
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("conv", backend).conv2d_vjp(
-            grad_y, _cast(self.weight, x), x.shape[-2:], self.stride,
-            self.explicit_padding(), self.dilation, self.groups,
-        )  # fmt: skip
+        return self.affine_transpose(grad_y, _cast(self.weight, x), x, backend)
 
     def extra_repr(self) -> str:
         text = (

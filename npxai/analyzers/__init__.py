@@ -6,6 +6,7 @@ from .gradcam import GradCAM
 from .gradient import Gradient, InputTimesGradient
 from .guided import DeconvNet, GuidedBackprop
 from .integrated_gradients import IntegratedGradients
+from .lrp import LRP, conservation_table
 from .smoothgrad import SmoothGrad
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "GuidedBackprop",
     "InputTimesGradient",
     "IntegratedGradients",
+    "LRP",
+    "conservation_table",
     "SmoothGrad",
     "analyze",
 ]

@@ -33,15 +33,21 @@ class Analyzer(ABC):
         """Explain the batch ``x`` for ``target`` (default: each sample's arg-max output)."""
 
     def backprop(
-        self, x: Any, target: Target, make_step: Callable[[str], Step] = vjp_step
+        self,
+        x: Any,
+        target: Target,
+        make_step: Callable[[str], Step] = vjp_step,
+        scale_by_output: bool = False,
     ) -> tuple[Trace, np.ndarray, np.ndarray]:
-        """Forward pass, then the one-hot signal at ``output[n, target[n]]`` walked back with the
-        step that ``make_step(backend)`` builds (plain backpropagation by default). Returns
-        ``(trace, target indices, signal at the input)``."""
+        """Forward pass, then the one-hot signal at ``output[n, target[n]]`` (times that output's
+        value if ``scale_by_output``) walked back with the step that ``make_step(backend)``
+        builds (plain backpropagation by default). Returns ``(trace, target indices, signal at
+        the input)``."""
         trace = self.model.trace(x, self.backend)
         indices = resolve_target(trace.output, target)
         seed = np.zeros_like(trace.output)
-        seed[np.arange(len(indices)), indices] = 1
+        rows = np.arange(len(indices))
+        seed[rows, indices] = trace.output[rows, indices] if scale_by_output else 1
         signal = self.model.backward(trace, seed, make_step(trace.backend))
         return trace, indices, signal
 

@@ -1,0 +1,96 @@
+"""The LRP analyzer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import lrp
+from ..composites import Composite, EpsilonPlusFlat
+from ..explanation import Explanation
+from ..module import Module, Record, Signal, Step
+from .base import Analyzer, Target
+
+
+class LRP(Analyzer):
+    """Layer-wise Relevance Propagation: relevance starts at the selected output and walks back
+    layer by layer, each layer applying the rule that ``composite`` assigns to it (see
+    :mod:`npxai.rules` and :mod:`npxai.composites`).
+
+    ``output_relevance="one"`` (default) starts from 1 at the selected output;
+    ``output_relevance="logit"`` from the selected output's value. ``record=True`` keeps every
+    layer's input relevance in ``extras["relevance"]`` and a conservation table (relevance summed
+    per sample, out of and into each layer) in ``extras["conservation"]``.
+    """
+
+    heatmap = "attribution"
+
+    def __init__(
+        self,
+        model: Module,
+        composite: Composite | None = None,
+        output_relevance: str = "one",
+        record: bool = False,
+        backend: str | None = None,
+    ):
+        super().__init__(model, backend)
+        if output_relevance not in ("one", "logit"):
+            raise ValueError(
+                f"LRP: output_relevance must be 'one' or 'logit', got {output_relevance!r}"
+            )
+        self.composite = composite or EpsilonPlusFlat()
+        self.rules = self.composite.assign(model)
+        self.output_relevance, self.record = output_relevance, record
+
+    def __call__(self, x: Any, target: Target = None) -> Explanation:
+        relevances: dict[str, Signal] = {}
+        table: list[tuple[str, str, str, np.ndarray, np.ndarray]] = []
+
+        def make_step(backend: str) -> Step:
+            def lrp_step(record: Record, relevance: Signal) -> Signal:
+                result = lrp.step(record, self.rules[record.key], relevance, backend)
+                if self.record:
+                    relevances[record.key] = result
+                    into = (
+                        sum(_per_sample(r) for r in result)
+                        if isinstance(result, tuple)
+                        else _per_sample(result)
+                    )
+                    table.append((record.key, type(record.layer).__name__, repr(self.rules[record.key]),
+                                  _per_sample(relevance), into))  # fmt: skip
+                return result
+
+            return lrp_step
+
+        trace, indices, relevance = self.backprop(
+            x, target, make_step, scale_by_output=self.output_relevance == "logit"
+        )
+        extras = {"relevance": relevances, "conservation": table[::-1]} if self.record else {}
+        return self.explanation(relevance, trace, indices, **extras)
+
+    def __repr__(self) -> str:
+        rows = [
+            (key, type(layer).__name__)
+            for key, layer in self.model.named_modules()
+            if key in self.rules
+        ]
+        width = max([len(k) for k, _ in rows] + [5])
+        lines = [f"LRP({self.composite.name}, output_relevance={self.output_relevance!r})"]
+        lines += [f"  {key:<{width}}  {kind:<18} {self.rules[key]!r}" for key, kind in rows]
+        return "\n".join(lines)
+
+
+def _per_sample(r: np.ndarray) -> np.ndarray:
+    return r.reshape(len(r), -1).sum(axis=1)
+
+
+def conservation_table(explanation: Explanation, sample: int = 0) -> str:
+    """The recorded conservation table of one sample, as text: layer, rule, relevance out of the
+    layer (towards the output) and into it (towards the input)."""
+    if "conservation" not in explanation.extras:
+        raise ValueError("the explanation has no conservation table; run LRP(..., record=True)")
+    lines = [f"{'layer':<24} {'type':<18} {'R out':>12} {'R in':>12}  rule"]
+    for key, kind, rule, out, into in explanation.extras["conservation"]:
+        lines.append(f"{key:<24} {kind:<18} {out[sample]:>12.6g} {into[sample]:>12.6g}  {rule}")
+    return "\n".join(lines)

@@ -1,0 +1,219 @@
+"""Composites: which LRP rule runs on which layer, as data.
+
+A composite is a list of ``(selector, rule)`` entries applied in order over the model's leaf
+layers (in registration order, which is execution order for npxai's containers); a later entry
+overrides an earlier one. Layers that no entry selects get :data:`DEFAULTS`: Linear and Conv2d
+the ZeroRule (as RelevancePropagation.jl), max pooling the gradient (winner takes all), average
+pooling and residual sums the NormRule, batch norm (when not folded by ``canonize``),
+activations, dropout, flatten and identity the PassRule. A layer for which nothing applies
+(``Softmax``: strip it) stops the analyzer's construction with an error naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import layers as L
+from .lrp import supported, supported_rules
+from .module import Layer, Module
+from .rules import (
+    AlphaBetaRule,
+    EpsilonRule,
+    FlatRule,
+    GammaRule,
+    GradientRule,
+    NormRule,
+    PassRule,
+    Rule,
+    ZBoxRule,
+    ZeroRule,
+    ZPlusRule,
+)
+
+LayerList = list[tuple[str, Layer]]
+
+
+def DEFAULTS(layer: Layer) -> Rule | None:  # noqa: N802  (a table, written as a function)
+    """The rule a layer gets when no composite entry selects it (see the module docstring)."""
+    if isinstance(layer, L.Linear | L.Conv2d):
+        return ZeroRule()
+    if isinstance(layer, L.MaxPool2d):
+        return GradientRule()
+    if isinstance(layer, L.AvgPool2d | L.AdaptiveAvgPool2d | L.Add):
+        return NormRule()
+    if isinstance(layer, L.BatchNorm1d | L.BatchNorm2d | L.ReLU | L.ReLU6 | L.LeakyReLU | L.Tanh
+                  | L.Sigmoid | L.Dropout | L.Identity | L.Flatten):  # fmt: skip
+        return PassRule()
+    return None
+
+
+@dataclass(frozen=True)
+class ByType:
+    """Every layer of the given types."""
+
+    types: tuple[type, ...]
+
+    def __init__(self, *types: type):
+        object.__setattr__(self, "types", types)
+
+    def select(self, leaves: LayerList) -> list[str]:
+        return [key for key, layer in leaves if isinstance(layer, self.types)]
+
+    def __repr__(self) -> str:
+        return f"ByType({', '.join(t.__name__ for t in self.types)})"
+
+
+class FirstOfType(ByType):
+    """The first layer of the given types."""
+
+    def select(self, leaves: LayerList) -> list[str]:
+        return super().select(leaves)[:1]
+
+    def __repr__(self) -> str:
+        return "First" + super().__repr__()[2:]
+
+
+class LastOfType(ByType):
+    """The last layer of the given types."""
+
+    def select(self, leaves: LayerList) -> list[str]:
+        return super().select(leaves)[-1:]
+
+    def __repr__(self) -> str:
+        return "Last" + super().__repr__()[2:]
+
+
+@dataclass(frozen=True)
+class FirstN:
+    """The first ``n`` layers of the given types."""
+
+    n: int
+    types: tuple[type, ...]
+
+    def __init__(self, n: int, *types: type):
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "types", types)
+
+    def select(self, leaves: LayerList) -> list[str]:
+        return ByType(*self.types).select(leaves)[: self.n]
+
+
+@dataclass(frozen=True)
+class IndexRange:
+    """Leaf layers ``start <= index < stop`` in the model's order (any type)."""
+
+    start: int
+    stop: int
+
+    def select(self, leaves: LayerList) -> list[str]:
+        return [key for key, _ in leaves[self.start : self.stop]]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Layers by key; a container's key selects every leaf inside it."""
+
+    keys: tuple[str, ...]
+
+    def __init__(self, *keys: str):
+        object.__setattr__(self, "keys", keys)
+
+    def select(self, leaves: LayerList) -> list[str]:
+        names = {key for key, _ in leaves}
+        for k in self.keys:
+            if k not in names and not any(n.startswith(k + ".") for n in names):
+                raise ValueError(f"Keys: the model has no layer {k!r}")
+        return [n for n, _ in leaves if any(n == k or n.startswith(k + ".") for k in self.keys)]
+
+
+class Composite:
+    """An ordered list of ``(selector, rule)`` entries; see the module docstring."""
+
+    def __init__(self, *entries: tuple[object, Rule], name: str | None = None):
+        self.entries = list(entries)
+        self.name = name or "Composite"
+
+    def __add__(self, entries: list[tuple[object, Rule]]) -> Composite:
+        """A new composite with ``entries`` appended (they override this one's)."""
+        return Composite(*self.entries, *entries, name=self.name + "+")
+
+    def assign(self, model: Module) -> dict[str, Rule]:
+        """``{leaf key: rule}`` for the model, checked: every layer gets a rule it can run."""
+        leaves = [(key, m) for key, m in model.named_modules() if isinstance(m, Layer)]
+        rules = {key: DEFAULTS(layer) for key, layer in leaves}
+        for selector, rule in self.entries:
+            for key in selector.select(leaves):
+                rules[key] = rule
+        for key, layer in leaves:
+            rule = rules[key]
+            if rule is None:
+                raise ValueError(
+                    f"LRP: no rule covers layer {key!r} ({type(layer).__name__}); supported layers: "
+                    "Linear, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d/2d, the "
+                    "residual Add, activations (ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid), Dropout, "
+                    "Flatten, Identity (remove a trailing Softmax with npxai.strip_softmax)"
+                )
+            if not supported(layer, rule):
+                raise ValueError(
+                    f"LRP: {rule!r} cannot run on layer {key!r} ({type(layer).__name__}); it takes "
+                    f"{supported_rules(layer)}"
+                )
+        return rules
+
+    def __repr__(self) -> str:
+        lines = "\n".join(f"  {selector!r}: {rule!r}" for selector, rule in self.entries)
+        return f"{self.name}(\n{lines}\n)"
+
+
+def EpsilonPlus(epsilon: float = 1e-6) -> Composite:  # noqa: N802  (presets read like classes)
+    """Epsilon on dense layers, z+ on convolutions."""
+    return Composite(
+        (ByType(L.Linear), EpsilonRule(epsilon)),
+        (ByType(L.Conv2d), ZPlusRule()),
+        name="EpsilonPlus",
+    )
+
+
+def EpsilonPlusFlat(epsilon: float = 1e-6) -> Composite:  # noqa: N802
+    """EpsilonPlus, and Flat on the first convolution or dense layer."""
+    return Composite(
+        *EpsilonPlus(epsilon).entries,
+        (FirstOfType(L.Conv2d, L.Linear), FlatRule()),
+        name="EpsilonPlusFlat",
+    )
+
+
+def EpsilonAlpha2Beta1(epsilon: float = 1e-6) -> Composite:  # noqa: N802
+    """Epsilon on dense layers, alpha=2 beta=1 on convolutions."""
+    return Composite(
+        (ByType(L.Linear), EpsilonRule(epsilon)),
+        (ByType(L.Conv2d), AlphaBetaRule(2.0, 1.0)),
+        name="EpsilonAlpha2Beta1",
+    )
+
+
+def EpsilonAlpha2Beta1Flat(epsilon: float = 1e-6) -> Composite:  # noqa: N802
+    """EpsilonAlpha2Beta1, and Flat on the first convolution or dense layer."""
+    return Composite(
+        *EpsilonAlpha2Beta1(epsilon).entries,
+        (FirstOfType(L.Conv2d, L.Linear), FlatRule()),
+        name="EpsilonAlpha2Beta1Flat",
+    )
+
+
+def EpsilonGammaBox(
+    low: float, high: float, epsilon: float = 1e-6, gamma: float = 0.25
+) -> Composite:  # noqa: N802
+    """Epsilon on dense layers, Gamma on convolutions, ZBox(low, high) on the first convolution."""
+    return Composite(
+        (ByType(L.Linear), EpsilonRule(epsilon)),
+        (ByType(L.Conv2d), GammaRule(gamma)),
+        (FirstOfType(L.Conv2d), ZBoxRule(low, high)),
+        name="EpsilonGammaBox",
+    )
+
+
+def ExcitationBackprop() -> Composite:  # noqa: N802
+    """z+ on every dense and convolutional layer (Zennit's ExcitationBackprop; sums and average
+    pools keep their NormRule default)."""
+    return Composite((ByType(L.Linear, L.Conv2d), ZPlusRule()), name="ExcitationBackprop")

@@ -1,0 +1,106 @@
+"""One LRP step per layer kind: which rules a layer takes, and the generic step that runs them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers as L
+from .module import Record, Signal
+from .rules import EpsilonRule, GradientRule, LinearRule, PassRule, Rule
+
+#: Layers whose parameters a rule may modify.
+PARAMETRIC = (L.Linear, L.Conv2d)
+#: Layers that are a fixed linear (affine) map of their input: z-type rules without parameters.
+FIXED_LINEAR = (L.AvgPool2d, L.AdaptiveAvgPool2d, L.BatchNorm1d, L.BatchNorm2d)
+#: Layers whose output has the input's shape, through which relevance may pass unchanged.
+SHAPE_PRESERVING = (
+    L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid, L.Dropout, L.Identity, L.Flatten,
+    L.BatchNorm1d, L.BatchNorm2d,
+)  # fmt: skip
+
+
+def supported(layer: L.Layer, rule: Rule) -> bool:
+    """Whether ``rule`` can run on ``layer``."""
+    if isinstance(rule, PassRule):
+        return isinstance(layer, SHAPE_PRESERVING)
+    if isinstance(rule, GradientRule):
+        return isinstance(layer, L.MaxPool2d | L.AvgPool2d | L.AdaptiveAvgPool2d)
+    if isinstance(layer, L.Add):
+        return isinstance(rule, EpsilonRule)  # Zero, Epsilon, Norm
+    if isinstance(rule, LinearRule):
+        return isinstance(layer, PARAMETRIC) or (
+            isinstance(layer, FIXED_LINEAR) and rule.parameter_free
+        )
+    return False
+
+
+def supported_rules(layer: L.Layer) -> str:
+    """The rules a layer takes, for error messages."""
+    if isinstance(layer, PARAMETRIC):
+        return "ZeroRule, EpsilonRule, NormRule, GammaRule, WSquareRule, FlatRule, ZPlusRule, AlphaBetaRule, ZBoxRule"
+    names = []
+    if isinstance(layer, FIXED_LINEAR) or isinstance(layer, L.Add):
+        names += ["NormRule", "EpsilonRule", "ZeroRule"]
+    if isinstance(layer, L.MaxPool2d | L.AvgPool2d | L.AdaptiveAvgPool2d):
+        names.append("GradientRule")
+    if isinstance(layer, SHAPE_PRESERVING):
+        names.append("PassRule")
+    return ", ".join(names) or "none (remove or replace this layer)"
+
+
+def _divide(r: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``r / d``, and 0 where ``d`` is exactly 0."""
+    return np.divide(r, d, out=np.zeros_like(r), where=d != 0)
+
+
+def linear_step(
+    record: Record, rule: LinearRule, relevance: np.ndarray, backend: str
+) -> np.ndarray:
+    """The generic step of :mod:`npxai.rules`, on the layer's own forward and transposed maps
+    (so the compiled kernels run it on the numba backend)."""
+    layer, x = record.layer, record.input
+    if isinstance(layer, PARAMETRIC):
+        w = layer.weight.astype(x.dtype, copy=False)
+        b = None if layer.bias is None else layer.bias.astype(x.dtype, copy=False)
+
+        def forward(xt, wt, bt):
+            return layer.affine(xt, wt, bt, backend)
+
+        def transpose(s, wt):
+            return layer.affine_transpose(s, wt, x, backend)
+    else:
+        w = b = None
+
+        def forward(xt, wt, bt):
+            return layer.forward(xt, backend)
+
+        def transpose(s, wt):
+            return layer.vjp(x, None, s, backend)
+
+    total = np.zeros_like(x)
+    for coefficient, terms in rule.groups(x, w, b):
+        z = sum(forward(xt, wt, bt) for xt, wt, bt in terms)
+        s = _divide(relevance, rule.stabilize(z))
+        for xt, wt, _ in terms:
+            total += coefficient * xt * transpose(s, wt)
+    return total
+
+
+def sum_step(
+    record: Record, rule: EpsilonRule, relevance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)`` for a residual sum."""
+    a, b = record.input
+    s = _divide(relevance, rule.stabilize(a + b))
+    return a * s, b * s
+
+
+def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
+    """One layer's relevance step: ``R_in`` from ``R_out`` under ``rule``."""
+    if isinstance(rule, PassRule):
+        return relevance.reshape(record.input.shape)  # Flatten changes the shape, not the values
+    if isinstance(rule, GradientRule):
+        return record.layer.vjp(record.input, record.output, relevance, backend)
+    if isinstance(record.layer, L.Add):
+        return sum_step(record, rule, relevance)
+    return linear_step(record, rule, relevance, backend)

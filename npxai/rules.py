@@ -1,0 +1,257 @@
+"""Layer-wise Relevance Propagation rules.
+
+A rule for a layer that computes ``z = W x + b`` (Linear, Conv2d; and, without parameters to
+modify, average pooling and batch norm) says how it modifies the layer's input, its parameters and
+the denominator. One generic step (:func:`npxai.lrp.linear_step`) does the rest, for every rule and
+on every backend::
+
+    R_in = sum_g c_g sum_{t in g} x'_t * (W'_t^T (R_out / stab(z_g))),   z_g = sum_{t in g} W'_t x'_t + b'_t
+
+A rule is a list of groups ``(c_g, [(x'_t, W'_t, b'_t), ...])``: the terms of a group share one
+denominator (z+ adds the positive and negative input parts), and groups are added with their
+coefficients (alpha-beta: ``alpha`` times the positive group minus ``beta`` times the negative).
+Where a stabilised denominator is exactly zero, the neuron passes no relevance.
+
+``p+ = max(p, 0)``, ``p- = min(p, 0)``, ``sgn0(z)`` is the sign of ``z`` with ``sgn0(0) = +1``.
+Stabilisers (``stabilizer=``): ``"sign"`` (default, Zennit's and Captum's): ``z + eps sgn0(z)``;
+``"clip"`` (Zennit's ``clip=True``): ``sgn0(z) max(|z|, eps)``; ``"zero"`` (iNNvestigate's): ``z +
+eps [z = 0]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STABILIZERS = ("sign", "clip", "zero")
+Term = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+Group = tuple[float, list[Term]]
+
+
+def sgn0(z: np.ndarray) -> np.ndarray:
+    """The sign of ``z`` with ``sgn0(0) = +1``."""
+    return np.where(z >= 0, 1, -1).astype(z.dtype)
+
+
+def stabilize(z: np.ndarray, epsilon: float, how: str) -> np.ndarray:
+    """The denominator ``stab(z)`` (see the module docstring for the three choices)."""
+    if how == "sign":
+        return z + epsilon * sgn0(z)
+    if how == "clip":
+        return sgn0(z) * np.maximum(np.abs(z), epsilon)
+    return z + epsilon * (z == 0)
+
+
+def _pos(p: np.ndarray | None) -> np.ndarray | None:
+    return None if p is None else np.maximum(p, 0)
+
+
+def _neg(p: np.ndarray | None) -> np.ndarray | None:
+    return None if p is None else np.minimum(p, 0)
+
+
+class Rule:
+    """Base of every rule: a name and a readable repr of its parameters."""
+
+    def _parameters(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._parameters().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+class PassRule(Rule):
+    """``R_in = R_out``: for layers whose output has the input's shape (activations, dropout,
+    identity, flatten, and batch norm left unfolded)."""
+
+
+class GradientRule(Rule):
+    """``R_in = (d y / d x)^T R_out``: the gradient's routing. Max pooling's default (winner
+    takes all: each window's relevance goes to its first maximum)."""
+
+
+class LinearRule(Rule):
+    """A rule of the generic step above. Subclasses define :meth:`groups`."""
+
+    #: ``False`` where the rule changes ``W`` or ``b`` and so needs a layer with parameters.
+    parameter_free = False
+
+    def __init__(self, epsilon: float, stabilizer: str):
+        if stabilizer not in STABILIZERS:
+            raise ValueError(
+                f"{type(self).__name__}: unknown stabilizer {stabilizer!r}; choose one of {', '.join(STABILIZERS)}"
+            )
+        if not epsilon >= 0:
+            raise ValueError(f"{type(self).__name__}: epsilon must be >= 0, got {epsilon!r}")
+        self.epsilon, self.stabilizer = float(epsilon), stabilizer
+
+    def groups(self, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | None) -> list[Group]:
+        raise NotImplementedError(f"{type(self).__name__} does not define groups()")
+
+    def stabilize(self, z: np.ndarray) -> np.ndarray:
+        return stabilize(z, self.epsilon, self.stabilizer)
+
+    def _parameters(self) -> dict:
+        return {"epsilon": self.epsilon, "stabilizer": self.stabilizer}
+
+
+class EpsilonRule(LinearRule):
+    """``R_in = x * (W^T (R_out / stab(W x + b)))``."""
+
+    parameter_free = True
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+
+    def groups(self, x, w, b):
+        return [(1.0, [(x, w, b)])]
+
+
+class ZeroRule(EpsilonRule):
+    """LRP-0: ``R_in = x * (W^T (R_out / (W x + b)))``, no stabiliser; a neuron with ``z = 0``
+    passes nothing. On a ReLU network without biases it equals InputTimesGradient."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0, "sign")
+
+    def _parameters(self) -> dict:
+        return {}
+
+
+class NormRule(EpsilonRule):
+    """The z-rule without parameters, for average pooling and residual sums (Zennit's ``Norm``):
+    ``R_in = x * (A^T (R_out / stab(A x)))`` for the layer's fixed linear map ``A``; for a sum
+    ``y = a + b``: ``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)``."""
+
+
+class GammaRule(LinearRule):
+    """``W' = W + gamma W+``, ``b' = b + gamma b+`` (``bias=False``: ``b' = b``); then
+    ``R_in = x * (W'^T (R_out / stab(W' x + b')))`` (RelevancePropagation.jl's form; Zennit's
+    sign-aware gamma is :class:`GeneralizedGammaRule`, not built yet)."""
+
+    def __init__(
+        self,
+        gamma: float = 0.25,
+        bias: bool = True,
+        epsilon: float = 1e-6,
+        stabilizer: str = "sign",
+    ):
+        super().__init__(epsilon, stabilizer)
+        if not gamma >= 0:
+            raise ValueError(f"GammaRule: gamma must be >= 0, got {gamma!r}")
+        self.gamma, self.bias = float(gamma), bool(bias)
+
+    def groups(self, x, w, b):
+        b_mod = b + self.gamma * _pos(b) if (b is not None and self.bias) else b
+        return [(1.0, [(x, w + self.gamma * _pos(w), b_mod)])]
+
+    def _parameters(self) -> dict:
+        return {"gamma": self.gamma, "bias": self.bias, **super()._parameters()}
+
+
+class WSquareRule(LinearRule):
+    """``R_in = W'^T (R_out / stab(W' 1 + b'))`` with ``W' = W^2`` and ``b' = b^2`` (``bias=True``,
+    Zennit's choice) or no bias (``bias=False``, iNNvestigate's and RelevancePropagation.jl's)."""
+
+    def __init__(self, bias: bool = True, epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+        self.bias = bool(bias)
+
+    def groups(self, x, w, b):
+        return [(1.0, [(np.ones_like(x), w**2, b**2 if (b is not None and self.bias) else None)])]
+
+    def _parameters(self) -> dict:
+        return {"bias": self.bias, **super()._parameters()}
+
+
+class FlatRule(LinearRule):
+    """``R_in = 1^T (R_out / stab(1 1))``: every weight 1, no bias; each output's relevance is
+    spread evenly over the inputs its window covers (for a convolution, padding does not count)."""
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+
+    def groups(self, x, w, b):
+        return [(1.0, [(np.ones_like(x), np.ones_like(w), None)])]
+
+
+class ZPlusRule(LinearRule):
+    """``z = W+ x+ + W- x- + b'``, ``R_in = x+ * (W+^T s) + x- * (W-^T s)``, ``s = R / stab(z)``
+    (Zennit's z+, the positive contributions). ``bias="positive"`` (default, Zennit) puts ``b+`` in
+    the denominator, ``bias="none"`` no bias."""
+
+    def __init__(self, bias: str = "positive", epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+        if bias not in ("positive", "none"):
+            raise ValueError(f"ZPlusRule: bias must be 'positive' or 'none', got {bias!r}")
+        self.bias = bias
+
+    def groups(self, x, w, b):
+        bias = _pos(b) if self.bias == "positive" else None
+        return [(1.0, [(_pos(x), _pos(w), bias), (_neg(x), _neg(w), None)])]
+
+    def _parameters(self) -> dict:
+        return {"bias": self.bias, **super()._parameters()}
+
+
+class AlphaBetaRule(LinearRule):
+    """``R_in = alpha R+ - beta R-``: ``R+`` is z+ (:class:`ZPlusRule`, with ``b+``) and ``R-``
+    the same for the negative contributions (``W- x+ + W+ x-``, with ``b-``), each with its own
+    denominator. ``alpha - beta = 1`` and both ``>= 0`` (else ``ValueError``)."""
+
+    def __init__(
+        self, alpha: float = 2.0, beta: float = 1.0, epsilon: float = 1e-6, stabilizer: str = "sign"
+    ):
+        super().__init__(epsilon, stabilizer)
+        if alpha < 0 or beta < 0 or abs(alpha - beta - 1) > 1e-12:
+            raise ValueError(
+                f"AlphaBetaRule needs alpha - beta = 1 and both >= 0, got alpha={alpha!r}, beta={beta!r}"
+            )
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def groups(self, x, w, b):
+        positive = [(_pos(x), _pos(w), _pos(b)), (_neg(x), _neg(w), None)]
+        negative = [(_pos(x), _neg(w), _neg(b)), (_neg(x), _pos(w), None)]
+        return [(self.alpha, positive), (-self.beta, negative)]
+
+    def _parameters(self) -> dict:
+        return {"alpha": self.alpha, "beta": self.beta, **super()._parameters()}
+
+
+class ZBoxRule(LinearRule):
+    """For the first layer, with inputs bounded by ``low <= x <= high`` (scalars or arrays
+    broadcastable to the input): ``z = W x - W+ l - W- h`` (the bias cancels, as in Zennit),
+    ``R_in = x * (W^T s) - l * (W+^T s) - h * (W-^T s)``."""
+
+    def __init__(
+        self,
+        low: float | np.ndarray,
+        high: float | np.ndarray,
+        epsilon: float = 1e-6,
+        stabilizer: str = "sign",
+    ):
+        super().__init__(epsilon, stabilizer)
+        self.low, self.high = low, high
+
+    def groups(self, x, w, b):
+        try:
+            low = np.broadcast_to(np.asarray(self.low, x.dtype), x.shape)
+            high = np.broadcast_to(np.asarray(self.high, x.dtype), x.shape)
+        except ValueError:
+            raise ValueError(
+                f"ZBoxRule: low {np.shape(self.low)} and high {np.shape(self.high)} must broadcast to the input {x.shape}"
+            ) from None
+        return [(1.0, [(x, w, None), (low, -_pos(w), None), (high, -_neg(w), None)])]
+
+    def _parameters(self) -> dict:
+        shown = {
+            k: v if np.isscalar(v) else f"array{np.shape(v)}"
+            for k, v in (("low", self.low), ("high", self.high))
+        }
+        return {**shown, **super()._parameters()}

@@ -1,0 +1,260 @@
+"""LRP: every rule against its dense-matrix formula, conservation, LRP-0 = InputTimesGradient,
+no NaN on dead units, the two backends alike, and the composites' bookkeeping."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_close
+from hypothesis import given
+from hypothesis import strategies as st
+
+import npxai
+from npxai import composites as C
+from npxai import layers as L
+from npxai import rules as R
+from npxai.module import Record
+
+
+def dense_matrix(layer, in_shape):
+    """The layer's linear map as a matrix, built with torch from unit vectors (independent of
+    npxai's convolution code)."""
+    n_in = int(np.prod(in_shape))
+    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
+    weight = torch.tensor(layer.weight, dtype=torch.float64)
+    if isinstance(layer, L.Linear):
+        out = basis @ weight.T
+    else:
+        top, _, left, _ = layer.explicit_padding()
+        out = torch.nn.functional.conv2d(
+            basis, weight, None, layer.stride, (top, left), layer.dilation, layer.groups
+        )
+    return out.reshape(n_in, -1).T.numpy(), out.shape[1:]
+
+
+def sgn0(z):
+    return np.where(z >= 0, 1.0, -1.0)
+
+
+def expected_relevance(rule, m, b, x, r, mask):
+    """Each rule's formula on the dense matrix ``m`` (rows: outputs), written out independently.
+    ``mask`` marks the matrix entries that are connections (for Flat)."""
+    p, n = np.maximum, np.minimum
+    eps = 1e-6
+
+    def s(z):
+        return r / (z + eps * sgn0(z))
+
+    if isinstance(rule, R.ZeroRule):
+        z = m @ x + b
+        return x * (m.T @ np.where(z != 0, r / np.where(z != 0, z, 1), 0))
+    if isinstance(rule, R.EpsilonRule):
+        return x * (m.T @ s(m @ x + b))
+    if isinstance(rule, R.GammaRule):
+        mg, bg = m + 0.25 * p(m, 0), b + 0.25 * p(b, 0)
+        return x * (mg.T @ s(mg @ x + bg))
+    if isinstance(rule, R.WSquareRule):
+        return (m**2).T @ s((m**2).sum(axis=1) + b**2)
+    if isinstance(rule, R.FlatRule):
+        return mask.T @ s(mask.sum(axis=1))
+    if isinstance(rule, R.ZPlusRule):
+        sz = s(p(m, 0) @ p(x, 0) + n(m, 0) @ n(x, 0) + p(b, 0))
+        return p(x, 0) * (p(m, 0).T @ sz) + n(x, 0) * (n(m, 0).T @ sz)
+    if isinstance(rule, R.AlphaBetaRule):
+        sp = s(p(m, 0) @ p(x, 0) + n(m, 0) @ n(x, 0) + p(b, 0))
+        sn = s(n(m, 0) @ p(x, 0) + p(m, 0) @ n(x, 0) + n(b, 0))
+        pos = p(x, 0) * (p(m, 0).T @ sp) + n(x, 0) * (n(m, 0).T @ sp)
+        neg = p(x, 0) * (n(m, 0).T @ sn) + n(x, 0) * (p(m, 0).T @ sn)
+        return 2 * pos - neg
+    if isinstance(rule, R.ZBoxRule):
+        lo, hi = np.full_like(x, -1.0), np.full_like(x, 2.0)
+        sz = s(m @ x - p(m, 0) @ lo - n(m, 0) @ hi)
+        return x * (m.T @ sz) - lo * (p(m, 0).T @ sz) - hi * (n(m, 0).T @ sz)
+    raise AssertionError(rule)
+
+
+RULES = [R.ZeroRule(), R.EpsilonRule(), R.GammaRule(), R.WSquareRule(), R.FlatRule(), R.ZPlusRule(),
+         R.AlphaBetaRule(), R.ZBoxRule(-1.0, 2.0)]  # fmt: skip
+LAYERS = [
+    lambda: L.Linear(7, 5),
+    lambda: L.Conv2d(2, 3, 3),
+    lambda: L.Conv2d(2, 4, (3, 2), stride=2, padding=1),
+    lambda: L.Conv2d(4, 4, 3, padding=(1, 2), groups=2, dilation=(1, 2)),
+]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize(
+    "make_layer", LAYERS, ids=["linear", "conv", "conv-stride-pad", "conv-groups"]
+)
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: type(r).__name__)
+def test_each_rule_matches_its_dense_matrix_formula(rule, make_layer, backend):
+    npxai.manual_seed(0)
+    layer = make_layer()
+    in_shape = (7,) if isinstance(layer, L.Linear) else (layer.in_channels, 6, 5)
+    rng = np.random.default_rng(1)
+    layer.load_state_dict({k: rng.standard_normal(v.shape) for k, v in layer.state_dict().items()})
+    x = rng.standard_normal((1, *in_shape))
+    y = layer(x, backend=backend)
+    r = rng.standard_normal(y.shape)
+    ours = npxai.lrp.step(Record("l", layer, x, y), rule, r, backend)
+    m, out_shape = dense_matrix(layer, in_shape)
+    assert tuple(out_shape) == y.shape[1:]
+    b = np.broadcast_to(layer.bias[:, None], (len(layer.bias), int(np.prod(out_shape)) // len(layer.bias))).ravel() \
+        if isinstance(layer, L.Conv2d) else layer.bias  # fmt: skip
+    ones = type(layer)(*_args(layer))
+    ones.load_state_dict({"weight": np.ones_like(layer.weight), "bias": np.zeros_like(layer.bias)})
+    mask, _ = dense_matrix(ones, in_shape)
+    expected = expected_relevance(rule, m, b, x.ravel(), r.ravel(), mask)
+    assert_close(ours.ravel(), expected, np.float64)
+
+
+def _args(layer):
+    if isinstance(layer, L.Linear):
+        return (layer.in_features, layer.out_features)
+    return (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+            layer.dilation, layer.groups)  # fmt: skip
+
+
+def bias_free_relu_net(seed: int) -> npxai.Sequential:
+    npxai.manual_seed(seed)
+    return npxai.Sequential(
+        L.Conv2d(2, 4, 3, padding=1, bias=False), L.ReLU(), L.MaxPool2d(2),
+        L.Conv2d(4, 4, 3, padding=1, bias=False), L.ReLU(), L.AvgPool2d(2),
+        L.Flatten(), L.Linear(16, 6, bias=False), L.ReLU(), L.Linear(6, 3, bias=False),
+    )  # fmt: skip
+
+
+# (alpha-beta with beta > 0 conserves only where every neuron has contributions of both signs, so
+# its conserving form alpha=1, beta=0 is tested here)
+CONSERVING = [R.ZeroRule(), R.ZPlusRule(epsilon=1e-12), R.AlphaBetaRule(1.0, 0.0, epsilon=1e-12),
+              R.GammaRule(epsilon=1e-12), R.FlatRule(epsilon=1e-12), R.WSquareRule(epsilon=1e-12),
+              R.ZBoxRule(-3.0, 3.0, epsilon=1e-12)]  # fmt: skip
+
+
+@pytest.mark.parametrize("rule", CONSERVING, ids=lambda r: type(r).__name__)
+@given(seed=st.integers(0, 2**16), batch=st.integers(1, 3))
+def test_bias_free_relu_networks_conserve_relevance(rule, seed, batch):
+    model = bias_free_relu_net(seed % 50)
+    composite = C.Composite(
+        (C.ByType(L.Linear, L.Conv2d), rule), (C.ByType(L.AvgPool2d), R.NormRule(1e-12))
+    )
+    x = np.random.default_rng(seed).standard_normal((batch, 2, 8, 8))
+    e = npxai.LRP(model, composite, record=True)(x)
+    total = e.attribution.reshape(batch, -1).sum(axis=1)
+    # all relevance (1 at the target) arrives, unless it met a unit that every input left dead
+    for key, _, _, out, into in e.extras["conservation"]:
+        assert np.all(np.abs(into - out) <= 1e-9 + 1e-6 * np.abs(out)) or np.all(
+            np.abs(into) <= np.abs(out) + 1e-9
+        ), key
+    assert np.all(total <= 1 + 1e-6)
+    assert np.isfinite(e.attribution).all()
+
+
+def test_zero_rule_on_a_relu_network_is_input_times_gradient():
+    model = bias_free_relu_net(3)
+    x = np.random.default_rng(3).standard_normal((4, 2, 8, 8))
+    composite = C.Composite(
+        (C.ByType(L.Linear, L.Conv2d), R.ZeroRule()), (C.ByType(L.AvgPool2d), R.NormRule(0.0))
+    )
+    lrp0 = npxai.LRP(model, composite, output_relevance="logit")(x, target=1)
+    ixg = npxai.InputTimesGradient(model)(x, target=1)
+    assert_close(lrp0.attribution, ixg.attribution, np.float64)
+
+
+def test_epsilon_tends_to_input_times_gradient_as_epsilon_falls():
+    model = bias_free_relu_net(4)
+    x = np.random.default_rng(4).standard_normal((2, 2, 8, 8))
+    ixg = npxai.InputTimesGradient(model)(x, target=0).attribution
+    errors = []
+    for eps in (1e-1, 1e-3, 1e-5, 1e-7):
+        composite = C.Composite((C.ByType(L.Linear, L.Conv2d), R.EpsilonRule(eps)),
+                                (C.ByType(L.AvgPool2d), R.NormRule(0.0)))  # fmt: skip
+        e = npxai.LRP(model, composite, output_relevance="logit")(x, target=0)
+        errors.append(np.abs(e.attribution - ixg).max())
+    assert (
+        all(a > b for a, b in zip(errors, errors[1:], strict=False))
+        and errors[-1] < 1e-3 * np.abs(ixg).max()
+    )
+
+
+@pytest.mark.parametrize("preset", [C.EpsilonPlus(), C.EpsilonPlusFlat(), C.EpsilonAlpha2Beta1(),
+                                    C.EpsilonAlpha2Beta1Flat(), C.EpsilonGammaBox(-2.0, 2.0),
+                                    C.ExcitationBackprop()], ids=lambda c: c.name)  # fmt: skip
+def test_presets_give_finite_relevance_on_dead_units_and_agree_across_backends(preset):
+    model = npxai.models.vgg11(num_classes=5)
+    state = model.state_dict()
+    state["features.0.weight"][:8] = 0  # dead units
+    state["features.0.bias"][:8] = 0
+    model.load_state_dict(state)
+    x = np.random.default_rng(5).standard_normal((2, 3, 32, 32))
+    x[1] = 0  # a zero input
+    ours = npxai.LRP(model, preset, backend="numba")(x)
+    reference = npxai.LRP(model, preset, backend="numpy")(x)
+    assert np.isfinite(ours.attribution).all()
+    assert_close(ours.attribution, reference.attribution, np.float64)
+
+
+def test_resnet_sums_split_relevance_and_the_table_prints():
+    model = npxai.models.resnet18(num_classes=4)
+    analyzer = npxai.LRP(model, C.EpsilonPlus(), record=True)
+    text = repr(analyzer)
+    assert "layer1.0.add" in text and "NormRule" in text and "conv1" in text
+    e = analyzer(np.random.default_rng(6).standard_normal((1, 3, 32, 32)))
+    add = dict((row[0], row) for row in e.extras["conservation"])["layer1.0.add"]
+    np.testing.assert_allclose(add[4], add[3], rtol=1e-4)  # the sum conserves (up to epsilon)
+    assert "layer1.0.add" in npxai.conservation_table(e)
+
+
+def test_later_entries_override_and_keys_select_containers():
+    model = npxai.models.vgg11(num_classes=3)
+    override = [
+        (C.Keys("classifier.0", "classifier.6"), R.ZeroRule()),
+        (C.IndexRange(0, 1), R.FlatRule()),
+    ]
+    rules = (C.EpsilonPlus() + override).assign(model)
+    assert isinstance(rules["features.0"], R.FlatRule)
+    assert isinstance(rules["features.3"], R.ZPlusRule)
+    assert isinstance(rules["features.2"], R.GradientRule)
+    assert isinstance(rules["classifier.0"], R.ZeroRule)
+    assert isinstance(rules["classifier.3"], R.EpsilonRule)
+    assert isinstance(rules["classifier.1"], R.PassRule)
+    leaves = [(k, m) for k, m in model.named_modules() if isinstance(m, npxai.Layer)]
+    assert C.Keys("classifier").select(leaves) == [f"classifier.{i}" for i in range(7)]
+    first_two = C.Composite(
+        (C.FirstN(2, L.Conv2d), R.GammaRule()), (C.LastOfType(L.Linear), R.EpsilonRule(0.1))
+    )
+    rules = first_two.assign(model)
+    gamma = [k for k, r in rules.items() if isinstance(r, R.GammaRule)]
+    assert gamma == ["features.0", "features.3"]
+    assert rules["classifier.6"] == R.EpsilonRule(0.1)
+
+
+def test_bad_rules_and_layers_are_named():
+    model = npxai.models.vgg11(num_classes=3)
+    with pytest.raises(
+        ValueError,
+        match=r"GammaRule\(.*\) cannot run on layer 'features.2' \(MaxPool2d\); it takes GradientRule",
+    ):
+        npxai.LRP(model, C.Composite((C.ByType(L.MaxPool2d), R.GammaRule())))
+    with_softmax = npxai.Sequential(L.Linear(3, 2), L.Softmax(1))
+    with pytest.raises(ValueError, match=r"no rule covers layer '1' \(Softmax\)"):
+        npxai.LRP(with_softmax)
+    with pytest.raises(ValueError, match="alpha - beta = 1"):
+        R.AlphaBetaRule(2.0, 2.0)
+    with pytest.raises(ValueError, match="unknown stabilizer 'tanh'"):
+        R.EpsilonRule(stabilizer="tanh")
+    with pytest.raises(ValueError, match="the model has no layer 'head'"):
+        C.Composite((C.Keys("head"), R.ZeroRule())).assign(model)
+    with pytest.raises(ValueError, match="output_relevance must be 'one' or 'logit'"):
+        npxai.LRP(model, output_relevance="softmax")
+
+
+@pytest.mark.parametrize("how", R.STABILIZERS)
+def test_stabilizers(how):
+    z = np.array([-1.0, -1e-9, 0.0, 1e-9, 1.0])
+    expected = {
+        "sign": [-1.1, -0.1 - 1e-9, 0.1, 0.1 + 1e-9, 1.1],
+        "clip": [-1.0, -0.1, 0.1, 0.1, 1.0],
+        "zero": [-1.0, -1e-9, 0.1, 1e-9, 1.0],
+    }[how]
+    np.testing.assert_allclose(R.stabilize(z, 0.1, how), expected, rtol=1e-12)
