@@ -19,6 +19,7 @@ from .analyzers import (
     conservation_table,
 )
 from .backend import BackendError, get_backend, set_backend, use_backend
+from .canonize import canonize, strip_softmax
 from .containers import Residual, Sequential
 from .convert import from_torch
 from .errors import ConversionError, LayerInputError, LoadError, StateDictError, UnsafePickleError
@@ -46,6 +47,8 @@ __all__ = [
     "rules",
     "SmoothGrad",
     "analyze",
+    "canonize",
+    "strip_softmax",
     "BackendError",
     "get_backend",
     "set_backend",
