@@ -377,8 +377,8 @@ class _BatchNorm(Layer):
     ):
         super().__init__()
         self.num_features = _positive_int(num_features, "num_features")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps!r}")
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps!r}")
         if not track_running_stats:
             raise ValueError(
                 "track_running_stats=False is not supported: npxai runs batch norm in evaluation "
