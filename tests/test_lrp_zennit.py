@@ -30,7 +30,11 @@ PAIRS = [
 
 def vgg_style(batch_norm: bool) -> torch.nn.Module:
     torch.manual_seed(0)
-    norm = (lambda c: torch.nn.BatchNorm2d(c, eps=0.0)) if batch_norm else (lambda c: torch.nn.Identity())
+    norm = (
+        (lambda c: torch.nn.BatchNorm2d(c, eps=0.0))
+        if batch_norm
+        else (lambda c: torch.nn.Identity())
+    )
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, padding=1), norm(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         torch.nn.Conv2d(8, 8, 3, padding=1), norm(8), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
