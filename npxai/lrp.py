@@ -37,7 +37,10 @@ def supported(layer: L.Layer, rule: Rule) -> bool:
 def supported_rules(layer: L.Layer) -> str:
     """The rules a layer takes, for error messages."""
     if isinstance(layer, PARAMETRIC):
-        return "ZeroRule, EpsilonRule, NormRule, GammaRule, WSquareRule, FlatRule, ZPlusRule, AlphaBetaRule, ZBoxRule"
+        return (
+            "ZeroRule, EpsilonRule, NormRule, GammaRule, GeneralizedGammaRule, WSquareRule, "
+            "FlatRule, ZPlusRule, AlphaBetaRule, ZBoxRule"
+        )
     names = []
     if isinstance(layer, FIXED_LINEAR) or isinstance(layer, L.Add):
         names += ["NormRule", "EpsilonRule", "ZeroRule"]
@@ -78,9 +81,13 @@ def linear_step(
             return layer.vjp(x, None, s, backend)
 
     total = np.zeros_like(x)
-    for coefficient, terms in rule.groups(x, w, b):
+    for coefficient, terms, *select in rule.groups(x, w, b):
+        share = relevance
+        if select:  # only the neurons whose unmodified z has the group's sign
+            z0 = record.output if isinstance(layer, PARAMETRIC) else forward(x, w, b)
+            share = relevance * (z0 > 0 if select[0] == "positive" else z0 < 0)
         z = sum(forward(xt, wt, bt) for xt, wt, bt in terms)
-        s = _divide(relevance, rule.stabilize(z))
+        s = _divide(share, rule.stabilize(z))
         for xt, wt, _ in terms:
             total += coefficient * xt * transpose(s, wt)
     return total

@@ -10,6 +10,8 @@ on every backend::
 A rule is a list of groups ``(c_g, [(x'_t, W'_t, b'_t), ...])``: the terms of a group share one
 denominator (z+ adds the positive and negative input parts), and groups are added with their
 coefficients (alpha-beta: ``alpha`` times the positive group minus ``beta`` times the negative).
+A group may name a third element, ``"positive"`` or ``"negative"``: it then only takes the
+relevance of the neurons whose unmodified ``z = W x + b`` has that sign (the generalised gamma).
 Where a stabilised denominator is exactly zero, the neuron passes no relevance.
 
 ``p+ = max(p, 0)``, ``p- = min(p, 0)``, ``sgn0(z)`` is the sign of ``z`` with ``sgn0(0) = +1``.
@@ -24,7 +26,7 @@ import numpy as np
 
 STABILIZERS = ("sign", "clip", "zero")
 Term = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
-Group = tuple[float, list[Term]]
+Group = tuple[float, list[Term]] | tuple[float, list[Term], str]
 
 
 def sgn0(z: np.ndarray) -> np.ndarray:
@@ -153,6 +155,36 @@ class GammaRule(LinearRule):
 
     def _parameters(self) -> dict:
         return {"gamma": self.gamma, "bias": self.bias, **super()._parameters()}
+
+
+class GeneralizedGammaRule(LinearRule):
+    """Zennit's sign-aware gamma (and the rule for LeakyReLU networks): with ``up(p) = p + gamma
+    p+`` and ``down(p) = p + gamma p-``, a neuron whose unmodified ``z`` is positive shares its
+    relevance by ``(x+, up(W), up(b)) + (x-, down(W), 0)``, one with negative ``z`` by
+    ``(x+, down(W), down(b)) + (x-, up(W), 0)``, each over its own denominator; a neuron with
+    ``z = 0`` passes nothing. On non-negative inputs with positive ``z`` this is :class:`GammaRule`.
+    """
+
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+        if not gamma >= 0:
+            raise ValueError(f"GeneralizedGammaRule: gamma must be >= 0, got {gamma!r}")
+        self.gamma = float(gamma)
+
+    def groups(self, x, w, b):
+        def up(p):
+            return None if p is None else p + self.gamma * _pos(p)
+
+        def down(p):
+            return None if p is None else p + self.gamma * _neg(p)
+
+        return [
+            (1.0, [(_pos(x), up(w), up(b)), (_neg(x), down(w), None)], "positive"),
+            (1.0, [(_pos(x), down(w), down(b)), (_neg(x), up(w), None)], "negative"),
+        ]
+
+    def _parameters(self) -> dict:
+        return {"gamma": self.gamma, **super()._parameters()}
 
 
 class WSquareRule(LinearRule):

@@ -52,6 +52,21 @@ def expected_relevance(rule, m, b, x, r, mask):
     if isinstance(rule, R.GammaRule):
         mg, bg = m + 0.25 * p(m, 0), b + 0.25 * p(b, 0)
         return x * (mg.T @ s(mg @ x + bg))
+    if isinstance(rule, R.GeneralizedGammaRule):
+        up, down = m + 0.25 * p(m, 0), m + 0.25 * n(m, 0)
+        z0 = m @ x + b
+        sp = np.where(z0 > 0, r, 0) / (lambda z: z + eps * sgn0(z))(
+            up @ p(x, 0) + down @ n(x, 0) + b + 0.25 * p(b, 0)
+        )
+        sn = np.where(z0 < 0, r, 0) / (lambda z: z + eps * sgn0(z))(
+            down @ p(x, 0) + up @ n(x, 0) + b + 0.25 * n(b, 0)
+        )
+        return (
+            p(x, 0) * (up.T @ sp)
+            + n(x, 0) * (down.T @ sp)
+            + p(x, 0) * (down.T @ sn)
+            + n(x, 0) * (up.T @ sn)
+        )
     if isinstance(rule, R.WSquareRule):
         return (m**2).T @ s((m**2).sum(axis=1) + b**2)
     if isinstance(rule, R.FlatRule):
@@ -72,7 +87,7 @@ def expected_relevance(rule, m, b, x, r, mask):
     raise AssertionError(rule)
 
 
-RULES = [R.ZeroRule(), R.EpsilonRule(), R.GammaRule(), R.WSquareRule(), R.FlatRule(), R.ZPlusRule(),
+RULES = [R.ZeroRule(), R.EpsilonRule(), R.GammaRule(), R.GeneralizedGammaRule(), R.WSquareRule(), R.FlatRule(), R.ZPlusRule(),
          R.AlphaBetaRule(), R.ZBoxRule(-1.0, 2.0)]  # fmt: skip
 LAYERS = [
     lambda: L.Linear(7, 5),

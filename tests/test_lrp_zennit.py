@@ -18,6 +18,7 @@ from zennit.canonizers import SequentialMergeBatchNorm
 
 import npxai
 from npxai import composites as C
+from npxai import rules as R
 
 PAIRS = [
     (Z.EpsilonPlusFlat, C.EpsilonPlusFlat),
@@ -25,6 +26,15 @@ PAIRS = [
     (Z.EpsilonAlpha2Beta1, C.EpsilonAlpha2Beta1),
     (Z.EpsilonAlpha2Beta1Flat, C.EpsilonAlpha2Beta1Flat),
     (Z.ExcitationBackprop, C.ExcitationBackprop),
+    (
+        lambda canonizers=None: Z.EpsilonGammaBox(-3.0, 3.0, canonizers=canonizers),
+        # Zennit's gamma is the sign-aware one
+        lambda: C.Composite(
+            (C.ByType(npxai.layers.Linear), R.EpsilonRule()),
+            (C.ByType(npxai.layers.Conv2d), R.GeneralizedGammaRule()),
+            (C.FirstOfType(npxai.layers.Conv2d), R.ZBoxRule(-3.0, 3.0)),
+        ),
+    ),
 ]
 
 
@@ -51,7 +61,9 @@ def vgg_style(batch_norm: bool) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "batch-norm"])
-@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p[0].__name__)
+@pytest.mark.parametrize(
+    "pair", PAIRS, ids=[p[1].__name__ for p in PAIRS[:-1]] + ["EpsilonGammaBox"]
+)
 def test_presets_equal_zennits(pair, batch_norm):
     theirs_composite, ours_composite = pair
     net = vgg_style(batch_norm)
