@@ -4,7 +4,7 @@ A readable NumPy reference for every operation (``npxai.reference``), layers and
 in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without torch (``npxai.load``).
 """
 
-from . import composites, layers, models, reference, rules  # noqa: E402
+from . import compat, composites, layers, models, reference, rules  # noqa: E402
 from .analyzers import (
     LRP,
     Analyzer,
@@ -42,6 +42,7 @@ __all__ = [
     "InputTimesGradient",
     "IntegratedGradients",
     "LRP",
+    "compat",
     "composites",
     "conservation_table",
     "rules",

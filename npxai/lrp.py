@@ -28,9 +28,10 @@ def supported(layer: L.Layer, rule: Rule) -> bool:
     if isinstance(layer, L.Add):
         return isinstance(rule, EpsilonRule)  # Zero, Epsilon, Norm
     if isinstance(rule, LinearRule):
-        return isinstance(layer, PARAMETRIC) or (
-            isinstance(layer, FIXED_LINEAR) and rule.parameter_free
-        )
+        if isinstance(layer, PARAMETRIC):
+            return True
+        # z-type rules on max pooling run through its gradient, as Captum's epsilon rule does
+        return isinstance(layer, FIXED_LINEAR + (L.MaxPool2d,)) and rule.parameter_free
     return False
 
 
@@ -42,7 +43,7 @@ def supported_rules(layer: L.Layer) -> str:
             "FlatRule, ZPlusRule, AlphaBetaRule, ZBoxRule"
         )
     names = []
-    if isinstance(layer, FIXED_LINEAR) or isinstance(layer, L.Add):
+    if isinstance(layer, FIXED_LINEAR + (L.Add, L.MaxPool2d)):
         names += ["NormRule", "EpsilonRule", "ZeroRule"]
     if isinstance(layer, L.MaxPool2d | L.AvgPool2d | L.AdaptiveAvgPool2d):
         names.append("GradientRule")
