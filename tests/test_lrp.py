@@ -248,7 +248,7 @@ def test_bad_rules_and_layers_are_named():
     model = npxai.models.vgg11(num_classes=3)
     with pytest.raises(
         ValueError,
-        match=r"GammaRule\(.*\) cannot run on layer 'features.2' \(MaxPool2d\); it takes GradientRule",
+        match=r"GammaRule\(.*\) cannot run on layer 'features.2' \(MaxPool2d\); it takes NormRule, EpsilonRule, ZeroRule, GradientRule",
     ):
         npxai.LRP(model, C.Composite((C.ByType(L.MaxPool2d), R.GammaRule())))
     with_softmax = npxai.Sequential(L.Linear(3, 2), L.Softmax(1))

@@ -38,6 +38,7 @@ class Net(torch.nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:captum")
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_compat_captum_equals_captum_lrp(backend):
     net = Net().double().eval()
