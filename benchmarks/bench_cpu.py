@@ -60,7 +60,7 @@ def paired_medians(ours, theirs, repeats: int) -> tuple[float, float]:
     """Medians of two callables, taken alternately. Before each timed call: a pause, then one
     untimed call of the same library. The pause lets the other library's thread pools (OpenBLAS,
     TBB, torch's OpenMP) stop spinning: right after npxai's ResNet18 forward pass torch's took
-    0.038 s, against 0.016 s after a pause. The untimed call wakes the library's own threads, so
+    about twice as long as after a pause. The untimed call wakes the library's own threads, so
     that a tiny model is not timed on their wake-up."""
     a, b = [], []
     for _ in range(repeats):

@@ -159,8 +159,8 @@ _workspaces = threading.local()
 
 def _workspace(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A scratch array from a per-thread buffer that only grows: a fresh allocation of the column
-    matrix at every call would pay the kernel's page faults each time (measured: about as long as
-    the copy itself for VGG's first layers). The buffer is held until the thread ends."""
+    matrix at every call would pay the kernel's page faults each time (on this project's virtual
+    machines, as costly as the copy itself). The buffer is held until the thread ends."""
     size = int(np.prod(shape))
     key = np.dtype(dtype).str
     buffer = getattr(_workspaces, key, None)
@@ -229,8 +229,8 @@ def conv2d_vjp(
 ) -> np.ndarray:
     """With stride 1, padding at most ``d * (k - 1)`` per side and no fewer input than output
     channels, the input gradient is itself a convolution of ``dL/dy`` with the flipped, transposed
-    kernel, padded by ``d * (k - 1) - p``, and goes through :func:`conv2d` (measured faster then).
-    Otherwise: column gradients ``W^T @ dL/dy``, then col2im (measured 10x faster for VGG's
+    kernel, padded by ``d * (k - 1) - p``, and goes through :func:`conv2d` (the faster choice then).
+    Otherwise: column gradients ``W^T @ dL/dy``, then col2im (much faster for VGG's
     first layer, whose 3 input channels make the column gradients small)."""
     grad_y = np.ascontiguousarray(grad_y)
     n, o, oh, ow = grad_y.shape
