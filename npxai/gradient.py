@@ -35,6 +35,17 @@ def resolve_target(
     return indices.astype(np.int64)
 
 
+def output_seed(
+    output: np.ndarray, indices: np.ndarray, scale_by_output: bool = False
+) -> np.ndarray:
+    """The signal that starts a backward pass: ``1`` (or, with ``scale_by_output``, the output's
+    own value) at ``output[n, indices[n]]``, zero elsewhere."""
+    seed = np.zeros_like(output)
+    rows = np.arange(len(indices))
+    seed[rows, indices] = output[rows, indices] if scale_by_output else 1
+    return seed
+
+
 def gradient(
     model: Module,
     x: Any,
@@ -49,6 +60,4 @@ def gradient(
     """
     trace = model.trace(x, backend)
     indices = resolve_target(trace.output, target)
-    seed = np.zeros_like(trace.output)
-    seed[np.arange(len(indices)), indices] = 1
-    return model.backward(trace, seed, vjp_step(trace.backend))
+    return model.backward(trace, output_seed(trace.output, indices), vjp_step(trace.backend))

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..backend import resolve
 from ..explanation import Explanation
-from ..gradient import resolve_target
+from ..gradient import gradient, output_seed, resolve_target
 from ..module import Module, Step, Trace, vjp_step
 
 Target = int | Sequence[int] | np.ndarray | None
@@ -45,9 +45,7 @@ class Analyzer(ABC):
         the input)``."""
         trace = self.model.trace(x, self.backend)
         indices = resolve_target(trace.output, target)
-        seed = np.zeros_like(trace.output)
-        rows = np.arange(len(indices))
-        seed[rows, indices] = trace.output[rows, indices] if scale_by_output else 1
+        seed = output_seed(trace.output, indices, scale_by_output)
         signal = self.model.backward(trace, seed, make_step(trace.backend))
         return trace, indices, signal
 
@@ -66,6 +64,16 @@ class Analyzer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, backend={self.backend!r})"
+
+
+def gradients_in_batches(
+    model: Module, points: np.ndarray, targets: np.ndarray, batch_size: int, backend: str
+) -> np.ndarray:
+    """``npxai.gradient`` of many inputs (noisy copies, path points), ``batch_size`` at a time."""
+    return np.concatenate([
+        gradient(model, points[i : i + batch_size], targets[i : i + batch_size], backend)
+        for i in range(0, len(points), batch_size)
+    ])  # fmt: skip
 
 
 def analyze(x: Any, analyzer: Analyzer, target: Target = None) -> Explanation:

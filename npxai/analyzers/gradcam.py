@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..explanation import Explanation
-from ..gradient import resolve_target
+from ..gradient import output_seed, resolve_target
 from ..module import Module, Record, Signal, vjp_step
 from .base import Analyzer, Target
 
@@ -76,10 +76,8 @@ class GradCAM(Analyzer):
                 raise _Reached(signal)
             return backprop(record, signal)
 
-        seed = np.zeros_like(trace.output)
-        seed[np.arange(len(indices)), indices] = 1
         try:
-            self.model.backward(trace, seed, step)
+            self.model.backward(trace, output_seed(trace.output, indices), step)
         except _Reached as reached:
             grad = reached.signal
         weights = grad.mean(axis=(2, 3), keepdims=True)

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..gradient import gradient, resolve_target
+from ..gradient import resolve_target
 from ..module import Module, check_input
-from .base import Analyzer, Target
+from .base import Analyzer, Target, gradients_in_batches
 
 QUADRATURES = (
     "riemann_left",
@@ -93,10 +93,8 @@ class IntegratedGradients(Analyzer):
         alphas = self.alphas.astype(x.dtype).reshape(-1, *(1,) * x.ndim)
         points = (baseline + alphas * (x - baseline)).reshape(-1, *x.shape[1:])
         targets = np.tile(indices, self.n)
-        grads = np.concatenate([
-            gradient(self.model, points[i : i + self.batch_size], targets[i : i + self.batch_size], trace.backend)
-            for i in range(0, len(points), self.batch_size)
-        ]).reshape(self.n, *x.shape)  # fmt: skip
+        grads = gradients_in_batches(self.model, points, targets, self.batch_size, trace.backend)
+        grads = grads.reshape(self.n, *x.shape)
         average = np.tensordot(self.weights.astype(x.dtype), grads, axes=1)
         return self.explanation(
             (x - baseline) * average, trace, indices, method=self.method, n=self.n

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..gradient import gradient, resolve_target
+from ..gradient import resolve_target
 from ..module import Module, check_input
-from .base import Analyzer, Target
+from .base import Analyzer, Target, gradients_in_batches
 
 
 def noise_scale(x: np.ndarray, noise_level: float) -> np.ndarray:
@@ -63,9 +63,6 @@ class SmoothGrad(Analyzer):
         noisy = x + noise.astype(x.dtype) * sigma.reshape(1, -1, *(1,) * (x.ndim - 1))
         copies = noisy.reshape(-1, *x.shape[1:])
         targets = np.tile(indices, self.n)
-        grads = np.concatenate([
-            gradient(self.model, copies[i : i + self.batch_size], targets[i : i + self.batch_size], trace.backend)
-            for i in range(0, len(copies), self.batch_size)
-        ])  # fmt: skip
+        grads = gradients_in_batches(self.model, copies, targets, self.batch_size, trace.backend)
         attribution = grads.reshape(self.n, *x.shape).mean(axis=0)
         return self.explanation(attribution, trace, indices, sigma=sigma, n=self.n)
