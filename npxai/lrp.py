@@ -6,7 +6,7 @@ import numpy as np
 
 from . import layers as L
 from .module import Record, Signal
-from .rules import EpsilonRule, GradientRule, LinearRule, PassRule, Rule
+from .rules import AveragePoolRule, EpsilonRule, GradientRule, LinearRule, PassRule, Rule
 
 #: Layers whose parameters a rule may modify.
 PARAMETRIC = (L.Linear, L.Conv2d)
@@ -23,6 +23,8 @@ def supported(layer: L.Layer, rule: Rule) -> bool:
     """Whether ``rule`` can run on ``layer``."""
     if isinstance(rule, PassRule):
         return isinstance(layer, SHAPE_PRESERVING)
+    if isinstance(rule, AveragePoolRule):
+        return isinstance(layer, L.MaxPool2d) and layer.dilation == (1, 1)
     if isinstance(rule, GradientRule):
         return isinstance(layer, L.MaxPool2d | L.AvgPool2d | L.AdaptiveAvgPool2d)
     if isinstance(layer, L.Add):
@@ -47,6 +49,8 @@ def supported_rules(layer: L.Layer) -> str:
         names += ["NormRule", "EpsilonRule", "ZeroRule"]
     if isinstance(layer, L.MaxPool2d | L.AvgPool2d | L.AdaptiveAvgPool2d):
         names.append("GradientRule")
+    if isinstance(layer, L.MaxPool2d) and layer.dilation == (1, 1):
+        names.append("AveragePoolRule")
     if isinstance(layer, SHAPE_PRESERVING):
         names.append("PassRule")
     return ", ".join(names) or "none (remove or replace this layer)"
@@ -81,14 +85,26 @@ def linear_step(
         def transpose(s, wt):
             return layer.vjp(x, None, s, backend)
 
+    def z_of(terms: list) -> np.ndarray:
+        unmodified = len(terms) == 1 and all(
+            p is q for p, q in zip(terms[0], (x, w, b), strict=True)
+        )
+        if isinstance(layer, PARAMETRIC) and unmodified:
+            return record.output  # the unmodified layer: its output is z, no need to recompute
+        return sum(forward(xt, wt, bt) for xt, wt, bt in terms)
+
     total = np.zeros_like(x)
     for coefficient, terms, *select in rule.groups(x, w, b):
+        # a term with an all-zero input and no bias adds exactly 0 to z and to R_in: skip it
+        # (after a ReLU or max pool the rules' negative-input terms are such)
+        terms = [t for t in terms if t[2] is not None or t[0].any()]
+        if not terms:
+            continue
         share = relevance
         if select:  # only the neurons whose unmodified z has the group's sign
-            z0 = record.output if isinstance(layer, PARAMETRIC) else forward(x, w, b)
+            z0 = z_of([(x, w, b)])
             share = relevance * (z0 > 0 if select[0] == "positive" else z0 < 0)
-        z = sum(forward(xt, wt, bt) for xt, wt, bt in terms)
-        s = _divide(share, rule.stabilize(z))
+        s = _divide(share, rule.stabilize(z_of(terms)))
         for xt, wt, _ in terms:
             total += coefficient * xt * transpose(s, wt)
     return total
@@ -103,6 +119,13 @@ def sum_step(
     return a * s, b * s
 
 
+def as_average_pool(record: Record) -> Record:
+    """A max pool's record seen as the average pool with the same window (for AveragePoolRule)."""
+    pool = record.layer
+    average = L.AvgPool2d(pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode)
+    return Record(record.key, average, record.input, None)
+
+
 def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
     """One layer's relevance step: ``R_in`` from ``R_out`` under ``rule``."""
     if isinstance(rule, PassRule):
@@ -111,4 +134,6 @@ def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
         return record.layer.vjp(record.input, record.output, relevance, backend)
     if isinstance(record.layer, L.Add):
         return sum_step(record, rule, relevance)
+    if isinstance(rule, AveragePoolRule):
+        return linear_step(as_average_pool(record), rule, relevance, backend)
     return linear_step(record, rule, relevance, backend)

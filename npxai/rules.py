@@ -287,3 +287,11 @@ class ZBoxRule(LinearRule):
             for k, v in (("low", self.low), ("high", self.high))
         }
         return {**shown, **super()._parameters()}
+
+
+class AveragePoolRule(EpsilonRule):
+    """Max pooling's alternative to winner-takes-all: each window's relevance is distributed as
+    the NormRule distributes it over the average pool with the same window (``kernel_size``,
+    ``stride``, ``padding``, ``ceil_mode``; padding counts as zeros), i.e. in proportion to the
+    inputs: ``R_i = x_i sum_j [i in window j] (R_j / k) / stab(mean_{i' in window j} x_i')`` for a
+    window of ``k`` positions. Runs on a ``MaxPool2d`` without dilation."""

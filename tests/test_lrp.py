@@ -102,13 +102,17 @@ LAYERS = [
     "make_layer", LAYERS, ids=["linear", "conv", "conv-stride-pad", "conv-groups"]
 )
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: type(r).__name__)
-def test_each_rule_matches_its_dense_matrix_formula(rule, make_layer, backend):
+@pytest.mark.parametrize("inputs", ["signed", "non-negative"])
+def test_each_rule_matches_its_dense_matrix_formula(rule, make_layer, backend, inputs):
+    """Non-negative inputs (what follows a ReLU) take the step's path that skips all-zero terms."""
     npxai.manual_seed(0)
     layer = make_layer()
     in_shape = (7,) if isinstance(layer, L.Linear) else (layer.in_channels, 6, 5)
     rng = np.random.default_rng(1)
     layer.load_state_dict({k: rng.standard_normal(v.shape) for k, v in layer.state_dict().items()})
     x = rng.standard_normal((1, *in_shape))
+    if inputs == "non-negative":
+        x = np.maximum(x, 0)
     y = layer(x, backend=backend)
     r = rng.standard_normal(y.shape)
     ours = npxai.lrp.step(Record("l", layer, x, y), rule, r, backend)
@@ -120,6 +124,53 @@ def test_each_rule_matches_its_dense_matrix_formula(rule, make_layer, backend):
     ones.load_state_dict({"weight": np.ones_like(layer.weight), "bias": np.zeros_like(layer.bias)})
     mask, _ = dense_matrix(ones, in_shape)
     expected = expected_relevance(rule, m, b, x.ravel(), r.ravel(), mask)
+    assert_close(ours.ravel(), expected, np.float64)
+
+
+def affine_matrix(f, in_shape):
+    """``(A, t)`` with ``f(x) = A x + t`` for an affine torch function ``f``, from unit vectors."""
+    n_in = int(np.prod(in_shape))
+    t = f(torch.zeros((1, *in_shape), dtype=torch.float64)).reshape(-1)
+    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
+    return (f(basis).reshape(n_in, -1) - t).T.numpy(), t.numpy()
+
+
+def batch_norm(channels):
+    norm = L.BatchNorm2d(channels)
+    rng = np.random.default_rng(2)
+    norm.load_state_dict({k: rng.uniform(0.5, 1.5, v.shape) if k != "num_batches_tracked" else v
+                          for k, v in norm.state_dict().items()})  # fmt: skip
+    return norm
+
+
+FIXED = [  # (layer, rule, the same map in torch)
+    (L.AvgPool2d(3, 2, 1), R.NormRule(), lambda x: torch.nn.functional.avg_pool2d(x, 3, 2, 1)),
+    (L.AdaptiveAvgPool2d((2, 3)), R.NormRule(),
+     lambda x: torch.nn.functional.adaptive_avg_pool2d(x, (2, 3))),
+    (L.MaxPool2d(2), R.AveragePoolRule(), lambda x: torch.nn.functional.avg_pool2d(x, 2)),
+    (L.MaxPool2d(3, 2, 1, ceil_mode=True), R.AveragePoolRule(1e-3),
+     lambda x: torch.nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True)),
+    (batch_norm(2), R.EpsilonRule(1e-3), lambda x: torch.nn.functional.batch_norm(
+        x, *(torch.tensor(v) for v in (
+            batch_norm(2).running_mean, batch_norm(2).running_var, batch_norm(2).weight,
+            batch_norm(2).bias)), eps=1e-5)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize(
+    "layer, rule, torch_map", FIXED, ids=["avg", "adaptive", "max-as-avg", "max-as-avg-ceil", "bn"]
+)
+def test_parameter_free_rules_match_their_dense_matrix_formula(layer, rule, torch_map, backend):
+    """Pools and an unfolded batch norm are affine maps ``A x + t``: ``R_in = x * (A^T (R /
+    stab(A x + t)))``; a max pool under AveragePoolRule uses the average pool's ``A``."""
+    x = np.random.default_rng(3).standard_normal((1, 2, 7, 6))
+    y = layer(x, backend=backend)
+    r = np.random.default_rng(4).standard_normal(y.shape)
+    ours = npxai.lrp.step(Record("l", layer, x, y), rule, r, backend)
+    a, t = affine_matrix(torch_map, x.shape[1:])
+    z = a @ x.ravel() + t
+    expected = x.ravel() * (a.T @ (r.ravel() / (z + rule.epsilon * sgn0(z))))
     assert_close(ours.ravel(), expected, np.float64)
 
 
@@ -248,9 +299,16 @@ def test_bad_rules_and_layers_are_named():
     model = npxai.models.vgg11(num_classes=3)
     with pytest.raises(
         ValueError,
-        match=r"GammaRule\(.*\) cannot run on layer 'features.2' \(MaxPool2d\); it takes NormRule, EpsilonRule, ZeroRule, GradientRule",
+        match=r"GammaRule\(.*\) cannot run on layer 'features.2' \(MaxPool2d\); it takes NormRule, EpsilonRule, ZeroRule, GradientRule, AveragePoolRule",
     ):
         npxai.LRP(model, C.Composite((C.ByType(L.MaxPool2d), R.GammaRule())))
+    with pytest.raises(ValueError, match=r"AveragePoolRule\(.*\) cannot run on layer 'features.0'"):
+        npxai.LRP(model, C.Composite((C.ByType(L.Conv2d), R.AveragePoolRule())))
+    dilated = npxai.Sequential(L.MaxPool2d(2, dilation=2))
+    with pytest.raises(
+        ValueError, match=r"cannot run on layer '0' \(MaxPool2d\); it takes .*GradientRule$"
+    ):
+        npxai.LRP(dilated, C.Composite((C.ByType(L.MaxPool2d), R.AveragePoolRule())))
     with_softmax = npxai.Sequential(L.Linear(3, 2), L.Softmax(1))
     with pytest.raises(ValueError, match=r"no rule covers layer '1' \(Softmax\)"):
         npxai.LRP(with_softmax)
