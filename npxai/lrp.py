@@ -26,7 +26,7 @@ def supported(layer: L.Layer, rule: Rule) -> bool:
     if isinstance(rule, AveragePoolRule):
         return isinstance(layer, L.MaxPool2d) and layer.dilation == (1, 1)
     if isinstance(rule, GradientRule):
-        return isinstance(layer, L.MaxPool2d | L.AvgPool2d | L.AdaptiveAvgPool2d)
+        return True  # every layer has a VJP
     if isinstance(layer, L.Add):
         return isinstance(rule, EpsilonRule)  # Zero, Epsilon, Norm
     if isinstance(rule, LinearRule):
@@ -42,18 +42,17 @@ def supported_rules(layer: L.Layer) -> str:
     if isinstance(layer, PARAMETRIC):
         return (
             "ZeroRule, EpsilonRule, NormRule, GammaRule, GeneralizedGammaRule, WSquareRule, "
-            "FlatRule, ZPlusRule, AlphaBetaRule, ZBoxRule"
+            "FlatRule, ZPlusRule, AlphaBetaRule, ZBoxRule, GradientRule"
         )
     names = []
     if isinstance(layer, FIXED_LINEAR + (L.Add, L.MaxPool2d)):
         names += ["NormRule", "EpsilonRule", "ZeroRule"]
-    if isinstance(layer, L.MaxPool2d | L.AvgPool2d | L.AdaptiveAvgPool2d):
-        names.append("GradientRule")
+    names.append("GradientRule")
     if isinstance(layer, L.MaxPool2d) and layer.dilation == (1, 1):
         names.append("AveragePoolRule")
     if isinstance(layer, SHAPE_PRESERVING):
         names.append("PassRule")
-    return ", ".join(names) or "none (remove or replace this layer)"
+    return ", ".join(names)
 
 
 def _divide(r: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -74,8 +74,9 @@ class PassRule(Rule):
 
 
 class GradientRule(Rule):
-    """``R_in = (d y / d x)^T R_out``: the gradient's routing. Max pooling's default (winner
-    takes all: each window's relevance goes to its first maximum)."""
+    """``R_in = (d y / d x)^T R_out``: the gradient's routing, on any layer. Max pooling's default
+    (winner takes all: each window's relevance goes to its first maximum); on an activation or an
+    unfolded batch norm it is what Zennit does to a layer its composite leaves unhooked."""
 
 
 class LinearRule(Rule):

@@ -227,6 +227,15 @@ def test_zero_rule_on_a_relu_network_is_input_times_gradient():
     assert_close(lrp0.attribution, ixg.attribution, np.float64)
 
 
+def test_gradient_rule_everywhere_is_the_gradient():
+    """(npxai.gradient itself is checked against torch in tests/test_gradient.py)"""
+    model = npxai.Sequential(bias_free_relu_net(5), L.Tanh(), L.Linear(3, 2), L.BatchNorm1d(2))
+    x = np.random.default_rng(5).standard_normal((2, 2, 8, 8))
+    everything = C.Composite((C.IndexRange(0, 100), R.GradientRule()))
+    e = npxai.LRP(model, everything)(x, target=[1, 0])
+    assert_close(e.attribution, npxai.gradient(model, x, target=[1, 0]), np.float64)
+
+
 def test_epsilon_tends_to_input_times_gradient_as_epsilon_falls():
     model = bias_free_relu_net(4)
     x = np.random.default_rng(4).standard_normal((2, 2, 8, 8))
