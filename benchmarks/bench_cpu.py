@@ -19,20 +19,15 @@ torch agree to 1e-14 (tests/test_models.py checks 1e-10).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections import OrderedDict
 
 import numba
 import numpy as np
 import torch
 import torchvision
-from timing import median_time
+from timing import median_time, paired_medians
 
 import npxai
-
-#: Seconds of quiet before each timed call.
-PAUSE = 0.3
 
 
 def multiply_adds(model: npxai.Module, x: np.ndarray) -> int:
@@ -54,23 +49,6 @@ def gemm_rate(repeats: int) -> float:
     at = torch.tensor(a)
     best = min(median_time(lambda: a @ a, repeats), median_time(lambda: at @ at, repeats))
     return 2 * 2048**3 / best
-
-
-def paired_medians(ours, theirs, repeats: int) -> tuple[float, float]:
-    """Medians of two callables, taken alternately. Before each timed call: a pause, then one
-    untimed call of the same library. The pause lets the other library's thread pools (OpenBLAS,
-    TBB, torch's OpenMP) stop spinning: right after npxai's ResNet18 forward pass torch's took
-    about twice as long as after a pause. The untimed call wakes the library's own threads, so
-    that a tiny model is not timed on their wake-up."""
-    a, b = [], []
-    for _ in range(repeats):
-        for f, out in ((ours, a), (theirs, b)):
-            time.sleep(PAUSE)
-            f()
-            start = time.perf_counter()
-            f()
-            out.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
 
 
 def small_cnn() -> torch.nn.Module:

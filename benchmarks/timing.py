@@ -1,4 +1,4 @@
-"""The one timing helper of the benchmark scripts."""
+"""The timing helpers of the benchmark scripts."""
 
 import statistics
 import time
@@ -13,3 +13,24 @@ def median_time(f, repeats: int) -> float:
         f()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+#: Seconds of quiet before each timed call of paired_medians.
+PAUSE = 0.3
+
+
+def paired_medians(ours, theirs, repeats: int) -> tuple[float, float]:
+    """Medians of two callables, taken alternately. Before each timed call: a pause, then one
+    untimed call of the same library. The pause lets the other library's thread pools (OpenBLAS,
+    TBB, torch's OpenMP) stop spinning: right after npxai's ResNet18 forward pass torch's took
+    about twice as long as after a pause. The untimed call wakes the library's own threads, so
+    that a tiny model is not timed on their wake-up."""
+    a, b = [], []
+    for _ in range(repeats):
+        for f, out in ((ours, a), (theirs, b)):
+            time.sleep(PAUSE)
+            f()
+            start = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)

@@ -92,21 +92,61 @@ def linear_step(
             return record.output  # the unmodified layer: its output is z, no need to recompute
         return sum(forward(xt, wt, bt) for xt, wt, bt in terms)
 
-    total = np.zeros_like(x)
+    def share(select: str | None) -> np.ndarray:
+        if select is None:
+            return relevance
+        # only the neurons whose unmodified z has the group's sign
+        z0 = z_of([(x, w, b)])
+        return relevance * (z0 > 0 if select == "positive" else z0 < 0)
+
+    groups = []
     for coefficient, terms, *select in rule.groups(x, w, b):
         # a term with an all-zero input and no bias adds exactly 0 to z and to R_in: skip it
         # (after a ReLU or max pool the rules' negative-input terms are such)
         terms = [t for t in terms if t[2] is not None or t[0].any()]
-        if not terms:
-            continue
-        share = relevance
-        if select:  # only the neurons whose unmodified z has the group's sign
-            z0 = z_of([(x, w, b)])
-            share = relevance * (z0 > 0 if select[0] == "positive" else z0 < 0)
-        s = _divide(share, rule.stabilize(z_of(terms)))
+        if terms:
+            groups.append((coefficient, terms, select[0] if select else None))
+    if backend != "numpy" and _stackable(layer, groups):
+        return _stacked_step(layer, x, rule, groups, share, backend)
+    total = np.zeros_like(x)
+    for coefficient, terms, select in groups:
+        s = _divide(share(select), rule.stabilize(z_of(terms)))
         for xt, wt, _ in terms:
             total += coefficient * xt * transpose(s, wt)
     return total
+
+
+def _stackable(layer: L.Layer, groups: list) -> bool:
+    """Several groups of one term each, all on the same input (alpha-beta and the generalised
+    gamma after a ReLU), of a dense or ungrouped convolutional layer."""
+    return (
+        isinstance(layer, L.Linear | L.Conv2d)
+        and getattr(layer, "groups", 1) == 1
+        and len(groups) > 1
+        and all(len(terms) == 1 and terms[0][0] is groups[0][1][0][0] for _, terms, _ in groups)
+    )
+
+
+def _stacked_step(layer, x, rule, groups, share, backend) -> np.ndarray:
+    """The compiled backends' fused form of the generic step for :func:`_stackable` groups: their
+    weights stacked along the outputs, one forward and one transposed map run for all groups
+    (``sum_g c_g x' W_g^T s_g = x' [W_1; W_2]^T [c_1 s_1; c_2 s_2]``) instead of one per group."""
+    xt = groups[0][1][0][0]
+    weight = np.concatenate([terms[0][1] for _, terms, _ in groups])
+    biases = [terms[0][2] for _, terms, _ in groups]
+    bias = None
+    if any(bt is not None for bt in biases):
+        zeros = np.zeros(len(layer.weight), x.dtype)
+        bias = np.concatenate([zeros if bt is None else bt for bt in biases])
+    z = np.split(layer.affine(xt, weight, bias, backend), len(groups), axis=1)
+    s = np.concatenate(
+        [
+            c * _divide(share(select), rule.stabilize(zg))
+            for (c, _, select), zg in zip(groups, z, strict=True)
+        ],
+        axis=1,
+    )
+    return xt * layer.affine_transpose(s, weight, x, backend)
 
 
 def sum_step(

@@ -136,7 +136,7 @@ class NormRule(EpsilonRule):
 class GammaRule(LinearRule):
     """``W' = W + gamma W+``, ``b' = b + gamma b+`` (``bias=False``: ``b' = b``); then
     ``R_in = x * (W'^T (R_out / stab(W' x + b')))`` (RelevancePropagation.jl's form; Zennit's
-    sign-aware gamma is :class:`GeneralizedGammaRule`, not built yet)."""
+    sign-aware gamma is :class:`GeneralizedGammaRule`)."""
 
     def __init__(
         self,
@@ -179,9 +179,10 @@ class GeneralizedGammaRule(LinearRule):
         def down(p):
             return None if p is None else p + self.gamma * _neg(p)
 
+        xp, xn = _pos(x), _neg(x)
         return [
-            (1.0, [(_pos(x), up(w), up(b)), (_neg(x), down(w), None)], "positive"),
-            (1.0, [(_pos(x), down(w), down(b)), (_neg(x), up(w), None)], "negative"),
+            (1.0, [(xp, up(w), up(b)), (xn, down(w), None)], "positive"),
+            (1.0, [(xp, down(w), down(b)), (xn, up(w), None)], "negative"),
         ]
 
     def _parameters(self) -> dict:
@@ -249,8 +250,9 @@ class AlphaBetaRule(LinearRule):
         self.alpha, self.beta = float(alpha), float(beta)
 
     def groups(self, x, w, b):
-        positive = [(_pos(x), _pos(w), _pos(b)), (_neg(x), _neg(w), None)]
-        negative = [(_pos(x), _neg(w), _neg(b)), (_neg(x), _pos(w), None)]
+        xp, xn = _pos(x), _neg(x)
+        positive = [(xp, _pos(w), _pos(b)), (xn, _neg(w), None)]
+        negative = [(xp, _neg(w), _neg(b)), (xn, _pos(w), None)]
         return [(self.alpha, positive), (-self.beta, negative)]
 
     def _parameters(self) -> dict:
