@@ -174,6 +174,34 @@ def test_parameter_free_rules_match_their_dense_matrix_formula(layer, rule, torc
     assert_close(ours.ravel(), expected, np.float64)
 
 
+class NoBiasEpsilon(R.LinearRule):
+    """A custom rule, as a user writes one: epsilon with the bias left out of the denominator."""
+
+    def __init__(self, epsilon: float = 1e-6):
+        super().__init__(epsilon, "sign")
+
+    def groups(self, x, w, b):
+        return [(1.0, [(x, w, None)])]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_custom_rule_of_a_few_lines_runs_on_both_backends(backend):
+    npxai.manual_seed(1)
+    layer = L.Conv2d(2, 3, 3, stride=2, padding=1)
+    x = np.random.default_rng(7).standard_normal((1, 2, 6, 5))
+    y = layer(x, backend=backend)
+    r = np.random.default_rng(8).standard_normal(y.shape)
+    ours = npxai.lrp.step(Record("l", layer, x, y), NoBiasEpsilon(), r, backend)
+    m, _ = dense_matrix(layer, x.shape[1:])
+    z = m @ x.ravel()
+    expected = x.ravel() * (m.T @ (r.ravel() / (z + 1e-6 * sgn0(z))))
+    assert_close(ours.ravel(), expected, np.float64)
+    model = npxai.Sequential(layer, L.ReLU(), L.Flatten(), L.Linear(27, 2))
+    analyzer = npxai.LRP(model, C.Composite((C.ByType(L.Conv2d), NoBiasEpsilon())))
+    assert "NoBiasEpsilon(epsilon=1e-06, stabilizer='sign')" in repr(analyzer)
+    assert np.isfinite(analyzer(x, target=1).attribution).all()
+
+
 def _args(layer):
     if isinstance(layer, L.Linear):
         return (layer.in_features, layer.out_features)
