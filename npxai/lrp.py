@@ -6,7 +6,7 @@ import numpy as np
 
 from . import layers as L
 from .module import Record, Signal
-from .rules import AveragePoolRule, EpsilonRule, GradientRule, LinearRule, PassRule, Rule
+from .rules import AveragePoolRule, EpsilonRule, GradientRule, LinearRule, PassRule, Rule, Term
 
 #: Layers whose parameters a rule may modify.
 PARAMETRIC = (L.Linear, L.Conv2d)
@@ -84,34 +84,43 @@ def linear_step(
         def transpose(s, wt):
             return layer.vjp(x, None, s, backend)
 
+    inputs: dict = {}  # x' per input modifier, made once
+
+    def evaluate(term: Term) -> tuple | None:
+        """``(x', W', b', term)``, or ``None`` for a term that adds exactly 0 to z and to R_in:
+        an all-zero ``x'`` and no bias (after a ReLU or max pool the rules' negative-input terms
+        are such). ``W'`` is made only for the terms that remain."""
+        if term.input not in inputs:
+            inputs[term.input] = term.input(x)
+        xt = inputs[term.input]
+        bt = None if term.bias is None or b is None else term.bias(b)
+        if bt is None and not xt.any():
+            return None
+        return xt, None if w is None else term.weight(w), bt, term
+
     def z_of(terms: list) -> np.ndarray:
-        unmodified = len(terms) == 1 and all(
-            p is q for p, q in zip(terms[0], (x, w, b), strict=True)
-        )
-        if isinstance(layer, PARAMETRIC) and unmodified:
+        if isinstance(layer, PARAMETRIC) and [t[3] for t in terms] == [Term()]:
             return record.output  # the unmodified layer: its output is z, no need to recompute
-        return sum(forward(xt, wt, bt) for xt, wt, bt in terms)
+        return sum(forward(xt, wt, bt) for xt, wt, bt, _ in terms)
 
     def share(select: str | None) -> np.ndarray:
         if select is None:
             return relevance
         # only the neurons whose unmodified z has the group's sign
-        z0 = z_of([(x, w, b)])
+        z0 = record.output if isinstance(layer, PARAMETRIC) else forward(x, w, b)
         return relevance * (z0 > 0 if select == "positive" else z0 < 0)
 
     groups = []
-    for coefficient, terms, *select in rule.groups(x, w, b):
-        # a term with an all-zero input and no bias adds exactly 0 to z and to R_in: skip it
-        # (after a ReLU or max pool the rules' negative-input terms are such)
-        terms = [t for t in terms if t[2] is not None or t[0].any()]
+    for group in rule.groups():
+        terms = [t for t in map(evaluate, group.terms) if t is not None]
         if terms:
-            groups.append((coefficient, terms, select[0] if select else None))
+            groups.append((group.coefficient, terms, group.select))
     if backend != "numpy" and _stackable(layer, groups):
         return _stacked_step(layer, x, rule, groups, share, backend)
     total = np.zeros_like(x)
     for coefficient, terms, select in groups:
         s = _divide(share(select), rule.stabilize(z_of(terms)))
-        for xt, wt, _ in terms:
+        for xt, wt, _, _ in terms:
             total += coefficient * xt * transpose(s, wt)
     return total
 

@@ -7,26 +7,32 @@ on every backend::
 
     R_in = sum_g c_g sum_{t in g} x'_t * (W'_t^T (R_out / stab(z_g))),   z_g = sum_{t in g} W'_t x'_t + b'_t
 
-A rule is a list of groups ``(c_g, [(x'_t, W'_t, b'_t), ...])``: the terms of a group share one
-denominator (z+ adds the positive and negative input parts), and groups are added with their
-coefficients (alpha-beta: ``alpha`` times the positive group minus ``beta`` times the negative).
-A group may name a third element, ``"positive"`` or ``"negative"``: it then only takes the
-relevance of the neurons whose unmodified ``z = W x + b`` has that sign (the generalised gamma).
-Where a stabilised denominator is exactly zero, the neuron passes no relevance.
+A rule's :meth:`~LinearRule.groups` is a list of :class:`Group` s, each of :class:`Term` s. A
+term names three modifiers, functions that make ``x'``, ``W'`` and ``b'`` out of ``x``, ``W`` and
+``b`` (``bias=None``: no bias); the terms of a group share one denominator (z+ adds the positive
+and negative input parts), and groups are added with their coefficients (alpha-beta: ``alpha``
+times the positive group minus ``beta`` times the negative). A group may ``select``
+``"positive"`` or ``"negative"``: it then only takes the relevance of the neurons whose
+unmodified ``z = W x + b`` has that sign (the generalised gamma). Where a stabilised denominator
+is exactly zero, the neuron passes no relevance. The step evaluates a term's modifiers only when
+it needs them: a term whose ``x'`` is all zeros and which has no bias adds nothing and is skipped
+before its ``W'`` is made.
 
 ``p+ = max(p, 0)``, ``p- = min(p, 0)``, ``sgn0(z)`` is the sign of ``z`` with ``sgn0(0) = +1``.
-Stabilisers (``stabilizer=``): ``"sign"`` (default, Zennit's and Captum's): ``z + eps sgn0(z)``;
+Stabilizers (``stabilizer=``): ``"sign"`` (default, Zennit's and Captum's): ``z + eps sgn0(z)``;
 ``"clip"`` (Zennit's ``clip=True``): ``sgn0(z) max(|z|, eps)``; ``"zero"`` (iNNvestigate's): ``z +
 eps [z = 0]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import numpy as np
 
 STABILIZERS = ("sign", "clip", "zero")
-Term = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
-Group = tuple[float, list[Term]] | tuple[float, list[Term], str]
+Modifier = Callable[[np.ndarray], np.ndarray]
 
 
 def sgn0(z: np.ndarray) -> np.ndarray:
@@ -43,12 +49,59 @@ def stabilize(z: np.ndarray, epsilon: float, how: str) -> np.ndarray:
     return z + epsilon * (z == 0)
 
 
-def _pos(p: np.ndarray | None) -> np.ndarray | None:
-    return None if p is None else np.maximum(p, 0)
+def identity(p: np.ndarray) -> np.ndarray:
+    """``p``, unmodified."""
+    return p
 
 
-def _neg(p: np.ndarray | None) -> np.ndarray | None:
-    return None if p is None else np.minimum(p, 0)
+def positive(p: np.ndarray) -> np.ndarray:
+    """``p+ = max(p, 0)``."""
+    return np.maximum(p, 0)
+
+
+def negative(p: np.ndarray) -> np.ndarray:
+    """``p- = min(p, 0)``."""
+    return np.minimum(p, 0)
+
+
+def minus_positive(p: np.ndarray) -> np.ndarray:
+    """``-p+``."""
+    return -np.maximum(p, 0)
+
+
+def minus_negative(p: np.ndarray) -> np.ndarray:
+    """``-p-``."""
+    return -np.minimum(p, 0)
+
+
+def ones(p: np.ndarray) -> np.ndarray:
+    """All ones, in ``p``'s shape."""
+    return np.ones_like(p)
+
+
+def square(p: np.ndarray) -> np.ndarray:
+    """``p^2``."""
+    return p**2
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term ``(x', W', b')`` of a rule: the modifiers that make them out of ``x``, ``W``, ``b``
+    (``bias=None``: the term has no bias). ``Term()`` is the unmodified layer."""
+
+    input: Modifier = identity
+    weight: Modifier = identity
+    bias: Modifier | None = identity
+
+
+@dataclass(frozen=True)
+class Group:
+    """Terms sharing one denominator, added with ``coefficient``; ``select`` (``"positive"``,
+    ``"negative"`` or ``None``) keeps only the neurons whose unmodified ``z`` has that sign."""
+
+    terms: list[Term] = field(default_factory=lambda: [Term()])
+    coefficient: float = 1.0
+    select: str | None = None
 
 
 class Rule:
@@ -80,7 +133,8 @@ class GradientRule(Rule):
 
 
 class LinearRule(Rule):
-    """A rule of the generic step above. Subclasses define :meth:`groups`."""
+    """A rule of the generic step above. Subclasses define :meth:`groups`; a custom rule is a
+    subclass with a ``groups`` method of a line or two."""
 
     #: ``False`` where the rule changes ``W`` or ``b`` and so needs a layer with parameters.
     parameter_free = False
@@ -94,7 +148,7 @@ class LinearRule(Rule):
             raise ValueError(f"{type(self).__name__}: epsilon must be >= 0, got {epsilon!r}")
         self.epsilon, self.stabilizer = float(epsilon), stabilizer
 
-    def groups(self, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | None) -> list[Group]:
+    def groups(self) -> list[Group]:
         raise NotImplementedError(f"{type(self).__name__} does not define groups()")
 
     def stabilize(self, z: np.ndarray) -> np.ndarray:
@@ -112,8 +166,8 @@ class EpsilonRule(LinearRule):
     def __init__(self, epsilon: float = 1e-6, stabilizer: str = "sign"):
         super().__init__(epsilon, stabilizer)
 
-    def groups(self, x, w, b):
-        return [(1.0, [(x, w, b)])]
+    def groups(self) -> list[Group]:
+        return [Group([Term()])]
 
 
 class ZeroRule(EpsilonRule):
@@ -150,9 +204,12 @@ class GammaRule(LinearRule):
             raise ValueError(f"GammaRule: gamma must be >= 0, got {gamma!r}")
         self.gamma, self.bias = float(gamma), bool(bias)
 
-    def groups(self, x, w, b):
-        b_mod = b + self.gamma * _pos(b) if (b is not None and self.bias) else b
-        return [(1.0, [(x, w + self.gamma * _pos(w), b_mod)])]
+    def up(self, p: np.ndarray) -> np.ndarray:
+        """``p + gamma p+``."""
+        return p + self.gamma * positive(p)
+
+    def groups(self) -> list[Group]:
+        return [Group([Term(identity, self.up, self.up if self.bias else identity)])]
 
     def _parameters(self) -> dict:
         return {"gamma": self.gamma, "bias": self.bias, **super()._parameters()}
@@ -172,17 +229,19 @@ class GeneralizedGammaRule(LinearRule):
             raise ValueError(f"GeneralizedGammaRule: gamma must be >= 0, got {gamma!r}")
         self.gamma = float(gamma)
 
-    def groups(self, x, w, b):
-        def up(p):
-            return None if p is None else p + self.gamma * _pos(p)
+    def up(self, p: np.ndarray) -> np.ndarray:
+        """``p + gamma p+``."""
+        return p + self.gamma * positive(p)
 
-        def down(p):
-            return None if p is None else p + self.gamma * _neg(p)
+    def down(self, p: np.ndarray) -> np.ndarray:
+        """``p + gamma p-``."""
+        return p + self.gamma * negative(p)
 
-        xp, xn = _pos(x), _neg(x)
+    def groups(self) -> list[Group]:
+        up, down = self.up, self.down
         return [
-            (1.0, [(xp, up(w), up(b)), (xn, down(w), None)], "positive"),
-            (1.0, [(xp, down(w), down(b)), (xn, up(w), None)], "negative"),
+            Group([Term(positive, up, up), Term(negative, down, None)], select="positive"),
+            Group([Term(positive, down, down), Term(negative, up, None)], select="negative"),
         ]
 
     def _parameters(self) -> dict:
@@ -197,8 +256,8 @@ class WSquareRule(LinearRule):
         super().__init__(epsilon, stabilizer)
         self.bias = bool(bias)
 
-    def groups(self, x, w, b):
-        return [(1.0, [(np.ones_like(x), w**2, b**2 if (b is not None and self.bias) else None)])]
+    def groups(self) -> list[Group]:
+        return [Group([Term(ones, square, square if self.bias else None)])]
 
     def _parameters(self) -> dict:
         return {"bias": self.bias, **super()._parameters()}
@@ -211,8 +270,8 @@ class FlatRule(LinearRule):
     def __init__(self, epsilon: float = 1e-6, stabilizer: str = "sign"):
         super().__init__(epsilon, stabilizer)
 
-    def groups(self, x, w, b):
-        return [(1.0, [(np.ones_like(x), np.ones_like(w), None)])]
+    def groups(self) -> list[Group]:
+        return [Group([Term(ones, ones, None)])]
 
 
 class ZPlusRule(LinearRule):
@@ -226,9 +285,9 @@ class ZPlusRule(LinearRule):
             raise ValueError(f"ZPlusRule: bias must be 'positive' or 'none', got {bias!r}")
         self.bias = bias
 
-    def groups(self, x, w, b):
-        bias = _pos(b) if self.bias == "positive" else None
-        return [(1.0, [(_pos(x), _pos(w), bias), (_neg(x), _neg(w), None)])]
+    def groups(self) -> list[Group]:
+        bias = positive if self.bias == "positive" else None
+        return [Group([Term(positive, positive, bias), Term(negative, negative, None)])]
 
     def _parameters(self) -> dict:
         return {"bias": self.bias, **super()._parameters()}
@@ -249,11 +308,11 @@ class AlphaBetaRule(LinearRule):
             )
         self.alpha, self.beta = float(alpha), float(beta)
 
-    def groups(self, x, w, b):
-        xp, xn = _pos(x), _neg(x)
-        positive = [(xp, _pos(w), _pos(b)), (xn, _neg(w), None)]
-        negative = [(xp, _neg(w), _neg(b)), (xn, _pos(w), None)]
-        return [(self.alpha, positive), (-self.beta, negative)]
+    def groups(self) -> list[Group]:
+        return [
+            Group([Term(positive, positive, positive), Term(negative, negative, None)], self.alpha),
+            Group([Term(positive, negative, negative), Term(negative, positive, None)], -self.beta),
+        ]
 
     def _parameters(self) -> dict:
         return {"alpha": self.alpha, "beta": self.beta, **super()._parameters()}
@@ -274,15 +333,30 @@ class ZBoxRule(LinearRule):
         super().__init__(epsilon, stabilizer)
         self.low, self.high = low, high
 
-    def groups(self, x, w, b):
+    def _bound(self, bound: float | np.ndarray, x: np.ndarray) -> np.ndarray:
         try:
-            low = np.broadcast_to(np.asarray(self.low, x.dtype), x.shape)
-            high = np.broadcast_to(np.asarray(self.high, x.dtype), x.shape)
+            return np.broadcast_to(np.asarray(bound, x.dtype), x.shape)
         except ValueError:
             raise ValueError(
                 f"ZBoxRule: low {np.shape(self.low)} and high {np.shape(self.high)} must broadcast to the input {x.shape}"
             ) from None
-        return [(1.0, [(x, w, None), (low, -_pos(w), None), (high, -_neg(w), None)])]
+
+    def lows(self, x: np.ndarray) -> np.ndarray:
+        """``l``, in the input's shape."""
+        return self._bound(self.low, x)
+
+    def highs(self, x: np.ndarray) -> np.ndarray:
+        """``h``, in the input's shape."""
+        return self._bound(self.high, x)
+
+    def groups(self) -> list[Group]:
+        return [
+            Group([
+                Term(identity, identity, None),
+                Term(self.lows, minus_positive, None),
+                Term(self.highs, minus_negative, None),
+            ])
+        ]  # fmt: skip
 
     def _parameters(self) -> dict:
         shown = {

@@ -180,8 +180,8 @@ class NoBiasEpsilon(R.LinearRule):
     def __init__(self, epsilon: float = 1e-6):
         super().__init__(epsilon, "sign")
 
-    def groups(self, x, w, b):
-        return [(1.0, [(x, w, None)])]
+    def groups(self):
+        return [R.Group([R.Term(bias=None)])]  # one group of one term: x' = x, W' = W, no bias
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
