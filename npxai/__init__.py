@@ -6,15 +6,18 @@ in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without tor
 
 from . import compat, composites, layers, models, reference, rules  # noqa: E402
 from .analyzers import (
+    CRP,
     LRP,
     Analyzer,
     DeconvNet,
     GradCAM,
     Gradient,
     GuidedBackprop,
+    IndexedFeatures,
     InputTimesGradient,
     IntegratedGradients,
     SmoothGrad,
+    TopNFeatures,
     analyze,
     conservation_table,
 )
@@ -25,7 +28,7 @@ from .convert import from_torch
 from .errors import ConversionError, LayerInputError, LoadError, StateDictError, UnsafePickleError
 from .explanation import Explanation
 from .gradient import gradient
-from .heatmaps import heatmap, overlay, save_heatmap
+from .heatmaps import concept_grid, heatmap, overlay, save_heatmap
 from .init import manual_seed
 from .io import load
 from .module import Layer, Module, Record, Trace
@@ -34,14 +37,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Analyzer",
+    "CRP",
     "DeconvNet",
     "Explanation",
     "GradCAM",
     "Gradient",
     "GuidedBackprop",
+    "IndexedFeatures",
     "InputTimesGradient",
     "IntegratedGradients",
     "LRP",
+    "TopNFeatures",
     "compat",
     "composites",
     "conservation_table",
@@ -67,6 +73,7 @@ __all__ = [
     "UnsafePickleError",
     "from_torch",
     "gradient",
+    "concept_grid",
     "heatmap",
     "overlay",
     "save_heatmap",

@@ -13,17 +13,21 @@ the values up in a matplotlib colormap. Presets, one per kind of method:
   image with transparency 0.5.
 
 Colormaps are sampled at 255 levels, so that 0.5 falls exactly on the middle colour (white in
-``bwr``) and 1 on the map's top colour.
+``bwr``) and 1 on the map's top colour. :func:`concept_grid` draws a CRP explanation's concept
+maps of one sample as a captioned grid.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .explanation import Explanation
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REDUCTIONS = ("sum", "norm", "maxabs", "sumabs")
 SCALINGS = ("centered", "extrema")
@@ -133,3 +137,64 @@ def save_heatmap(
     if not -len(images) <= sample < len(images):
         raise ValueError(f"sample {sample} is out of range for a batch of {len(images)}")
     Image.fromarray(images[sample]).save(path, format="PNG")
+
+
+def concept_grid(
+    explanation: Explanation,
+    sample: int = 0,
+    *,
+    columns: int | None = None,
+    same_scale: bool = False,
+    cmap: str = "bwr",
+    path: str | os.PathLike | None = None,
+    panel_size: float = 2.0,
+) -> Figure:
+    """The concept maps of one sample of a CRP explanation as a grid of heatmaps, one panel per
+    concept in the explanation's order, each captioned ``channel c`` and ``R_c`` with its share
+    ``R_c / sum_c' |R_c'|`` (``extras["concept_relevance"]``, ``extras["concept_share"]``).
+
+    Each map is the ``"attribution"`` preset: summed over the input's channels, scaled by
+    ``m / (2 max |m|) + 1/2`` and coloured with ``cmap``; ``max |m|`` is each map's own, or with
+    ``same_scale=True`` the largest over the sample's concepts (so that the panels compare).
+    ``columns`` defaults to ``ceil(sqrt(k))``. Returns a :class:`matplotlib.figure.Figure` built
+    without pyplot (no display backend needed); ``path`` also writes it as PNG.
+    """
+    from matplotlib.figure import Figure
+
+    if "channels" not in explanation.extras or explanation.attribution.ndim != 5:
+        raise ValueError(
+            "concept_grid needs a CRP explanation (attribution of shape (N, k, C, H, W) and "
+            f"extras['channels']), got attribution of shape {explanation.attribution.shape}"
+        )
+    n, k = explanation.attribution.shape[:2]
+    if not -n <= sample < n:
+        raise ValueError(f"sample {sample} is out of range for a batch of {n}")
+    maps = reduce_channels(explanation.attribution[sample], "sum")  # (k, H, W)
+    if same_scale:
+        top = np.abs(maps).max()
+        scaled = 0.5 + maps / (2 * (top if top > 0 else 1))
+    else:
+        scaled = scale_maps(maps, "centered")
+    images = colorize(scaled, cmap)
+    extras = explanation.extras
+    columns = columns or int(np.ceil(np.sqrt(k)))
+    rows = int(np.ceil(k / columns))
+    figure = Figure(figsize=(panel_size * columns, panel_size * rows + 0.6), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for j, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if j < k:
+            ax.imshow(images[j])
+            ax.set_title(
+                f"channel {extras['channels'][sample, j]}\n"
+                f"R = {extras['concept_relevance'][sample, j]:.3g} "
+                f"({extras['concept_share'][sample, j]:.1%})",
+                fontsize=9,
+            )
+    figure.suptitle(
+        f"sample {sample}, target {explanation.target[sample]}, layer {extras.get('layer', '?')!r}",
+        fontsize=10,
+    )
+    if path is not None:
+        figure.savefig(path, format="png")
+    return figure

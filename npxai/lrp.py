@@ -101,7 +101,10 @@ def linear_step(
     def z_of(terms: list) -> np.ndarray:
         if isinstance(layer, PARAMETRIC) and [t[3] for t in terms] == [Term()]:
             return record.output  # the unmodified layer: its output is z, no need to recompute
-        return sum(forward(xt, wt, bt) for xt, wt, bt, _ in terms)
+        z = forward(*terms[0][:3])
+        for xt, wt, bt, _ in terms[1:]:
+            z += forward(xt, wt, bt)
+        return z
 
     def share(select: str | None) -> np.ndarray:
         if select is None:
@@ -117,12 +120,16 @@ def linear_step(
             groups.append((group.coefficient, terms, group.select))
     if backend != "numpy" and _stackable(layer, groups):
         return _stacked_step(layer, x, rule, groups, share, backend)
-    total = np.zeros_like(x)
+    total = None
     for coefficient, terms, select in groups:
         s = _divide(share(select), rule.stabilize(z_of(terms)))
         for xt, wt, _, _ in terms:
-            total += coefficient * xt * transpose(s, wt)
-    return total
+            contribution = transpose(s, wt)
+            contribution *= xt
+            if coefficient != 1:
+                contribution *= coefficient
+            total = contribution if total is None else total + contribution
+    return np.zeros_like(x) if total is None else total
 
 
 def _stackable(layer: L.Layer, groups: list) -> bool:

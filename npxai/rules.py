@@ -43,7 +43,7 @@ def sgn0(z: np.ndarray) -> np.ndarray:
 def stabilize(z: np.ndarray, epsilon: float, how: str) -> np.ndarray:
     """The denominator ``stab(z)`` (see the module docstring for the three choices)."""
     if how == "sign":
-        return z + epsilon * sgn0(z)
+        return np.where(z >= 0, z + epsilon, z - epsilon)  # z + epsilon sgn0(z)
     if how == "clip":
         return sgn0(z) * np.maximum(np.abs(z), epsilon)
     return z + epsilon * (z == 0)

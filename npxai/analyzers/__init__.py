@@ -2,6 +2,7 @@
 ``explanation = Gradient(model)(x, target=None)``."""
 
 from .base import Analyzer, analyze
+from .crp import CRP, IndexedFeatures, TopNFeatures
 from .gradcam import GradCAM
 from .gradient import Gradient, InputTimesGradient
 from .guided import DeconvNet, GuidedBackprop
@@ -11,14 +12,17 @@ from .smoothgrad import SmoothGrad
 
 __all__ = [
     "Analyzer",
+    "CRP",
     "DeconvNet",
     "GradCAM",
     "Gradient",
     "GuidedBackprop",
     "InputTimesGradient",
+    "IndexedFeatures",
     "IntegratedGradients",
     "LRP",
     "conservation_table",
     "SmoothGrad",
+    "TopNFeatures",
     "analyze",
 ]
