@@ -13,7 +13,8 @@ class Explanation:
     """What an analyzer says about a batch.
 
     - ``attribution``: one map per sample, the input's shape (Grad-CAM's: the feature layer's
-      resolution, ``(N, 1, h, w)``, with the input-resolution map in ``extras["upsampled"]``);
+      resolution, ``(N, 1, h, w)``, with the input-resolution map in ``extras["upsampled"]``;
+      CRP's: one map per sample and concept, ``(N, k, *input.shape[1:])``);
     - ``output``: the model's outputs for the batch, ``(N, K)``;
     - ``target``: the explained output index per sample, ``(N,)``;
     - ``analyzer``: the analyzer's name;
