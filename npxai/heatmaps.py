@@ -45,7 +45,9 @@ def reduce_channels(attribution: np.ndarray, how: str) -> np.ndarray:
     if attribution.ndim != 4:
         raise ValueError(
             f"heatmaps need attributions of shape (N, C, H, W), got {attribution.shape}"
-        )
+            + (" (a CRP explanation: draw it with concept_grid, or one concept's maps,"
+               " attribution[:, j])" if attribution.ndim == 5 else "")
+        )  # fmt: skip
     if how == "sum":
         return attribution.sum(axis=1)
     if how == "norm":

@@ -77,5 +77,7 @@ def test_bad_heatmap_options_are_named():
         npxai.heatmap(a, cmap="nope")
     with pytest.raises(ValueError, match=r"shape \(N, C, H, W\), got \(2, 2\)"):
         npxai.heatmap(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="a CRP explanation: draw it with concept_grid"):
+        npxai.heatmap(np.ones((2, 3, 1, 4, 4)))
     with pytest.raises(ValueError, match="sample 3 is out of range for a batch of 1"):
         npxai.save_heatmap(a, "/tmp/unused.png", sample=3)
