@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 from collections import OrderedDict
 
-import numba
 import numpy as np
 import torch
 import torchvision
-from timing import median_time, paired_medians
+from timing import match_threads, median_time, paired_medians
 
 import npxai
 
@@ -72,12 +71,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="skip VGG16 at batch 8")
     args = parser.parse_args()
-    threads = numba.get_num_threads()
-    torch.set_num_threads(threads)
+    header = match_threads()
     torch.manual_seed(0)
     rate = gemm_rate(args.repeats)
-    print(f"threads: {threads} (numba and torch); GEMM rate: {rate / 1e9:.0f} GFLOP/s")
-    print(f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}\n")
+    threads, versions = header.split("\n")
+    print(f"{threads}; GEMM rate: {rate / 1e9:.0f} GFLOP/s\n{versions}\n")
     cases = [
         ("VGG16", torchvision.models.vgg16, (1, 3, 224, 224)),
         ("VGG16", torchvision.models.vgg16, (8, 3, 224, 224)),

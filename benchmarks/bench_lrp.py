@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 
-import numba
 import numpy as np
 import torch
 import torchvision
-from timing import paired_medians
+from timing import match_threads, paired_medians
 from zennit import composites as Z
 from zennit.attribution import Gradient
 
@@ -51,10 +50,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="batch 1 only")
     args = parser.parse_args()
-    threads = numba.get_num_threads()
-    torch.set_num_threads(threads)
-    print(f"threads: {threads} (numba and torch)")
-    print(f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}\n")
+    print(match_threads() + "\n")
     torch.manual_seed(0)
     net = torchvision.models.vgg16().eval()
     for p in net.parameters():

@@ -3,6 +3,10 @@
 import statistics
 import time
 
+import numba
+import numpy as np
+import torch
+
 
 def median_time(f, repeats: int) -> float:
     """Median seconds of ``repeats`` calls of ``f``, after one untimed warm-up call."""
@@ -34,3 +38,13 @@ def paired_medians(ours, theirs, repeats: int) -> tuple[float, float]:
             f()
             out.append(time.perf_counter() - start)
     return statistics.median(a), statistics.median(b)
+
+
+def match_threads() -> str:
+    """Give torch as many threads as Numba has; the header line naming them and the versions."""
+    threads = numba.get_num_threads()
+    torch.set_num_threads(threads)
+    return (
+        f"threads: {threads} (numba and torch)\n"
+        f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}"
+    )

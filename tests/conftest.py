@@ -7,6 +7,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+import npxai
+from npxai import layers as L
+
 torch.set_num_threads(1)
 
 # CI draws the same examples every run (a red run must mean a change broke something); locally
@@ -50,6 +53,33 @@ def torch_forward_and_vjp(module, x: np.ndarray, grad_y_seed: int = 0):
     g = rng.standard_normal(tuple(yt.shape)).astype(x.dtype)
     yt.backward(torch.tensor(g))
     return yt.detach().numpy(), g, xt.grad.numpy()
+
+
+def dense_matrix(layer, in_shape, ones=False):
+    """A Linear's or Conv2d's linear map as a matrix, built with torch from unit vectors (independent
+    of npxai's kernels);
+    ``ones=True``: the map with every weight 1 (which inputs each output covers)."""
+    n_in = int(np.prod(in_shape))
+    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
+    weight = torch.tensor(np.ones_like(layer.weight) if ones else layer.weight, dtype=torch.float64)
+    if isinstance(layer, L.Linear):
+        out = basis @ weight.T
+    else:
+        top, _, left, _ = layer.explicit_padding()
+        out = torch.nn.functional.conv2d(
+            basis, weight, None, layer.stride, (top, left), layer.dilation, layer.groups
+        )
+    return out.reshape(n_in, -1).T.numpy(), tuple(out.shape[1:])
+
+
+def bias_free_relu_net(seed: int, width: int = 4) -> npxai.Sequential:
+    """A small bias-free ReLU network for 8x8 inputs with 2 channels, 3 outputs."""
+    npxai.manual_seed(seed)
+    return npxai.Sequential(
+        L.Conv2d(2, 4, 3, padding=1, bias=False), L.ReLU(), L.MaxPool2d(2),
+        L.Conv2d(4, width, 3, padding=1, bias=False), L.ReLU(), L.AvgPool2d(2),
+        L.Flatten(), L.Linear(4 * width, 6, bias=False), L.ReLU(), L.Linear(6, 3, bias=False),
+    )  # fmt: skip
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ grid draws what it says."""
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, bias_free_relu_net
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -18,15 +18,6 @@ from npxai.gradient import output_seed
 from npxai.heatmaps import colorize
 
 BACKENDS = ["numpy", "numba"]
-
-
-def bias_free_net(seed: int) -> npxai.Sequential:
-    npxai.manual_seed(seed)
-    return npxai.Sequential(
-        L.Conv2d(2, 4, 3, padding=1, bias=False), L.ReLU(), L.MaxPool2d(2),
-        L.Conv2d(4, 5, 3, padding=1, bias=False), L.ReLU(), L.AvgPool2d(2),
-        L.Flatten(), L.Linear(20, 6, bias=False), L.ReLU(), L.Linear(6, 3, bias=False),
-    )  # fmt: skip
 
 
 def biased_net(seed: int) -> npxai.Sequential:
@@ -71,7 +62,7 @@ def test_the_concepts_of_all_channels_add_up_to_the_lrp_relevance(
     seed, batch, layer, composite, backend
 ):
     """``sum_c R^(c)_in = R_in`` on a chain (every step is linear in the relevance it gets)."""
-    model = bias_free_net(seed % 20)
+    model = bias_free_relu_net(seed % 20, width=5)
     x = np.random.default_rng(seed).standard_normal((batch, 2, 8, 8))
     analyzer = npxai.LRP(model, CONSERVING[composite], backend=backend)
     key = layer if isinstance(layer, str) else [k for k, _ in model.named_modules()][1:][layer]

@@ -4,7 +4,7 @@ no NaN on dead units, the two backends alike, and the composites' bookkeeping.""
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
+from conftest import assert_close, bias_free_relu_net, dense_matrix
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,22 +13,6 @@ from npxai import composites as C
 from npxai import layers as L
 from npxai import rules as R
 from npxai.module import Record
-
-
-def dense_matrix(layer, in_shape):
-    """The layer's linear map as a matrix, built with torch from unit vectors (independent of
-    npxai's convolution code)."""
-    n_in = int(np.prod(in_shape))
-    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
-    weight = torch.tensor(layer.weight, dtype=torch.float64)
-    if isinstance(layer, L.Linear):
-        out = basis @ weight.T
-    else:
-        top, _, left, _ = layer.explicit_padding()
-        out = torch.nn.functional.conv2d(
-            basis, weight, None, layer.stride, (top, left), layer.dilation, layer.groups
-        )
-    return out.reshape(n_in, -1).T.numpy(), out.shape[1:]
 
 
 def sgn0(z):
@@ -120,9 +104,7 @@ def test_each_rule_matches_its_dense_matrix_formula(rule, make_layer, backend, i
     assert tuple(out_shape) == y.shape[1:]
     b = np.broadcast_to(layer.bias[:, None], (len(layer.bias), int(np.prod(out_shape)) // len(layer.bias))).ravel() \
         if isinstance(layer, L.Conv2d) else layer.bias  # fmt: skip
-    ones = type(layer)(*_args(layer))
-    ones.load_state_dict({"weight": np.ones_like(layer.weight), "bias": np.zeros_like(layer.bias)})
-    mask, _ = dense_matrix(ones, in_shape)
+    mask, _ = dense_matrix(layer, in_shape, ones=True)
     expected = expected_relevance(rule, m, b, x.ravel(), r.ravel(), mask)
     assert_close(ours.ravel(), expected, np.float64)
 
@@ -200,22 +182,6 @@ def test_a_custom_rule_of_a_few_lines_runs_on_both_backends(backend):
     analyzer = npxai.LRP(model, C.Composite((C.ByType(L.Conv2d), NoBiasEpsilon())))
     assert "NoBiasEpsilon(epsilon=1e-06, stabilizer='sign')" in repr(analyzer)
     assert np.isfinite(analyzer(x, target=1).attribution).all()
-
-
-def _args(layer):
-    if isinstance(layer, L.Linear):
-        return (layer.in_features, layer.out_features)
-    return (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-            layer.dilation, layer.groups)  # fmt: skip
-
-
-def bias_free_relu_net(seed: int) -> npxai.Sequential:
-    npxai.manual_seed(seed)
-    return npxai.Sequential(
-        L.Conv2d(2, 4, 3, padding=1, bias=False), L.ReLU(), L.MaxPool2d(2),
-        L.Conv2d(4, 4, 3, padding=1, bias=False), L.ReLU(), L.AvgPool2d(2),
-        L.Flatten(), L.Linear(16, 6, bias=False), L.ReLU(), L.Linear(6, 3, bias=False),
-    )  # fmt: skip
 
 
 # (alpha-beta with beta > 0 conserves only where every neuron has contributions of both signs, so

@@ -7,8 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-import torch
-from conftest import assert_close
+from conftest import assert_close, dense_matrix
 
 import npxai
 from npxai import layers as L
@@ -82,22 +81,6 @@ def generalized_gamma(a, m, b, r, gamma=0.25):
     return pos(a) * (up_m.T @ s_left + down_m.T @ s_right) + neg(a) * (
         down_m.T @ s_left + up_m.T @ s_right
     )
-
-
-def dense_matrix(layer, in_shape, ones=False):
-    """A Linear's or Conv2d's linear map as a matrix, built with torch from unit vectors;
-    ``ones=True``: the map with every weight 1 (which inputs each output covers)."""
-    n_in = int(np.prod(in_shape))
-    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
-    weight = torch.tensor(np.ones_like(layer.weight) if ones else layer.weight, dtype=torch.float64)
-    if isinstance(layer, L.Linear):
-        out = basis @ weight.T
-    else:
-        top, _, left, _ = layer.explicit_padding()
-        out = torch.nn.functional.conv2d(
-            basis, weight, None, layer.stride, (top, left), layer.dilation, layer.groups
-        )
-    return out.reshape(n_in, -1).T.numpy(), tuple(out.shape[1:])
 
 
 def bias_vector(layer, out_shape):
