@@ -2,6 +2,11 @@
 
 import os
 
+# The CUDA kernels (kernels/cuda) run under Numba's CUDA simulator unless NPXAI_TEST_CUDA=device
+# asks for the real GPU. Set before anything imports numba.
+if os.environ.get("NPXAI_TEST_CUDA") != "device":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
 import numpy as np
 import pytest
 import torch
