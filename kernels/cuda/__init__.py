@@ -29,4 +29,4 @@ def grid_1d(n: int) -> tuple[int, int]:
 
 def as_device(a):
     """``a`` as a numba device array (no copy for an array with ``__cuda_array_interface__``)."""
-    return a if cuda.is_cuda_array(a) and hasattr(a, "copy_to_host") else cuda.as_cuda_array(a)
+    return a if hasattr(a, "copy_to_host") else cuda.as_cuda_array(a)

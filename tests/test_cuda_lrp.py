@@ -1,0 +1,73 @@
+"""The device side of the LRP step (kernels/cuda/lrp.py) against the NumPy expressions of
+npxai.rules and npxai.lrp, under Numba's CUDA simulator (tests/conftest.py), on tiny arrays."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from npxai.kernels.cuda import lrp as K
+from numba import cuda
+
+from npxai import rules as R
+from npxai.lrp import _divide
+
+dtypes = st.sampled_from([np.float64, np.float32])
+shapes = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4))
+
+
+def draw(data, shape, dtype, zeros: bool = True):
+    seed = data.draw(st.integers(0, 2**31), label="seed")
+    a = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    if zeros:  # exact zeros, where the stabilisers and signs differ
+        a[np.random.default_rng(seed + 1).random(shape) < 0.3] = 0
+    return a
+
+
+@settings(max_examples=10)
+@given(shape=shapes, dtype=dtypes, how=st.sampled_from(list(K.MODIFIERS)), data=st.data())
+def test_modifiers_match_the_rules(shape, dtype, how, data):
+    p = draw(data, shape, dtype)
+    out = K.modify(cuda.to_device(p), how).copy_to_host()
+    expected = getattr(R, how)(p)
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_array_equal(out, expected)
+
+
+@settings(max_examples=10)
+@given(shape=shapes, dtype=dtypes, how=st.sampled_from(R.STABILIZERS), data=st.data())
+def test_relevance_ratio_is_the_stabilised_division(shape, dtype, how, data):
+    share, z = draw(data, shape, dtype, zeros=False), draw(data, shape, dtype)
+    epsilon = data.draw(st.sampled_from([0.0, 1e-6, 0.1]), label="epsilon")
+    out = K.relevance_ratio(cuda.to_device(share), cuda.to_device(z), epsilon, how)
+    expected = _divide(share, R.stabilize(z, epsilon, how))
+    np.testing.assert_allclose(
+        out.copy_to_host(), expected, rtol=1e-6 if dtype == np.float32 else 1e-15
+    )
+
+
+@settings(max_examples=6)
+@given(shape=shapes, dtype=dtypes, sign=st.sampled_from(["positive", "negative"]), data=st.data())
+def test_select_sign(shape, dtype, sign, data):
+    r, z0 = draw(data, shape, dtype, zeros=False), draw(data, shape, dtype)
+    out = K.select_sign(cuda.to_device(r), cuda.to_device(z0), sign).copy_to_host()
+    np.testing.assert_array_equal(out, r * (z0 > 0 if sign == "positive" else z0 < 0))
+
+
+@settings(max_examples=6)
+@given(shape=shapes, dtype=dtypes, data=st.data())
+def test_add_product_accumulates_in_place(shape, dtype, data):
+    total, x, t = (draw(data, shape, dtype) for _ in range(3))
+    device = cuda.to_device(total)
+    K.add_product(device, -1.5, cuda.to_device(x), cuda.to_device(t))
+    np.testing.assert_allclose(device.copy_to_host(), total + -1.5 * x * t, rtol=1e-6)
+
+
+def test_any_nonzero_and_bad_names():
+    assert not K.any_nonzero(cuda.to_device(np.zeros((2, 3))))
+    one = np.zeros((2, 3), np.float32)
+    one[1, 2] = -1e-30
+    assert K.any_nonzero(cuda.to_device(one))
+    with pytest.raises(ValueError, match="unknown modifier 'abs'"):
+        K.modify(cuda.to_device(one), "abs")
+    with pytest.raises(ValueError, match="unknown stabilizer 'tanh'"):
+        K.relevance_ratio(cuda.to_device(one), cuda.to_device(one), 0.1, "tanh")
