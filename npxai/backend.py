@@ -1,5 +1,6 @@
 """Which implementation runs: ``"numpy"`` (the reference), ``"numba"`` (compiled CPU kernels,
-the default) or ``"cuda"`` (numba.cuda kernels, not built yet).
+the default) or ``"cuda"`` (numba.cuda kernels: being built in ``kernels/cuda``, not wired to
+the layers yet, so the backend raises).
 
 Every operation family has one module per backend, with the same file name and the same function
 signatures: ``npxai/reference/conv.py``, ``kernels/cpu/conv.py`` (installed as
@@ -31,8 +32,9 @@ def check_backend(name: str) -> str:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "cuda":
         raise BackendError(
-            "backend 'cuda' is not available: npxai has no CUDA kernels yet (they come with the "
-            "CUDA issue); use backend='numba' or backend='numpy'"
+            "backend 'cuda' is not available: npxai's CUDA kernels (kernels/cuda) are not "
+            "wired to the layers and analyzers yet (the CUDA issue); use backend='numba' or "
+            "backend='numpy'"
         )
     return name
 
