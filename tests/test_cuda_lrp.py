@@ -1,6 +1,10 @@
 """The device side of the LRP step (kernels/cuda/lrp.py) against the NumPy expressions of
 npxai.rules and npxai.lrp, under Numba's CUDA simulator (tests/conftest.py), on tiny arrays."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -71,3 +75,49 @@ def test_any_nonzero_and_bad_names():
         K.modify(cuda.to_device(one), "abs")
     with pytest.raises(ValueError, match="unknown stabilizer 'tanh'"):
         K.relevance_ratio(cuda.to_device(one), cuda.to_device(one), 0.1, "tanh")
+
+
+COMPILE = """
+import sys, types as pytypes
+from numba import cuda, types
+from numba.cuda.cudadrv.error import CudaSupportError, NvvmSupportError
+import numba.cuda.dispatcher
+from npxai.kernels.cuda import lrp
+
+CC = (8, 0)  # device functions ask the (absent) device for its compute capability
+numba.cuda.dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=CC)
+for scalar in (types.float32, types.float64):
+    a = types.Array(scalar, 1, "C")
+    signatures = {
+        lrp._modify: (a, types.int64, a),
+        lrp._ratio: (a, a, scalar, types.int64, a),
+        lrp._select: (a, a, types.boolean, a),
+        lrp._add_product: (a, scalar, a, a),
+        lrp._count_nonzero: (a, types.Array(types.int64, 1, "C")),
+    }
+    for kernel, signature in signatures.items():
+        try:
+            ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=CC)
+        except (NvvmSupportError, CudaSupportError) as e:
+            print(type(e).__name__, e)
+            sys.exit(77)
+        other = ".f64" if scalar == types.float32 else ".f32"
+        print(kernel.py_func.__name__, scalar, other in ptx)
+"""
+
+
+def test_the_kernels_compile_for_a_gpu_in_one_precision():
+    """The simulator runs kernels as Python and so accepts what Numba cannot compile for a GPU
+    (numba#10753: two-argument ``max``/``min``): compile every kernel to PTX with libNVVM in a
+    process without the simulator (no GPU needed), and check that the float32 kernels do no
+    float64 arithmetic (nor the float64 ones float32)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True, timeout=300
+    )
+    if done.returncode == 77:
+        pytest.skip(f"cannot compile for a GPU here: {done.stdout.strip()}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.split("\n")[:-1]
+    assert len(lines) == 10, done.stdout
+    assert all(line.endswith("False") for line in lines), done.stdout

@@ -30,19 +30,19 @@ STABILIZERS = {"sign": 0, "clip": 1, "zero": 2}
 def _modify(p, how, out):
     i = cuda.grid(1)
     if i < out.size:
+        # branches, not max/min: numba 0.68 cannot compile the two-argument builtins for a GPU
+        # (numba issue #10753; the simulator does not notice)
         v = p[i]
-        if how == 0:
-            out[i] = max(v, 0)
-        elif how == 1:
-            out[i] = min(v, 0)
-        elif how == 2:
+        if how == 2:
             out[i] = 1
         elif how == 3:
             out[i] = v * v
-        elif how == 4:
-            out[i] = -max(v, 0)
+        elif (how == 0 or how == 4) and v > 0:
+            out[i] = v if how == 0 else -v
+        elif (how == 1 or how == 5) and v < 0:
+            out[i] = v if how == 1 else -v
         else:
-            out[i] = -min(v, 0)
+            out[i] = 0
 
 
 def modify(p, how: str):
@@ -64,11 +64,14 @@ def _ratio(share, z, epsilon, how, out):
         if how == 0:
             d = v + epsilon if v >= 0 else v - epsilon
         elif how == 1:
-            d = max(abs(v), epsilon)
+            d = abs(v) if abs(v) > epsilon else epsilon
             d = d if v >= 0 else -d
         else:
             d = v + epsilon if v == 0 else v
-        out[i] = share[i] / d if d != 0 else 0
+        if d != 0:
+            out[i] = share[i] / d
+        else:
+            out[i] = 0
 
 
 def relevance_ratio(share, z, epsilon: float, stabilizer: str):
@@ -90,7 +93,10 @@ def _select(relevance, z0, positive, out):
     i = cuda.grid(1)
     if i < out.size:
         keep = z0[i] > 0 if positive else z0[i] < 0
-        out[i] = relevance[i] if keep else 0
+        if keep:
+            out[i] = relevance[i]
+        else:
+            out[i] = 0
 
 
 def select_sign(relevance, z0, sign: str):
