@@ -1,5 +1,6 @@
 """Shared test helpers. torch is an oracle here only; npxai itself never imports it."""
 
+import inspect
 import os
 
 # The CUDA kernels (kernels/cuda) run under Numba's CUDA simulator unless NPXAI_TEST_CUDA=device
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 import npxai
 from npxai import layers as L
@@ -48,6 +50,44 @@ def assert_close(
 ) -> None:
     error = relative_error(actual, expected, scale)
     assert error <= TOLERANCE[dtype], f"relative error {error:.3e} > {TOLERANCE[dtype]:.0e}"
+
+
+#: Relative tolerance of a compiled kernel against the reference, per dtype.
+KERNEL_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def assert_same(
+    actual, expected: np.ndarray, scale: float | None = None, device: bool = False
+) -> None:
+    """A kernel's result against the reference: same shape and dtype, relative error ``max
+    |actual - expected| / scale`` within :data:`KERNEL_TOLERANCE` (the scale is ``max |expected|``
+    unless given: the size of the terms, where a result is a cancellation). ``device=True``:
+    ``actual`` must be a device array (it is copied to the host here)."""
+    if device:
+        assert not isinstance(actual, np.ndarray) and hasattr(actual, "copy_to_host"), type(actual)
+        actual = actual.copy_to_host()
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    if scale is None:
+        scale = float(np.abs(expected.astype(np.float64)).max(initial=0.0))
+    error = float(np.abs(actual.astype(np.float64) - expected).max(initial=0.0))
+    error /= max(scale, 1e-300)
+    assert error <= KERNEL_TOLERANCE[expected.dtype.type], f"relative error {error:.2e}"
+
+
+def draw_array(data, shape, dtype, label="x"):
+    """A standard-normal array of ``shape`` and ``dtype`` from a hypothesis-drawn seed."""
+    seed = data.draw(st.integers(0, 2**31), label=f"seed of {label}")
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def public_functions(module) -> dict:
+    """The public functions a module defines itself (imported helpers left out)."""
+    return {
+        name: f
+        for name, f in vars(module).items()
+        if not name.startswith("_") and inspect.isfunction(f) and f.__module__ == module.__name__
+    }
 
 
 def torch_forward_and_vjp(module, x: np.ndarray, grad_y_seed: int = 0):

@@ -14,9 +14,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import numpy as np
 import pytest
+from conftest import assert_same as assert_close_to_reference
+from conftest import draw_array, public_functions
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from npxai.kernels.cpu import conv as cpu_conv
@@ -27,31 +30,15 @@ from numba import cuda
 
 from npxai.reference import conv, linear
 
-TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 dtypes = st.sampled_from([np.float64, np.float32])
+
+
+#: A kernel's device result against the reference (conftest.assert_same with device=True).
+assert_same = partial(assert_close_to_reference, device=True)
 
 
 def device(a):
     return None if a is None else cuda.to_device(a)
-
-
-def assert_same(actual, expected: np.ndarray) -> None:
-    """``actual`` is a numba device array with ``expected``'s shape and dtype, within the dtype's
-    relative tolerance (max abs error over max abs value of ``expected``)."""
-    assert hasattr(actual, "copy_to_host") and not isinstance(actual, np.ndarray), type(actual)
-    actual = actual.copy_to_host()
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
-    scale = float(np.abs(expected.astype(np.float64)).max(initial=0.0))
-    error = float(np.abs(actual.astype(np.float64) - expected).max(initial=0.0)) / max(
-        scale, 1e-300
-    )
-    assert error <= TOLERANCE[expected.dtype.type], f"relative error {error:.2e}"
-
-
-def draw_array(data, shape, dtype, label="x"):
-    seed = data.draw(st.integers(0, 2**31), label=f"seed of {label}")
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def check_linear(x, w, b, g_seed=1):
@@ -171,17 +158,6 @@ def test_mixed_dtypes_are_rejected():
 
 
 # --- the module surface ---------------------------------------------------------------------------
-
-
-def public_functions(module):
-    """The public functions of one of npxai's modules (imports from outside npxai left out)."""
-    return {
-        name: f
-        for name, f in vars(module).items()
-        if not name.startswith("_")
-        and inspect.isfunction(f)
-        and f.__module__.startswith(("npxai", "kernels"))
-    }
 
 
 @pytest.mark.parametrize(

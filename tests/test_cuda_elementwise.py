@@ -12,6 +12,8 @@ from functools import partial
 
 import numpy as np
 import pytest
+from conftest import assert_same as assert_close_to_reference
+from conftest import draw_array, public_functions
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from npxai.kernels.cpu import activation as cpu_activation
@@ -24,32 +26,18 @@ from numba import config, cuda
 
 from npxai.reference import activation, norm, pool
 
-KERNEL_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 dtypes = st.sampled_from([np.float64, np.float32])
 FEW = settings(max_examples=8)
+
+
+#: A kernel's device result against the reference (conftest.assert_same with device=True).
+assert_same = partial(assert_close_to_reference, device=True)
 
 
 def host(a) -> np.ndarray:
     """A kernel's result, which must be a device array, on the host."""
     assert not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host"), type(a)
     return a.copy_to_host()
-
-
-def assert_same(actual, expected: np.ndarray, scale: float | None = None) -> None:
-    """``max |actual - expected| / scale`` (``scale = max |expected|`` unless given) within the
-    dtype's tolerance; ``actual`` a device array of the expected shape and dtype."""
-    actual = host(actual)
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    if scale is None:
-        scale = float(np.abs(expected.astype(np.float64)).max(initial=0.0))
-    error = float(np.abs(actual.astype(np.float64) - expected).max(initial=0.0))
-    error /= max(scale, 1e-300)
-    assert error <= KERNEL_TOLERANCE[expected.dtype.type], f"relative error {error:.2e}"
-
-
-def draw_array(data, shape, dtype, label="x"):
-    seed = data.draw(st.integers(0, 2**31), label=f"seed of {label}")
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 dev = cuda.to_device
@@ -59,14 +47,6 @@ FAMILIES = [
     (cpu_pool, k_pool),
     (cpu_norm, k_norm),
 ]
-
-
-def public_functions(module) -> dict:
-    return {
-        name: f
-        for name, f in vars(module).items()
-        if inspect.isfunction(f) and f.__module__ == module.__name__ and not name.startswith("_")
-    }
 
 
 @pytest.mark.parametrize("cpu, gpu", FAMILIES, ids=["activation", "pool", "norm"])

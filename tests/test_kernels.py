@@ -4,6 +4,7 @@ padding, dilation, groups, batch sizes (1 included) and dtypes: float64 to 1e-12
 
 import numpy as np
 import pytest
+from conftest import assert_same, draw_array
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from npxai.kernels.cpu import activation as k_activation
@@ -14,25 +15,7 @@ from npxai.kernels.cpu import pool as k_pool
 
 from npxai.reference import activation, conv, linear, norm, pool
 
-KERNEL_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 dtypes = st.sampled_from([np.float64, np.float32])
-
-
-def assert_same(actual: np.ndarray, expected: np.ndarray, scale: float | None = None) -> None:
-    """Relative error ``max |actual - expected| / scale`` within the dtype's tolerance; the scale is
-    ``max |expected|`` unless given (the size of the terms, where a result is a cancellation)."""
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    if scale is None:
-        scale = float(np.abs(expected.astype(np.float64)).max(initial=0.0))
-    error = float(np.abs(actual.astype(np.float64) - expected).max(initial=0.0)) / max(
-        scale, 1e-300
-    )
-    assert error <= KERNEL_TOLERANCE[expected.dtype.type], f"relative error {error:.2e}"
-
-
-def draw_array(data, shape, dtype, label="x"):
-    seed = data.draw(st.integers(0, 2**31), label=f"seed of {label}")
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 @st.composite
