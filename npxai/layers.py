@@ -53,7 +53,31 @@ def _expect_channels(x: np.ndarray, channels: int, layout: str) -> None:
         )
 
 
-class Linear(Layer):
+class _Affine(Layer):
+    """A layer ``y = A_W x + b`` (Linear, Conv2d): subclasses give the map for any parameters,
+    :meth:`affine`, and its transpose, :meth:`affine_transpose` (LRP rules run them with modified
+    parameters); the forward pass and the VJP use the layer's own."""
+
+    def affine(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, backend: str | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def affine_transpose(
+        self, g: np.ndarray, weight: np.ndarray, x: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return self.affine(x, _cast(self.weight, x), _cast(self.bias, x), backend)
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return self.affine_transpose(grad_y, _cast(self.weight, x), x, backend)
+
+
+class Linear(_Affine):
     """``y = x W^T + b`` with ``W`` of shape ``(out_features, in_features)``."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
@@ -83,14 +107,6 @@ class Linear(Layer):
         """The transpose of :meth:`affine`'s linear part, applied to ``g``: ``g W'``."""
         return _ops("linear", backend).linear_vjp(g, weight)
 
-    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return self.affine(x, _cast(self.weight, x), _cast(self.bias, x), backend)
-
-    def vjp(
-        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
-    ) -> np.ndarray:
-        return self.affine_transpose(grad_y, _cast(self.weight, x), x, backend)
-
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -98,7 +114,7 @@ class Linear(Layer):
         )
 
 
-class Conv2d(Layer):
+class Conv2d(_Affine):
     """2-D cross-correlation with torch's arguments; ``padding`` is an int, a pair, ``'same'``
     (stride 1 only; an odd total pads one more on the bottom/right, as torch) or ``'valid'``."""
 
@@ -184,14 +200,6 @@ class Conv2d(Layer):
             g, weight, x.shape[-2:], self.stride, self.explicit_padding(), self.dilation,
             self.groups,
         )  # fmt: skip
-
-    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return self.affine(x, _cast(self.weight, x), _cast(self.bias, x), backend)
-
-    def vjp(
-        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
-    ) -> np.ndarray:
-        return self.affine_transpose(grad_y, _cast(self.weight, x), x, backend)
 
     def extra_repr(self) -> str:
         text = (

@@ -125,6 +125,7 @@ def batch_norm(channels):
     return norm
 
 
+NORM = batch_norm(2)
 FIXED = [  # (layer, rule, the same map in torch)
     (L.AvgPool2d(3, 2, 1), R.NormRule(), lambda x: torch.nn.functional.avg_pool2d(x, 3, 2, 1)),
     (L.AdaptiveAvgPool2d((2, 3)), R.NormRule(),
@@ -132,10 +133,9 @@ FIXED = [  # (layer, rule, the same map in torch)
     (L.MaxPool2d(2), R.AveragePoolRule(), lambda x: torch.nn.functional.avg_pool2d(x, 2)),
     (L.MaxPool2d(3, 2, 1, ceil_mode=True), R.AveragePoolRule(1e-3),
      lambda x: torch.nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True)),
-    (batch_norm(2), R.EpsilonRule(1e-3), lambda x: torch.nn.functional.batch_norm(
-        x, *(torch.tensor(v) for v in (
-            batch_norm(2).running_mean, batch_norm(2).running_var, batch_norm(2).weight,
-            batch_norm(2).bias)), eps=1e-5)),
+    (NORM, R.EpsilonRule(1e-3), lambda x: torch.nn.functional.batch_norm(
+        x, *(torch.tensor(v) for v in (NORM.running_mean, NORM.running_var, NORM.weight,
+                                       NORM.bias)), eps=NORM.eps)),
 ]  # fmt: skip
 
 
