@@ -1,23 +1,27 @@
 """Which implementation runs: ``"numpy"`` (the reference), ``"numba"`` (compiled CPU kernels,
-the default) or ``"cuda"`` (numba.cuda kernels: being built in ``kernels/cuda``, not wired to
-the layers yet, so the backend raises).
+the default) or ``"cuda"`` (numba.cuda kernels on an NVIDIA GPU; see :mod:`npxai.device` for
+what crosses between host and device).
 
 Every operation family has one module per backend, with the same file name and the same function
 signatures: ``npxai/reference/conv.py``, ``kernels/cpu/conv.py`` (installed as
-``npxai.kernels.cpu.conv``) and, later, ``kernels/cuda/conv.py``. Nothing falls back: an unknown
-or unavailable backend raises :class:`BackendError`.
+``npxai.kernels.cpu.conv``) and ``kernels/cuda/conv.py``. Nothing falls back: an unknown or
+unavailable backend raises :class:`BackendError`. ``"cuda"`` needs the ``numba-cuda`` package
+(``pip install "npxai[cuda]"``) and a GPU that ``numba.cuda.is_available()`` sees; under Numba's
+CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, the tests) it needs neither.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
 from types import ModuleType
 
 BACKENDS = ("numpy", "numba", "cuda")
-PACKAGES = {"numpy": "npxai.reference", "numba": "npxai.kernels.cpu"}
+PACKAGES = {"numpy": "npxai.reference", "numba": "npxai.kernels.cpu", "cuda": "npxai.kernels.cuda"}
 
 _default: ContextVar[str] = ContextVar("npxai_backend", default="numba")
 
@@ -30,13 +34,35 @@ def check_backend(name: str) -> str:
     """Return ``name`` if it is a backend that can run here, else raise :class:`BackendError`."""
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    if name == "cuda":
+    if name == "cuda" and (missing := cuda_missing()):
         raise BackendError(
-            "backend 'cuda' is not available: npxai's CUDA kernels (kernels/cuda) are not "
-            "wired to the layers and analyzers yet (the CUDA issue); use backend='numba' or "
-            "backend='numpy'"
+            f"backend 'cuda' is not available: {' and '.join(missing)}; "
+            "use backend='numba' or backend='numpy'"
         )
     return name
+
+
+@cache
+def cuda_missing() -> tuple[str, ...]:
+    """What the cuda backend lacks here (empty when it can run); asked once per process."""
+    from numba import config
+
+    if config.ENABLE_CUDASIM:
+        return ()  # Numba's CUDA simulator runs the kernels on the CPU (the tests)
+    missing = []
+    if importlib.util.find_spec("numba_cuda") is None:
+        missing.append(
+            'the numba-cuda package is not installed (pip install "npxai[cuda]"; '
+            'pip install "numba-cuda[cu13]" for a CUDA 13 driver)'
+        )
+    from numba import cuda
+
+    if not cuda.is_available():
+        missing.append(
+            "no CUDA GPU is usable (numba.cuda.is_available() is False; numba.cuda.detect() "
+            "says why)"
+        )
+    return tuple(missing)
 
 
 def resolve(name: str | None) -> str:

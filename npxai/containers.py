@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from .device import add
 from .layers import Add
 from .module import Module, Signal, Step, Trace, join
 
@@ -111,7 +112,7 @@ class Residual(Module):
         to_branch, to_shortcut = self.add._backward(trace, join(key, "add"), signal, step)
         from_branch = _backward_chain(self._chain("branch"), trace, key, to_branch, step)
         from_shortcut = _backward_chain(self._chain("shortcut"), trace, key, to_shortcut, step)
-        return from_branch + from_shortcut
+        return add(from_branch, from_shortcut)
 
     def __repr__(self) -> str:
         text = super().__repr__()

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .device import deliver, is_device, to_host
 from .module import Module, vjp_step
 
 
@@ -14,7 +15,9 @@ def resolve_target(
     output: np.ndarray, target: int | Sequence[int] | np.ndarray | None
 ) -> np.ndarray:
     """Per-sample output indices: ``None`` -> each sample's arg-max, an int -> that index for
-    every sample, a sequence -> one index per sample. ``output`` must be ``(N, K)``."""
+    every sample, a sequence -> one index per sample. ``output`` must be ``(N, K)`` (a device
+    array is read on the host)."""
+    output = to_host(output)
     if output.ndim != 2:
         raise ValueError(
             f"the model's output must have shape (N, K) to select a target, got {output.shape}"
@@ -39,11 +42,13 @@ def output_seed(
     output: np.ndarray, indices: np.ndarray, scale_by_output: bool = False
 ) -> np.ndarray:
     """The signal that starts a backward pass: ``1`` (or, with ``scale_by_output``, the output's
-    own value) at ``output[n, indices[n]]``, zero elsewhere."""
-    seed = np.zeros_like(output)
+    own value) at ``output[n, indices[n]]``, zero elsewhere; made on the host, and sent to the
+    device if ``output`` is there."""
+    host = to_host(output)
+    seed = np.zeros_like(host)
     rows = np.arange(len(indices))
-    seed[rows, indices] = output[rows, indices] if scale_by_output else 1
-    return seed
+    seed[rows, indices] = host[rows, indices] if scale_by_output else 1
+    return deliver(seed, is_device(output))
 
 
 def gradient(
@@ -56,8 +61,10 @@ def gradient(
 
     The output is the model's last layer (logits, unless the model ends in a softmax). ``target``
     defaults to each sample's arg-max output (see :func:`resolve_target`). The result has the
-    shape and dtype of ``x``. ``backend`` defaults to :func:`npxai.get_backend`.
+    shape and dtype of ``x``. ``backend`` defaults to :func:`npxai.get_backend`; on the cuda
+    backend the result is NumPy unless ``x`` is a device array.
     """
     trace = model.trace(x, backend)
     indices = resolve_target(trace.output, target)
-    return model.backward(trace, output_seed(trace.output, indices), vjp_step(trace.backend))
+    grad = model.backward(trace, output_seed(trace.output, indices), vjp_step(trace.backend))
+    return deliver(grad, trace.device_input)

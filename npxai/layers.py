@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import implementation, resolve
+from .device import add
 from .errors import LayerInputError
 from .init import uniform_fan_in
 from .module import Layer
@@ -37,8 +38,15 @@ def _ops(family: str, backend: str | None):
     return implementation(family, resolve(backend))
 
 
-def _cast(array: np.ndarray | None, like: np.ndarray) -> np.ndarray | None:
-    return None if array is None else array.astype(like.dtype, copy=False)
+def _param(layer: Layer, name: str, like: np.ndarray, backend: str | None) -> np.ndarray | None:
+    """Parameter or buffer ``name`` in the input's dtype: on the cuda backend the layer's cached
+    device copy (:meth:`~npxai.Module.device_parameter`)."""
+    value = getattr(layer, name)
+    if value is None:
+        return None
+    if resolve(backend) == "cuda":
+        return layer.device_parameter(name, like.dtype)
+    return value.astype(like.dtype, copy=False)
 
 
 def _expect_ndim(x: np.ndarray, ndims: tuple[int, ...], layout: str) -> None:
@@ -69,12 +77,14 @@ class _Affine(Layer):
         raise NotImplementedError
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return self.affine(x, _cast(self.weight, x), _cast(self.bias, x), backend)
+        return self.affine(
+            x, _param(self, "weight", x, backend), _param(self, "bias", x, backend), backend
+        )
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return self.affine_transpose(grad_y, _cast(self.weight, x), x, backend)
+        return self.affine_transpose(grad_y, _param(self, "weight", x, backend), x, backend)
 
 
 class Linear(_Affine):
@@ -114,9 +124,47 @@ class Linear(_Affine):
         )
 
 
+ConvPadding = IntPair | str | tuple[tuple[int, int], tuple[int, int]]
+
+_CONV_PADDING_FORMS = (
+    "padding must be 'same', 'valid', an int >= 0, a pair (height, width) of them or a pair of "
+    "pairs ((top, bottom), (left, right))"
+)
+
+
+def _conv_padding(value: object) -> tuple[int, int] | tuple[tuple[int, int], tuple[int, int]]:
+    """Conv2d's numeric ``padding``: ``p -> (p, p)``, a pair as it is, a pair of pairs
+    ``((top, bottom), (left, right))`` as it is; anything else raises naming the argument."""
+
+    def count(v: object) -> bool:
+        return isinstance(v, int | np.integer) and v >= 0
+
+    def pair(v: object) -> bool:
+        return isinstance(v, tuple | list) and len(v) == 2 and all(count(p) for p in v)
+
+    if count(value):
+        return int(value), int(value)
+    if pair(value):
+        return int(value[0]), int(value[1])
+    if isinstance(value, tuple | list) and len(value) == 2 and all(pair(v) for v in value):
+        (top, bottom), (left, right) = value
+        return (int(top), int(bottom)), (int(left), int(right))
+    hint = ""
+    if isinstance(value, tuple | list) and len(value) == 4:
+        hint = (
+            "; a flat 4-tuple is ambiguous (torch's ZeroPad2d reads it as (left, right, top, "
+            "bottom)): write ((top, bottom), (left, right))"
+        )
+    raise ValueError(f"{_CONV_PADDING_FORMS}, got {value!r}{hint}")
+
+
 class Conv2d(_Affine):
-    """2-D cross-correlation with torch's arguments; ``padding`` is an int, a pair, ``'same'``
-    (stride 1 only; an odd total pads one more on the bottom/right, as torch) or ``'valid'``."""
+    """2-D cross-correlation with torch's arguments; ``padding`` is an int, a pair
+    ``(height, width)``, ``'same'`` (stride 1 only; an odd total pads one more on the
+    bottom/right, as torch) or ``'valid'``, or, beyond torch, a pair of pairs
+    ``((top, bottom), (left, right))`` for asymmetric zero padding (numpy.pad's order per axis;
+    torch's ``ZeroPad2d`` followed by an unpadded ``Conv2d``). A flat 4-tuple is refused: torch's
+    ``ZeroPad2d`` reads one as ``(left, right, top, bottom)``."""
 
     def __init__(
         self,
@@ -124,7 +172,7 @@ class Conv2d(_Affine):
         out_channels: int,
         kernel_size: IntPair,
         stride: IntPair = 1,
-        padding: IntPair | str = 0,
+        padding: ConvPadding = 0,
         dilation: IntPair = 1,
         groups: int = 1,
         bias: bool = True,
@@ -149,14 +197,12 @@ class Conv2d(_Affine):
         self.padding_mode = padding_mode
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(
-                    f"padding must be 'same', 'valid', an int or a pair, got {padding!r}"
-                )
+                raise ValueError(f"{_CONV_PADDING_FORMS}, got {padding!r}")
             if padding == "same" and self.stride != (1, 1):
                 raise ValueError(f"padding='same' needs stride 1, got stride={self.stride}")
             self.padding = padding
         else:
-            self.padding = _pair(padding, "padding", minimum=0)
+            self.padding = _conv_padding(padding)
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         shape = (out_channels, in_channels // groups, *self.kernel_size)
         self.register_parameter("weight", uniform_fan_in(shape, fan_in))
@@ -170,6 +216,9 @@ class Conv2d(_Affine):
         if self.padding == "same":
             (th, tw) = (d * (k - 1) for d, k in zip(self.dilation, self.kernel_size, strict=True))
             return th // 2, th - th // 2, tw // 2, tw - tw // 2
+        if isinstance(self.padding[0], tuple):
+            (top, bottom), (left, right) = self.padding
+            return top, bottom, left, right
         ph, pw = self.padding
         return ph, ph, pw, pw
 
@@ -405,15 +454,18 @@ class _BatchNorm(Layer):
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
         return _ops("norm", backend).batch_norm(
-            x, _cast(self.running_mean, x), _cast(self.running_var, x),
-            _cast(self.weight, x), _cast(self.bias, x), self.eps,
+            x, _param(self, "running_mean", x, backend), _param(self, "running_var", x, backend),
+            _param(self, "weight", x, backend), _param(self, "bias", x, backend), self.eps,
         )  # fmt: skip
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
         return _ops("norm", backend).batch_norm_vjp(
-            grad_y, _cast(self.running_var, x), _cast(self.weight, x), self.eps
+            grad_y,
+            _param(self, "running_var", x, backend),
+            _param(self, "weight", x, backend),
+            self.eps,
         )
 
     def extra_repr(self) -> str:
@@ -622,7 +674,7 @@ class Add(Layer):
             )
 
     def forward(self, x: tuple[np.ndarray, np.ndarray], backend: str | None = None) -> np.ndarray:
-        return x[0] + x[1]
+        return add(x[0], x[1])
 
     def vjp(
         self,

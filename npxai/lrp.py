@@ -187,8 +187,14 @@ def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
         return relevance.reshape(record.input.shape)  # Flatten changes the shape, not the values
     if isinstance(rule, GradientRule):
         return record.layer.vjp(record.input, record.output, relevance, backend)
+    if isinstance(rule, AveragePoolRule):
+        record = as_average_pool(record)
+    if backend == "cuda":
+        from . import lrp_cuda  # imports numba.cuda: only when the cuda backend runs
+
+        if isinstance(record.layer, L.Add):
+            return lrp_cuda.sum_step(record, rule, relevance)
+        return lrp_cuda.linear_step(record, rule, relevance)
     if isinstance(record.layer, L.Add):
         return sum_step(record, rule, relevance)
-    if isinstance(rule, AveragePoolRule):
-        return linear_step(as_average_pool(record), rule, relevance, backend)
     return linear_step(record, rule, relevance, backend)

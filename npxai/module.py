@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .backend import resolve
+from .device import count_nonfinite, deliver, is_device, to_device, to_host
 from .errors import LayerInputError, StateDictError
 
 Signal = np.ndarray | tuple[np.ndarray, ...]
@@ -44,11 +45,15 @@ class Record:
 
 
 class Trace(Mapping[str, Record]):
-    """Every leaf layer's :class:`Record` from one forward pass, keyed and in execution order."""
+    """Every leaf layer's :class:`Record` from one forward pass, keyed and in execution order.
 
-    def __init__(self, x: np.ndarray, backend: str):
+    On the cuda backend the input, the records and the output are device arrays;
+    ``device_input`` says whether the caller gave a device array (results then stay there)."""
+
+    def __init__(self, x: np.ndarray, backend: str, device_input: bool = False):
         self.input = x
         self.backend = backend
+        self.device_input = device_input
         self.output: np.ndarray | None = None
         self.records: dict[str, Record] = {}
 
@@ -75,9 +80,19 @@ class Trace(Mapping[str, Record]):
 Step = Callable[[Record, Signal], Signal]
 
 
-def check_input(x: Any, name: str = "x") -> np.ndarray:
-    """Return ``x`` as an array if it is a finite float32 or float64 array, else raise."""
-    x = np.asarray(x)
+def check_input(x: Any, name: str = "x", backend: str = "numpy") -> np.ndarray:
+    """Return ``x`` as an array if it is a finite float32 or float64 array, else raise.
+
+    A device array (see :mod:`npxai.device`) is accepted, and checked on the device, only for
+    ``backend="cuda"``; on the cuda backend a host array is sent to the device once, here."""
+    on_device = is_device(x)
+    if on_device and backend != "cuda":
+        raise TypeError(
+            f"{name} is a device array ({type(x).__name__}) but the backend is {backend!r}; "
+            f"use backend='cuda', or copy it to the host first"
+        )
+    if not on_device:
+        x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"{name} must be a float32 or float64 array, got dtype {x.dtype}; "
@@ -85,6 +100,11 @@ def check_input(x: Any, name: str = "x") -> np.ndarray:
         )
     if x.ndim == 0:
         raise ValueError(f"{name} must have a batch axis, got a scalar")
+    if backend == "cuda":
+        x = to_device(x)
+        if not count_nonfinite(x):
+            return x
+        x = to_host(x)  # to name the first bad entry below
     finite = np.isfinite(x)
     if not finite.all():
         where = tuple(int(i) for i in np.argwhere(~finite)[0])
@@ -114,6 +134,10 @@ class Module(ABC):
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_device", {})
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_device": {}}  # copies and pickles leave the device cache
 
     # --- attributes -------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -121,8 +145,10 @@ class Module(ABC):
             self._modules[name] = value
         elif name in self._parameters:
             self._parameters[name] = None if value is None else np.asarray(value)
+            self._device.clear()
         elif name in self._buffers:
             self._buffers[name] = np.asarray(value)
+            self._device.clear()
         else:
             object.__setattr__(self, name, value)
 
@@ -136,10 +162,23 @@ class Module(ABC):
     def register_parameter(self, name: str, value: np.ndarray | None) -> None:
         """Add a parameter (a state-dict entry); ``None`` stands for an absent one (``bias=False``)."""
         self._parameters[name] = value
+        self._device.clear()
 
     def register_buffer(self, name: str, value: np.ndarray) -> None:
         """Add a buffer: a state-dict entry that is not a trainable weight (running statistics)."""
         self._buffers[name] = value
+        self._device.clear()
+
+    def device_parameter(
+        self, name: str, dtype: np.dtype, modifier: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> Any:
+        """Parameter or buffer ``name`` in ``dtype`` (``modifier`` applied, on the host) as a device
+        array, sent once and cached with this module until a parameter changes."""
+        key = (name, np.dtype(dtype).str, modifier)
+        if key not in self._device:
+            value = getattr(self, name).astype(dtype, copy=False)
+            self._device[key] = to_device(value if modifier is None else modifier(value))
+        return self._device[key]
 
     def add_module(self, name: str, module: Module) -> None:
         """Add a child module under ``name``."""
@@ -233,19 +272,23 @@ class Module(ABC):
         for key, value in values.items():
             module, name, store = entries[key]
             getattr(module, store)[name] = value
+            module._device.clear()
         return LoadResult(missing, unexpected)
 
     # --- running ----------------------------------------------------------------------------
     def __call__(self, x: Any, backend: str | None = None) -> np.ndarray:
         """The forward pass. ``x`` must be a finite float32 or float64 array; its dtype is the
-        computation's dtype. ``backend`` defaults to :func:`npxai.get_backend`."""
-        return self._run(check_input(x), "", None, resolve(backend))
+        computation's dtype. ``backend`` defaults to :func:`npxai.get_backend`. On the cuda
+        backend the output is NumPy unless ``x`` is a device array."""
+        backend = resolve(backend)
+        y = self._run(check_input(x, backend=backend), "", None, backend)
+        return deliver(y, is_device(x))
 
     def trace(self, x: Any, backend: str | None = None) -> Trace:
         """The forward pass, recording every leaf's input and output (see :class:`Trace`)."""
-        x = check_input(x)
-        trace = Trace(x, resolve(backend))
-        trace.output = self._run(x, "", trace, trace.backend)
+        backend = resolve(backend)
+        trace = Trace(check_input(x, backend=backend), backend, is_device(x))
+        trace.output = self._run(trace.input, "", trace, trace.backend)
         return trace
 
     def backward(self, trace: Trace, signal: np.ndarray, step: Step) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""The device side of the LRP step (kernels/cuda/lrp.py) against the NumPy expressions of
-npxai.rules and npxai.lrp, under Numba's CUDA simulator (tests/conftest.py), on tiny arrays."""
+"""The device side of the LRP step (kernels/cuda/lrp.py) and the device arithmetic of the layer
+graph's glue (kernels/cuda/arithmetic.py) against the NumPy expressions of npxai.rules, npxai.lrp
+and npxai.device, under Numba's CUDA simulator (tests/conftest.py), on tiny arrays."""
 
 import os
 import subprocess
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from npxai.kernels.cuda import arithmetic as A
 from npxai.kernels.cuda import lrp as K
 from numba import cuda
 
@@ -77,12 +79,36 @@ def test_any_nonzero_and_bad_names():
         K.relevance_ratio(cuda.to_device(one), cuda.to_device(one), 0.1, "tanh")
 
 
+@settings(max_examples=6)
+@given(shape=shapes, dtype=dtypes, data=st.data())
+def test_arithmetic(shape, dtype, data):
+    a, b = draw(data, shape, dtype), draw(data, shape, dtype)
+    for name, expected in (("add", a + b), ("multiply", a * b)):
+        out = getattr(A, name)(cuda.to_device(a), cuda.to_device(b))
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out.copy_to_host(), expected)
+    zeros = A.zeros(shape, dtype).copy_to_host()
+    assert zeros.dtype == dtype and zeros.shape == shape and not zeros.any()
+    assert A.count_nonfinite(cuda.to_device(a)) == 0
+    a.flat[0], a.flat[-1] = np.inf, np.nan
+    assert A.count_nonfinite(cuda.to_device(a)) == (2 if a.size > 1 else 1)
+
+
+def test_arithmetic_refuses_operands_that_differ():
+    a = cuda.to_device(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"add: operands must have one shape and dtype, got "
+                       r"float64 \(2, 3\) and float32 \(2, 3\)"):  # fmt: skip
+        A.add(a, cuda.to_device(np.ones((2, 3), np.float32)))
+    with pytest.raises(ValueError, match="multiply: operands must have one shape"):
+        A.multiply(a, cuda.to_device(np.ones(6)))
+
+
 COMPILE = """
 import sys, types as pytypes
 from numba import cuda, types
 from numba.cuda.cudadrv.error import CudaSupportError, NvvmSupportError
 import numba.cuda.dispatcher
-from npxai.kernels.cuda import lrp
+from npxai.kernels.cuda import arithmetic, lrp
 
 CC = (8, 0)  # device functions ask the (absent) device for its compute capability
 numba.cuda.dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=CC)
@@ -94,6 +120,10 @@ for scalar in (types.float32, types.float64):
         lrp._select: (a, a, types.boolean, a),
         lrp._add_product: (a, scalar, a, a),
         lrp._count_nonzero: (a, types.Array(types.int64, 1, "C")),
+        arithmetic._add: (a, a, a),
+        arithmetic._multiply: (a, a, a),
+        arithmetic._fill_zero: (a,),
+        arithmetic._count_nonfinite: (a, types.Array(types.int64, 1, "C")),
     }
     for kernel, signature in signatures.items():
         try:
@@ -119,5 +149,5 @@ def test_the_kernels_compile_for_a_gpu_in_one_precision():
         pytest.skip(f"cannot compile for a GPU here: {done.stdout.strip()}")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.split("\n")[:-1]
-    assert len(lines) == 10, done.stdout
+    assert len(lines) == 18, done.stdout
     assert all(line.endswith("False") for line in lines), done.stdout

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import resolve
+from ..device import deliver
 from ..explanation import Explanation
 from ..gradient import gradient, output_seed, resolve_target
 from ..module import Module, Step, Trace, vjp_step
@@ -52,14 +53,16 @@ class Analyzer(ABC):
     def explanation(
         self, attribution: np.ndarray, trace: Trace, indices: np.ndarray, **extras: Any
     ) -> Explanation:
+        """The result; its arrays are NumPy unless the input was a device array (the cuda
+        backend then leaves ``attribution``, ``output`` and ``input`` on the device)."""
         return Explanation(
-            attribution,
-            trace.output,
+            deliver(attribution, trace.device_input),
+            deliver(trace.output, trace.device_input),
             indices,
             type(self).__name__,
             self.heatmap,
             extras,
-            trace.input,
+            deliver(trace.input, trace.device_input),
         )
 
     def __repr__(self) -> str:

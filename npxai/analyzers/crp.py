@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import lrp
+from ..backend import BackendError, resolve
 from ..explanation import Explanation
 from ..gradient import output_seed, resolve_target
 from ..module import Layer, Record, Signal, Trace
@@ -159,6 +160,11 @@ class CRP(Analyzer):
             features.check(channels, self.layer)
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
+        if resolve(self.backend) == "cuda":
+            raise BackendError(
+                "CRP does not run on the cuda backend: its per-concept gathering and masking are "
+                "host (NumPy) code; use backend='numba' or backend='numpy'"
+            )
         trace = self.model.trace(x, self.backend)
         indices = resolve_target(trace.output, target)
         seed = output_seed(trace.output, indices, self.lrp.output_relevance == "logit")

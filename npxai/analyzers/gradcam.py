@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import deliver, to_host
 from ..explanation import Explanation
 from ..gradient import output_seed, resolve_target
 from ..module import Module, Record, Signal, vjp_step
@@ -63,7 +64,7 @@ class GradCAM(Analyzer):
         indices = resolve_target(trace.output, target)
         inside = [k for k in trace if k == self.layer or k.startswith(self.layer + ".")]
         key = inside[-1]  # a container's output is its last leaf's output
-        activation = trace[key].output
+        activation = to_host(trace[key].output)  # the map is made on the host (it is small)
         if activation.ndim != 4:
             raise ValueError(
                 f"GradCAM: layer {self.layer!r} outputs shape {activation.shape}; it needs "
@@ -80,7 +81,7 @@ class GradCAM(Analyzer):
             self.model.backward(trace, output_seed(trace.output, indices), step)
         except _Reached as reached:
             grad = reached.signal
-        weights = grad.mean(axis=(2, 3), keepdims=True)
+        weights = to_host(grad).mean(axis=(2, 3), keepdims=True)
         cam = np.maximum((weights * activation).sum(axis=1, keepdims=True), 0)
-        upsampled = upsample_bilinear(cam, trace.input.shape[-2:])
+        upsampled = deliver(upsample_bilinear(cam, trace.input.shape[-2:]), trace.device_input)
         return self.explanation(cam, trace, indices, upsampled=upsampled, layer=key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..device import multiply
 from ..explanation import Explanation
 from .base import Analyzer, Target
 
@@ -26,4 +27,4 @@ class InputTimesGradient(Analyzer):
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace, indices, grad = self.backprop(x, target)
-        return self.explanation(trace.input * grad, trace, indices)
+        return self.explanation(multiply(trace.input, grad), trace, indices)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import to_host
 from ..gradient import resolve_target
 from ..module import Module, check_input
 from .base import Analyzer, Target, gradients_in_batches
@@ -80,7 +81,8 @@ class IntegratedGradients(Analyzer):
         self.baseline = baseline
 
     def __call__(self, x: Any, target: Target = None) -> Any:
-        x = check_input(x)
+        trace = self.model.trace(x, self.backend)
+        x = to_host(trace.input)  # path points are made on the host and sent batch by batch
         try:
             baseline = np.broadcast_to(np.asarray(self.baseline, dtype=x.dtype), x.shape)
         except ValueError:
@@ -88,7 +90,6 @@ class IntegratedGradients(Analyzer):
                 f"baseline of shape {np.shape(self.baseline)} does not broadcast to the input {x.shape}"
             ) from None
         check_input(baseline, "baseline")
-        trace = self.model.trace(x, self.backend)
         indices = resolve_target(trace.output, target)
         alphas = self.alphas.astype(x.dtype).reshape(-1, *(1,) * x.ndim)
         points = (baseline + alphas * (x - baseline)).reshape(-1, *x.shape[1:])

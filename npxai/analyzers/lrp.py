@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import lrp
 from ..composites import Composite, EpsilonPlusFlat
+from ..device import to_host
 from ..explanation import Explanation
 from ..module import Module, Record, Signal, Step
 from .base import Analyzer, Target
@@ -21,7 +22,8 @@ class LRP(Analyzer):
     ``output_relevance="one"`` (default) starts from 1 at the selected output;
     ``output_relevance="logit"`` from the selected output's value. ``record=True`` keeps every
     layer's input relevance in ``extras["relevance"]`` and a conservation table (relevance summed
-    per sample, out of and into each layer) in ``extras["conservation"]``.
+    per sample, out of and into each layer) in ``extras["conservation"]``, both NumPy on every
+    backend.
     """
 
     heatmap = "attribution"
@@ -50,15 +52,15 @@ class LRP(Analyzer):
         def make_step(backend: str) -> Step:
             def lrp_step(record: Record, relevance: Signal) -> Signal:
                 result = lrp.step(record, self.rules[record.key], relevance, backend)
-                if self.record:
-                    relevances[record.key] = result
+                if self.record:  # on the cuda backend: read on the host, layer by layer
+                    relevances[record.key] = host = to_host(result)
                     into = (
-                        sum(_per_sample(r) for r in result)
-                        if isinstance(result, tuple)
-                        else _per_sample(result)
+                        sum(_per_sample(r) for r in host)
+                        if isinstance(host, tuple)
+                        else _per_sample(host)
                     )
                     table.append((record.key, type(record.layer).__name__, repr(self.rules[record.key]),
-                                  _per_sample(relevance), into))  # fmt: skip
+                                  _per_sample(to_host(relevance)), into))  # fmt: skip
                 return result
 
             return lrp_step

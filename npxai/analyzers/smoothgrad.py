@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from ..device import to_host
 from ..gradient import resolve_target
-from ..module import Module, check_input
+from ..module import Module
 from .base import Analyzer, Target, gradients_in_batches
 
 
@@ -55,8 +56,8 @@ class SmoothGrad(Analyzer):
         )
 
     def __call__(self, x: Any, target: Target = None) -> Any:
-        x = check_input(x)
         trace = self.model.trace(x, self.backend)
+        x = to_host(trace.input)  # the noise is drawn on the host, the same on every backend
         indices = resolve_target(trace.output, target)
         sigma = noise_scale(x, self.noise_level).astype(x.dtype)
         noise = np.random.default_rng(self.seed).standard_normal((self.n, *x.shape))
