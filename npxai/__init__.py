@@ -1,10 +1,11 @@
 """npxai: framework-free explanations of neural-network predictions.
 
 A readable NumPy reference for every operation (``npxai.reference``), layers and models named as
-in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without torch (``npxai.load``).
+in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without torch (``npxai.load``),
+ImageNet class names, photos and preprocessing (``npxai.imagenet``).
 """
 
-from . import compat, composites, layers, models, reference, rules  # noqa: E402
+from . import compat, composites, imagenet, layers, models, reference, rules  # noqa: E402
 from .analyzers import (
     CRP,
     LRP,
@@ -75,6 +76,7 @@ __all__ = [
     "gradient",
     "concept_grid",
     "heatmap",
+    "imagenet",
     "overlay",
     "save_heatmap",
     "layers",

@@ -1,0 +1,129 @@
+"""npxai.imagenet: the class names against torchvision's list, the preprocessing against
+torchvision.transforms on the same PIL image, image loading and its errors, top_k against a
+softmax written out here."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+from npxai import imagenet
+from npxai.errors import LoadError
+
+
+def torchvision_preprocess(image: np.ndarray, size: int, resize: int, mean, std) -> np.ndarray:
+    pipeline = transforms.Compose(
+        [transforms.Resize(resize), transforms.CenterCrop(size), transforms.ToTensor(),
+         transforms.Normalize(mean, std)]
+    )  # fmt: skip
+    return pipeline(Image.fromarray(image)).unsqueeze(0).numpy()
+
+
+def test_class_names_are_torchvisions():
+    assert imagenet.CLASS_NAMES == tuple(_IMAGENET_CATEGORIES)
+    assert imagenet.CLASS_NAMES[281:286] == (
+        "tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", imagenet.SAMPLE_IMAGES)
+def test_sample_photos_load_as_rgb_uint8(name):
+    path = imagenet.sample_image(name)
+    image = imagenet.load_image(path)
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert min(image.shape[:2]) == 300 and path.stat().st_size < 200_000
+    with Image.open(path) as reference:
+        np.testing.assert_array_equal(image, np.asarray(reference.convert("RGB")))
+
+
+@pytest.mark.parametrize(
+    "shape, size, resize",
+    [((300, 452), 224, 256), ((452, 300), 224, 256), ((57, 40), 24, 33), ((64, 64), 32, 32)],
+)
+@pytest.mark.parametrize("lite", [False, True])
+def test_preprocessing_matches_torchvision(shape, size, resize, lite):
+    """Random pixels (every resize and crop offset shows), portrait and landscape; the longer
+    side's rounding (300 x 452 -> 256 x 385) and the half-pixel crop offset (80.5 -> 80)."""
+    image = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    mean, std = (
+        (imagenet.EFFICIENTNET_LITE_MEAN, imagenet.EFFICIENTNET_LITE_STD)
+        if lite
+        else (imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD)
+    )
+    ours = imagenet.preprocess_imagenet(image, size, resize, mean, std)
+    expected = torchvision_preprocess(image, size, resize, mean, std)
+    assert ours.shape == expected.shape == (1, 3, size, size) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6)
+
+
+def test_preprocessing_a_path_and_float64():
+    path = imagenet.sample_image("coffee")
+    image = imagenet.load_image(path)
+    ours = imagenet.preprocess_imagenet(path, dtype=np.float64)
+    assert ours.dtype == np.float64
+    expected = torchvision_preprocess(
+        image, 224, 256, imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD
+    )
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6)
+
+
+def test_efficientnet_lite_scaling_is_pixel_minus_127_over_128():
+    image = np.full((8, 8, 3), [0, 127, 255], dtype=np.uint8)
+    x = imagenet.preprocess_imagenet(
+        image, 8, 8, imagenet.EFFICIENTNET_LITE_MEAN, imagenet.EFFICIENTNET_LITE_STD
+    )
+    np.testing.assert_allclose(x[0, :, 0, 0], [-127 / 128, 0, 1], atol=1e-6)
+
+
+def test_top_k_against_a_written_out_softmax():
+    logits = np.random.default_rng(0).standard_normal(1000) * 3
+    logits[[7, 500]] = 20.0  # a tie: the lower index first
+    probabilities = torch.softmax(torch.tensor(logits), 0).numpy()
+    top = imagenet.top_k(logits[None], k=3)
+    assert [index for index, _, _ in top[:2]] == [7, 500]
+    assert top[2][0] == int(np.argsort(-probabilities)[2])
+    for index, name, probability in top:
+        assert name == _IMAGENET_CATEGORIES[index]
+        assert probability == pytest.approx(probabilities[index], rel=1e-12)
+
+
+def test_load_image_errors_name_the_file(tmp_path):
+    missing = tmp_path / "missing.jpg"
+    with pytest.raises(LoadError, match=f"{missing}: no such image file"):
+        imagenet.load_image(missing)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(LoadError, match=f"{broken}: not a readable image"):
+        imagenet.load_image(broken)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(imagenet.sample_image("chelsea").read_bytes()[:2000])
+    with pytest.raises(LoadError, match=f"{truncated}: not a readable image"):
+        imagenet.preprocess_imagenet(truncated)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: imagenet.preprocess_imagenet(np.zeros((8, 8), np.uint8)), ValueError,
+         r"\(H, W, 3\) uint8 RGB array, got dtype uint8 and shape \(8, 8\)"),
+        (lambda: imagenet.preprocess_imagenet(np.zeros((8, 8, 3))), ValueError,
+         "got dtype float64"),
+        (lambda: imagenet.preprocess_imagenet([[0]]), TypeError, "image must be a path"),
+        (lambda: imagenet.preprocess_imagenet(np.zeros((9, 9, 3), np.uint8), 8, 4), ValueError,
+         "1 <= size <= resize"),
+        (lambda: imagenet.preprocess_imagenet(np.zeros((9, 9, 3), np.uint8), std=(1, 0, 1)),
+         ValueError, "std must be positive"),
+        (lambda: imagenet.preprocess_imagenet(np.zeros((9, 9, 3), np.uint8), mean=(0.5,)),
+         ValueError, r"mean must be 3 finite numbers"),
+        (lambda: imagenet.preprocess_imagenet(np.zeros((9, 9, 3), np.uint8), dtype=np.float16),
+         TypeError, "dtype must be float32 or float64"),
+        (lambda: imagenet.top_k(np.zeros(10)), ValueError, r"1000 ImageNet logits.*\(10,\)"),
+        (lambda: imagenet.top_k(np.zeros(1000), k=0), ValueError, "k must be an int"),
+        (lambda: imagenet.sample_image("dog"), ValueError, "no sample image 'dog'"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_named(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
