@@ -20,7 +20,7 @@ from .rules import (
     AlphaBetaRule,
     EpsilonRule,
     FlatRule,
-    GammaRule,
+    GeneralizedGammaRule,
     GradientRule,
     NormRule,
     PassRule,
@@ -70,7 +70,7 @@ class FirstOfType(ByType):
         return super().select(leaves)[:1]
 
     def __repr__(self) -> str:
-        return "First" + super().__repr__()[2:]
+        return "FirstOf" + super().__repr__()[2:]
 
 
 class LastOfType(ByType):
@@ -80,7 +80,7 @@ class LastOfType(ByType):
         return super().select(leaves)[-1:]
 
     def __repr__(self) -> str:
-        return "Last" + super().__repr__()[2:]
+        return "LastOf" + super().__repr__()[2:]
 
 
 @dataclass(frozen=True)
@@ -204,10 +204,15 @@ def EpsilonAlpha2Beta1Flat(epsilon: float = 1e-6) -> Composite:  # noqa: N802
 def EpsilonGammaBox(
     low: float, high: float, epsilon: float = 1e-6, gamma: float = 0.25
 ) -> Composite:  # noqa: N802
-    """Epsilon on dense layers, Gamma on convolutions, ZBox(low, high) on the first convolution."""
+    """Epsilon on dense layers, the sign-aware gamma (:class:`~npxai.rules.GeneralizedGammaRule`,
+    Zennit's) on convolutions, ZBox(low, high) on the first convolution. The plain
+    :class:`~npxai.rules.GammaRule` (RelevancePropagation.jl's, ``npxai.compat.julia``) is the same
+    on a ReLU network's non-negative inputs where ``z > 0``; where a convolution's inputs have both
+    signs (EfficientNet's blocks end without a ReLU) its denominator ``z + gamma sum w+ x`` can
+    pass through zero, and on EfficientNet-Lite0 the input relevance reached 1e19."""
     return Composite(
         (ByType(L.Linear), EpsilonRule(epsilon)),
-        (ByType(L.Conv2d), GammaRule(gamma)),
+        (ByType(L.Conv2d), GeneralizedGammaRule(gamma)),
         (FirstOfType(L.Conv2d), ZBoxRule(low, high)),
         name="EpsilonGammaBox",
     )
