@@ -14,7 +14,9 @@ and negative input parts), and groups are added with their coefficients (alpha-b
 times the positive group minus ``beta`` times the negative). A group may ``select``
 ``"positive"`` or ``"negative"``: it then only takes the relevance of the neurons whose
 unmodified ``z = W x + b`` has that sign (the generalised gamma). Where a stabilised denominator
-is exactly zero, the neuron passes no relevance. The step evaluates a term's modifiers only when
+is exactly zero, the neuron passes no relevance; where every modified contribution ``x'_i W'_ji``
+of a neuron is zero (z+ with no positive contribution and no positive bias, ZBox at the box's
+minimum), its relevance has nowhere to go and is lost. The step evaluates a term's modifiers only when
 it needs them: a term whose ``x'`` is all zeros and which has no bias adds nothing and is skipped
 before its ``W'`` is made.
 
@@ -183,7 +185,8 @@ class ZeroRule(EpsilonRule):
 
 class NormRule(EpsilonRule):
     """The z-rule without parameters, for average pooling and residual sums (Zennit's ``Norm``):
-    ``R_in = x * (A^T (R_out / stab(A x)))`` for the layer's fixed linear map ``A``; for a sum
+    ``R_in = x * (A^T (R_out / stab(A x)))`` for the layer's fixed linear map ``A`` (an unfolded
+    batch norm's is affine, ``s x + t``: the shift ``t`` is part of ``z``); for a sum
     ``y = a + b``: ``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)``."""
 
 
