@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from . import layers as L
+from .backend import implementation
 from .module import Record, Signal
-from .rules import AveragePoolRule, EpsilonRule, GradientRule, LinearRule, PassRule, Rule, Term
+from .rules import (
+    STABILIZERS,
+    AveragePoolRule,
+    EpsilonRule,
+    GradientRule,
+    LinearRule,
+    PassRule,
+    Rule,
+    Term,
+)
 
 #: Layers whose parameters a rule may modify.
 PARAMETRIC = (L.Linear, L.Conv2d)
@@ -60,11 +70,28 @@ def _divide(r: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.divide(r, d, out=np.zeros_like(r), where=d != 0)
 
 
+def check_stabilizer(rule: LinearRule) -> None:
+    """The steps divide by :func:`npxai.rules.stabilize` by name (``rule.stabilizer``), in one
+    compiled pass on the compiled backends; a rule that overrides ``stabilize()`` is refused."""
+    if type(rule).stabilize is not LinearRule.stabilize:
+        raise ValueError(
+            f"{type(rule).__name__} overrides stabilize(); LRP steps take the stabilizer by name "
+            f"(stabilizer= one of {', '.join(STABILIZERS)}), so a custom one cannot run"
+        )
+
+
+def ratio(share: np.ndarray, z: np.ndarray, rule: LinearRule, backend: str) -> np.ndarray:
+    """``s = share / stab(z)`` (0 where ``stab(z) = 0``) with the rule's epsilon and stabilizer, on
+    the backend's kernel (``npxai.reference.lrp.relevance_ratio`` and its twins)."""
+    return implementation("lrp", backend).relevance_ratio(share, z, rule.epsilon, rule.stabilizer)
+
+
 def linear_step(
     record: Record, rule: LinearRule, relevance: np.ndarray, backend: str
 ) -> np.ndarray:
     """The generic step of :mod:`npxai.rules`, on the layer's own forward and transposed maps
     (so the compiled kernels run it on the numba backend)."""
+    check_stabilizer(rule)
     layer, x = record.layer, record.input
     if isinstance(layer, PARAMETRIC):
         w = layer.weight.astype(x.dtype, copy=False)
@@ -122,13 +149,16 @@ def linear_step(
         return _stacked_step(layer, x, rule, groups, share, backend)
     total = None
     for coefficient, terms, select in groups:
-        s = _divide(share(select), rule.stabilize(z_of(terms)))
+        s = ratio(share(select), z_of(terms), rule, backend)
         for xt, wt, _, _ in terms:
             contribution = transpose(s, wt)
             contribution *= xt
             if coefficient != 1:
                 contribution *= coefficient
-            total = contribution if total is None else total + contribution
+            if total is None:
+                total = contribution
+            else:
+                total += contribution
     return np.zeros_like(x) if total is None else total
 
 
@@ -157,7 +187,7 @@ def _stacked_step(layer, x, rule, groups, share, backend) -> np.ndarray:
     z = np.split(layer.affine(xt, weight, bias, backend), len(groups), axis=1)
     s = np.concatenate(
         [
-            c * _divide(share(select), rule.stabilize(zg))
+            c * ratio(share(select), zg, rule, backend)
             for (c, _, select), zg in zip(groups, z, strict=True)
         ],
         axis=1,
@@ -169,6 +199,7 @@ def sum_step(
     record: Record, rule: EpsilonRule, relevance: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)`` for a residual sum."""
+    check_stabilizer(rule)
     a, b = record.input
     s = _divide(relevance, rule.stabilize(a + b))
     return a * s, b * s

@@ -13,7 +13,7 @@ What runs where:
   input modifier (ZBoxRule's bounds, a custom one) runs on the host: ``x`` is copied there and
   ``x'`` sent back (ZBox sits on the first layer, whose input is the image).
 - The stabilised division is :func:`npxai.rules.stabilize` by name (``sign``, ``clip``,
-  ``zero``); a rule that overrides ``stabilize`` cannot run here and says so.
+  ``zero``), as on every backend (:func:`npxai.lrp.check_stabilizer`).
 """
 
 from __future__ import annotations
@@ -24,20 +24,13 @@ from . import layers as L
 from . import rules
 from .device import add, multiply, to_device, to_host, zeros_like
 from .kernels.cuda import lrp as K
+from .lrp import check_stabilizer
 from .module import Record
 from .rules import EpsilonRule, LinearRule, Term
 
 PARAMETRIC = (L.Linear, L.Conv2d)
 #: The input modifiers with a device kernel, by the function that the rules name.
 DEVICE_MODIFIERS = {getattr(rules, name): name for name in K.MODIFIERS}
-
-
-def _check_stabilizer(rule: LinearRule) -> None:
-    if type(rule).stabilize is not LinearRule.stabilize:
-        raise ValueError(
-            f"{type(rule).__name__} overrides stabilize(), which the cuda backend cannot run "
-            f"(it knows the stabilizers {', '.join(rules.STABILIZERS)}); use backend='numba'"
-        )
 
 
 def _modify_input(modifier, x):
@@ -50,7 +43,7 @@ def _modify_input(modifier, x):
 
 def linear_step(record: Record, rule: LinearRule, relevance):
     """``R_in = sum_g c_g sum_{t in g} x'_t * (W'_t^T (R_out / stab(z_g)))`` on device arrays."""
-    _check_stabilizer(rule)
+    check_stabilizer(rule)
     layer, x = record.layer, record.input
     parametric = isinstance(layer, PARAMETRIC)
 
@@ -110,7 +103,7 @@ def linear_step(record: Record, rule: LinearRule, relevance):
 
 def sum_step(record: Record, rule: EpsilonRule, relevance):
     """``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)`` on device arrays."""
-    _check_stabilizer(rule)
+    check_stabilizer(rule)
     a, b = record.input
     s = K.relevance_ratio(relevance, add(a, b), rule.epsilon, rule.stabilizer)
     return multiply(a, s), multiply(b, s)

@@ -48,7 +48,7 @@ def stabilize(z: np.ndarray, epsilon: float, how: str) -> np.ndarray:
         return np.where(z >= 0, z + epsilon, z - epsilon)  # z + epsilon sgn0(z)
     if how == "clip":
         return sgn0(z) * np.maximum(np.abs(z), epsilon)
-    return z + epsilon * (z == 0)
+    return np.where(z == 0, z + epsilon, z)  # z + epsilon [z = 0], in z's dtype
 
 
 def identity(p: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ def test_default_is_numba_and_names_map_to_twin_modules():
 def test_every_reference_function_has_a_compiled_twin_with_the_same_signature():
     import inspect
 
-    for family in ("activation", "conv", "linear", "norm", "pool"):
+    for family in ("activation", "conv", "linear", "norm", "pool", "lrp"):
         reference, compiled = implementation(family, "numpy"), implementation(family, "numba")
         public = [
             n

@@ -264,7 +264,7 @@ def test_errors_name_what_is_wrong():
     lrp = npxai.LRP(
         model, C.EpsilonPlus() + [(C.ByType(L.Linear), OwnStabilizer())], backend="cuda"
     )
-    with pytest.raises(ValueError, match="OwnStabilizer overrides stabilize"):
+    with pytest.raises(ValueError, match=r"OwnStabilizer overrides stabilize\(\); LRP steps take"):
         lrp(x)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_close, bias_free_relu_net, dense_matrix
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npxai
@@ -334,3 +334,32 @@ def test_stabilizers(how):
         "zero": [-1.0, -1e-9, 0.1, 1e-9, 1.0],
     }[how]
     np.testing.assert_allclose(R.stabilize(z, 0.1, how), expected, rtol=1e-12)
+
+
+@settings(max_examples=30)
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 40)),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    stabilizer=st.sampled_from(R.STABILIZERS),
+    epsilon=st.sampled_from([0.0, 1e-6, 0.5]),
+    data=st.data(),
+)
+def test_the_compiled_ratio_is_the_reference_division(shape, dtype, stabilizer, epsilon, data):
+    """kernels/cpu/lrp.py's one-pass ``share / stab(z)`` against the NumPy reference, bit for bit,
+    exact zeros and numbers smaller than epsilon included."""
+    from npxai.kernels.cpu import lrp as compiled
+
+    from npxai.reference import lrp as reference
+
+    seed = data.draw(st.integers(0, 2**31), label="seed")
+    rng = np.random.default_rng(seed)
+    share, z = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    z[rng.random(shape) < 0.3] = 0
+    z[rng.random(shape) < 0.2] *= 1e-7
+    expected = reference.relevance_ratio(share, z, epsilon, stabilizer)
+    np.testing.assert_array_equal(compiled.relevance_ratio(share, z, epsilon, stabilizer), expected)
+    assert expected.dtype == dtype
+    # the reference is the rules' formula: stab(z) from npxai.rules, 0 where it is 0
+    d = R.stabilize(z, epsilon, stabilizer)
+    assert d.dtype == dtype
+    np.testing.assert_array_equal(expected, np.where(d != 0, share / np.where(d != 0, d, 1), 0))
