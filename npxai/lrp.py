@@ -16,6 +16,7 @@ from .rules import (
     PassRule,
     Rule,
     Term,
+    identity,
 )
 
 #: Layers whose parameters a rule may modify.
@@ -93,9 +94,15 @@ def linear_step(
     (so the compiled kernels run it on the numba backend)."""
     check_stabilizer(rule)
     layer, x = record.layer, record.input
-    if isinstance(layer, PARAMETRIC):
-        w = layer.weight.astype(x.dtype, copy=False)
-        b = None if layer.bias is None else layer.bias.astype(x.dtype, copy=False)
+    parametric = isinstance(layer, PARAMETRIC)
+    has_bias = parametric and layer.bias is not None
+
+    def modified(name: str, modifier) -> np.ndarray:
+        """``W'`` or ``b'``: made once per layer, dtype and modifier, then cached with the layer
+        (:meth:`npxai.Module.modified_parameter`)."""
+        return layer.modified_parameter(name, x.dtype, None if modifier is identity else modifier)
+
+    if parametric:
 
         def forward(xt, wt, bt):
             return layer.affine(xt, wt, bt, backend)
@@ -103,7 +110,6 @@ def linear_step(
         def transpose(s, wt):
             return layer.affine_transpose(s, wt, x, backend)
     else:
-        w = b = None
 
         def forward(xt, wt, bt):
             return layer.forward(xt, backend)
@@ -120,13 +126,13 @@ def linear_step(
         if term.input not in inputs:
             inputs[term.input] = term.input(x)
         xt = inputs[term.input]
-        bt = None if term.bias is None or b is None else term.bias(b)
+        bt = modified("bias", term.bias) if has_bias and term.bias is not None else None
         if bt is None and not xt.any():
             return None
-        return xt, None if w is None else term.weight(w), bt, term
+        return xt, modified("weight", term.weight) if parametric else None, bt, term
 
     def z_of(terms: list) -> np.ndarray:
-        if isinstance(layer, PARAMETRIC) and [t[3] for t in terms] == [Term()]:
+        if parametric and [t[3] for t in terms] == [Term()]:
             return record.output  # the unmodified layer: its output is z, no need to recompute
         z = forward(*terms[0][:3])
         for xt, wt, bt, _ in terms[1:]:
@@ -137,7 +143,7 @@ def linear_step(
         if select is None:
             return relevance
         # only the neurons whose unmodified z has the group's sign
-        z0 = record.output if isinstance(layer, PARAMETRIC) else forward(x, w, b)
+        z0 = record.output if parametric else forward(x, None, None)
         return relevance * (z0 > 0 if select == "positive" else z0 < 0)
 
     groups = []
@@ -178,12 +184,17 @@ def _stacked_step(layer, x, rule, groups, share, backend) -> np.ndarray:
     weights stacked along the outputs, one forward and one transposed map run for all groups
     (``sum_g c_g x' W_g^T s_g = x' [W_1; W_2]^T [c_1 s_1; c_2 s_2]``) instead of one per group."""
     xt = groups[0][1][0][0]
-    weight = np.concatenate([terms[0][1] for _, terms, _ in groups])
-    biases = [terms[0][2] for _, terms, _ in groups]
-    bias = None
-    if any(bt is not None for bt in biases):
+
+    def stack() -> tuple[np.ndarray, np.ndarray | None]:
+        weight = np.concatenate([terms[0][1] for _, terms, _ in groups])
+        biases = [terms[0][2] for _, terms, _ in groups]
+        if all(bt is None for bt in biases):
+            return weight, None
         zeros = np.zeros(len(layer.weight), x.dtype)
-        bias = np.concatenate([zeros if bt is None else bt for bt in biases])
+        return weight, np.concatenate([zeros if bt is None else bt for bt in biases])
+
+    key = ("stacked", x.dtype.str, tuple((t[0][3].weight, t[0][3].bias) for _, t, _ in groups))
+    weight, bias = layer.cached(key, stack)  # made once per layer and rule
     z = np.split(layer.affine(xt, weight, bias, backend), len(groups), axis=1)
     s = np.concatenate(
         [

@@ -10,7 +10,7 @@ the same leaves in reverse, handing each its record and the signal arriving at i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -134,10 +134,15 @@ class Module(ABC):
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_modules", {})
-        object.__setattr__(self, "_device", {})
+        object.__setattr__(self, "_device", {})  # parameters on the device
+        object.__setattr__(self, "_cache", {})  # derived arrays, see cached()
+
+    def _forget(self) -> None:
+        self._device.clear()
+        self._cache.clear()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_device": {}}  # copies and pickles leave the device cache
+        return {**self.__dict__, "_device": {}, "_cache": {}}  # copies leave the caches behind
 
     # --- attributes -------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -145,10 +150,10 @@ class Module(ABC):
             self._modules[name] = value
         elif name in self._parameters:
             self._parameters[name] = None if value is None else np.asarray(value)
-            self._device.clear()
+            self._forget()
         elif name in self._buffers:
             self._buffers[name] = np.asarray(value)
-            self._device.clear()
+            self._forget()
         else:
             object.__setattr__(self, name, value)
 
@@ -162,23 +167,53 @@ class Module(ABC):
     def register_parameter(self, name: str, value: np.ndarray | None) -> None:
         """Add a parameter (a state-dict entry); ``None`` stands for an absent one (``bias=False``)."""
         self._parameters[name] = value
-        self._device.clear()
+        self._forget()
 
     def register_buffer(self, name: str, value: np.ndarray) -> None:
         """Add a buffer: a state-dict entry that is not a trainable weight (running statistics)."""
         self._buffers[name] = value
-        self._device.clear()
+        self._forget()
+
+    #: How many derived arrays (an LRP rule's modified parameters) a module keeps: enough for
+    #: every term of one rule; an analyzer built anew with new rule objects replaces the oldest.
+    CACHE_SIZE = 8
+
+    def cached(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """``make()``, made once per ``key`` and kept with this module (the :data:`CACHE_SIZE`
+        most recently used) until one of its parameters or buffers is assigned or loaded
+        (changing a parameter array in place goes unseen)."""
+        cache = self._cache
+        if key in cache:
+            cache[key] = cache.pop(key)  # most recently used last
+        else:
+            cache[key] = make()
+            while len(cache) > self.CACHE_SIZE:
+                del cache[next(iter(cache))]
+        return cache[key]
+
+    def modified_parameter(
+        self, name: str, dtype: np.dtype, modifier: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Parameter or buffer ``name`` in ``dtype`` with ``modifier`` applied (an LRP rule's
+        ``W+``, ``W + gamma W+``, ...), made once and cached (:meth:`cached`)."""
+        value = getattr(self, name)
+        if modifier is None:
+            return value.astype(dtype, copy=False)
+        key = ("host", name, np.dtype(dtype).str, modifier)
+        return self.cached(key, lambda: modifier(value.astype(dtype, copy=False)))
 
     def device_parameter(
         self, name: str, dtype: np.dtype, modifier: Callable[[np.ndarray], np.ndarray] | None = None
     ) -> Any:
         """Parameter or buffer ``name`` in ``dtype`` (``modifier`` applied, on the host) as a device
-        array, sent once and cached with this module until a parameter changes."""
-        key = (name, np.dtype(dtype).str, modifier)
-        if key not in self._device:
-            value = getattr(self, name).astype(dtype, copy=False)
-            self._device[key] = to_device(value if modifier is None else modifier(value))
-        return self._device[key]
+        array, sent once: the parameter itself stays until it changes, modified ones are
+        :meth:`cached`."""
+        key = ("device", name, np.dtype(dtype).str, modifier)
+        if modifier is None:
+            if key not in self._device:
+                self._device[key] = to_device(getattr(self, name).astype(dtype, copy=False))
+            return self._device[key]
+        return self.cached(key, lambda: to_device(modifier(getattr(self, name).astype(dtype))))
 
     def add_module(self, name: str, module: Module) -> None:
         """Add a child module under ``name``."""
@@ -272,7 +307,7 @@ class Module(ABC):
         for key, value in values.items():
             module, name, store = entries[key]
             getattr(module, store)[name] = value
-            module._device.clear()
+            module._forget()
         return LoadResult(missing, unexpected)
 
     # --- running ----------------------------------------------------------------------------

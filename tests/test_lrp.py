@@ -363,3 +363,26 @@ def test_the_compiled_ratio_is_the_reference_division(shape, dtype, stabilizer, 
     d = R.stabilize(z, epsilon, stabilizer)
     assert d.dtype == dtype
     np.testing.assert_array_equal(expected, np.where(d != 0, share / np.where(d != 0, d, 1), 0))
+
+
+def test_modified_parameters_are_cached_and_forgotten_when_the_parameters_change():
+    """A rule's W' is made once per layer (Module.cached), at most CACHE_SIZE derived arrays a
+    layer, and made anew after load_state_dict or an assignment."""
+    model, other = bias_free_relu_net(1), bias_free_relu_net(2)
+    x = np.random.default_rng(0).standard_normal((2, 2, 8, 8))
+    analyzer = npxai.LRP(model, C.EpsilonAlpha2Beta1())
+    analyzer(x)
+    first_conv = model[0]
+    cached = dict(first_conv._cache)
+    assert cached and len(cached) <= first_conv.CACHE_SIZE
+    analyzer(x)
+    assert all(first_conv._cache[k] is v for k, v in cached.items())  # reused, not remade
+    for composite in (C.EpsilonGammaBox(-3.0, 3.0), C.ExcitationBackprop(), C.EpsilonPlus()):
+        npxai.LRP(model, composite)(x)
+        assert all(len(m._cache) <= m.CACHE_SIZE for m in model.modules())
+    model.load_state_dict(other.state_dict())
+    assert not first_conv._cache
+    expected = npxai.LRP(other, C.EpsilonAlpha2Beta1())(x).attribution
+    np.testing.assert_array_equal(analyzer(x).attribution, expected)
+    model[0].weight = np.zeros_like(model[0].weight)
+    assert not npxai.LRP(model, C.EpsilonAlpha2Beta1())(x).attribution.any()
