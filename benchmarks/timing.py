@@ -40,6 +40,20 @@ def paired_medians(ours, theirs, repeats: int) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
+def paired_long_medians(ours, theirs, repeats: int) -> tuple[float, float]:
+    """paired_medians without the untimed calls, for calls of a second or more: the pause still
+    keeps each library off the other's spinning threads, waking its own threads is a negligible
+    part of such a call, and the untimed calls would double the run time."""
+    a, b = [], []
+    for _ in range(repeats):
+        for f, out in ((ours, a), (theirs, b)):
+            time.sleep(PAUSE)
+            start = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
+
+
 def match_threads() -> str:
     """Give torch as many threads as Numba has; the header line naming them and the versions."""
     threads = numba.get_num_threads()
