@@ -386,3 +386,17 @@ def test_modified_parameters_are_cached_and_forgotten_when_the_parameters_change
     np.testing.assert_array_equal(analyzer(x).attribution, expected)
     model[0].weight = np.zeros_like(model[0].weight)
     assert not npxai.LRP(model, C.EpsilonAlpha2Beta1())(x).attribution.any()
+
+
+def test_the_compiled_ratio_refuses_what_it_cannot_divide():
+    from npxai.kernels.cpu import lrp as compiled
+
+    a = np.ones((2, 3))
+    with pytest.raises(
+        ValueError, match="unknown stabilizer 'tanh'; choose one of sign, clip, zero"
+    ):
+        compiled.relevance_ratio(a, a, 0.1, "tanh")
+    with pytest.raises(ValueError, match=r"share float64 \(2, 3\) and z float32 \(2, 3\) must"):
+        compiled.relevance_ratio(a, a.astype(np.float32), 0.1, "sign")
+    with pytest.raises(ValueError, match=r"share float64 \(6,\) and z float64 \(2, 3\) must"):
+        compiled.relevance_ratio(a.reshape(-1), a, 0.1, "sign")
