@@ -97,6 +97,9 @@ class FirstN:
     def select(self, leaves: LayerList) -> list[str]:
         return ByType(*self.types).select(leaves)[: self.n]
 
+    def __repr__(self) -> str:
+        return f"FirstN({self.n}, {', '.join(t.__name__ for t in self.types)})"
+
 
 @dataclass(frozen=True)
 class IndexRange:
@@ -117,6 +120,9 @@ class Keys:
 
     def __init__(self, *keys: str):
         object.__setattr__(self, "keys", keys)
+
+    def __repr__(self) -> str:
+        return f"Keys({', '.join(map(repr, self.keys))})"
 
     def select(self, leaves: LayerList) -> list[str]:
         names = {key for key, _ in leaves}

@@ -400,3 +400,20 @@ def test_the_compiled_ratio_refuses_what_it_cannot_divide():
         compiled.relevance_ratio(a, a.astype(np.float32), 0.1, "sign")
     with pytest.raises(ValueError, match=r"share float64 \(6,\) and z float64 \(2, 3\) must"):
         compiled.relevance_ratio(a.reshape(-1), a, 0.1, "sign")
+
+
+def test_selectors_print_as_they_are_written():
+    composite = C.Composite(
+        (C.ByType(L.Linear), R.EpsilonRule()),
+        (C.FirstOfType(L.Conv2d), R.FlatRule()),
+        (C.LastOfType(L.Conv2d, L.Linear), R.ZeroRule()),
+        (C.FirstN(2, L.Conv2d), R.ZPlusRule()),
+        (C.IndexRange(0, 3), R.GradientRule()),
+        (C.Keys("features.0", "fc"), R.PassRule()),
+        name="Mine",
+    )
+    lines = repr(composite).splitlines()
+    assert [line.split(":")[0].strip() for line in lines[1:-1]] == [
+        "ByType(Linear)", "FirstOfType(Conv2d)", "LastOfType(Conv2d, Linear)",
+        "FirstN(2, Conv2d)", "IndexRange(start=0, stop=3)", "Keys('features.0', 'fc')",
+    ]  # fmt: skip
