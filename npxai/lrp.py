@@ -6,6 +6,7 @@ import numpy as np
 
 from . import layers as L
 from .backend import implementation
+from .device import add, multiply
 from .module import Record, Signal
 from .rules import (
     STABILIZERS,
@@ -64,11 +65,6 @@ def supported_rules(layer: L.Layer) -> str:
     if isinstance(layer, SHAPE_PRESERVING):
         names.append("PassRule")
     return ", ".join(names)
-
-
-def _divide(r: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """``r / d``, and 0 where ``d`` is exactly 0."""
-    return np.divide(r, d, out=np.zeros_like(r), where=d != 0)
 
 
 def check_stabilizer(rule: LinearRule) -> None:
@@ -207,13 +203,14 @@ def _stacked_step(layer, x, rule, groups, share, backend) -> np.ndarray:
 
 
 def sum_step(
-    record: Record, rule: EpsilonRule, relevance: np.ndarray
+    record: Record, rule: EpsilonRule, relevance: np.ndarray, backend: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)`` for a residual sum."""
+    """``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)`` for a residual sum (NumPy's
+    operators on host arrays, the device kernels on device arrays)."""
     check_stabilizer(rule)
     a, b = record.input
-    s = _divide(relevance, rule.stabilize(a + b))
-    return a * s, b * s
+    s = ratio(relevance, add(a, b), rule, backend)
+    return multiply(a, s), multiply(b, s)
 
 
 def as_average_pool(record: Record) -> Record:
@@ -229,14 +226,12 @@ def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
         return relevance.reshape(record.input.shape)  # Flatten changes the shape, not the values
     if isinstance(rule, GradientRule):
         return record.layer.vjp(record.input, record.output, relevance, backend)
+    if isinstance(record.layer, L.Add):
+        return sum_step(record, rule, relevance, backend)
     if isinstance(rule, AveragePoolRule):
         record = as_average_pool(record)
     if backend == "cuda":
         from . import lrp_cuda  # imports numba.cuda: only when the cuda backend runs
 
-        if isinstance(record.layer, L.Add):
-            return lrp_cuda.sum_step(record, rule, relevance)
         return lrp_cuda.linear_step(record, rule, relevance)
-    if isinstance(record.layer, L.Add):
-        return sum_step(record, rule, relevance)
     return linear_step(record, rule, relevance, backend)

@@ -1,5 +1,5 @@
 """The generic LRP step on the device (``backend="cuda"``): the twin of
-:func:`npxai.lrp.linear_step` and :func:`npxai.lrp.sum_step`, term for term, with the NumPy
+:func:`npxai.lrp.linear_step`, term for term, with the NumPy
 operators replaced by the kernels of ``kernels/cuda/lrp.py`` and the dense maps by the layer's
 own device kernels.
 
@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import layers as L
 from . import rules
-from .device import add, multiply, to_device, to_host, zeros_like
+from .device import add, to_device, to_host, zeros_like
 from .kernels.cuda import lrp as K
-from .lrp import check_stabilizer
+from .lrp import PARAMETRIC, check_stabilizer, ratio
 from .module import Record
-from .rules import EpsilonRule, LinearRule, Term
+from .rules import LinearRule, Term
 
-PARAMETRIC = (L.Linear, L.Conv2d)
 #: The input modifiers with a device kernel, by the function that the rules name.
 DEVICE_MODIFIERS = {getattr(rules, name): name for name in K.MODIFIERS}
 
@@ -95,15 +93,7 @@ def linear_step(record: Record, rule: LinearRule, relevance):
         terms = [t for t in map(evaluate, group.terms) if t is not None]
         if not terms:
             continue
-        s = K.relevance_ratio(share(group.select), z_of(terms), rule.epsilon, rule.stabilizer)
+        s = ratio(share(group.select), z_of(terms), rule, "cuda")
         for xt, wt, _, _ in terms:
             K.add_product(total, group.coefficient, xt, transpose(s, wt))
     return total
-
-
-def sum_step(record: Record, rule: EpsilonRule, relevance):
-    """``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)`` on device arrays."""
-    check_stabilizer(rule)
-    a, b = record.input
-    s = K.relevance_ratio(relevance, add(a, b), rule.epsilon, rule.stabilizer)
-    return multiply(a, s), multiply(b, s)
