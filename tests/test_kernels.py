@@ -2,6 +2,8 @@
 padding, dilation, groups, batch sizes (1 included) and dtypes: float64 to 1e-12 and float32 to
 1e-5 relative error (max abs error over max abs value)."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from conftest import assert_same, draw_array
@@ -12,6 +14,7 @@ from npxai.kernels.cpu import conv as k_conv
 from npxai.kernels.cpu import linear as k_linear
 from npxai.kernels.cpu import norm as k_norm
 from npxai.kernels.cpu import pool as k_pool
+from npxai.kernels.cpu import winograd as k_winograd
 
 from npxai.reference import activation, conv, linear, norm, pool
 
@@ -44,6 +47,42 @@ def test_conv2d_and_its_vjp(case, bias, dtype, data):
     assert_same(k_conv.conv2d(x, w, b, *args), y)
     g = draw_array(data, y.shape, dtype, "g")
     assert_same(k_conv.conv2d_vjp(g, w, size, *args), conv.conv2d_vjp(g, w, size, *args))
+
+
+@given(
+    batch=st.integers(1, 3),
+    channels=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    padding=st.tuples(*[st.integers(0, 2)] * 4),
+    chunk=st.sampled_from([1, 2**23]),
+    bias=st.booleans(),
+    dtype=dtypes,
+    data=st.data(),
+)
+def test_winograd_conv2d_and_its_vjp(batch, channels, size, padding, chunk, bias, dtype, data):
+    """3x3 stride-1 convolutions through Winograd's F(2x2, 3x3) (its thresholds lowered to reach
+    it with small shapes; odd sizes cut the last tile, ``chunk=1``: one sample per pass), and the
+    input gradient, a 3x3 stride-1 convolution too: against the reference's direct sums."""
+    c, o = channels
+    out = conv.conv2d_output_size(size, (3, 3), (1, 1), padding, (1, 1))
+    assume(min(out) >= 1)
+    x = draw_array(data, (batch, c, *size), dtype)
+    w = draw_array(data, (o, c, 3, 3), dtype, "w")
+    b = draw_array(data, (o,), dtype, "b") if bias else None
+    g = draw_array(data, (batch, o, *out), dtype, "g")
+    args = ((1, 1), padding, (1, 1), 1)
+    calls = mock.Mock(wraps=k_winograd.conv3x3)
+    with (
+        mock.patch.multiple(k_conv, WINOGRAD_MIN_CHANNELS=0, WINOGRAD_MIN_TILES=0),
+        mock.patch.object(k_winograd, "CHUNK_ELEMENTS", chunk),
+        mock.patch.object(k_winograd, "conv3x3", calls),
+    ):
+        assert_same(k_conv.conv2d(x, w, b, *args), conv.conv2d(x, w, b, *args))
+        assert calls.call_count == 1
+        gx = k_conv.conv2d_vjp(g, w, size, *args)
+    assert_same(gx, conv.conv2d_vjp(g, w, size, *args))
+    # the input gradient is a convolution (so Winograd's) where it has no more outputs than inputs
+    assert calls.call_count == 1 + (o <= c)
 
 
 @pytest.mark.parametrize("chunk", [1, 40, 200])

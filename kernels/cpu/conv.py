@@ -4,21 +4,30 @@ Ungrouped convolutions are im2col + GEMM: a parallel kernel copies the receptive
 of samples into a column matrix ``cols[(c, i, j), (n, p, q)]`` (writing zeros where a field covers
 padding, so the input is never padded), and one BLAS product per chunk computes
 ``W[o, (c, i, j)] @ cols``. A 1x1 convolution with stride 1 and no padding needs no copy at all.
+3x3 convolutions with stride 1 (VGG's, ResNet's) and enough channels and outputs take Winograd's
+F(2x2, 3x3) instead (:mod:`.winograd`: 4/9 of the multiply-adds in the GEMMs).
 The input gradient of a stride-1 convolution is a convolution too (flipped kernel) and takes the
 same path; for other strides ``W^T @ dL/dy`` gives column gradients, which a parallel col2im
 kernel adds back onto the input positions they came from. Grouped (and depthwise) convolutions
 use direct loops.
 """
 
-import threading
-
 import numpy as np
 from numba import njit, prange
 
 from npxai.reference.conv import conv2d_output_size
 
+from . import winograd
+from .scratch import workspace
+
 #: Elements of ``cols`` per chunk: samples are batched into one GEMM up to this size.
 CHUNK_ELEMENTS = 2**22
+
+#: 3x3 stride-1 convolutions go to Winograd's F(2x2, 3x3) (:mod:`.winograd`) from this many input
+#: channels and 2x2 output tiles per call (below, its transforms cost more than the GEMM it saves:
+#: ``python benchmarks/profile_conv.py`` times both on VGG16's layers).
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_TILES = 128
 
 
 @njit(parallel=True, cache=True)
@@ -154,22 +163,6 @@ def _grouped_conv_vjp(g, w, gx, groups, sh, sw, ph, pw, dh, dw):
                                 gx[s, ch, hi, wi] += weight * g[s, oo, p, q]
 
 
-_workspaces = threading.local()
-
-
-def _workspace(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A scratch array from a per-thread buffer that only grows: a fresh allocation of the column
-    matrix at every call would pay the kernel's page faults each time (on this project's virtual
-    machines, as costly as the copy itself). The buffer is held until the thread ends."""
-    size = int(np.prod(shape))
-    key = np.dtype(dtype).str
-    buffer = getattr(_workspaces, key, None)
-    if buffer is None or buffer.size < size:
-        buffer = np.empty(size, dtype)
-        setattr(_workspaces, key, buffer)
-    return buffer[:size].reshape(shape)
-
-
 def _is_pointwise(kernel, stride, padding) -> bool:
     return kernel == (1, 1) and stride == (1, 1) and not any(padding)
 
@@ -198,6 +191,10 @@ def conv2d(
         _grouped_conv(x, np.ascontiguousarray(weight), b, y, groups, *stride, top, left, *dilation)
         return y
     length, rows = oh * ow, c * kh * kw
+    tiles = n * ((oh + 1) // 2) * ((ow + 1) // 2)
+    if (kh, kw) == (3, 3) and stride == dilation == (1, 1) and c >= WINOGRAD_MIN_CHANNELS:
+        if tiles >= WINOGRAD_MIN_TILES:
+            return winograd.conv3x3(x, np.ascontiguousarray(weight), b, padding)
     w_mat = np.ascontiguousarray(weight.reshape(o, rows))
     y = np.empty((n, o, length), x.dtype)
     nb = _chunk(n, rows * length)
@@ -207,7 +204,7 @@ def conv2d(
         if pointwise and count == 1:
             cols = x[n0].reshape(c, h * w)
         else:
-            cols = _workspace((rows, count * length), x.dtype)
+            cols = workspace("im2col", (rows, count * length), x.dtype)
             _im2col(x[n0 : n0 + count], cols, kh, kw, *stride, top, left, *dilation, oh, ow)
         if count == 1:
             np.matmul(w_mat, cols, out=y[n0])
@@ -257,7 +254,7 @@ def conv2d_vjp(
         if count == 1:
             chunk_g = g[n0]
         else:
-            chunk_g = _workspace((o, count * length), grad_y.dtype)
+            chunk_g = workspace("gathered gradient", (o, count * length), grad_y.dtype)
             _gather_samples(g, chunk_g, n0)
         gcols = w_t @ chunk_g
         _col2im(gcols, gx[n0 : n0 + count], kh, kw, *stride, top, left, *dilation, oh, ow)
