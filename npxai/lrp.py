@@ -18,6 +18,8 @@ from .rules import (
     Rule,
     Term,
     identity,
+    negative,
+    positive,
 )
 
 #: Layers whose parameters a rule may modify.
@@ -114,17 +116,30 @@ def linear_step(
             return layer.vjp(x, None, s, backend)
 
     inputs: dict = {}  # x' per input modifier, made once
+    nonnegative: list = []  # whether x >= 0, asked once (after a ReLU or max pool it is)
+
+    def modified_input(modifier) -> np.ndarray | None:
+        """``x' = modifier(x)``, where ``x >= 0`` not made: ``x+`` is ``x`` itself and ``x-``
+        is zero (``None``), exactly; a batch's activations are large, and each new array costs."""
+        if modifier in (positive, negative) and isinstance(x, np.ndarray):
+            if not nonnegative:
+                nonnegative.append(bool(x.min() >= 0))  # False where x has a NaN
+            if nonnegative[0]:
+                return x if modifier is positive else None
+        return modifier(x)
 
     def evaluate(term: Term) -> tuple | None:
         """``(x', W', b', term)``, or ``None`` for a term that adds exactly 0 to z and to R_in:
         an all-zero ``x'`` and no bias (after a ReLU or max pool the rules' negative-input terms
         are such). ``W'`` is made only for the terms that remain."""
         if term.input not in inputs:
-            inputs[term.input] = term.input(x)
+            inputs[term.input] = modified_input(term.input)
         xt = inputs[term.input]
         bt = modified("bias", term.bias) if has_bias and term.bias is not None else None
-        if bt is None and not xt.any():
+        if bt is None and (xt is None or not xt.any()):
             return None
+        if xt is None:
+            xt = np.zeros_like(x)
         return xt, modified("weight", term.weight) if parametric else None, bt, term
 
     def z_of(terms: list) -> np.ndarray:

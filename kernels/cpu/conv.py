@@ -24,10 +24,10 @@ from .scratch import workspace
 CHUNK_ELEMENTS = 2**22
 
 #: 3x3 stride-1 convolutions go to Winograd's F(2x2, 3x3) (:mod:`.winograd`) from this many input
-#: channels and 2x2 output tiles per call (below, its transforms cost more than the GEMM it saves:
-#: ``python benchmarks/profile_conv.py`` times both on VGG16's layers).
+#: and output channels and 2x2 output tiles per call (below, its transforms cost more than the
+#: GEMM it saves: ``python benchmarks/profile_conv.py`` times both on VGG16's layers).
 WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_TILES = 128
+WINOGRAD_MIN_TILES = 32
 
 
 @njit(parallel=True, cache=True)
@@ -167,6 +167,18 @@ def _is_pointwise(kernel, stride, padding) -> bool:
     return kernel == (1, 1) and stride == (1, 1) and not any(padding)
 
 
+def _winograd_applies(kernel, stride, dilation, channels: tuple[int, int], size: tuple[int, ...]):
+    """Whether a one-group convolution with ``channels`` (in, out) and an output of ``size``
+    (N, H, W) goes to :func:`.winograd.conv3x3`."""
+    n, h, w = size
+    return (
+        kernel == (3, 3)
+        and stride == dilation == (1, 1)
+        and min(channels) >= WINOGRAD_MIN_CHANNELS
+        and n * ((h + 1) // 2) * ((w + 1) // 2) >= WINOGRAD_MIN_TILES
+    )
+
+
 def _chunk(n: int, per_sample: int) -> int:
     return max(1, min(n, CHUNK_ELEMENTS // max(per_sample, 1)))
 
@@ -190,11 +202,9 @@ def conv2d(
         y = np.empty((n, o, oh, ow), x.dtype)
         _grouped_conv(x, np.ascontiguousarray(weight), b, y, groups, *stride, top, left, *dilation)
         return y
+    if _winograd_applies((kh, kw), stride, dilation, (c, o), (n, oh, ow)):
+        return winograd.conv3x3(x, np.ascontiguousarray(weight), b, padding)
     length, rows = oh * ow, c * kh * kw
-    tiles = n * ((oh + 1) // 2) * ((ow + 1) // 2)
-    if (kh, kw) == (3, 3) and stride == dilation == (1, 1) and c >= WINOGRAD_MIN_CHANNELS:
-        if tiles >= WINOGRAD_MIN_TILES:
-            return winograd.conv3x3(x, np.ascontiguousarray(weight), b, padding)
     w_mat = np.ascontiguousarray(weight.reshape(o, rows))
     y = np.empty((n, o, length), x.dtype)
     nb = _chunk(n, rows * length)
@@ -224,8 +234,10 @@ def conv2d_vjp(
     dilation: tuple[int, int],
     groups: int,
 ) -> np.ndarray:
-    """With stride 1, padding at most ``d * (k - 1)`` per side and no fewer input than output
-    channels, the input gradient is itself a convolution of ``dL/dy`` with the flipped, transposed
+    """A 3x3 stride-1 convolution's input gradient is a 3x3 convolution of ``dL/dy`` with the flipped,
+    transposed kernel, padded by ``2 - p``: Winograd's where :func:`conv2d` would use it (the flip
+    made inside its weight transform). Otherwise, with stride 1, padding at most ``d * (k - 1)``
+    per side and no fewer input than output channels, the input gradient is the convolution of ``dL/dy`` with the flipped, transposed
     kernel, padded by ``d * (k - 1) - p``, and goes through :func:`conv2d` (the faster choice then).
     Otherwise: column gradients ``W^T @ dL/dy``, then col2im (much faster for VGG's
     first layer, whose 3 input channels make the column gradients small)."""
@@ -234,6 +246,13 @@ def conv2d_vjp(
     _, cg, kh, kw = weight.shape
     h, w = input_size
     top, bottom, left, right = padding
+    if (
+        groups == 1
+        and max(padding) <= 2
+        and _winograd_applies((kh, kw), stride, dilation, (o, cg), (n, h, w))
+    ):
+        flipped_padding = (2 - top, 2 - bottom, 2 - left, 2 - right)
+        return winograd.conv3x3(grad_y, np.ascontiguousarray(weight), None, flipped_padding, True)
     if groups == 1 and stride == (1, 1) and cg >= o:
         span_h, span_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
         flipped_padding = (span_h - top, span_h - bottom, span_w - left, span_w - right)

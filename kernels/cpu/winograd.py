@@ -30,36 +30,40 @@ CHUNK_ELEMENTS = 2**23
 
 
 @njit(parallel=True, cache=True)
-def _transform_weight(w, u):
-    # u[k, o, c] = (G w[o, c] G^T)[k // 4, k % 4]
-    o, c = w.shape[0], w.shape[1]
-    for oo in prange(o):
-        for cc in range(c):
-            g00, g01, g02 = w[oo, cc, 0, 0], w[oo, cc, 0, 1], w[oo, cc, 0, 2]
-            g10, g11, g12 = w[oo, cc, 1, 0], w[oo, cc, 1, 1], w[oo, cc, 1, 2]
-            g20, g21, g22 = w[oo, cc, 2, 0], w[oo, cc, 2, 1], w[oo, cc, 2, 2]
+def _transform_weight(w, u, transposed):
+    # u[k, o, c] = (G w[o, c] G^T)[k // 4, k % 4]; transposed: u[k, c, o] = (G w'[o, c] G^T)[...]
+    # with the kernel flipped, w'[o, c, i, j] = w[o, c, 2 - i, 2 - j] (the input gradient's kernel)
+    i0, i2 = (2, 0) if transposed else (0, 2)
+    for task in prange(u.shape[1]):
+        a = np.int64(task)  # prange's index is unsigned: mixed with b below it would make floats
+        for b in range(u.shape[2]):
+            oo = b if transposed else a
+            cc = a if transposed else b
+            g00, g01, g02 = w[oo, cc, i0, i0], w[oo, cc, i0, 1], w[oo, cc, i0, i2]
+            g10, g11, g12 = w[oo, cc, 1, i0], w[oo, cc, 1, 1], w[oo, cc, 1, i2]
+            g20, g21, g22 = w[oo, cc, i2, i0], w[oo, cc, i2, 1], w[oo, cc, i2, i2]
             # rows 1 and 2 of G g: (g0 + g2 +- g1) / 2
             s0, s1, s2 = 0.5 * (g00 + g20), 0.5 * (g01 + g21), 0.5 * (g02 + g22)
             h0, h1, h2 = 0.5 * g10, 0.5 * g11, 0.5 * g12
             t10, t11, t12 = s0 + h0, s1 + h1, s2 + h2
             t20, t21, t22 = s0 - h0, s1 - h1, s2 - h2
             # each row times G^T: (t0, (t0 + t1 + t2) / 2, (t0 - t1 + t2) / 2, t2)
-            u[0, oo, cc] = g00
-            u[1, oo, cc] = 0.5 * (g00 + g01 + g02)
-            u[2, oo, cc] = 0.5 * (g00 - g01 + g02)
-            u[3, oo, cc] = g02
-            u[4, oo, cc] = t10
-            u[5, oo, cc] = 0.5 * (t10 + t11 + t12)
-            u[6, oo, cc] = 0.5 * (t10 - t11 + t12)
-            u[7, oo, cc] = t12
-            u[8, oo, cc] = t20
-            u[9, oo, cc] = 0.5 * (t20 + t21 + t22)
-            u[10, oo, cc] = 0.5 * (t20 - t21 + t22)
-            u[11, oo, cc] = t22
-            u[12, oo, cc] = g20
-            u[13, oo, cc] = 0.5 * (g20 + g21 + g22)
-            u[14, oo, cc] = 0.5 * (g20 - g21 + g22)
-            u[15, oo, cc] = g22
+            u[0, a, b] = g00
+            u[1, a, b] = 0.5 * (g00 + g01 + g02)
+            u[2, a, b] = 0.5 * (g00 - g01 + g02)
+            u[3, a, b] = g02
+            u[4, a, b] = t10
+            u[5, a, b] = 0.5 * (t10 + t11 + t12)
+            u[6, a, b] = 0.5 * (t10 - t11 + t12)
+            u[7, a, b] = t12
+            u[8, a, b] = t20
+            u[9, a, b] = 0.5 * (t20 + t21 + t22)
+            u[10, a, b] = 0.5 * (t20 - t21 + t22)
+            u[11, a, b] = t22
+            u[12, a, b] = g20
+            u[13, a, b] = 0.5 * (g20 + g21 + g22)
+            u[14, a, b] = 0.5 * (g20 - g21 + g22)
+            u[15, a, b] = g22
 
 
 @njit(parallel=True, cache=True)
@@ -132,17 +136,24 @@ def _transform_output(m, bias, y, n0, th, tw):
 
 
 def conv3x3(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding: tuple[int, int, int, int]
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    padding: tuple[int, int, int, int],
+    transposed: bool = False,
 ) -> np.ndarray:
     """``x`` (N, C, H, W) convolved with ``weight`` (O, C, 3, 3), stride 1, dilation 1, one group,
-    zero ``padding`` (top, bottom, left, right), plus ``bias`` (O,)."""
+    zero ``padding`` (top, bottom, left, right), plus ``bias`` (O,) if given. ``transposed``: with
+    the flipped, transposed kernel ``weight[:, :, ::-1, ::-1].swapaxes(0, 1)`` instead (``x`` has
+    O channels, the result C), made inside the weight transform, without a copy of ``weight``."""
     n, c, h, w = x.shape
-    o = weight.shape[0]
+    o = weight.shape[1] if transposed else weight.shape[0]
     top, bottom, left, right = padding
     oh, ow = h + top + bottom - 2, w + left + right - 2
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     u = workspace("winograd U", (16, o, c), x.dtype)
-    _transform_weight(weight, u)
+    _transform_weight(weight, u, transposed)
+    b = np.zeros(o, x.dtype) if bias is None else bias
     y = np.empty((n, o, oh, ow), x.dtype)
     nb = max(1, min(n, CHUNK_ELEMENTS // (16 * max(c, o) * th * tw)))
     for n0 in range(0, n, nb):
@@ -151,5 +162,5 @@ def conv3x3(
         m = workspace("winograd M", (16, o, count * th * tw), x.dtype)
         _transform_input(x[n0 : n0 + count], v, top, left, th, tw)
         np.matmul(u, v, out=m)
-        _transform_output(m, bias, y, n0, th, tw)
+        _transform_output(m, b, y, n0, th, tw)
     return y
