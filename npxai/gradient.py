@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import resolve
 from .device import deliver, is_device, to_host
 from .module import Module, vjp_step
 
@@ -64,7 +65,9 @@ def gradient(
     shape and dtype of ``x``. ``backend`` defaults to :func:`npxai.get_backend`; on the cuda
     backend the result is NumPy unless ``x`` is a device array.
     """
-    trace = model.trace(x, backend)
+    backend = resolve(backend)
+    # only the gradient is returned: on the host, the trace keeps only what backpropagation reads
+    trace = model.trace(x, backend, vjp_only=backend != "cuda")
     indices = resolve_target(trace.output, target)
     grad = model.backward(trace, output_seed(trace.output, indices), vjp_step(trace.backend))
     return deliver(grad, trace.device_input)

@@ -66,6 +66,8 @@ class _Affine(Layer):
     :meth:`affine`, and its transpose, :meth:`affine_transpose` (LRP rules run them with modified
     parameters); the forward pass and the VJP use the layer's own."""
 
+    vjp_reads = frozenset()
+
     def affine(
         self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, backend: str | None = None
     ) -> np.ndarray:
@@ -309,6 +311,8 @@ class _Pool2d(Layer):
 class MaxPool2d(_Pool2d):
     """``y = max over each window``; the gradient goes to the first maximal element (as torch)."""
 
+    vjp_reads = frozenset({"input"})
+
     def __init__(
         self,
         kernel_size: IntPair,
@@ -347,6 +351,8 @@ class AvgPool2d(_Pool2d):
     """``y = sum over each window / divisor`` with torch's ``count_include_pad`` and
     ``divisor_override``."""
 
+    vjp_reads = frozenset()
+
     def __init__(
         self,
         kernel_size: IntPair,
@@ -384,6 +390,8 @@ class AdaptiveAvgPool2d(Layer):
     """Average over torch's adaptive bins; ``output_size`` is an int, or a pair whose ``None``
     entries keep the input's size."""
 
+    vjp_reads = frozenset()
+
     def __init__(self, output_size: int | tuple[int | None, int | None]):
         super().__init__()
         pair = (
@@ -419,6 +427,8 @@ class AdaptiveAvgPool2d(Layer):
 
 class _BatchNorm(Layer):
     """Evaluation-mode batch norm over channel axis 1 with the running statistics."""
+
+    vjp_reads = frozenset()
 
     optional_keys = frozenset({"num_batches_tracked"})
     ndims: tuple[int, ...] = ()
@@ -489,6 +499,8 @@ class BatchNorm2d(_BatchNorm):
 class ReLU(Layer):
     """``y = max(x, 0)``; ``inplace`` is accepted for torch compatibility and has no effect."""
 
+    vjp_reads = frozenset({"output"})
+
     def __init__(self, inplace: bool = False):
         super().__init__()
 
@@ -498,11 +510,13 @@ class ReLU(Layer):
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("activation", backend).relu_vjp(grad_y, x)
+        return _ops("activation", backend).relu_vjp(grad_y, y)  # y > 0 exactly where x > 0
 
 
 class ReLU6(Layer):
     """``y = min(max(x, 0), 6)``."""
+
+    vjp_reads = frozenset({"input"})
 
     def __init__(self, inplace: bool = False):
         super().__init__()
@@ -518,6 +532,8 @@ class ReLU6(Layer):
 
 class LeakyReLU(Layer):
     """``y = x if x > 0 else negative_slope * x``."""
+
+    vjp_reads = frozenset({"input"})
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
@@ -538,6 +554,8 @@ class LeakyReLU(Layer):
 class Tanh(Layer):
     """``y = tanh(x)``."""
 
+    vjp_reads = frozenset({"output"})
+
     def __init__(self) -> None:
         super().__init__()
 
@@ -552,6 +570,8 @@ class Tanh(Layer):
 
 class Sigmoid(Layer):
     """``y = 1 / (1 + exp(-x))``."""
+
+    vjp_reads = frozenset({"output"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -568,6 +588,8 @@ class Sigmoid(Layer):
 class Softmax(Layer):
     """``y = exp(x) / sum exp(x)`` along ``dim`` (which must be given; torch's implicit choice is
     deprecated)."""
+
+    vjp_reads = frozenset({"output"})
 
     def __init__(self, dim: int | None = None):
         super().__init__()
@@ -593,6 +615,8 @@ class Softmax(Layer):
 
 class Flatten(Layer):
     """Merge axes ``start_dim .. end_dim`` into one."""
+
+    vjp_reads = frozenset()
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
@@ -624,6 +648,8 @@ class Flatten(Layer):
 class Dropout(Layer):
     """Identity: npxai only runs inference, where dropout does nothing."""
 
+    vjp_reads = frozenset()
+
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         if not 0 <= p <= 1:
@@ -644,6 +670,8 @@ class Dropout(Layer):
 
 class Identity(Layer):
     """``y = x``; any constructor arguments are ignored, as in torch."""
+
+    vjp_reads = frozenset()
 
     def __init__(self, *args: object, **kwargs: object):
         super().__init__()

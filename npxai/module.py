@@ -50,12 +50,24 @@ class Trace(Mapping[str, Record]):
     On the cuda backend the input, the records and the output are device arrays;
     ``device_input`` says whether the caller gave a device array (results then stay there)."""
 
-    def __init__(self, x: np.ndarray, backend: str, device_input: bool = False):
+    def __init__(
+        self, x: np.ndarray, backend: str, device_input: bool = False, vjp_only: bool = False
+    ):
         self.input = x
         self.backend = backend
         self.device_input = device_input
+        self.vjp_only = vjp_only
         self.output: np.ndarray | None = None
         self.records: dict[str, Record] = {}
+
+    def add(self, key: str, layer: Layer, x: Signal, y: np.ndarray) -> None:
+        """Record a leaf's input and output. A ``vjp_only`` trace keeps only what the layer's VJP
+        reads (:attr:`Layer.vjp_reads`) and records the rest as :func:`shape_only` stand-ins, so
+        that the activations no VJP needs are freed during the forward pass."""
+        if self.vjp_only:
+            x = x if "input" in layer.vjp_reads else shape_only(x)
+            y = y if "output" in layer.vjp_reads else shape_only(y)
+        self.records[key] = Record(key, layer, x, y)
 
     def __getitem__(self, key: str) -> Record:
         try:
@@ -74,6 +86,12 @@ class Trace(Mapping[str, Record]):
     def __repr__(self) -> str:
         lines = "\n".join(f"  {record!r}" for record in self.records.values())
         return f"Trace(\n{lines}\n)"
+
+
+def shape_only(a: np.ndarray) -> np.ndarray:
+    """A read-only stand-in for ``a``: its shape and dtype, no memory (every element is one
+    zero, broadcast)."""
+    return np.broadcast_to(np.zeros((), a.dtype), a.shape)
 
 
 #: ``step(record, signal_at_output) -> signal_at_input``: what the backward walk asks of a leaf.
@@ -319,10 +337,14 @@ class Module(ABC):
         y = self._run(check_input(x, backend=backend), "", None, backend)
         return deliver(y, is_device(x))
 
-    def trace(self, x: Any, backend: str | None = None) -> Trace:
-        """The forward pass, recording every leaf's input and output (see :class:`Trace`)."""
+    def trace(self, x: Any, backend: str | None = None, vjp_only: bool = False) -> Trace:
+        """The forward pass, recording every leaf's input and output (see :class:`Trace`).
+        ``vjp_only`` (host backends): keep only what backpropagation reads (see
+        :meth:`Trace.add`), for a gradient that needs no other record."""
         backend = resolve(backend)
-        trace = Trace(check_input(x, backend=backend), backend, is_device(x))
+        if vjp_only and backend == "cuda":
+            raise ValueError("trace: vjp_only is for the host backends (numpy, numba), not cuda")
+        trace = Trace(check_input(x, backend=backend), backend, is_device(x), vjp_only)
         trace.output = self._run(trace.input, "", trace, trace.backend)
         return trace
 
@@ -359,6 +381,9 @@ class Module(ABC):
 class Layer(Module):
     """A leaf of the tree: it owns the maths of its forward pass and of its input VJP."""
 
+    #: What :meth:`vjp` reads of its recorded ``x`` and ``y`` beyond their shapes and dtypes.
+    vjp_reads: frozenset[str] = frozenset({"input", "output"})
+
     @abstractmethod
     def forward(self, x: Signal, backend: str | None = None) -> np.ndarray:
         """The layer's output for input ``x`` (no input checks; call the layer for those)."""
@@ -380,7 +405,7 @@ class Layer(Module):
             raise LayerInputError(f"{where}: {error}") from None
         y = self.forward(x, backend)
         if trace is not None:
-            trace.records[key] = Record(key, self, x, y)
+            trace.add(key, self, x, y)
         return y
 
     def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
