@@ -150,6 +150,31 @@ def test_max_pool2d_and_its_vjp(case, dtype, data, ties):
     assert_same(k_pool.max_pool2d_vjp(g, x, *args), pool.max_pool2d_vjp(g, x, *args))
 
 
+@given(
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    ceil_mode=st.booleans(),
+    ties=st.booleans(),
+    dtype=dtypes,
+    data=st.data(),
+)
+def test_max_pool2d_2x2_and_its_vjp(size, ceil_mode, ties, dtype, data):
+    """Kernel 2, stride 2 (its own kernels, unless ceil_mode cuts a window): odd sizes leave a
+    last row or column out of every window; after a ReLU, ties go to the first maximum."""
+    args = ((2, 2), (2, 2), (0, 0), (1, 1), ceil_mode)
+    assume(min(size) >= 2)
+    x = draw_array(data, (2, 3, *size), dtype)
+    if ties:
+        x = np.maximum(x, 0)
+    y, argmax = pool.max_pool2d(x, *args)
+    ky, kargmax = k_pool.max_pool2d(x, *args)
+    np.testing.assert_array_equal(ky, y)
+    np.testing.assert_array_equal(kargmax, argmax)
+    g = draw_array(data, y.shape, dtype, "g")
+    np.testing.assert_array_equal(
+        k_pool.max_pool2d_vjp(g, x, *args), pool.max_pool2d_vjp(g, x, *args)
+    )
+
+
 @given(case=pool_case(False), dtype=dtypes, data=st.data(), include=st.booleans(),
        divisor=st.one_of(st.none(), st.integers(1, 5)))  # fmt: skip
 def test_avg_pool2d_and_its_vjp(case, dtype, data, include, divisor):

@@ -1,7 +1,8 @@
 """Max, average and adaptive average pooling, compiled. Same functions as ``npxai.reference.pool``.
 
 Every kernel runs one (sample, channel) plane per parallel task and reads the input with bounds
-checks instead of padding it. Output sizes, tie rules and divisors are the reference's.
+checks instead of padding it; max pooling with kernel 2 and stride 2 (VGG's) has kernels of its
+own, without bounds checks. Output sizes, tie rules and divisors are the reference's.
 """
 
 import numpy as np
@@ -65,6 +66,60 @@ def _max_pool_vjp(g, x, gx, kh, kw, sh, sw, ph, pw, dh, dw):
                 j0, j1 = _window(w0, dw, kw, w)
                 _, bi, bj = _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw)
                 gx[plane, bi, bj] += g[plane, p, q]
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_2x2(x, y, argmax):
+    # kernel 2, stride 2, no padding or dilation (VGG's pools): four reads per output, no bounds
+    w = x.shape[2]
+    for plane in prange(x.shape[0]):
+        for p in range(y.shape[1]):
+            for q in range(y.shape[2]):
+                i, j = 2 * p, 2 * q
+                best, where = x[plane, i, j], i * w + j
+                for value, at in (
+                    (x[plane, i, j + 1], i * w + j + 1),
+                    (x[plane, i + 1, j], (i + 1) * w + j),
+                    (x[plane, i + 1, j + 1], (i + 1) * w + j + 1),
+                ):
+                    if value > best:  # strict, in row-major order: the first maximum wins
+                        best, where = value, at
+                y[plane, p, q] = best
+                argmax[plane, p, q] = where
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_2x2_vjp(g, x, gx):
+    # writes every element of gx (the gradient or 0): gx need not be zeroed first
+    planes, h, w = x.shape
+    oh, ow = g.shape[1], g.shape[2]
+    for plane in prange(planes):
+        for p in range(oh):
+            i = 2 * p
+            for q in range(ow):
+                j = 2 * q
+                a, b = x[plane, i, j], x[plane, i, j + 1]
+                c, d = x[plane, i + 1, j], x[plane, i + 1, j + 1]
+                # the window's first maximum (a, b, c, d in row-major order)
+                k = 0
+                best = a
+                if b > best:
+                    k, best = 1, b
+                if c > best:
+                    k, best = 2, c
+                if d > best:
+                    k = 3
+                gradient = g[plane, p, q]
+                zero = gradient * 0
+                gx[plane, i, j] = gradient if k == 0 else zero
+                gx[plane, i, j + 1] = gradient if k == 1 else zero
+                gx[plane, i + 1, j] = gradient if k == 2 else zero
+                gx[plane, i + 1, j + 1] = gradient if k == 3 else zero
+            for j in range(2 * ow, w):  # an odd width's last column: in no window
+                gx[plane, i, j] = 0
+                gx[plane, i + 1, j] = 0
+        for i in range(2 * oh, h):  # an odd height's last row
+            gx[plane, i, :] = 0
 
 
 @njit(cache=True)
@@ -140,6 +195,12 @@ def _planes(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(-1, x.shape[-2], x.shape[-1])
 
 
+def _is_2x2(kernel, stride, padding, dilation, out, size) -> bool:
+    """Kernel 2 and stride 2 without padding or dilation, and no window cut by ``ceil_mode``."""
+    whole = all(2 * o <= n for o, n in zip(out, size, strict=True))
+    return kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1) and whole
+
+
 def max_pool2d(
     x: np.ndarray,
     kernel: tuple[int, int],
@@ -155,7 +216,10 @@ def max_pool2d(
     )
     y = np.empty((n * c, *out), x.dtype)
     argmax = np.empty((n * c, *out), np.int64)
-    _max_pool(_planes(x), y, argmax, *kernel, *stride, *padding, *dilation)
+    if _is_2x2(kernel, stride, padding, dilation, out, (h, w)):
+        _max_pool_2x2(_planes(x), y, argmax)
+    else:
+        _max_pool(_planes(x), y, argmax, *kernel, *stride, *padding, *dilation)
     return y.reshape(n, c, *out), argmax.reshape(n, c, *out)
 
 
@@ -169,6 +233,10 @@ def max_pool2d_vjp(
     ceil_mode: bool,
 ) -> np.ndarray:
     n, c, h, w = x.shape
+    if _is_2x2(kernel, stride, padding, dilation, grad_y.shape[2:], (h, w)):
+        gx = np.empty((n * c, h, w), grad_y.dtype)
+        _max_pool_2x2_vjp(_planes(grad_y), _planes(x), gx)
+        return gx.reshape(n, c, h, w)
     gx = np.zeros((n * c, h, w), grad_y.dtype)
     _max_pool_vjp(_planes(grad_y), _planes(x), gx, *kernel, *stride, *padding, *dilation)
     return gx.reshape(n, c, h, w)

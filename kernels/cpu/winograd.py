@@ -67,12 +67,15 @@ def _transform_weight(w, u, transposed):
 
 
 @njit(parallel=True, cache=True)
-def _transform_input(x, v, top, left, th, tw):
-    # v[k, c, (s, ti, tj)] = (B^T d B)[k // 4, k % 4], d = x[s, c] zero-padded, rows 2ti - top ..
+def _transform_input(x, v, top, left, th, tw, r0):
+    # tile rows r0 .. r0 + R of the batch (row r: sample r // th, tile row r % th):
+    # v[k, c, (r - r0, tj)] = (B^T d B)[k // 4, k % 4], d = x[s, c] zero-padded, rows 2ti - top ..
     # 2ti - top + 3, columns 2tj - left .. 2tj - left + 3
-    nb, c, h, w = x.shape
-    for task in prange(c * nb * th):
-        ch, s, ti = task // (nb * th), (task // th) % nb, task % th
+    h, w = x.shape[2], x.shape[3]
+    c, count = v.shape[1], v.shape[2] // tw
+    for task in prange(c * count):
+        ch, r = task // count, r0 + task % count
+        s, ti = r // th, r % th
         # the tile row's 4 input rows, zero-padded, even and odd columns apart: tile tj's columns
         # are rows[., 0, tj], rows[., 1, tj], rows[., 0, tj + 1], rows[., 1, tj + 1] (contiguous
         # runs over tj, so that the loops below vectorise)
@@ -91,7 +94,7 @@ def _transform_input(x, v, top, left, th, tw):
                 rows[1, parity, jj] = d1 + d2
                 rows[2, parity, jj] = d2 - d1
                 rows[3, parity, jj] = d1 - d3
-        base = (s * th + ti) * tw
+        base = (r - r0) * tw
         for a in range(4):
             for tj in range(tw):
                 e0, e1 = rows[a, 0, tj], rows[a, 1, tj]
@@ -104,15 +107,16 @@ def _transform_input(x, v, top, left, th, tw):
 
 
 @njit(parallel=True, cache=True)
-def _transform_output(m, bias, y, n0, th, tw):
-    # y[n0 + s, o, 2ti + i, 2tj + j] = (A^T M A)[i, j] + bias[o], M = m[:, o, (s, ti, tj)]
+def _transform_output(m, bias, y, th, tw, r0):
+    # tile rows r0 .. r0 + R: y[s, o, 2ti + i, 2tj + j] = (A^T M A)[i, j] + bias[o],
+    # M = m[:, o, (r - r0, tj)], r = s * th + ti
     o, oh, ow = m.shape[1], y.shape[2], y.shape[3]
-    nb = m.shape[2] // (th * tw)
-    for task in prange(o * nb * th):
-        oo, s, ti = task // (nb * th), (task // th) % nb, task % th
+    count = m.shape[2] // tw
+    for task in prange(o * count):
+        oo, r = task // count, r0 + task % count
+        s, p = r // th, 2 * (r % th)
         beta = bias[oo]
-        p = 2 * ti
-        base = (s * th + ti) * tw
+        base = (r - r0) * tw
         for tj in range(tw):
             col = base + tj
             # A^T M: rows m0 + m1 + m2 and m1 - m2 - m3 (m_a = M[4a : 4a + 4])
@@ -126,13 +130,13 @@ def _transform_output(m, bias, y, n0, th, tw):
             r13 = m[7, oo, col] - m[11, oo, col] - m[15, oo, col]
             q = 2 * tj
             # times A: columns r0 + r1 + r2 and r1 - r2 - r3 (odd sizes: the last tile is cut)
-            y[n0 + s, oo, p, q] = r00 + r01 + r02 + beta
+            y[s, oo, p, q] = r00 + r01 + r02 + beta
             if q + 1 < ow:
-                y[n0 + s, oo, p, q + 1] = r01 - r02 - r03 + beta
+                y[s, oo, p, q + 1] = r01 - r02 - r03 + beta
             if p + 1 < oh:
-                y[n0 + s, oo, p + 1, q] = r10 + r11 + r12 + beta
+                y[s, oo, p + 1, q] = r10 + r11 + r12 + beta
                 if q + 1 < ow:
-                    y[n0 + s, oo, p + 1, q + 1] = r11 - r12 - r13 + beta
+                    y[s, oo, p + 1, q + 1] = r11 - r12 - r13 + beta
 
 
 def conv3x3(
@@ -155,12 +159,13 @@ def conv3x3(
     _transform_weight(weight, u, transposed)
     b = np.zeros(o, x.dtype) if bias is None else bias
     y = np.empty((n, o, oh, ow), x.dtype)
-    nb = max(1, min(n, CHUNK_ELEMENTS // (16 * max(c, o) * th * tw)))
-    for n0 in range(0, n, nb):
-        count = min(nb, n - n0)
-        v = workspace("winograd V", (16, c, count * th * tw), x.dtype)
-        m = workspace("winograd M", (16, o, count * th * tw), x.dtype)
-        _transform_input(x[n0 : n0 + count], v, top, left, th, tw)
+    # tile rows of the whole batch, a chunk at a time: its V and M stay in the cache
+    rows = max(1, CHUNK_ELEMENTS // (16 * max(c, o) * tw))
+    for r0 in range(0, n * th, rows):
+        count = min(rows, n * th - r0)
+        v = workspace("winograd V", (16, c, count * tw), x.dtype)
+        m = workspace("winograd M", (16, o, count * tw), x.dtype)
+        _transform_input(x, v, top, left, th, tw, r0)
         np.matmul(u, v, out=m)
-        _transform_output(m, b, y, n0, th, tw)
+        _transform_output(m, b, y, th, tw, r0)
     return y
