@@ -79,6 +79,11 @@ residual sums count 0. Per method:
   (npxai runs them stacked: one of each at twice the outputs, the same count); ZBox three of each,
   two when ``low = 0`` (EpsilonGammaBox(0, 1) here). The "MACs" column prints the count.
 
+The count is of direct convolutions. npxai computes its 3x3 stride-1 convolutions with 16 or more
+channels (all of VGG16's but the first, most of ResNet18's) by Winograd's F(2x2, 3x3), whose
+GEMMs do 4/9 of those multiply-adds (kernels/cpu/winograd.py), so a ratio to this floor below 1 is
+possible; the floor stays the issue's measure, the same for both libraries.
+
 Agreement: max abs difference over max abs value of the peer's float32 attribution (both from the
 memory processes). As in bench_cpu.py and bench_lrp.py, a float32 gradient or relevance through
 VGG16's ReLUs and max pools may differ by percents between correct implementations (rounding flips

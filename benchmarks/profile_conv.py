@@ -1,49 +1,80 @@
-"""Where VGG16's convolution time goes (numba backend, batch 1, float32): per layer, the whole
-compiled convolution beside its BLAS GEMM and its im2col copy, timed alone.
+"""Where VGG16's convolution time goes (numba backend, float32): per layer, the forward convolution
+by im2col + GEMM and by Winograd's F(2x2, 3x3), each timed alone, with the Winograd path's parts
+(weight transform, input transform, the 16 GEMMs, output transform), and which path
+``kernels/cpu/conv.py`` takes.
 
-    python benchmarks/profile_conv.py
+    python benchmarks/profile_conv.py [--batch 1]
 """
+
+import argparse
+from unittest import mock
 
 import numpy as np
 from npxai.kernels.cpu import conv as kernels
+from npxai.kernels.cpu import winograd
 from timing import median_time
 
 import npxai
 
+REPEATS = 7
 
-def time_layer(record: npxai.Record) -> np.ndarray:
-    """Seconds of the whole convolution, its GEMM alone and its im2col alone."""
-    layer, xi = record.layer, record.input
-    oh, ow = record.output.shape[-2:]
-    w = layer.weight.reshape(layer.out_channels, -1)
-    cols = np.empty((w.shape[1], oh * ow), np.float32)
-    y = np.empty((w.shape[0], oh * ow), np.float32)
-    top, _, left, _ = layer.explicit_padding()
-    geometry = (*layer.kernel_size, *layer.stride, top, left, *layer.dilation, oh, ow)
-    return np.array(
-        [
-            median_time(lambda: layer.forward(xi, "numba"), 7),
-            median_time(lambda: np.matmul(w, cols, out=y), 7),
-            median_time(lambda: kernels._im2col(xi, cols, *geometry), 7),
-        ]
-    )
+
+def time_layer(record: npxai.Record) -> list[float]:
+    """Seconds: im2col + GEMM, Winograd, and Winograd's weight, input, GEMM and output parts."""
+    layer, x = record.layer, record.input
+    n, c, h, w = x.shape
+    weight, bias = layer.weight, layer.bias
+    padding = layer.explicit_padding()
+    args = (weight, bias, layer.stride, padding, layer.dilation, 1)
+    with mock.patch.object(kernels, "WINOGRAD_MIN_TILES", 2**62):
+        im2col = median_time(lambda: kernels.conv2d(x, *args), REPEATS)
+    o = layer.out_channels
+    th, tw = (h + 1) // 2, (w + 1) // 2
+    u = np.empty((16, o, c), np.float32)
+    v = np.empty((16, c, n * th * tw), np.float32)
+    m = np.empty((16, o, n * th * tw), np.float32)
+    y = np.empty((n, o, h, w), np.float32)
+    top, _, left, _ = padding
+    return [
+        im2col,
+        median_time(lambda: winograd.conv3x3(x, weight, bias, padding), REPEATS),
+        median_time(lambda: winograd._transform_weight(weight, u, False), REPEATS),
+        median_time(lambda: winograd._transform_input(x, v, top, left, th, tw, 0), REPEATS),
+        median_time(lambda: np.matmul(u, v, out=m), REPEATS),
+        median_time(lambda: winograd._transform_output(m, bias, y, th, tw, 0), REPEATS),
+    ]
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=1)
+    args = parser.parse_args()
     npxai.manual_seed(0)
     model = npxai.models.vgg16()
-    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
-    totals = np.zeros(3)
-    print("| layer | convolution (ms) | GEMM (ms) | im2col (ms) |")
-    print("|---|---|---|---|")
+    x = np.random.default_rng(0).random((args.batch, 3, 224, 224), dtype=np.float32)
+    print(f"VGG16, batch {args.batch}, float32, forward convolutions (ms, medians of {REPEATS})")
+    print(
+        "| layer | channels | size | im2col + GEMM | Winograd | its weight transform | input "
+        "transform | 16 GEMMs | output transform | taken |"
+    )
+    print("|---" * 10 + "|")
+    chosen_total = np.zeros(2)
     for key, record in model.trace(x).items():
         layer = record.layer
         if not isinstance(layer, npxai.layers.Conv2d):
             continue
         times = time_layer(record)
-        totals += times
-        print(f"| {key} | {times[0] * 1e3:.1f} | {times[1] * 1e3:.1f} | {times[2] * 1e3:.1f} |")
-    print(f"| all | {totals[0] * 1e3:.0f} | {totals[1] * 1e3:.0f} | {totals[2] * 1e3:.0f} |")
+        n, c, h, w = record.input.shape
+        out = (n, *record.output.shape[2:])
+        shape = (layer.kernel_size, layer.stride, layer.dilation, (c, layer.out_channels), out)
+        taken = "Winograd" if kernels._winograd_applies(*shape) else "im2col"
+        chosen_total += [times[0], times[1 if taken == "Winograd" else 0]]
+        cells = " | ".join(f"{t * 1e3:.1f}" for t in times)
+        print(f"| {key} | {c}->{layer.out_channels} | {h}x{w} | {cells} | {taken} |")
+    print(
+        f"\nall layers: im2col + GEMM {chosen_total[0] * 1e3:.0f} ms, "
+        f"as taken {chosen_total[1] * 1e3:.0f} ms"
+    )
 
 
 if __name__ == "__main__":
