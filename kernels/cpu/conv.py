@@ -117,6 +117,17 @@ def _gather_samples(g, z, n0):
 
 
 @njit(parallel=True, cache=True)
+def _flip_transpose(w, out):
+    # out[c, o, i, j] = w[o, c, kh - 1 - i, kw - 1 - j]: the input gradient's kernel
+    o, c, kh, kw = w.shape
+    for cc in prange(c):
+        for oo in range(o):
+            for i in range(kh):
+                for j in range(kw):
+                    out[cc, oo, i, j] = w[oo, cc, kh - 1 - i, kw - 1 - j]
+
+
+@njit(parallel=True, cache=True)
 def _grouped_conv(x, w, b, y, groups, sh, sw, ph, pw, dh, dw):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
@@ -257,7 +268,8 @@ def conv2d_vjp(
         span_h, span_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
         flipped_padding = (span_h - top, span_h - bottom, span_w - left, span_w - right)
         if min(flipped_padding) >= 0:
-            flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].swapaxes(0, 1))
+            flipped = np.empty((cg, o, kh, kw), weight.dtype)
+            _flip_transpose(weight, flipped)
             return conv2d(grad_y, flipped, None, (1, 1), flipped_padding, dilation, 1)
     gx = np.zeros((n, cg * groups, h, w), grad_y.dtype)
     if groups > 1:
