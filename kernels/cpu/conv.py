@@ -27,7 +27,11 @@ CHUNK_ELEMENTS = 2**22
 #: and output channels and 2x2 output tiles per call (below, its transforms cost more than the
 #: GEMM it saves: ``python benchmarks/profile_conv.py`` times both on VGG16's layers).
 WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_TILES = 32
+WINOGRAD_MIN_TILES = 64
+
+#: A stride-1 input gradient is a flipped-kernel convolution (im2col) from this many output
+#: positions per sample, ``W^T @ dL/dy`` + col2im below (faster there: no kernel copy).
+FLIPPED_MIN_SIZE = 8192
 
 
 @njit(parallel=True, cache=True)
@@ -245,13 +249,14 @@ def conv2d_vjp(
     dilation: tuple[int, int],
     groups: int,
 ) -> np.ndarray:
-    """A 3x3 stride-1 convolution's input gradient is a 3x3 convolution of ``dL/dy`` with the flipped,
-    transposed kernel, padded by ``2 - p``: Winograd's where :func:`conv2d` would use it (the flip
-    made inside its weight transform). Otherwise, with stride 1, padding at most ``d * (k - 1)``
-    per side and no fewer input than output channels, the input gradient is the convolution of ``dL/dy`` with the flipped, transposed
-    kernel, padded by ``d * (k - 1) - p``, and goes through :func:`conv2d` (the faster choice then).
-    Otherwise: column gradients ``W^T @ dL/dy``, then col2im (much faster for VGG's
-    first layer, whose 3 input channels make the column gradients small)."""
+    """A 3x3 stride-1 convolution's input gradient is a 3x3 convolution of ``dL/dy`` with the
+    flipped, transposed kernel, padded by ``2 - p``: Winograd's where :func:`conv2d` would use it
+    (the flip made inside its weight transform). Otherwise, with stride 1, padding at most
+    ``d * (k - 1)`` per side, no fewer input than output channels and at least
+    :data:`FLIPPED_MIN_SIZE` output positions, the convolution with the flipped kernel (a parallel
+    copy) through :func:`conv2d`; else column gradients ``W^T @ dL/dy`` (``W^T`` a transposed view,
+    no copy), then col2im (the faster choice for small outputs and for VGG's first layer, whose 3
+    input channels make the column gradients small)."""
     grad_y = np.ascontiguousarray(grad_y)
     n, o, oh, ow = grad_y.shape
     _, cg, kh, kw = weight.shape
@@ -264,7 +269,7 @@ def conv2d_vjp(
     ):
         flipped_padding = (2 - top, 2 - bottom, 2 - left, 2 - right)
         return winograd.conv3x3(grad_y, np.ascontiguousarray(weight), None, flipped_padding, True)
-    if groups == 1 and stride == (1, 1) and cg >= o:
+    if groups == 1 and stride == (1, 1) and cg >= o and oh * ow >= FLIPPED_MIN_SIZE:
         span_h, span_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
         flipped_padding = (span_h - top, span_h - bottom, span_w - left, span_w - right)
         if min(flipped_padding) >= 0:
@@ -277,7 +282,7 @@ def conv2d_vjp(
                           *dilation)  # fmt: skip
         return gx
     length, rows = oh * ow, cg * kh * kw
-    w_t = np.ascontiguousarray(weight.reshape(o, rows).T)
+    w_t = np.ascontiguousarray(weight).reshape(o, rows).T  # a view: BLAS reads it transposed
     g = grad_y.reshape(n, o, length)
     nb = _chunk(n, rows * length)
     for n0 in range(0, n, nb):
