@@ -7,9 +7,9 @@ padding, so the input is never padded), and one BLAS product per chunk computes
 3x3 convolutions with stride 1 (VGG's, ResNet's) and enough channels and outputs take Winograd's
 F(2x2, 3x3) instead (:mod:`.winograd`: 4/9 of the multiply-adds in the GEMMs).
 The input gradient of a stride-1 convolution is a convolution too (flipped kernel) and takes the
-same path; for other strides ``W^T @ dL/dy`` gives column gradients, which a parallel col2im
-kernel adds back onto the input positions they came from. Grouped (and depthwise) convolutions
-use direct loops.
+same paths where its output is large (or Winograd's); otherwise ``W^T @ dL/dy`` gives column
+gradients, which a parallel col2im kernel adds back onto the input positions they came from.
+Grouped (and depthwise) convolutions use direct loops.
 """
 
 import numpy as np
