@@ -1,5 +1,7 @@
 """The backend switch: default, per call, process-wide and scoped; clear errors; no fallback."""
 
+import os
+
 import numpy as np
 import pytest
 from npxai.kernels.cpu import conv as compiled_conv
@@ -87,3 +89,33 @@ def test_kernels_run_on_numbas_tbb_layer():
 
     npxai.layers.ReLU()(np.ones((2, 3)))
     assert numba.threading_layer() == "tbb"
+
+
+def test_tbb_is_loaded_from_the_tbb_package_by_its_path():
+    """In a virtual environment the loader does not search <env>/lib, where the tbb wheel puts
+    the library: npxai loads it by absolute path (the README's Quick start depends on it)."""
+    from npxai.kernels import cpu
+
+    loaded = cpu.load_tbb()
+    assert os.path.isabs(loaded) and os.path.basename(loaded) == cpu.TBB_LIBRARY
+
+
+def test_missing_tbb_is_one_clear_sentence(monkeypatch):
+    import ctypes
+    import importlib.metadata
+
+    from npxai.kernels import cpu
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    def refuse(name, mode=0):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    with pytest.raises(
+        BackendError,
+        match=r"could not be loaded \(the tbb package is not installed\): install it with 'pip install tbb', or use backend='numpy'",
+    ):
+        cpu.load_tbb()

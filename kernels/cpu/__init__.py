@@ -6,12 +6,52 @@ OpenMP threads keep spinning after each kernel and steal the cores from the next
 torch was imported first (its OpenMP runtime is then the one Numba binds to) ResNet18's forward
 pass ran several times slower (the README gives the numbers and the command). TBB's workers yield, whatever was imported before, so npxai
 runs its kernels on Numba's TBB layer (the ``tbb`` package is a dependency for this reason) unless
-``NUMBA_THREADING_LAYER`` says otherwise. If TBB cannot load, Numba raises; nothing falls back.
+``NUMBA_THREADING_LAYER`` says otherwise.
+
+Numba asks the dynamic loader for TBB by name (``libtbb.so.12``), and the loader does not search
+``<environment>/lib``, where the ``tbb`` wheel puts it in a virtual environment, a conda
+environment or a ``pip install --user``. So :func:`load_tbb` loads the library that pip installed
+by its absolute path first; a library already loaded is found by name. If no TBB can be loaded,
+importing this package raises :class:`~npxai.backend.BackendError` saying what to install; nothing
+falls back to another threading layer.
 """
 
+import ctypes
+import importlib.metadata
 import os
+import sys
 
 import numba
 
+from ...backend import BackendError
+
+#: The name under which Numba's TBB layer looks for the library, per platform.
+TBB_LIBRARY = {"win32": "tbb12.dll", "darwin": "libtbb.12.dylib"}.get(sys.platform, "libtbb.so.12")
+
+
+def load_tbb() -> str:
+    """Load TBB for Numba: the ``tbb`` package's own library by its absolute path, else whatever
+    the dynamic loader finds by name. Returns what was loaded; raises ``BackendError`` if none."""
+    tried = []
+    try:
+        found = [f.locate() for f in importlib.metadata.distribution("tbb").files or ()]
+        tried = [str(path) for path in found if path.name == TBB_LIBRARY]
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for candidate in [*tried, TBB_LIBRARY]:
+        try:
+            ctypes.CDLL(candidate, mode=ctypes.RTLD_GLOBAL)
+            return candidate
+        except OSError:
+            continue
+    where = f" (tried {', '.join(tried)})" if tried else " (the tbb package is not installed)"
+    raise BackendError(
+        f"npxai's numba backend runs on Intel TBB, and {TBB_LIBRARY} could not be loaded{where}: "
+        "install it with 'pip install tbb', or use backend='numpy'"
+    )
+
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "tbb"
+if numba.config.THREADING_LAYER == "tbb":
+    load_tbb()
