@@ -19,14 +19,6 @@ from npxai import layers as L
 
 torch.set_num_threads(1)
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-    from numba.cuda.simulator.cudadrv import devicearray as simulated
-
-    # A real device array's host-side shape is a plain tuple (numba/cuda/cudadrv/devicearray.py:
-    # ``self.shape = tuple(shape)``); the simulator's FakeShape refuses negative indices, which the
-    # layers use (``x.shape[-1]``). Give the simulated arrays the real arrays' shape.
-    simulated.FakeCUDAArray.shape = property(lambda self: tuple(self._ary.shape))
-
 # CI draws the same examples every run (a red run must mean a change broke something); locally
 # hypothesis draws new ones each time, and keeps failures in .hypothesis/ to replay them.
 settings.register_profile(

@@ -60,6 +60,18 @@ def assert_agrees(actual, expected: np.ndarray, scale: float | None = None) -> N
     assert error <= TOLERANCE[expected.dtype.type], f"relative error {error:.2e}"
 
 
+@pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="about the simulator only")
+def test_layers_take_device_arrays_whose_shapes_refuse_negative_indices():
+    """Both simulators (numba's, and numba-cuda's of the cuda extra) give device arrays a shape
+    that refuses negative indices; npxai's own code must not use them on device arrays."""
+    device_x = cuda.to_device(np.ones((2, 3)))
+    with pytest.raises(IndexError):
+        device_x.shape[-1]
+    layer = L.Linear(3, 2)
+    out = to_host(layer(device_x, backend="cuda"))
+    assert_agrees(out, layer(np.ones((2, 3)), backend="numpy"))
+
+
 @settings(max_examples=2)
 @given(seed=st.integers(0, 2**16), dtype=st.sampled_from([np.float32, np.float64]),
        n=st.integers(1, 2))  # fmt: skip

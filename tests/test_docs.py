@@ -1,6 +1,7 @@
-"""The tutorials in docs/ run, print what they show, and quote the source as it is.
+"""The tutorials in docs/ and the README's examples run, print what they show, and quote the source
+as it is.
 
-In a tutorial, a fenced block whose info string is exactly ``python`` is code: the blocks run in
+In a tutorial (and in README.md), a fenced block whose info string is exactly ``python`` is code: the blocks run in
 order, in one namespace, and each one's standard output must equal the ``text`` block that
 follows it (a code block with no ``text`` block after it must print nothing). Numbers are
 compared to one unit in the last digit shown, so that float noise cannot flip a rounded digit;
@@ -24,6 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = [ROOT / "docs" / "lrp-tutorial.md"]
+DOCUMENTS = [*TUTORIALS, ROOT / "README.md"]
 FENCE = re.compile(r"^```(.*)$")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
@@ -95,8 +97,9 @@ def test_parser_finds_the_examples():
         assert len(examples(path)) >= 10, path
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
-def test_tutorial_runs_and_prints_what_it_shows(path: Path):
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.name)
+def test_document_runs_and_prints_what_it_shows(path: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # files the examples write land here
     namespace: dict = {"__name__": "tutorial"}
     options = np.get_printoptions()
     try:
@@ -115,7 +118,7 @@ def test_tutorial_runs_and_prints_what_it_shows(path: Path):
 def quotes() -> list:
     return [
         pytest.param(path, block, id=f"{path.name}:{block.line} {block.info[7:]}")
-        for path in TUTORIALS
+        for path in DOCUMENTS
         for block in blocks(path)
         if block.info.startswith("python ")
     ]
