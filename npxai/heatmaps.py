@@ -28,6 +28,7 @@ maps of one sample as a captioned grid.
 from __future__ import annotations
 
 import os
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -73,11 +74,9 @@ def clip_threshold(maps: np.ndarray, outlier_perc: float) -> np.ndarray:
     ``s_1 <= ... <= s_P``, and ``S_k = s_1 + ... + s_k``, ``t = s_k`` for the smallest ``k`` with
     ``S_k >= (1 - outlier_perc / 100) S_P`` (Captum's ``_cumulative_sum_threshold``); the values
     above ``t`` hold at most ``outlier_perc`` percent of ``sum |m|``."""
-    if (
-        isinstance(outlier_perc, bool)
-        or not isinstance(outlier_perc, int | float)
-        or not (0 <= outlier_perc < 100)
-    ):
+    if isinstance(outlier_perc, bool) or not isinstance(outlier_perc, Real):
+        raise ValueError(f"outlier_perc must be a number in [0, 100), got {outlier_perc!r}")
+    if not 0 <= outlier_perc < 100:
         raise ValueError(f"outlier_perc must be a number in [0, 100), got {outlier_perc!r}")
     flat = np.abs(maps.reshape(len(maps), -1).astype(np.float64))
     if outlier_perc == 0:
@@ -183,7 +182,7 @@ def heatmap(
     ``scale``, ``outlier_perc`` (the share of ``sum |m|``, in percent, that saturates: see
     :func:`clip_threshold`; the presets' default is 2, Grad-CAM's 0) and ``cmap`` override the
     preset's choices. The ``"cam"`` preset lays the heatmap over the explanation's input (see
-    :func:`overlay`).
+    :func:`overlay`) when the explanation carries an input of the heatmap's height and width.
     """
     if isinstance(explanation, Explanation):
         preset = preset or explanation.heatmap_preset

@@ -197,7 +197,7 @@ def test_bad_heatmap_options_are_named():
         npxai.heatmap(np.ones((2, 2)))
     with pytest.raises(ValueError, match="a CRP explanation: draw it with concept_grid"):
         npxai.heatmap(np.ones((2, 3, 1, 4, 4)))
-    for bad in (-1, 100, "2", True):
+    for bad in (-1, 100, float("nan"), "2", True):
         with pytest.raises(
             ValueError, match=f"outlier_perc must be a number in \\[0, 100\\), got {bad!r}"
         ):
