@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,24 +19,41 @@ class Explanation:
     - ``output``: the model's outputs for the batch, ``(N, K)``;
     - ``target``: the explained output index per sample, ``(N,)``;
     - ``analyzer``: the analyzer's name;
-    - ``heatmap``: the name of the heatmap preset that suits the method (``"sensitivity"``,
-      ``"attribution"`` or ``"cam"``);
+    - ``heatmap_preset``: the name of the heatmap preset that suits the method
+      (``"sensitivity"``, ``"attribution"`` or ``"cam"``; see :mod:`npxai.heatmaps`);
     - ``extras``: anything else the analyzer reports (per-layer data, upsampled maps, settings);
     - ``input``: the explained batch (for overlays).
+
+    ``explanation.heatmap()`` draws it (:func:`npxai.heatmap`), ``explanation.save_heatmap(path)``
+    writes one sample's heatmap as PNG (:func:`npxai.save_heatmap`).
     """
 
     attribution: np.ndarray
     output: np.ndarray
     target: np.ndarray
     analyzer: str
-    heatmap: str
+    heatmap_preset: str
     extras: dict[str, Any] = field(default_factory=dict)
     input: np.ndarray | None = None
+
+    def heatmap(self, preset: str | None = None, **options: Any) -> np.ndarray:
+        """RGB uint8 images ``(N, H, W, 3)``: ``npxai.heatmap(self, preset, **options)`` (preset
+        ``self.heatmap_preset`` unless given)."""
+        from .heatmaps import heatmap
+
+        return heatmap(self, preset, **options)
+
+    def save_heatmap(self, path: str | os.PathLike, sample: int = 0, **options: Any) -> None:
+        """Sample ``sample``'s heatmap as a PNG file: ``npxai.save_heatmap(self, path, sample,
+        **options)``."""
+        from .heatmaps import save_heatmap
+
+        save_heatmap(self, path, sample, **options)
 
     def __repr__(self) -> str:
         a = self.attribution
         lines = [
-            f"Explanation({self.analyzer}, heatmap={self.heatmap!r}",
+            f"Explanation({self.analyzer}, heatmap_preset={self.heatmap_preset!r}",
             f"  attribution: {a.dtype} {a.shape}, range [{a.min():.4g}, {a.max():.4g}]",
             f"  output: {self.output.shape}, target: {self.target.tolist()}",
         ]

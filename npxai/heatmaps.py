@@ -1,25 +1,34 @@
 """Heatmaps: attributions as RGB images.
 
 A heatmap is made in three steps: reduce the channel axis (``sum``, ``norm``, ``maxabs``,
-``sumabs``), scale each sample's map to [0, 1] (``centered``: zero at 0.5 and the largest
-magnitude at 0 or 1, for signed attributions; ``extrema``: minimum at 0, maximum at 1), and look
-the values up in a matplotlib colormap. Presets, one per kind of method:
+``sumabs``), scale each sample's map to [0, 1], and look the values up in a matplotlib colormap.
+The scaling first clips the outliers, as Captum's ``visualize_image_attr`` does: with
+``outlier_perc = p``, the threshold ``t`` is the smallest ``|m|`` such that the values with
+``|m| <= t`` hold at least ``100 - p`` percent of ``sum |m|`` (so the values above ``t``, which
+saturate, hold at most ``p`` percent of it; ``p = 0``: ``t = max |m|``, no clipping), and the map
+is clipped to ``[-t, t]``. Then ``centered`` (for signed attributions) puts zero at 0.5 and
+``t`` at 1 (``-t`` at 0), and ``extrema`` puts the clipped map's minimum at 0 and its maximum at
+1. Presets, one per kind of method:
 
-- ``"sensitivity"`` (Gradient, SmoothGrad, Integrated Gradients, Guided Backprop, DeconvNet):
-  norm, extrema, ``inferno``;
-- ``"attribution"`` (InputTimesGradient, LRP): sum, centered, ``bwr``
-  (blue negative, white zero, red positive);
-- ``"cam"`` (Grad-CAM): the map upsampled to the input, extrema, ``jet``, laid over the input
-  image with transparency 0.5.
+- ``"sensitivity"`` (Gradient, SmoothGrad, Guided Backprop, DeconvNet): norm, extrema,
+  ``outlier_perc=2``, ``inferno``;
+- ``"attribution"`` (InputTimesGradient, Integrated Gradients, LRP, CRP): sum, centered,
+  ``outlier_perc=2``, ``bwr`` (blue negative, white zero, red positive);
+- ``"cam"`` (Grad-CAM): the map upsampled to the input, extrema, ``outlier_perc=0`` (a smooth
+  map whose maximum is a region, not an outlier), ``jet``, laid over the input image with
+  transparency 0.5.
 
-Colormaps are sampled at 255 levels, so that 0.5 falls exactly on the middle colour (white in
-``bwr``) and 1 on the map's top colour. :func:`concept_grid` draws a CRP explanation's concept
+Attributions come in the input's layout, ``(N, C, H, W)``; the images come out channels-last,
+``(N, H, W, 3)`` (as PIL and matplotlib take them). :func:`overlay` takes images in either
+layout. Colormaps are sampled at 255 levels, so that 0.5 falls exactly on the middle colour (white
+in ``bwr``) and 1 on the map's top colour. :func:`concept_grid` draws a CRP explanation's concept
 maps of one sample as a captioned grid.
 """
 
 from __future__ import annotations
 
 import os
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,10 +41,11 @@ if TYPE_CHECKING:
 REDUCTIONS = ("sum", "norm", "maxabs", "sumabs")
 SCALINGS = ("centered", "extrema")
 PRESETS: dict[str, dict[str, Any]] = {
-    "sensitivity": {"reduce": "norm", "scale": "extrema", "cmap": "inferno", "overlay": False},
-    "attribution": {"reduce": "sum", "scale": "centered", "cmap": "bwr", "overlay": False},
-    "cam": {"reduce": "sum", "scale": "extrema", "cmap": "jet", "overlay": True},
+    "sensitivity": {"reduce": "norm", "scale": "extrema", "outlier_perc": 2, "cmap": "inferno"},
+    "attribution": {"reduce": "sum", "scale": "centered", "outlier_perc": 2, "cmap": "bwr"},
+    "cam": {"reduce": "sum", "scale": "extrema", "outlier_perc": 0, "cmap": "jet"},
 }
+LAYOUTS = ("NCHW", "NHWC")
 LEVELS = 255
 
 
@@ -59,19 +69,38 @@ def reduce_channels(attribution: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(f"unknown channel reduction {how!r}; choose one of {', '.join(REDUCTIONS)}")
 
 
-def scale_maps(maps: np.ndarray, how: str) -> np.ndarray:
-    """Each sample's ``(H, W)`` map to [0, 1]: ``centered``: ``m / (2 max |m|) + 1/2``;
-    ``extrema``: ``(m - min m) / (max m - min m)``. An all-zero (or constant) map gives 0.5
-    (centered) or 0 (extrema)."""
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
+def clip_threshold(maps: np.ndarray, outlier_perc: float) -> np.ndarray:
+    """Each sample's clipping threshold ``t``, shape ``(N, 1)``: with ``|m|`` sorted ascending,
+    ``s_1 <= ... <= s_P``, and ``S_k = s_1 + ... + s_k``, ``t = s_k`` for the smallest ``k`` with
+    ``S_k >= (1 - outlier_perc / 100) S_P`` (Captum's ``_cumulative_sum_threshold``); the values
+    above ``t`` hold at most ``outlier_perc`` percent of ``sum |m|``."""
+    if isinstance(outlier_perc, bool) or not isinstance(outlier_perc, Real):
+        raise ValueError(f"outlier_perc must be a number in [0, 100), got {outlier_perc!r}")
+    if not 0 <= outlier_perc < 100:
+        raise ValueError(f"outlier_perc must be a number in [0, 100), got {outlier_perc!r}")
+    flat = np.abs(maps.reshape(len(maps), -1).astype(np.float64))
+    if outlier_perc == 0:
+        return flat.max(axis=1, keepdims=True)
+    ordered = np.sort(flat, axis=1)
+    sums = np.cumsum(ordered, axis=1)
+    index = np.argmax(sums >= sums[:, -1:] * 0.01 * (100.0 - outlier_perc), axis=1)
+    return np.take_along_axis(ordered, index[:, None], axis=1)
+
+
+def scale_maps(maps: np.ndarray, how: str, outlier_perc: float = 0) -> np.ndarray:
+    """Each sample's ``(H, W)`` map to [0, 1], after clipping it to ``[-t, t]`` with ``t`` the
+    :func:`clip_threshold` for ``outlier_perc`` (0: ``t = max |m|``, nothing clipped):
+    ``centered``: ``m / (2 t) + 1/2``; ``extrema``: ``(m - min m) / (max m - min m)`` of the
+    clipped ``m``. An all-zero (or constant) map gives 0.5 (centered) or 0 (extrema)."""
+    if how not in SCALINGS:
+        raise ValueError(f"unknown scaling {how!r}; choose one of {', '.join(SCALINGS)}")
+    top = clip_threshold(maps, outlier_perc)
+    flat = np.clip(maps.reshape(len(maps), -1).astype(np.float64), -top, top)
     if how == "centered":
-        top = np.abs(flat).max(axis=1, keepdims=True)
         scaled = 0.5 + flat / (2 * np.where(top > 0, top, 1))
-    elif how == "extrema":
+    else:
         low, high = flat.min(axis=1, keepdims=True), flat.max(axis=1, keepdims=True)
         scaled = (flat - low) / np.where(high > low, high - low, 1)
-    else:
-        raise ValueError(f"unknown scaling {how!r}; choose one of {', '.join(SCALINGS)}")
     return scaled.reshape(maps.shape)
 
 
@@ -86,15 +115,54 @@ def colorize(values: np.ndarray, cmap: str) -> np.ndarray:
     return (colormap(values)[..., :3] * 255).round().astype(np.uint8)
 
 
-def overlay(heat: np.ndarray, image: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend RGB heatmaps ``(N, H, W, 3)`` uint8 over images ``(N, C, H, W)`` (C = 1 or 3; each
-    scaled by its own min and max): ``alpha * heat + (1 - alpha) * image``."""
-    if image.ndim != 4 or image.shape[1] not in (1, 3) or image.shape[2:] != heat.shape[1:3]:
+def channels_last(image: np.ndarray, size: tuple[int, int], layout: str | None) -> np.ndarray:
+    """Images ``(N, C, H, W)`` or ``(N, H, W, C)``, ``C`` = 1 or 3 and ``(H, W) = size``, as
+    ``(N, H, W, C)``. ``layout`` (``"NCHW"`` or ``"NHWC"``) says which; ``None`` infers it from
+    the shape and raises if both fit (e.g. ``(N, 3, 3, 3)`` for 3 x 3 heatmaps)."""
+    if layout not in (None, *LAYOUTS):
+        raise ValueError(f"layout must be None, 'NCHW' or 'NHWC', got {layout!r}")
+    fits = {
+        "NCHW": image.ndim == 4 and image.shape[1] in (1, 3) and image.shape[2:] == size,
+        "NHWC": image.ndim == 4 and image.shape[3] in (1, 3) and image.shape[1:3] == size,
+    }
+    if layout is None and all(fits.values()):
         raise ValueError(
-            f"overlay needs images of shape (N, 1 or 3, {heat.shape[1]}, {heat.shape[2]}), got {image.shape}"
+            f"overlay cannot tell the layout of images of shape {image.shape}: both "
+            "(N, C, H, W) and (N, H, W, C) fit; pass layout='NCHW' or layout='NHWC'"
         )
-    rgb = np.repeat(image, 3, axis=1) if image.shape[1] == 1 else image
-    rgb = scale_maps(rgb.transpose(0, 2, 3, 1), "extrema") * 255
+    layout = layout or next((name for name, fit in fits.items() if fit), None)
+    if layout is None or not fits[layout]:
+        h, w = size
+        wanted = {"NCHW": f"(N, 1 or 3, {h}, {w})", "NHWC": f"(N, {h}, {w}, 1 or 3)"}
+        raise ValueError(
+            "overlay needs images of shape "
+            + (wanted[layout] if layout else " or ".join(wanted.values()))
+            + f" for {h} x {w} heatmaps, got {image.shape}"
+        )
+    return image.transpose(0, 2, 3, 1) if layout == "NCHW" else image
+
+
+def overlay(
+    heat: np.ndarray, image: np.ndarray, alpha: float = 0.5, layout: str | None = None
+) -> np.ndarray:
+    """Blend RGB heatmaps ``(N, H, W, 3)`` over images: ``alpha * heat + (1 - alpha) * image``,
+    uint8 ``(N, H, W, 3)``.
+
+    ``image`` is channels-first ``(N, C, H, W)`` (a model's input) or channels-last
+    ``(N, H, W, C)`` (a heatmap, a photo), ``C`` = 1 (grey, repeated) or 3, each image scaled by
+    its own minimum and maximum to [0, 255]. The layout is the one that fits the heatmaps'
+    ``(H, W)``; ``layout="NCHW"`` or ``"NHWC"`` says it where both fit.
+    """
+    heat = np.asarray(heat)
+    if heat.ndim != 4 or heat.shape[3] != 3:
+        raise ValueError(f"overlay needs RGB heatmaps of shape (N, H, W, 3), got {heat.shape}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    rgb = channels_last(np.asarray(image), heat.shape[1:3], layout)
+    if len(rgb) != len(heat):
+        raise ValueError(f"overlay got {len(heat)} heatmaps but {len(rgb)} images")
+    rgb = np.repeat(rgb, 3, axis=3) if rgb.shape[3] == 1 else rgb
+    rgb = scale_maps(rgb, "extrema") * 255
     return (alpha * heat + (1 - alpha) * rgb).round().astype(np.uint8)
 
 
@@ -104,16 +172,20 @@ def heatmap(
     *,
     reduce: str | None = None,
     scale: str | None = None,
+    outlier_perc: float | None = None,
     cmap: str | None = None,
 ) -> np.ndarray:
-    """RGB uint8 images ``(N, H, W, 3)``, one per sample.
+    """RGB uint8 images, channels-last ``(N, H, W, 3)``, one per sample.
 
-    ``explanation`` is an :class:`Explanation` (its ``heatmap`` field picks the preset) or an
+    ``explanation`` is an :class:`Explanation` (its ``heatmap_preset`` picks the preset) or an
     attribution array ``(N, C, H, W)`` (preset ``"attribution"`` unless given). ``reduce``,
-    ``scale`` and ``cmap`` override the preset's choices.
+    ``scale``, ``outlier_perc`` (the share of ``sum |m|``, in percent, that saturates: see
+    :func:`clip_threshold`; the presets' default is 2, Grad-CAM's 0) and ``cmap`` override the
+    preset's choices. The ``"cam"`` preset lays the heatmap over the explanation's input (see
+    :func:`overlay`) when the explanation carries an input of the heatmap's height and width.
     """
     if isinstance(explanation, Explanation):
-        preset = preset or explanation.heatmap
+        preset = preset or explanation.heatmap_preset
         attribution, image = explanation.attribution, explanation.input
         if preset == "cam" and "upsampled" in explanation.extras:
             attribution = explanation.extras["upsampled"]
@@ -123,9 +195,10 @@ def heatmap(
         raise ValueError(f"unknown heatmap preset {preset!r}; choose one of {', '.join(PRESETS)}")
     options = PRESETS[preset]
     maps = reduce_channels(attribution, reduce or options["reduce"])
-    rgb = colorize(scale_maps(maps, scale or options["scale"]), cmap or options["cmap"])
-    if options["overlay"] and image is not None and image.shape[2:] == rgb.shape[1:3]:
-        rgb = overlay(rgb, image)
+    perc = options["outlier_perc"] if outlier_perc is None else outlier_perc
+    rgb = colorize(scale_maps(maps, scale or options["scale"], perc), cmap or options["cmap"])
+    if preset == "cam" and image is not None and image.shape[2:] == rgb.shape[1:3]:
+        rgb = overlay(rgb, image, layout="NCHW")
     return rgb
 
 
@@ -147,6 +220,7 @@ def concept_grid(
     *,
     columns: int | None = None,
     same_scale: bool = False,
+    outlier_perc: float = PRESETS["attribution"]["outlier_perc"],
     cmap: str = "bwr",
     path: str | os.PathLike | None = None,
     panel_size: float = 2.0,
@@ -155,9 +229,11 @@ def concept_grid(
     concept in the explanation's order, each captioned ``channel c`` and ``R_c`` with its share
     ``R_c / sum_c' |R_c'|`` (``extras["concept_relevance"]``, ``extras["concept_share"]``).
 
-    Each map is the ``"attribution"`` preset: summed over the input's channels, scaled by
-    ``m / (2 max |m|) + 1/2`` and coloured with ``cmap``; ``max |m|`` is each map's own, or with
-    ``same_scale=True`` the largest over the sample's concepts (so that the panels compare).
+    Each map is the ``"attribution"`` preset: summed over the input's channels, clipped to
+    ``[-t, t]``, scaled by ``m / (2 t) + 1/2`` and coloured with ``cmap``; ``t`` is each map's own
+    :func:`clip_threshold` for ``outlier_perc`` (default 2, as the preset), or with
+    ``same_scale=True`` the threshold of the sample's concept maps taken together (so that the
+    panels compare).
     ``columns`` defaults to ``ceil(sqrt(k))``. Returns a :class:`matplotlib.figure.Figure` built
     without pyplot (no display backend needed); ``path`` also writes it as PNG.
     """
@@ -173,10 +249,9 @@ def concept_grid(
         raise ValueError(f"sample {sample} is out of range for a batch of {n}")
     maps = reduce_channels(explanation.attribution[sample], "sum")  # (k, H, W)
     if same_scale:
-        top = np.abs(maps).max()
-        scaled = 0.5 + maps / (2 * (top if top > 0 else 1))
+        scaled = scale_maps(maps[None], "centered", outlier_perc)[0]
     else:
-        scaled = scale_maps(maps, "centered")
+        scaled = scale_maps(maps, "centered", outlier_perc)
     images = colorize(scaled, cmap)
     extras = explanation.extras
     columns = columns or int(np.ceil(np.sqrt(k)))

@@ -47,11 +47,13 @@ def test_gradient_and_input_times_gradient_match_autograd(cnn, backend):
     expected = torch_gradient(theirs, x, target)
     e = npxai.Gradient(ours, backend=backend)(x, target)
     assert_close(e.attribution, expected, np.float64)
-    assert e.analyzer == "Gradient" and e.heatmap == "sensitivity" and e.output.shape == (3, 5)
+    assert (
+        e.analyzer == "Gradient" and e.heatmap_preset == "sensitivity" and e.output.shape == (3, 5)
+    )
     np.testing.assert_array_equal(e.target, target)
     e = npxai.analyze(x, npxai.InputTimesGradient(ours, backend=backend), target)
     assert_close(e.attribution, x * expected, np.float64)
-    assert e.heatmap == "attribution"
+    assert e.heatmap_preset == "attribution"
 
 
 def test_default_target_is_the_argmax_and_batch_of_one(cnn):
@@ -134,7 +136,7 @@ def test_gradcam_matches_captum_layer_gradcam(cnn, backend, layer):
         torch.tensor(x), target=target, relu_attributions=True
     )
     assert_close(e.attribution, expected.detach().numpy(), np.float64)
-    assert e.extras["upsampled"].shape == (3, 1, 8, 8) and e.heatmap == "cam"
+    assert e.extras["upsampled"].shape == (3, 1, 8, 8) and e.heatmap_preset == "cam"
 
 
 def test_gradcam_on_a_container_layer_uses_its_output():
@@ -173,7 +175,7 @@ def test_explanation_prints_readably(cnn):
     _, ours, x = cnn
     text = repr(npxai.GradCAM(ours, "conv2")(x))
     assert (
-        "Explanation(GradCAM, heatmap='cam'" in text
+        "Explanation(GradCAM, heatmap_preset='cam'" in text
         and "extras['upsampled']: float64 (3, 1, 8, 8)" in text
     )
 

@@ -21,7 +21,7 @@ class Analyzer(ABC):
     """An explanation method bound to a model; ``analyzer(x, target)`` explains a batch."""
 
     #: The heatmap preset that suits the method.
-    heatmap = "sensitivity"
+    heatmap_preset = "sensitivity"
 
     def __init__(self, model: Module, backend: str | None = None):
         if not isinstance(model, Module):
@@ -60,7 +60,7 @@ class Analyzer(ABC):
             deliver(trace.output, trace.device_input),
             indices,
             type(self).__name__,
-            self.heatmap,
+            self.heatmap_preset,
             extras,
             deliver(trace.input, trace.device_input),
         )

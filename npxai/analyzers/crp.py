@@ -135,7 +135,7 @@ class CRP(Analyzer):
     zennit-crp's ``abs_norm``), ``"layer_relevance"`` ``(N, C)`` (every channel's ``R_c``).
     """
 
-    heatmap = "attribution"
+    heatmap_preset = "attribution"
 
     def __init__(
         self,

@@ -47,7 +47,7 @@ class GradCAM(Analyzer):
     (:func:`upsample_bilinear`).
     """
 
-    heatmap = "cam"
+    heatmap_preset = "cam"
 
     def __init__(self, model: Module, layer: str, backend: str | None = None):
         super().__init__(model, backend)

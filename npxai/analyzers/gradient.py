@@ -13,7 +13,7 @@ class Gradient(Analyzer):
     """``R(x) = d f_t(x) / d x``: the signed gradient of the selected output ``f_t`` (no absolute
     value, unlike Captum's Saliency default)."""
 
-    heatmap = "sensitivity"
+    heatmap_preset = "sensitivity"
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace, indices, grad = self.backprop(x, target)
@@ -23,7 +23,7 @@ class Gradient(Analyzer):
 class InputTimesGradient(Analyzer):
     """``R(x) = x * d f_t(x) / d x`` (element-wise)."""
 
-    heatmap = "attribution"
+    heatmap_preset = "attribution"
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace, indices, grad = self.backprop(x, target)

@@ -38,7 +38,7 @@ def _relu_rule_step(backend: str, use_mask: bool) -> Step:
 class GuidedBackprop(Analyzer):
     """Backpropagation where each ReLU passes ``[x > 0] * max(R_out, 0)``."""
 
-    heatmap = "sensitivity"
+    heatmap_preset = "sensitivity"
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace, indices, signal = self.backprop(x, target, lambda b: _relu_rule_step(b, True))
@@ -48,7 +48,7 @@ class GuidedBackprop(Analyzer):
 class DeconvNet(Analyzer):
     """Backpropagation where each ReLU passes ``max(R_out, 0)``."""
 
-    heatmap = "sensitivity"
+    heatmap_preset = "sensitivity"
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace, indices, signal = self.backprop(x, target, lambda b: _relu_rule_step(b, False))

@@ -58,7 +58,7 @@ class IntegratedGradients(Analyzer):
     default). Path points go through the model ``batch_size`` at a time.
     """
 
-    heatmap = "sensitivity"  # magnitudes by default; heatmap(e, "attribution") shows the signs
+    heatmap_preset = "attribution"  # signed, as ExplainableAI.jl and Captum draw it
 
     def __init__(
         self,

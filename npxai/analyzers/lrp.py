@@ -26,7 +26,7 @@ class LRP(Analyzer):
     backend.
     """
 
-    heatmap = "attribution"
+    heatmap_preset = "attribution"
 
     def __init__(
         self,

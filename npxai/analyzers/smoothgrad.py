@@ -30,7 +30,7 @@ class SmoothGrad(Analyzer):
     at a time.
     """
 
-    heatmap = "sensitivity"
+    heatmap_preset = "sensitivity"
 
     def __init__(
         self,
