@@ -102,7 +102,8 @@ class Linear(_Affine):
         )
 
     def check_input(self, x: np.ndarray) -> None:
-        if x.ndim < 2 or x.shape[x.ndim - 1] != self.in_features:  # no negative index: device shapes refuse it
+        # no negative index: the CUDA simulators' device shapes refuse it
+        if x.ndim < 2 or x.shape[x.ndim - 1] != self.in_features:
             raise LayerInputError(
                 f"expected input of shape (N, ..., {self.in_features}), got shape {x.shape}"
             )
