@@ -100,11 +100,10 @@ def test_tbb_is_loaded_from_the_tbb_package_by_its_path():
     assert os.path.isabs(loaded) and os.path.basename(loaded) == cpu.TBB_LIBRARY
 
 
-def test_missing_tbb_is_one_clear_sentence(monkeypatch):
+def no_tbb_anywhere(monkeypatch) -> None:
+    """As in an environment without the tbb package and without a TBB the loader finds."""
     import ctypes
     import importlib.metadata
-
-    from npxai.kernels import cpu
 
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
@@ -114,8 +113,28 @@ def test_missing_tbb_is_one_clear_sentence(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     monkeypatch.setattr(ctypes, "CDLL", refuse)
+
+
+def test_missing_tbb_is_one_clear_sentence(monkeypatch):
+    from npxai.kernels import cpu
+
+    no_tbb_anywhere(monkeypatch)
     with pytest.raises(
         BackendError,
         match=r"could not be loaded \(the tbb package is not installed\): install it with 'pip install tbb', or use backend='numpy'",
     ):
         cpu.load_tbb()
+
+
+def test_missing_tbb_stops_the_command_line_with_that_sentence(monkeypatch, capsys):
+    import sys
+
+    from npxai.cli import main
+
+    for name in [name for name in sys.modules if name.startswith("npxai.kernels.cpu")]:
+        monkeypatch.delitem(sys.modules, name)  # imported anew, as in a fresh process
+    no_tbb_anywhere(monkeypatch)
+    assert main(["digits"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("npxai digits: error: npxai's numba backend runs on Intel TBB")
+    assert err.count("\n") == 1 and "Traceback" not in err, err
