@@ -232,10 +232,13 @@ def check_file(path: str | os.PathLike, kind: str) -> None:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         raise MissingFileError(f"{path}: no such {kind} file") from None
+    article = "an" if kind[0] in "aeiou" else "a"
     if stat.S_ISDIR(mode):
-        raise LoadError(f"{path}: is a directory, not a {kind} file")
+        raise LoadError(f"{path}: is a directory, not {article} {kind} file")
     if not stat.S_ISREG(mode):
-        raise LoadError(f"{path}: not a regular file (a pipe, socket or device), not a {kind} file")
+        raise LoadError(
+            f"{path}: not a regular file (a pipe, socket or device); {kind} file expected"
+        )
 
 
 def load(path: str | os.PathLike, key: str | None = None) -> dict[str, np.ndarray]:
