@@ -2,45 +2,54 @@
 
 - ``npxai demo``: the pretrained EfficientNet-Lite0 on a bundled photo, every method, PNGs in a
   folder (the small bundled digits model when the models extra is missing);
-- ``npxai explain IMAGE... --model NAME --method NAME``: one heatmap PNG per image and method;
+- ``npxai explain IMAGE... --model NAME --method NAME``: one heatmap PNG per image and method
+  (an IMAGE may be a folder or a quoted glob pattern), the images in batches;
 - ``npxai methods``: the methods, LRP composites and rules, described by their docstrings;
 - ``npxai digits``: the bundled digits model in the terminal (accuracy, and gradients as text).
 
 Exit status: 0 done; 1 something failed that the command line could not know (a missing or
-unreadable file, weights that do not fit, an unavailable backend), with a message naming it;
+unreadable file, a folder or pattern without images, weights that do not fit, an unavailable backend), with a message naming it;
 2 the command line is wrong (an unknown method, model or class, a bad option), with the usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import shutil
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from . import gradient, imagenet, load, methods, zoo
 from .backend import BACKENDS, BackendError, get_backend, use_backend
 from .errors import LayerInputError, LoadError, StateDictError
-from .explanation import Explanation
 from .heatmaps import heatmap
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from .analyzers import Analyzer
 
 #: Side of the written heatmaps, in pixels (the caption strip comes below).
 PNG_SIZE = 224
 CAPTION_HEIGHT = 34
 DIGIT_SHADES = " .:-=+*#%@"
 MODELS_EXTRA = 'pip install "npxai[models]"'
+#: What a folder given as IMAGE is read for: its files with these suffixes (any case).
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
+#: ``--full-image``: the heat's weight over the photo in the crop, the photo's brightness outside.
+FULL_VIEW_ALPHA = 0.5
+FULL_VIEW_DIM = 0.4
 
 
 class UsageError(ValueError):
@@ -96,62 +105,167 @@ def resolve_target(ready: zoo.ReadyModel, target: str | None) -> int | None:
     raise UsageError(f"target {target!r} matches {len(found)} classes: {shown}; be more precise")
 
 
-def picture(rgb: np.ndarray, size: int = PNG_SIZE) -> Image.Image:
-    """An RGB uint8 image ``(h, w, 3)`` as a PIL image of ``size x size`` pixels: enlarged by
-    nearest neighbours when small (each input pixel stays a square), resized bilinearly
-    otherwise."""
+def probability_text(p: float) -> str:
+    """A probability with three significant digits: ``0.873``, ``0.0500``, ``1.00``, and
+    ``1.23e-05`` for tiny ones (below 1e-4)."""
+    return f"{p:#.3g}"
+
+
+def _resized(rgb: np.ndarray, width: int, height: int) -> Image.Image:
+    """An RGB uint8 image as a PIL image of ``width x height`` pixels: enlarged by nearest
+    neighbours (each input pixel stays a rectangle), shrunk bilinearly."""
     from PIL import Image
 
     image = Image.fromarray(rgb)
-    if image.size == (size, size):
+    if image.size == (width, height):
         return image
-    return image.resize((size, size), Image.NEAREST if image.width < size else Image.BILINEAR)
+    return image.resize((width, height), Image.NEAREST if image.width < width else Image.BILINEAR)
 
 
-def render(explanation: Explanation, caption: list[str]) -> Image.Image:
-    """The explanation's heatmap (npxai's preset for its method) at :data:`PNG_SIZE` pixels,
-    with ``caption`` (one or two lines) below it."""
+def picture(rgb: np.ndarray, size: int = PNG_SIZE) -> Image.Image:
+    """An RGB uint8 image ``(h, w, 3)`` as a PIL image of ``size x size`` pixels (see
+    :func:`_resized`)."""
+    return _resized(rgb, size, size)
+
+
+def full_view(photo: np.ndarray, heat: np.ndarray, box: tuple[float, ...]) -> Image.Image:
+    """The heatmap ``heat`` ``(h, w, 3)`` of the input made from the part ``box`` ``(left, top,
+    right, bottom)`` of ``photo`` ``(H, W, 3)``, both uint8 RGB, laid over the whole photo: the
+    photo scaled by ``s = PNG_SIZE / (bottom - top)`` (the crop as large as in the cropped PNGs),
+    inside the box (its edges times ``s``, rounded) ``FULL_VIEW_ALPHA * heat + (1 -
+    FULL_VIEW_ALPHA) * photo`` with the heat resized to the box, outside it the photo darkened to
+    ``FULL_VIEW_DIM * photo``."""
+    from PIL import Image
+
+    scale = PNG_SIZE / (box[3] - box[1])
+    height, width = photo.shape[:2]
+    page = np.asarray(
+        _resized(photo, max(round(width * scale), 1), max(round(height * scale), 1)), np.float64
+    )
+    left, top, right, bottom = (round(edge * scale) for edge in box)
+    patch = np.asarray(_resized(heat, right - left, bottom - top), np.float64)
+    view = FULL_VIEW_DIM * page
+    inside = page[top:bottom, left:right]
+    view[top:bottom, left:right] = FULL_VIEW_ALPHA * patch + (1 - FULL_VIEW_ALPHA) * inside
+    return Image.fromarray(view.round().astype(np.uint8))
+
+
+def captioned(image: Image.Image, caption: list[str]) -> Image.Image:
+    """``image`` with ``caption`` (one or two lines, cut to its width) in a white strip below."""
     from PIL import Image, ImageDraw, ImageFont
 
-    page = Image.new("RGB", (PNG_SIZE, PNG_SIZE + CAPTION_HEIGHT), "white")
-    page.paste(picture(heatmap(explanation)[0]))
+    page = Image.new("RGB", (image.width, image.height + CAPTION_HEIGHT), "white")
+    page.paste(image)
     draw, font = ImageDraw.Draw(page), ImageFont.load_default(size=12)
     for row, line in enumerate(caption[:2]):
-        while draw.textlength(line, font=font) > PNG_SIZE - 8:
+        while draw.textlength(line, font=font) > image.width - 8:
             line = line[:-2] + "…"
-        draw.text((4, PNG_SIZE + 3 + 15 * row), line, fill="black", font=font)
+        draw.text((4, image.height + 3 + 15 * row), line, fill="black", font=font)
     return page
 
 
-def explain_all(
+class Sample(NamedTuple):
+    """One image to explain: its file name, the model's input ``(1, C, size, size)``, and the
+    photo it came from (for ``--full-image``; ``None`` otherwise)."""
+
+    name: str
+    x: np.ndarray
+    photo: np.ndarray | None = None
+
+
+def build_analyzers(
+    ready: zoo.ReadyModel, chosen: Sequence[methods.Method]
+) -> list[tuple[str, Analyzer]]:
+    """Each chosen method's analyzer for the model, with its name."""
+    setting = ready.setting()
+    return [(method.name, method.build(ready.model, setting)) for method in chosen]
+
+
+def explain_batch(
     ready: zoo.ReadyModel,
-    inputs: Sequence[tuple[str, np.ndarray]],
-    chosen: Sequence[methods.Method],
+    analyzers: Sequence[tuple[str, Analyzer]],
+    batch: Sequence[Sample],
     target: int | None,
     out: Path,
+    progress: tuple[int, int],
+    *,
+    full_image: bool = False,
+    save_attributions: bool = False,
 ) -> list[Path]:
-    """Explain each ``(name, input)`` with each method and write one PNG per pair, named
-    ``<name's stem>_<method>_<class index>-<class name>.png`` and captioned with the method, the
-    explained class and its probability. Progress goes to stderr, one line per PNG."""
+    """Explain a batch of samples with each analyzer (one call per analyzer for the whole batch)
+    and write one PNG per sample and method, named ``<name's stem>_<method>_<class index>-<class
+    name>.png`` and captioned with the method, the explained class and its probability
+    (:func:`probability_text`): the heatmap of the input at :data:`PNG_SIZE` pixels, or with
+    ``full_image`` the heatmap over the whole photo (:func:`full_view`). ``save_attributions``
+    writes each sample's attribution (``explanation.attribution[i]``) beside its PNG, as a
+    ``.npy`` file of the same name. ``progress`` is ``(PNGs written before, PNGs in all)``; one
+    progress line per analyzer goes to stderr."""
     out.mkdir(parents=True, exist_ok=True)
-    setting = ready.setting()
-    analyzers = [(method.name, method.build(ready.model, setting)) for method in chosen]
-    written, total = [], len(inputs) * len(analyzers)
-    for i, (name, x) in enumerate(inputs):
-        for j, (method, analyzer) in enumerate(analyzers):
-            start = time.perf_counter()
-            explanation = analyzer(x, target)
-            explained = int(explanation.target[0])
-            p = softmax(explanation.output[0])[explained]
-            stem, label = Path(name).stem, slug(ready.class_names[explained])
+    x = np.concatenate([sample.x for sample in batch])
+    names = [sample.name for sample in batch]
+    shown = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)} images)"
+    done, total = progress
+    written = []
+    for method, analyzer in analyzers:
+        start = time.perf_counter()
+        explanation = analyzer(x, target)
+        # over the photo, the heat is blended with the photo itself, not with the model's input
+        heat = heatmap(replace(explanation, input=None) if full_image else explanation)
+        for i, sample in enumerate(batch):
+            explained = int(explanation.target[i])
+            p = softmax(explanation.output[i].astype(np.float64))[explained]
+            stem, label = Path(sample.name).stem, slug(ready.class_names[explained])
             path = out / f"{stem}_{method}_{explained}-{label}.png"
-            caption = [f"{method}", f"{class_label(ready, explained)}, p = {p:.2f}"]
-            render(explanation, caption).save(path, format="PNG")
+            if full_image:
+                image = full_view(sample.photo, heat[i], ready.crop_box(*sample.photo.shape[:2]))
+            else:
+                image = picture(heat[i])
+            caption = [method, f"{class_label(ready, explained)}, p = {probability_text(p)}"]
+            captioned(image, caption).save(path, format="PNG")
+            if save_attributions:
+                np.save(path.with_suffix(".npy"), explanation.attribution[i])
             written.append(path)
-            seconds = time.perf_counter() - start
-            number = i * len(analyzers) + j + 1
-            print(f"[{number}/{total}] {name}  {method}  {seconds:.1f} s", file=sys.stderr)
+        done += len(batch)
+        seconds = time.perf_counter() - start
+        print(f"[{done}/{total}] {shown}  {method}  {seconds:.1f} s", file=sys.stderr)
     return written
+
+
+def image_paths(arguments: Sequence[str]) -> list[Path]:
+    """The image files that the ``IMAGE`` arguments name, in order: a file as given; a folder's
+    files whose suffix is one of :data:`IMAGE_SUFFIXES` (any case), sorted by name, subfolders
+    left out; a pattern with ``*``, ``?`` or ``[`` that names no file (quoted, so that the shell
+    leaves it to npxai) the files that ``glob.glob`` matches, sorted. A folder or a pattern
+    without any raises :class:`~npxai.errors.LoadError` naming it."""
+    paths: list[Path] = []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            found = sorted(path for path in Path(argument).iterdir()
+                           if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())  # fmt: skip
+            if not found:
+                raise LoadError(
+                    f"{argument}: a folder without image files ({' '.join(IMAGE_SUFFIXES)})"
+                )
+        elif re.search(r"[*?[]", argument) and not os.path.lexists(argument):
+            found = sorted(Path(match) for match in glob.glob(argument) if not os.path.isdir(match))
+            if not found:
+                raise LoadError(f"{argument}: no file matches this pattern")
+        else:
+            found = [Path(argument)]
+        paths += found
+    return paths
+
+
+def image_batches(
+    ready: zoo.ReadyModel, paths: Sequence[Path], batch_size: int, keep_photos: bool
+) -> Iterator[list[Sample]]:
+    """The images at ``paths``, read and prepared for the model ``batch_size`` at a time."""
+    for start in range(0, len(paths), batch_size):
+        batch = []
+        for path in paths[start : start + batch_size]:
+            photo = imagenet.load_image(path)
+            batch.append(Sample(path.name, ready.prepare(photo), photo if keep_photos else None))
+        yield batch
 
 
 def print_top(ready: zoo.ReadyModel, x: np.ndarray, k: int = 5) -> None:
@@ -195,7 +309,8 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_input(ready, x, out / "input.png")
-    written = explain_all(ready, [(name, x)], chosen, None, out)
+    analyzers = build_analyzers(ready, chosen)
+    written = explain_batch(ready, analyzers, [Sample(name, x)], None, out, (0, len(analyzers)))
     print(
         f"wrote {len(written)} heatmaps of the top class, one per method, and input.png to {out}/"
     )
@@ -203,26 +318,34 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    """``npxai explain``: one PNG per image and method."""
+    """``npxai explain``: one PNG per image and method, the images in batches."""
     try:
         chosen = methods.resolve(args.method or ["LRP"])
     except ValueError as error:
         raise UsageError(str(error)) from None
-    stems = [Path(path).stem for path in args.images]
+    paths = image_paths(args.images)
+    stems = [path.stem for path in paths]
     twice = sorted({stem for stem in stems if stems.count(stem) > 1})
     if twice:
         raise UsageError(f"two images would write the same PNGs (same name {twice[0]!r})")
-    images = [(Path(path).name, imagenet.load_image(path)) for path in args.images]
-    ready = zoo.ready_model(args.model, args.arch)
+    for path in paths:  # every file is an image (its header reads) before anything runs
+        imagenet.image_size(path)
+    ready = zoo.ready_model(args.model, args.arch, args.key)
     if ready.note:
         print(f"npxai explain: {ready.name} with {ready.note}", file=sys.stderr)
     target = resolve_target(ready, args.target)
-    inputs = [(name, ready.prepare(image)) for name, image in images]
-    for name, x in inputs:
-        predicted = int(np.argmax(ready.model(x)[0]))
-        print(f"{name}: predicted {class_label(ready, predicted)}")
-    written = explain_all(ready, inputs, chosen, target, Path(args.out))
-    print(f"wrote {len(written)} heatmaps to {args.out}/")
+    analyzers, out = build_analyzers(ready, chosen), Path(args.out)
+    written: list[Path] = []
+    for batch in image_batches(ready, paths, args.batch_size, args.full_image):
+        predicted = ready.model(np.concatenate([sample.x for sample in batch])).argmax(axis=1)
+        for sample, index in zip(batch, predicted, strict=True):
+            print(f"{sample.name}: predicted {class_label(ready, int(index))}")
+        progress = (len(written), len(paths) * len(analyzers))
+        written += explain_batch(ready, analyzers, batch, target, out, progress,
+                                 full_image=args.full_image,
+                                 save_attributions=args.save_attributions)  # fmt: skip
+    saved = f" and {len(written)} attribution .npy files" if args.save_attributions else ""
+    print(f"wrote {len(written)} heatmaps{saved} to {args.out}/")
     return 0
 
 
@@ -277,6 +400,17 @@ def run_digits(args: argparse.Namespace) -> int:
 # -- the parser -------------------------------------------------------------------------------
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``npxai`` argument parser; each subcommand's parser holds its function as ``run``."""
     parser = argparse.ArgumentParser(
@@ -325,17 +459,26 @@ def build_parser() -> argparse.ArgumentParser:
         textwrap.fill(
             "Write one heatmap PNG per image and method, IMAGE-STEM_METHOD_CLASS.png, captioned with "
             "the method, the explained class and its probability; progress goes to stderr. RGB models "
-            "take the image resized and centre-cropped as for ImageNet, one-channel models its grey "
-            "values in [0, 1]. An npxai.models constructor named as --model has random weights.",
+            "take the image (upright by its EXIF orientation) resized and centre-cropped as for "
+            "ImageNet, one-channel models its grey values in [0, 1]. An npxai.models constructor "
+            "named as --model has random weights. The images go through the model in batches.",
             90,
         ),
         epilog="examples:\n"
         "  npxai explain cat.jpg dog.jpg --method GradCAM,LRP-EpsilonPlusFlat\n"
-        "  npxai explain cat.jpg --method all --target 'tiger cat' --out heatmaps\n"
-        "  npxai explain scan.png --model mine.pth --arch resnet18:num_classes=2 --method lrp",
+        "  npxai explain photos/ --method all --target 'tiger cat' --out heatmaps\n"
+        "  npxai explain 'photos/*.jpg' --full-image --save-attributions\n"
+        "  npxai explain scan.png --model mine.pth --arch resnet18:num_classes=2 --method lrp\n"
+        "  npxai explain scan.png --model checkpoint.pth --key state_dict --arch resnet18",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    explain.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files (PNG, JPEG, ...), folders (their image files, sorted) or quoted "
+        "patterns ('photos/*.jpg', expanded by npxai)",
+    )
     explain.add_argument(
         "--model",
         default=zoo.EFFICIENTNET,
@@ -350,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
         "arguments, e.g. resnet18:num_classes=2",
     )
     explain.add_argument(
+        "--key",
+        metavar="KEY",
+        help="the entry of a training checkpoint that holds the weights, e.g. state_dict (a "
+        "'module.' prefix on every key, from DataParallel, is stripped)",
+    )
+    explain.add_argument(
         "--method",
         action="append",
         metavar="NAME",
@@ -358,6 +507,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument(
         "--target", metavar="CLASS", help="class index or name (default: the predicted class)"
+    )
+    explain.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="images per analyzer call (default 8)",
+    )
+    explain.add_argument(
+        "--full-image",
+        action="store_true",
+        help="draw each heatmap over the whole photo: the heat in the centre crop that the model "
+        "sees, the rest of the photo darkened",
+    )
+    explain.add_argument(
+        "--save-attributions",
+        action="store_true",
+        help="also write each raw attribution as a NumPy file beside its PNG, of the same name "
+        "with .npy",
     )
     explain.add_argument("--backend", **backend)
     explain.add_argument(

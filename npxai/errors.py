@@ -13,6 +13,11 @@ class LoadError(ValueError):
     """A weight file could not be read: corrupt, truncated, or of an unknown format."""
 
 
+class MissingFileError(LoadError, FileNotFoundError):
+    """A file to read is not there. Also a ``FileNotFoundError``, so ``except FileNotFoundError``
+    catches it as well as ``except LoadError``."""
+
+
 class UnsafePickleError(LoadError):
     """A pickle names a global outside npxai's allow-list; nothing from it was executed."""
 

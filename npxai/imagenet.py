@@ -14,7 +14,7 @@
     for index, name, probability in imagenet.top_k(model(x)[0]):
         print(f"{index:4d} {name:20s} {probability:.3f}")
 
-Images are ``(H, W, 3)`` uint8 RGB arrays; model inputs ``(1, 3, size, size)`` NCHW arrays.
+Images are ``(H, W, 3)`` uint8 RGB arrays (or PIL images, or paths); model inputs ``(1, 3, size, size)`` NCHW arrays.
 Resizing uses Pillow's bilinear filter (antialiased when shrinking), as torchvision's ``Resize``
 does on a PIL image. Pillow comes with matplotlib and is imported only when an image is read or
 resized.
@@ -23,13 +23,19 @@ resized.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import LoadError
+from .io import check_file
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: The 1000 ImageNet-1k class names in index order (torchvision's list; 281-285 are the cats).
 CLASS_NAMES: tuple[str, ...] = tuple(
@@ -65,31 +71,93 @@ def sample_image(name: str) -> Path:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """The image at ``path`` as an ``(H, W, 3)`` uint8 RGB array (grey images are repeated over
-    the channels, an alpha channel is dropped). A missing or unreadable file raises
-    :class:`~npxai.errors.LoadError` naming it."""
+    """The image at ``path`` as an ``(H, W, 3)`` uint8 RGB array, upright as a photo viewer shows
+    it: a JPEG's EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``; a camera held
+    sideways stores the pixels sideways and says so in the tag). Grey images are repeated over
+    the channels, an alpha channel is dropped. A path that is not a readable image raises
+    :class:`~npxai.errors.LoadError` naming it (:class:`~npxai.errors.MissingFileError`, also a
+    ``FileNotFoundError``, when nothing is there; a directory, pipe or device is refused without
+    being opened: :func:`npxai.io.check_file`)."""
     from PIL import Image
 
+    check_file(path, "image")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise LoadError(f"{path}: no such image file") from None
+            return _upright_rgb(image)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise LoadError(f"{path}: not a readable image ({error})") from error
 
 
-def _as_image(image: np.ndarray | str | os.PathLike) -> np.ndarray:
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of the image at ``path`` as :func:`load_image` returns it (EXIF
+    orientation applied), from the file's header alone; the same errors as :func:`load_image`."""
+    from PIL import ExifTags, Image
+
+    check_file(path, "image")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise LoadError(f"{path}: not a readable image ({error})") from error
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)  # 90° turns
+
+
+def _upright_rgb(image: Image.Image) -> np.ndarray:
+    from PIL import ImageOps
+
+    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+
+
+def _as_image(image: np.ndarray | Image.Image | str | os.PathLike) -> np.ndarray:
     if isinstance(image, str | os.PathLike):
         return load_image(image)
+    pil = sys.modules.get("PIL.Image")  # a PIL image means PIL is imported already
+    if pil is not None and isinstance(image, pil.Image):
+        return _upright_rgb(image)
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a path or an (H, W, 3) uint8 array, got {type(image)}")
+        raise TypeError(
+            f"image must be a path, a PIL image or an (H, W, 3) uint8 array, got {type(image)}"
+        )
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
             f"image must be an (H, W, 3) uint8 RGB array, got dtype {image.dtype} and shape "
             f"{image.shape}"
         )
     return image
+
+
+def _crop_geometry(height: int, width: int, size: int, resize: int) -> tuple[int, int, int, int]:
+    """``(resized height, resized width, top, left)`` of :func:`preprocess_imagenet`'s resize and
+    centre crop of a ``height x width`` image."""
+    if not 1 <= size <= resize:
+        raise ValueError(f"size and resize must satisfy 1 <= size <= resize, got {size}, {resize}")
+    if height <= width:
+        new_height, new_width = resize, int(resize * width / height)
+    else:
+        new_height, new_width = int(resize * height / width), resize
+    top = int(round((new_height - size) / 2.0))
+    left = int(round((new_width - size) / 2.0))
+    return new_height, new_width, top, left
+
+
+def crop_box(
+    height: int, width: int, size: int = 224, resize: int = 256
+) -> tuple[float, float, float, float]:
+    """The part of a ``height x width`` image that :func:`preprocess_imagenet` keeps (with the
+    same ``size`` and ``resize``), in the image's own pixel coordinates: ``(left, top, right,
+    bottom)``, edges between pixels, ``(0, 0, width, height)`` being the whole image. With the
+    image resized to ``new_height x new_width`` and the crop's offsets ``top, left`` there (see
+    :func:`preprocess_imagenet`): ``(left * width / new_width, top * height / new_height,
+    (left + size) * width / new_width, (top + size) * height / new_height)``. A 1024-wide,
+    512-high image is resized to 512 x 256; its 224 x 224 crop starts at (144, 16): the box is
+    ``(288.0, 32.0, 736.0, 480.0)``."""
+    height, width, size, resize = int(height), int(width), int(size), int(resize)
+    if height < 1 or width < 1:
+        raise ValueError(f"height and width must be positive, got {height}, {width}")
+    new_height, new_width, top, left = _crop_geometry(height, width, size, resize)
+    sx, sy = width / new_width, height / new_height
+    return (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
 
 
 def _channel_triple(value: Sequence[float], name: str) -> tuple[float, float, float]:
@@ -100,7 +168,7 @@ def _channel_triple(value: Sequence[float], name: str) -> tuple[float, float, fl
 
 
 def preprocess_imagenet(
-    image: np.ndarray | str | os.PathLike,
+    image: np.ndarray | Image.Image | str | os.PathLike,
     size: int = 224,
     resize: int = 256,
     mean: Sequence[float] = IMAGENET_MEAN,
@@ -114,7 +182,10 @@ def preprocess_imagenet(
     ``round((resized - size) / 2)``), pixels scaled to [0, 1], then ``(x - mean) / std`` per
     channel.
 
-    ``image`` is an ``(H, W, 3)`` uint8 RGB array or a path (read with :func:`load_image`).
+    ``image`` is an ``(H, W, 3)`` uint8 RGB array, a PIL image (any mode, converted to RGB) or a
+    path (read with :func:`load_image`). PIL images and paths are turned upright by their EXIF
+    orientation tag first, as :func:`load_image` does (torchvision's pipeline does not: on a
+    photo with that tag it sees the pixels sideways); :func:`crop_box` gives the cropped part.
     ``mean`` and ``std`` are on the [0, 1] scale; the defaults are torchvision's
     (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`); the pretrained EfficientNet-Lite0 needs
     :data:`EFFICIENTNET_LITE_MEAN` and :data:`EFFICIENTNET_LITE_STD`. ``dtype`` is float32 or
@@ -124,8 +195,7 @@ def preprocess_imagenet(
 
     pixels = _as_image(image)
     size, resize = int(size), int(resize)
-    if not 1 <= size <= resize:
-        raise ValueError(f"size and resize must satisfy 1 <= size <= resize, got {size}, {resize}")
+    new_height, new_width, top, left = _crop_geometry(*pixels.shape[:2], size, resize)
     dtype = np.dtype(dtype).type
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")
@@ -133,14 +203,7 @@ def preprocess_imagenet(
     std = np.asarray(_channel_triple(std, "std"), dtype)
     if not (std > 0).all():
         raise ValueError(f"std must be positive, got {tuple(std.tolist())}")
-    height, width = pixels.shape[:2]
-    if height <= width:
-        new_height, new_width = resize, int(resize * width / height)
-    else:
-        new_height, new_width = int(resize * height / width), resize
     resized = Image.fromarray(pixels).resize((new_width, new_height), Image.Resampling.BILINEAR)
-    top = int(round((new_height - size) / 2.0))
-    left = int(round((new_width - size) / 2.0))
     crop = np.asarray(resized)[top : top + size, left : left + size]
     x = crop.astype(dtype) / dtype(255)
     x = (x - mean) / std

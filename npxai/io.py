@@ -22,6 +22,7 @@ import json
 import math
 import os
 import pickle
+import stat
 import struct
 import zipfile
 from collections import OrderedDict
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LoadError, UnsafePickleError
+from .errors import LoadError, MissingFileError, UnsafePickleError
 
 #: torch dtype names (of storages and of ``torch.<dtype>``) and the NumPy dtype they hold on disk.
 TORCH_DTYPES = {
@@ -221,17 +222,36 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self.storages[key]
 
 
+def check_file(path: str | os.PathLike, kind: str) -> None:
+    """Raise :class:`~npxai.errors.LoadError` naming ``path`` unless it is a regular file (or a
+    link to one): :class:`~npxai.errors.MissingFileError` (also a ``FileNotFoundError``) when
+    nothing is there, a ``LoadError`` saying so for a directory, a pipe or a device (which are
+    never opened, so that a FIFO cannot hang the caller). ``kind`` names what the file should be
+    in the message (``"weight"``: ``"w.pt: no such weight file"``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise MissingFileError(f"{path}: no such {kind} file") from None
+    article = "an" if kind[0] in "aeiou" else "a"
+    if stat.S_ISDIR(mode):
+        raise LoadError(f"{path}: is a directory, not {article} {kind} file")
+    if not stat.S_ISREG(mode):
+        raise LoadError(
+            f"{path}: not a regular file (a pipe, socket or device); {kind} file expected"
+        )
+
+
 def load(path: str | os.PathLike, key: str | None = None) -> dict[str, np.ndarray]:
     """Read the named arrays of a weight file: ``{name: array}``.
 
     ``key`` selects a sub-dict of a torch checkpoint (``key="state_dict"``). Raises
-    :class:`~npxai.errors.LoadError` for an unreadable file and
-    :class:`~npxai.errors.UnsafePickleError` for a pickle that names a global outside the
-    allow-list.
+    :class:`~npxai.errors.LoadError` naming the file for a file that cannot be read (its
+    subclass :class:`~npxai.errors.MissingFileError`, also a ``FileNotFoundError``, for one that
+    is not there; see :func:`check_file`) and :class:`~npxai.errors.UnsafePickleError` for a
+    pickle that names a global outside the allow-list.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such weight file: {path}")
+    check_file(path, "weight")
     with open(path, "rb") as f:
         head = f.read(9)
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):

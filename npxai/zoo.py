@@ -8,7 +8,9 @@ with it takes (how an image becomes its input, the class names, GradCAM's layer,
   after ``npxai.manual_seed(0)``, the same every run), to look at an architecture;
 - a weights file (anything :func:`npxai.load` reads) with ``arch``, the name of an
   :mod:`npxai.models` constructor and optionally its arguments: ``"resnet18:num_classes=2"``,
-  ``"lenet:in_channels=1,input_size=8"``.
+  ``"lenet:in_channels=1,input_size=8"``; a training checkpoint's entry ``key`` holds the weights
+  (``{"epoch": ..., "state_dict": ..., "optimizer": ...}`` with ``key="state_dict"``), and the
+  ``module.`` prefix of a ``DataParallel`` model's keys is stripped.
 
 Models with three input channels take RGB images resized and cropped as the ImageNet models are
 (:func:`npxai.imagenet.preprocess_imagenet`); one-channel models take grey values in [0, 1] at
@@ -30,8 +32,9 @@ import numpy as np
 from . import layers as L
 from . import models
 from .canonize import canonize
+from .errors import LoadError
 from .init import manual_seed
-from .io import load
+from .io import check_file, load
 from .methods import Setting
 from .models.efficientnet import WEIGHTS_PACKAGE
 from .module import Module
@@ -79,20 +82,35 @@ class ReadyModel:
     def channels(self) -> int:
         return self.mean.shape[1]
 
+    @property
+    def resize(self) -> int:
+        """The shorter side an RGB image is resized to before the centre crop: ImageNet's 224 out
+        of 256, scaled to :attr:`size`."""
+        return round(self.size * 256 / 224)
+
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """An RGB uint8 image ``(H, W, 3)`` as the model's input ``(1, C, size, size)``."""
         if self.channels == 3:
             from .imagenet import preprocess_imagenet
 
-            resize = round(self.size * 256 / 224)  # ImageNet's crop: 224 out of 256
             return preprocess_imagenet(
-                image, self.size, resize, self.mean.ravel(), self.std.ravel()
+                image, self.size, self.resize, self.mean.ravel(), self.std.ravel()
             )
         from PIL import Image
 
         grey = Image.fromarray(image).convert("L").resize((self.size, self.size), Image.BOX)
         x = np.asarray(grey, np.float32)[None, None] / 255
         return (x - self.mean) / self.std
+
+    def crop_box(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """The part ``(left, top, right, bottom)`` of a ``height x width`` image that
+        :meth:`prepare` turns into the input, in the image's pixel coordinates: ImageNet's centre
+        crop for RGB models (:func:`npxai.imagenet.crop_box`), the whole image otherwise."""
+        if self.channels == 3:
+            from .imagenet import crop_box
+
+            return crop_box(height, width, self.size, self.resize)
+        return (0.0, 0.0, float(width), float(height))
 
     def display(self, x: np.ndarray) -> np.ndarray:
         """Input ``(1, C, h, w)`` back to an RGB uint8 image ``(h, w, 3)``."""
@@ -220,22 +238,44 @@ def efficientnet_lite0() -> ReadyModel:
                       std=EFFICIENTNET_LITE_STD)  # fmt: skip
 
 
-def ready_model(name: str, arch: str | None = None) -> ReadyModel:
+def checkpoint_weights(path: Path, key: str | None) -> tuple[dict[str, np.ndarray], str]:
+    """The state dict in the weights file ``path`` (its entry ``key`` for a training checkpoint
+    such as ``{"epoch": ..., "state_dict": ..., "optimizer": ...}``), without the ``module.``
+    prefix that ``torch.nn.DataParallel`` puts before every key; and a note saying what was done.
+    A checkpoint read without ``key`` raises :class:`~npxai.errors.LoadError` listing the
+    entries that ``key`` can select (``--key`` on the command line)."""
+    try:
+        state = load(path, key=key)
+    except LoadError as error:
+        if key is None and "select a sub-dict with key=" in str(error):
+            raise LoadError(f"{error} (on the command line: --key NAME)") from None
+        raise
+    note = f"weights {path.name}" + (f"[{key!r}]" if key is not None else "")
+    if state and all(name.startswith("module.") for name in state):
+        state = {name.removeprefix("module."): value for name, value in state.items()}
+        note += " (DataParallel's 'module.' prefix stripped from every key)"
+    return state, note
+
+
+def ready_model(name: str, arch: str | None = None, key: str | None = None) -> ReadyModel:
     """The model called ``name`` (see the module docstring), or the weights file ``name`` loaded
-    into the architecture ``arch``. Raises :class:`UnknownModelError` for unknown names, and
+    into the architecture ``arch`` (``key``: the checkpoint entry that holds the weights; see
+    :func:`checkpoint_weights`). Raises :class:`UnknownModelError` for unknown names, and
     npxai's ``LoadError`` or ``StateDictError`` when the weights cannot be read or do not fit."""
+    if key is not None and arch is None:
+        raise UnknownModelError(f"a checkpoint key ({key!r}) goes with a weights file and --arch")
     if arch is not None:
         path = Path(name)
-        if not path.is_file() and _key(name) in map(_key, known_models()):
+        if not path.exists() and _key(name) in map(_key, known_models()):
             raise UnknownModelError(
                 f"an architecture goes with a weights file, not with the built-in model {name!r}"
             )
-        if not path.is_file():
-            raise FileNotFoundError(f"no such weights file: {name!r}")
+        check_file(path, "weight")
         constructor, kwargs = parse_arch(arch)
         model = _build(constructor, kwargs)
-        model.load_state_dict(load(path))
-        return _from_architecture(constructor, model, kwargs, note=f"weights {path.name}")
+        state, note = checkpoint_weights(path, key)
+        model.load_state_dict(state)
+        return _from_architecture(constructor, model, kwargs, note=note)
     if _key(name) == _key(LENET_DIGITS):
         return lenet_digits()
     if _key(name) == EFFICIENTNET:

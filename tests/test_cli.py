@@ -199,3 +199,192 @@ def test_targets_by_index_or_name():
     assert cli.resolve_target(digits, "Digit 3") == 3
     with pytest.raises(cli.UsageError, match="matches 10 classes: digit 0 \\(0\\), digit 1"):
         cli.resolve_target(digits, "digit")
+
+
+# -- many images, checkpoints, full-image views, saved attributions ----------------------------
+
+RGB_ARCH = "lenet:in_channels=3,input_size=16"
+
+
+def digit_pngs(folder: Path, count: int) -> list[Path]:
+    """The first ``count`` held-out digits as 8x8 PNGs ``digit0.png``, ... in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = npxai.load(BUNDLED / "digits_test.npz")["x"][:count, 0]
+    paths = [folder / f"digit{i}.png" for i in range(count)]
+    for image, path in zip(x, paths, strict=True):
+        Image.fromarray((image * 255).round().astype(np.uint8)).save(path)
+    return paths
+
+
+def read_grey(path: Path) -> np.ndarray:
+    """A PNG's grey values in [0, 1] as a (1, 1, h, w) batch, as the digits model takes them."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), np.float32)[None, None] / 255
+
+
+def random_rgb_lenet() -> tuple[npxai.Module, dict[str, np.ndarray]]:
+    """A LeNet for 16x16 RGB inputs with weights drawn here, and its state dict."""
+    rng = np.random.default_rng(7)
+    model = npxai.models.lenet(in_channels=3, input_size=16)
+    state = {k: (rng.standard_normal(v.shape) * 0.5).astype(np.float32)
+             for k, v in model.state_dict().items()}  # fmt: skip
+    model.load_state_dict(state)
+    return model, state
+
+
+def test_probability_text_keeps_three_significant_digits():
+    assert cli.probability_text(0.87349) == "0.873"
+    assert cli.probability_text(0.05) == "0.0500"
+    assert cli.probability_text(0.0012345) == "0.00123"
+    assert cli.probability_text(1.2345e-7) == "1.23e-07"
+    assert cli.probability_text(1.0) == "1.00"
+
+
+def test_explain_batches_a_folder_one_analyzer_call_per_batch(tmp_path, monkeypatch, capsys):
+    """Five digits in batches of two: the analyzer sees batches of 2, 2 and 1; each saved
+    attribution is the gradient of that digit alone (npxai.gradient, one image at a time); each
+    caption's probability is the softmax of the model's logits, to three digits."""
+    paths = digit_pngs(tmp_path / "digits", 5)
+    (tmp_path / "digits" / "notes.txt").write_text("not an image")
+    (tmp_path / "digits" / "sub").mkdir()
+    digit_pngs(tmp_path / "digits" / "sub", 1)  # subfolders are left out
+    gradient = methods.catalogue()["Gradient"]
+    sizes, captions = [], []
+
+    def build(model, setting):
+        analyzer = gradient.build(model, setting)
+        return lambda x, target: sizes.append(len(x)) or analyzer(x, target)
+
+    monkeypatch.setattr(methods, "resolve", lambda names: [methods.Method("Gradient", "", build)])
+    drawn = cli.captioned
+    monkeypatch.setattr(cli, "captioned", lambda image, caption: captions.append(caption)
+                        or drawn(image, caption))  # fmt: skip
+    out = tmp_path / "out"
+    status = cli.main(["explain", str(tmp_path / "digits"), "--model", "lenet-digits",
+                       "--target", "1", "--batch-size", "2", "--save-attributions",
+                       "--out", str(out)])  # fmt: skip
+    assert status == 0
+    assert sizes == [2, 2, 1]
+    stdout, stderr = capsys.readouterr()
+    assert [line.split(":")[0] for line in stdout.splitlines()[:5]] == [p.name for p in paths]
+    assert "[4/5] digit2.png .. digit3.png (2 images)  Gradient" in stderr
+    assert "wrote 5 heatmaps and 5 attribution .npy files" in stdout
+    model = zoo.lenet_digits().model
+    for path, caption in zip(paths, captions, strict=True):
+        written = out / f"{path.stem}_Gradient_1-digit-1.png"
+        assert written.is_file()
+        x = read_grey(path)
+        expected = npxai.gradient(model, x, target=1)[0]
+        np.testing.assert_allclose(np.load(written.with_suffix(".npy")), expected, rtol=1e-5,
+                                   atol=1e-7)  # fmt: skip
+        logits = model(x)[0].astype(np.float64)
+        p = np.exp(logits[1] - logits.max()) / np.exp(logits - logits.max()).sum()
+        text = caption[1].removeprefix("digit 1 (1), p = ")
+        assert float(text) == pytest.approx(p, rel=5e-3)
+        assert len(text.replace("0.", "").split("e")[0].lstrip("0").replace(".", "")) == 3
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{p.stem}_Gradient_1-digit-1.{suffix}" for p in paths for suffix in ("png", "npy")
+    )
+
+
+def test_explain_expands_quoted_patterns(tmp_path):
+    paths = digit_pngs(tmp_path / "photos", 3)
+    (tmp_path / "photos" / "digit9.bmp").write_bytes(b"")  # not matched by the pattern
+    result = npxai_cli("explain", "photos/digit[02].png", "--model", "lenet-digits",
+                       "--method", "Gradient", "--out", "out", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    model = zoo.lenet_digits().model
+    predicted = [int(model(read_grey(paths[i])).argmax()) for i in (0, 2)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"digit{i}_Gradient_{c}-digit-{c}.png" for i, c in zip((0, 2), predicted, strict=True)
+    ]
+
+
+def test_explain_reports_folders_and_patterns_without_images_and_pipes(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no image")
+    empty = npxai_cli("explain", "empty", "--model", "lenet-digits", cwd=tmp_path)
+    assert_user_error(empty, 1, "empty: a folder without image files (.bmp")
+    nothing = npxai_cli("explain", "photos/*.jpg", "--model", "lenet-digits", cwd=tmp_path)
+    assert_user_error(nothing, 1, "photos/*.jpg: no file matches this pattern")
+    os.mkfifo(tmp_path / "pipe.png")
+    pipe = npxai_cli("explain", "pipe.png", "--model", "lenet-digits", cwd=tmp_path)  # no hang
+    assert_user_error(pipe, 1, "pipe.png: not a regular file")
+    bad = npxai_cli("explain", "pipe.png", "--batch-size", "0", cwd=tmp_path)
+    assert_user_error(bad, 2, "--batch-size", "expected a positive integer, got '0'")
+
+
+def test_explain_a_dataparallel_training_checkpoint_with_key(tmp_path):
+    """A checkpoint as a training loop writes it, of a DataParallel model: without --key the
+    error names the entries, with --key state_dict the weights load, prefix stripped; the
+    predictions are the model's own on the preprocessed photo."""
+    torch = pytest.importorskip("torch")
+    model, state = random_rgb_lenet()
+    weights = {f"module.{k}": torch.from_numpy(v) for k, v in state.items()}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.9)
+    torch.save({"epoch": 3, "state_dict": weights, "optimizer": optimizer.state_dict()},
+               tmp_path / "checkpoint.pth")  # fmt: skip
+    rng = np.random.default_rng(3)
+    photos = [rng.integers(0, 256, (30 + 9 * i, 40, 3), dtype=np.uint8) for i in range(3)]
+    for i, photo in enumerate(photos):
+        Image.fromarray(photo).save(tmp_path / f"photo{i}.png")
+    args = ["explain", "photo0.png", "photo1.png", "photo2.png", "--model", "checkpoint.pth",
+            "--arch", RGB_ARCH, "--method", "Gradient", "--out", "out"]  # fmt: skip
+    without = npxai_cli(*args, cwd=tmp_path)
+    assert_user_error(without, 1, "checkpoint.pth", "'epoch'", "'state_dict'", "'optimizer'",
+                      "--key")  # fmt: skip
+    result = npxai_cli(*args, "--key", "state_dict", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "weights checkpoint.pth['state_dict']" in result.stderr
+    assert "'module.' prefix stripped" in result.stderr
+    for i, photo in enumerate(photos):
+        x = imagenet.preprocess_imagenet(photo, 16, 18)  # 224 of 256, scaled to 16 pixels
+        assert f"photo{i}.png: predicted class {int(model(x).argmax())} " in result.stdout
+
+
+def test_explain_reports_bad_weights_paths_and_a_key_without_weights(tmp_path, digit_png):
+    (tmp_path / "folder.pt").mkdir()
+    for model, words in (("folder.pt", ["folder.pt: is a directory"]),
+                         ("gone.pt", ["gone.pt: no such weight file"])):  # fmt: skip
+        result = npxai_cli("explain", str(digit_png), "--model", model, "--arch", "lenet",
+                           cwd=tmp_path)  # fmt: skip
+        assert_user_error(result, 1, *words)
+    key = npxai_cli("explain", str(digit_png), "--model", "lenet-digits", "--key", "model",
+                    cwd=tmp_path)  # fmt: skip
+    assert_user_error(key, 2, "a checkpoint key ('model') goes with a weights file")
+
+
+def test_full_view_places_the_heat_in_the_crop_box():
+    """A 1024 x 512 grey photo and its 224-pixel crop (288, 32, 736, 480): the photo at half size
+    (512 x 256), the heat blended in [16, 240) x [144, 368), the rest darkened."""
+    photo = np.full((512, 1024, 3), 100, np.uint8)
+    heat = np.zeros((224, 224, 3), np.uint8)
+    heat[..., 0] = 255
+    view = np.asarray(cli.full_view(photo, heat, (288.0, 32.0, 736.0, 480.0)))
+    assert view.shape == (256, 512, 3)
+    expected = np.full((256, 512, 3), 40, np.uint8)  # 0.4 * 100
+    expected[16:240, 144:368] = [178, 50, 50]  # 0.5 * (255, 0, 0) + 0.5 * 100, rounded
+    np.testing.assert_array_equal(view, expected)
+
+
+def test_explain_full_image_over_a_non_square_photo(tmp_path):
+    """A 128 x 64 photo for a 16-pixel RGB model: resized to 36 x 18, crop at (10, 1), one crop
+    pixel is 14 PNG pixels (224 / 16), so the PNG is 504 x 252 (plus the caption) with the heat
+    in [14, 238) x [140, 364) and the photo darkened to 0.4 around it."""
+    _, state = random_rgb_lenet()
+    weights = tmp_path / "rgb.npz"
+    np.savez(weights, **state)
+    Image.fromarray(np.full((64, 128, 3), [200, 100, 50], np.uint8)).save(tmp_path / "wide.png")
+    result = npxai_cli("explain", "wide.png", "--model", "rgb.npz", "--arch", RGB_ARCH,
+                       "--method", "Gradient", "--full-image", "--out", "out", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [png] = (tmp_path / "out").iterdir()
+    with Image.open(png) as image:
+        page = np.asarray(image.convert("RGB"))
+    assert page.shape == (252 + cli.CAPTION_HEIGHT, 504, 3)
+    view = page[:252]
+    dark = np.array([80, 40, 20], np.uint8)
+    outside = np.ones((252, 504), bool)
+    outside[14:238, 140:364] = False
+    assert (view[outside] == dark).all()
+    assert (view[~outside, 0] >= 100).all()  # 0.5 * heat + 0.5 * 200 in red

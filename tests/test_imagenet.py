@@ -1,6 +1,11 @@
 """npxai.imagenet: the class names against torchvision's list, the preprocessing against
-torchvision.transforms on the same PIL image, image loading and its errors, top_k against a
-softmax written out here."""
+torchvision.transforms on the same PIL image (arrays, PIL images and paths), EXIF orientation
+against NumPy's rotations, the crop box against hand-computed boxes and a ramp image, image loading
+and its errors, top_k against a softmax written out here."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +16,8 @@ from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from npxai import imagenet
 from npxai.errors import LoadError
+
+EXIF_ORIENTATION = 0x0112
 
 
 def torchvision_preprocess(image: np.ndarray, size: int, resize: int, mean, std) -> np.ndarray:
@@ -89,10 +96,97 @@ def test_top_k_against_a_written_out_softmax():
         assert probability == pytest.approx(probabilities[index], rel=1e-12)
 
 
+def test_pil_images_are_taken_as_torchvision_takes_them():
+    """RGB as it is; grey repeated over the channels and RGBA without its alpha, as
+    ``convert("RGB")`` makes them."""
+    rgb = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    mean, std = imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD
+    ours = imagenet.preprocess_imagenet(Image.fromarray(rgb), 32, 40)
+    np.testing.assert_allclose(ours, torchvision_preprocess(rgb, 32, 40, mean, std), atol=1e-6)
+    grey = rgb[..., 0]
+    np.testing.assert_array_equal(
+        imagenet.preprocess_imagenet(Image.fromarray(grey), 32, 40),
+        imagenet.preprocess_imagenet(np.repeat(grey[..., None], 3, axis=2), 32, 40),
+    )
+    rgba = np.concatenate([rgb, np.full((50, 70, 1), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(
+        imagenet.preprocess_imagenet(Image.fromarray(rgba, "RGBA"), 32, 40),
+        imagenet.preprocess_imagenet(rgb, 32, 40),
+    )
+
+
+def test_pillow_is_imported_only_when_an_image_is_read():
+    code = "import sys, npxai, npxai.imagenet, npxai.cli; print('PIL' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("orientation, quarter_turns", [(3, 2), (6, -1), (8, 1)])
+def test_exif_orientation_is_applied(tmp_path, orientation, quarter_turns):
+    """A JPEG stored sideways with the EXIF tag that says how to turn it (3: 180 degrees, 6: 90
+    clockwise, 8: 90 counter-clockwise) comes out as np.rot90 turns its stored pixels."""
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:10, :20] = [255, 0, 0]  # a red corner: top left as stored
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    with Image.open(path) as image:
+        assert image.getexif()[EXIF_ORIENTATION] == orientation
+        decoded = np.asarray(image.convert("RGB"))  # the pixels as stored, not turned
+    upright = np.rot90(decoded, quarter_turns)
+    np.testing.assert_array_equal(imagenet.load_image(path), upright)
+    assert imagenet.image_size(path) == upright.shape[:2]
+    expected = imagenet.preprocess_imagenet(np.ascontiguousarray(upright), 16, 20)
+    np.testing.assert_array_equal(imagenet.preprocess_imagenet(path, 16, 20), expected)
+    with Image.open(path) as image:
+        np.testing.assert_array_equal(imagenet.preprocess_imagenet(image, 16, 20), expected)
+
+
+@pytest.mark.parametrize(
+    "height, width, size, resize, box",
+    [
+        (512, 1024, 224, 256, (288.0, 32.0, 736.0, 480.0)),  # resized 256 x 512, crop at 144, 16
+        (1024, 512, 224, 256, (32.0, 288.0, 480.0, 736.0)),  # portrait: the same, turned
+        (256, 256, 224, 256, (16.0, 16.0, 240.0, 240.0)),  # no resize: the crop itself
+        (100, 200, 56, 64, (56.25, 6.25, 143.75, 93.75)),  # resized 64 x 128 (x 0.64), at 36, 4
+    ],
+)
+def test_crop_box_by_hand(height, width, size, resize, box):
+    assert imagenet.crop_box(height, width, size, resize) == pytest.approx(box, abs=1e-12)
+
+
+def test_crop_box_is_where_the_crop_comes_from():
+    """On an image whose pixel values are their column (and, in green, their row) index,
+    bilinear resizing keeps values linear, so the crop's pixel j (centre j + 1/2 in the crop)
+    holds the original coordinate left + (j + 1/2) * (right - left) / size - 1/2."""
+    height, width, size, resize = 100, 200, 56, 64
+    rows, columns = np.mgrid[:height, :width]
+    image = np.stack([columns, rows, np.zeros_like(rows)], axis=2).astype(np.uint8)
+    x = imagenet.preprocess_imagenet(image, size, resize, mean=(0, 0, 0), std=(1, 1, 1)) * 255
+    left, top, right, bottom = imagenet.crop_box(height, width, size, resize)
+    centres = np.arange(size) + 0.5
+    inner = slice(2, -2)  # the resampling filter's reach stays inside the image here
+    np.testing.assert_allclose(
+        x[0, 0, 20, inner], (left + centres * (right - left) / size - 0.5)[inner], atol=0.51
+    )
+    np.testing.assert_allclose(
+        x[0, 1, inner, 20], (top + centres * (bottom - top) / size - 0.5)[inner], atol=0.51
+    )
+
+
 def test_load_image_errors_name_the_file(tmp_path):
     missing = tmp_path / "missing.jpg"
-    with pytest.raises(LoadError, match=f"{missing}: no such image file"):
+    with pytest.raises(LoadError, match=f"{missing}: no such image file") as raised:
         imagenet.load_image(missing)
+    assert isinstance(raised.value, FileNotFoundError)
+    with pytest.raises(LoadError, match=f"{tmp_path}: is a directory, not an image file"):
+        imagenet.load_image(tmp_path)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    for read in (imagenet.load_image, imagenet.image_size):
+        with pytest.raises(LoadError, match=f"{fifo}: not a regular file"):
+            read(fifo)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image at all")
     with pytest.raises(LoadError, match=f"{broken}: not a readable image"):
@@ -110,7 +204,8 @@ def test_load_image_errors_name_the_file(tmp_path):
          r"\(H, W, 3\) uint8 RGB array, got dtype uint8 and shape \(8, 8\)"),
         (lambda: imagenet.preprocess_imagenet(np.zeros((8, 8, 3))), ValueError,
          "got dtype float64"),
-        (lambda: imagenet.preprocess_imagenet([[0]]), TypeError, "image must be a path"),
+        (lambda: imagenet.preprocess_imagenet([[0]]), TypeError, "image must be a path, a PIL image"),
+        (lambda: imagenet.crop_box(0, 5), ValueError, "height and width must be positive"),
         (lambda: imagenet.preprocess_imagenet(np.zeros((9, 9, 3), np.uint8), 8, 4), ValueError,
          "1 <= size <= resize"),
         (lambda: imagenet.preprocess_imagenet(np.zeros((9, 9, 3), np.uint8), std=(1, 0, 1)),

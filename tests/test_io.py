@@ -247,8 +247,20 @@ def test_unknown_and_empty_files(tmp_path):
     for name in ("noise.bin", "empty.pt"):
         with pytest.raises(LoadError, match=f"{name}: unknown format"):
             npxai.load(tmp_path / name)
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
-        npxai.load(tmp_path / "missing.pt")
+
+
+def test_missing_files_folders_and_pipes_raise_load_error_naming_them(tmp_path):
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(LoadError, match=f"{missing}: no such weight file") as raised:
+        npxai.load(missing)
+    assert isinstance(raised.value, FileNotFoundError)  # except FileNotFoundError still works
+    with pytest.raises(LoadError, match=f"{tmp_path}: is a directory, not a weight file"):
+        npxai.load(tmp_path)
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    with pytest.raises(LoadError, match=f"{fifo}: not a regular file") as raised:
+        npxai.load(fifo)
+    assert not isinstance(raised.value, FileNotFoundError)
 
 
 def safetensors_bytes(header: dict, data: bytes) -> bytes:
