@@ -370,7 +370,11 @@ def _select(obj: Any, path: Path, key: str | None) -> dict[str, np.ndarray]:
     others = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, _TensorRef))]
     if others:
         dicts = [k for k, v in obj.items() if isinstance(v, dict)]
-        hint = f"; select a sub-dict with key=, one of {dicts}" if dicts else ""
+        hint = (
+            f"; select a sub-dict with key= (--key on the command line), one of {dicts}"
+            if dicts
+            else ""
+        )
         raise LoadError(f"{path}: entries {others[:5]} are not tensors{hint}")
     return {name: tensor.to_array() for name, tensor in obj.items()}
 

@@ -32,7 +32,6 @@ import numpy as np
 from . import layers as L
 from . import models
 from .canonize import canonize
-from .errors import LoadError
 from .init import manual_seed
 from .io import check_file, load
 from .methods import Setting
@@ -244,12 +243,7 @@ def checkpoint_weights(path: Path, key: str | None) -> tuple[dict[str, np.ndarra
     prefix that ``torch.nn.DataParallel`` puts before every key; and a note saying what was done.
     A checkpoint read without ``key`` raises :class:`~npxai.errors.LoadError` listing the
     entries that ``key`` can select (``--key`` on the command line)."""
-    try:
-        state = load(path, key=key)
-    except LoadError as error:
-        if key is None and "select a sub-dict with key=" in str(error):
-            raise LoadError(f"{error} (on the command line: --key NAME)") from None
-        raise
+    state = load(path, key=key)
     note = f"weights {path.name}" + (f"[{key!r}]" if key is not None else "")
     if state and all(name.startswith("module.") for name in state):
         state = {name.removeprefix("module."): value for name, value in state.items()}
