@@ -26,7 +26,14 @@ from .backend import BackendError, get_backend, set_backend, use_backend
 from .canonize import canonize, strip_softmax
 from .containers import Residual, Sequential
 from .convert import from_torch
-from .errors import ConversionError, LayerInputError, LoadError, StateDictError, UnsafePickleError
+from .errors import (
+    ConversionError,
+    LayerInputError,
+    LoadError,
+    MissingFileError,
+    StateDictError,
+    UnsafePickleError,
+)
 from .explanation import Explanation
 from .gradient import gradient
 from .heatmaps import concept_grid, heatmap, overlay, save_heatmap
@@ -65,6 +72,7 @@ __all__ = [
     "Layer",
     "LayerInputError",
     "LoadError",
+    "MissingFileError",
     "Module",
     "Record",
     "Residual",
