@@ -41,8 +41,10 @@ def resolve_target(output: np.ndarray, target: Any) -> np.ndarray:
     ):
         target = class_indices(target, k)
     indices = np.asarray(target)
-    if indices.dtype.kind == "b" or (indices.dtype.kind in "iuf" and indices.ndim == 2) or (
-        indices.dtype.kind == "f" and indices.ndim == 1
+    if (
+        indices.dtype.kind == "b"
+        or (indices.dtype.kind in "iuf" and indices.ndim == 2)
+        or (indices.dtype.kind == "f" and indices.ndim == 1)
     ):
         return _weights(indices, n, k, output.dtype)
     if indices.dtype.kind not in "iu":

@@ -33,8 +33,8 @@ def upsample_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def feature_layer(trace: Trace) -> str:
     """GradCAM's default layer: the last leaf layer of ``trace`` whose output is ``(N, C, h, w)``
     feature maps with more than one position (``h * w > 1``), i.e. the last one before global
-    pooling (VGG16: ``features.30``, its last max pool; ResNet18: ``layer4.1.relu2``, its last
-    block's output). It depends on the input's size (a small input can pool to 1 x 1 sooner)."""
+    pooling (at 224 x 224: VGG16's ``avgpool``, its 7 x 7 adaptive average pool; ResNet18's
+    ``layer4.1.relu``, its last block's output). It depends on the input's size (a small input can pool to 1 x 1 sooner)."""
     spatial = [key for key in trace if trace[key].output.ndim == 4
                and np.prod(trace[key].output.shape[2:]) > 1]  # fmt: skip
     if not spatial:
