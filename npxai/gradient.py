@@ -49,8 +49,8 @@ def resolve_target(output: np.ndarray, target: Any) -> np.ndarray:
         return _weights(indices, n, k, output.dtype)
     if indices.dtype.kind not in "iu":
         raise TypeError(
-            "target must be None, an int, a sequence of ints, class names or per-class weights "
-            f"(K,) or (N, K), got {target!r}"
+            "target must be None, an int or a sequence of ints (one per sample), ImageNet class "
+            f"names, or per-class weights (K,) or (N, K), got {target!r}"
         )
     if indices.ndim == 0:
         indices = np.full(n, int(indices))
