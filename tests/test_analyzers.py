@@ -198,5 +198,148 @@ def test_bad_input_is_named(cnn):
         npxai.IntegratedGradients(ours, baseline=np.zeros(3))(x)
     with pytest.raises(ValueError, match="n must be a positive int"):
         npxai.SmoothGrad(ours, n=0)
-    with pytest.raises(TypeError, match="needs an npxai Module"):
-        npxai.Gradient(torch_cnn())
+    with pytest.raises(TypeError, match="needs an npxai Module .* got function"):
+        npxai.Gradient(torch_gradient)
+
+
+# --- habits users bring (issue 15) ---
+
+
+def test_a_torch_module_is_converted(cnn):
+    theirs, _, x = cnn
+    target = np.array([0, 4, 2])
+    e = npxai.Gradient(theirs)(x, target)
+    assert_close(e.attribution, torch_gradient(theirs, x, target), np.float64)
+
+
+def test_a_torchvision_resnet18_is_converted():
+    import torchvision
+
+    torch.manual_seed(0)
+    theirs = torchvision.models.resnet18(num_classes=10).double().eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64))
+    analyzer = npxai.Gradient(theirs)
+    assert isinstance(analyzer.model, npxai.Module)
+    assert_close(analyzer(x, 3).attribution, torch_gradient(theirs, x, [3]), np.float64)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18"])
+def test_gradcams_default_layer_is_the_one_the_command_line_picks(name):
+    from npxai import zoo
+    from npxai.analyzers.gradcam import feature_layer
+
+    ready = zoo.ready_model(name)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    e = npxai.GradCAM(ready.model)(x, target=1)
+    assert e.extras["layer"] == ready.cam_layer == feature_layer(ready.model.trace(x))
+    assert e.extras["layer"] == {"vgg16": "avgpool", "resnet18": "layer4.1.relu"}[name]
+    named = npxai.GradCAM(ready.model, layer=ready.cam_layer)(x, target=1)
+    np.testing.assert_array_equal(e.attribution, named.attribution)
+
+
+def test_gradcams_default_layer_is_the_last_with_spatial_maps(cnn):
+    theirs, ours, x = cnn
+    # conv1, relu1 (8x8), pool, conv2, relu2 (4x4), then flatten: relu2 is the last spatial one
+    e = npxai.GradCAM(ours)(x, target=[0, 1, 2])
+    assert e.extras["layer"] == "relu2"
+    expected = LayerGradCam(theirs, theirs.relu2).attribute(
+        torch.tensor(x), target=[0, 1, 2], relu_attributions=True
+    )
+    assert_close(e.attribution, expected.detach().numpy(), np.float64)
+    flat = npxai.Sequential(npxai.layers.Flatten(), npxai.layers.Linear(128, 3))
+    with pytest.raises(ValueError, match="no layer of the model outputs .* pass layer="):
+        npxai.GradCAM(flat)(x)
+
+
+class FakeTerminal:
+    """A stream that says it is a terminal, keeping what is written."""
+
+    def __init__(self, tty: bool = True):
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty, progress", [(True, True), (False, True), (True, False)])
+def test_progress_bar_only_on_a_terminal_and_only_if_asked(cnn, monkeypatch, tty, progress):
+    _, ours, x = cnn  # 3 samples: n=4 copies at batch 5 are 3 batches
+    stream = FakeTerminal(tty)
+    monkeypatch.setattr("sys.stderr", stream)
+    npxai.SmoothGrad(ours, n=4, batch_size=5, seed=0, progress=progress)(x)
+    npxai.IntegratedGradients(ours, n=4, batch_size=5, progress=progress)(x)
+    lrp = npxai.LRP(ours, npxai.composites.EpsilonPlus())
+    npxai.CRP(lrp, "conv2", npxai.TopNFeatures(2), batch_size=4, progress=progress)(x)
+    expected = (
+        "\rSmoothGrad: 1/3 batches\rSmoothGrad: 2/3 batches\rSmoothGrad: 3/3 batches\n"
+        "\rIntegratedGradients: 1/3 batches\rIntegratedGradients: 2/3 batches"
+        "\rIntegratedGradients: 3/3 batches\n\rCRP: 1/2 batches\rCRP: 2/2 batches\n"
+    )
+    assert stream.text == (expected if tty and progress else "")
+
+
+def test_a_single_batch_shows_no_progress_bar(cnn, monkeypatch):
+    _, ours, x = cnn
+    stream = FakeTerminal()
+    monkeypatch.setattr("sys.stderr", stream)
+    npxai.SmoothGrad(ours, n=2, batch_size=6, seed=0)(x)
+    assert stream.text == ""
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_smoothgrad_batch_by_batch_equals_all_copies_at_once_bit_for_bit(cnn, dtype):
+    """The former formula: every copy drawn at once, gradients in batches, then the mean."""
+    _, _, x = cnn
+    ours = npxai.from_torch(torch_cnn().to({np.float64: torch.float64}.get(dtype, torch.float32)))
+    x = x.astype(dtype)
+    n, level, seed, batch = 5, 0.15, 3, 4
+    sigma = noise_scale(x, level).astype(x.dtype)
+    noise = np.random.default_rng(seed).standard_normal((n, *x.shape))
+    copies = (x + noise.astype(x.dtype) * sigma.reshape(1, -1, 1, 1, 1)).reshape(-1, 2, 8, 8)
+    targets = np.tile([1, 0, 3], n)
+    grads = np.concatenate([npxai.gradient(ours, copies[i : i + batch], targets[i : i + batch])
+                            for i in range(0, len(copies), batch)])  # fmt: skip
+    expected = grads.reshape(n, *x.shape).mean(axis=0)
+    e = npxai.SmoothGrad(ours, n=n, noise_level=level, seed=seed, batch_size=batch)(x, [1, 0, 3])
+    np.testing.assert_array_equal(e.attribution, expected)
+    assert e.attribution.dtype == expected.dtype
+
+
+def test_integrated_gradients_batch_by_batch_equals_all_points_at_once_bit_for_bit(cnn):
+    _, ours, x = cnn
+    n, batch = 6, 4
+    baseline = np.broadcast_to(0.2, x.shape)
+    alphas, weights = quadrature("gauss_legendre", n)
+    points = (baseline + alphas.reshape(-1, 1, 1, 1, 1) * (x - baseline)).reshape(-1, 2, 8, 8)
+    targets = np.tile([1, 0, 3], n)
+    grads = np.concatenate([npxai.gradient(ours, points[i : i + batch], targets[i : i + batch])
+                            for i in range(0, len(points), batch)])  # fmt: skip
+    expected = (x - baseline) * np.tensordot(weights, grads.reshape(n, *x.shape), axes=1)
+    e = npxai.IntegratedGradients(ours, n, 0.2, "gauss_legendre", batch)(x, [1, 0, 3])
+    np.testing.assert_array_equal(e.attribution, expected)
+
+
+def test_constructor_parameters_are_checked_where_they_enter(cnn):
+    _, ours, _ = cnn
+    for bad in [np.inf, "0.1", -0.1, np.nan]:
+        with pytest.raises(ValueError, match="SmoothGrad: noise_level must be a finite number"):
+            npxai.SmoothGrad(ours, noise_level=bad)
+    with pytest.raises(ValueError, match="SmoothGrad: sigma must be a finite number"):
+        npxai.SmoothGrad(ours, sigma=-1.0)
+    with pytest.raises(ValueError, match="SmoothGrad: batch_size must be a positive int"):
+        npxai.SmoothGrad(ours, batch_size=2.0)
+    with pytest.raises(ValueError, match="IntegratedGradients: baseline must be a number"):
+        npxai.IntegratedGradients(ours, baseline="zero")
+    with pytest.raises(ValueError, match="IntegratedGradients: baseline must be finite"):
+        npxai.IntegratedGradients(ours, baseline=np.full(3, np.nan))
+    with pytest.raises(ValueError, match="IntegratedGradients: n must be a positive int"):
+        npxai.IntegratedGradients(ours, n=True)
+    for cls in (npxai.SmoothGrad, npxai.IntegratedGradients):
+        with pytest.raises(TypeError, match="progress must be True or False"):
+            cls(ours, progress="yes")

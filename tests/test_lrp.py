@@ -226,7 +226,7 @@ def test_gradient_rule_everywhere_is_the_gradient():
     model = npxai.Sequential(bias_free_relu_net(5), L.Tanh(), L.Linear(3, 2), L.BatchNorm1d(2))
     x = np.random.default_rng(5).standard_normal((2, 2, 8, 8))
     everything = C.Composite((C.IndexRange(0, 100), R.GradientRule()))
-    e = npxai.LRP(model, everything)(x, target=[1, 0])
+    e = npxai.LRP(model, everything, canonize=False)(x, target=[1, 0])  # the batch norm too
     assert_close(e.attribution, npxai.gradient(model, x, target=[1, 0]), np.float64)
 
 
@@ -417,3 +417,73 @@ def test_selectors_print_as_they_are_written():
         "ByType(Linear)", "FirstOfType(Conv2d)", "LastOfType(Conv2d, Linear)",
         "FirstN(2, Conv2d)", "IndexRange(start=0, stop=3)", "Keys('features.0', 'fc')",
     ]  # fmt: skip
+
+
+# --- habits users bring (issue 15) ---
+
+
+def bn_net():
+    """conv -> batch norm (non-trivial statistics) -> ReLU -> dense, float64."""
+    npxai.manual_seed(3)
+    model = npxai.Sequential(L.Conv2d(2, 3, 3, padding=1), batch_norm(3), L.ReLU(), L.Flatten(),
+                             L.Linear(3 * 6 * 6, 4))  # fmt: skip
+    model.load_state_dict({k: np.asarray(v, np.float64) for k, v in model.state_dict().items()})
+    return model
+
+
+def test_a_preset_by_name_or_uncalled_is_the_called_preset():
+    model = bias_free_relu_net(5)
+    x = np.random.default_rng(7).standard_normal((2, 2, 8, 8))
+    expected = npxai.LRP(model, C.EpsilonPlus())(x, target=1).attribution
+    for composite in ["EpsilonPlus", C.EpsilonPlus]:
+        analyzer = npxai.LRP(model, composite)
+        assert analyzer.composite.name == "EpsilonPlus"
+        np.testing.assert_array_equal(analyzer(x, target=1).attribution, expected)
+
+
+def test_anything_else_as_composite_is_refused_with_the_right_call():
+    model = bias_free_relu_net(5)
+    with pytest.raises(TypeError, match=r"composite must be a Composite, such as "
+                       r"npxai.composites.EpsilonPlus\(\), .* got int 3"):  # fmt: skip
+        npxai.LRP(model, 3)
+    with pytest.raises(ValueError, match="unknown composite 'EpsilonPlusPlus'; the presets are "
+                       "EpsilonPlus, EpsilonPlusFlat"):  # fmt: skip
+        npxai.LRP(model, "EpsilonPlusPlus")
+    for box in ["EpsilonGammaBox", C.EpsilonGammaBox]:
+        with pytest.raises(TypeError, match=r"EpsilonGammaBox\(low=..., high=...\)"):
+            npxai.LRP(model, box)
+    with pytest.raises(TypeError, match="canonize must be True or False"):
+        npxai.LRP(model, canonize="no")
+
+
+def test_lrp_folds_batch_norms_on_a_copy_by_default():
+    model = bn_net()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    x = np.random.default_rng(8).standard_normal((2, 2, 6, 6))
+    for composite in [C.EpsilonPlus(), C.EpsilonAlpha2Beta1()]:
+        folded = npxai.LRP(npxai.canonize(model), composite)(x, target=[0, 2]).attribution
+        default = npxai.LRP(model, composite)(x, target=[0, 2]).attribution
+        np.testing.assert_array_equal(default, folded)
+        unfolded = npxai.LRP(model, composite, canonize=False)(x, target=[0, 2]).attribution
+        assert np.abs(unfolded - folded).max() > 0.1 * np.abs(folded).max()
+    assert isinstance(model[1], L.BatchNorm2d)  # the caller's model is unchanged
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    # CRP runs on its LRP analyzer's (folded) model
+    crp = npxai.CRP(npxai.LRP(model, C.EpsilonPlus()), "0", npxai.TopNFeatures(2))(x)
+    expected = npxai.CRP(npxai.LRP(npxai.canonize(model), C.EpsilonPlus()), "0",
+                         npxai.TopNFeatures(2))(x)  # fmt: skip
+    np.testing.assert_array_equal(crp.attribution, expected.attribution)
+
+
+def test_lrp_with_per_class_weights_is_the_weighted_sum_of_one_class_relevances():
+    """Every LRP step is linear in the relevance it receives (for the logit output relevance
+    too, the seed being ``w * output``)."""
+    model = bn_net()
+    x = np.random.default_rng(9).standard_normal((2, 2, 6, 6))
+    weights = np.random.default_rng(10).standard_normal((2, 4))
+    for relevance in ["one", "logit"]:
+        analyzer = npxai.LRP(model, C.EpsilonPlus(), output_relevance=relevance)
+        expected = sum(weights[:, [k], None, None] * analyzer(x, target=k).attribution
+                       for k in range(4))  # fmt: skip
+        assert_close(analyzer(x, target=weights).attribution, expected, np.float64)

@@ -29,6 +29,7 @@ from ..backend import BackendError, resolve
 from ..explanation import Explanation
 from ..gradient import output_seed, resolve_target
 from ..module import Layer, Record, Signal, Trace
+from ..progress import Progress, check_progress
 from .base import Analyzer, Target
 from .lrp import LRP
 
@@ -125,7 +126,9 @@ class CRP(Analyzer):
     or an int indexing the model's leaf layers in order (negative from the end), as in the LRP
     analyzer's table. ``features`` selects the concepts: :class:`TopNFeatures` or
     :class:`IndexedFeatures`. ``batch_size`` bounds how many (sample, concept) rows one backward
-    pass below the layer carries (``None``: all of them).
+    pass below the layer carries (``None``: all of them); with more than one pass, ``progress``
+    shows a progress bar on standard error when it is a terminal
+    (:class:`npxai.progress.Progress`).
 
     ``crp(x, target)`` returns an :class:`~npxai.Explanation` whose ``attribution`` has shape
     ``(N, k, *x.shape[1:])``: ``attribution[n, j]`` is ``R^(c)_in`` of sample ``n`` for its
@@ -143,6 +146,7 @@ class CRP(Analyzer):
         layer: str | int,
         features: Features,
         batch_size: int | None = None,
+        progress: bool = True,
     ):
         if not isinstance(lrp_analyzer, LRP):
             raise TypeError(f"CRP needs an npxai LRP analyzer, got {type(lrp_analyzer).__name__}")
@@ -154,6 +158,7 @@ class CRP(Analyzer):
             raise ValueError(f"CRP: batch_size must be a positive int or None, got {batch_size}")
         super().__init__(lrp_analyzer.model, lrp_analyzer.backend)
         self.lrp, self.features, self.batch_size = lrp_analyzer, features, batch_size
+        self.progress = check_progress(progress, "CRP")
         self.layer = _leaf_key(lrp_analyzer.model, layer)
         channels = _known_channels(dict(lrp_analyzer.model.named_modules())[self.layer])
         if channels is not None:
@@ -204,10 +209,14 @@ class CRP(Analyzer):
         """``R^(c)_in`` for each row ``i``: sample ``rows[i]`` conditioned on channel
         ``channels[i]``, ``batch_size`` rows per backward pass."""
         size = self.batch_size or len(rows)
-        return np.concatenate([
-            self._conditional(trace, relevance, rows[i : i + size], channels[i : i + size])
-            for i in range(0, len(rows), size)
-        ])  # fmt: skip
+        progress = Progress("CRP", -(-len(rows) // size), self.progress)
+        parts = []
+        for done, i in enumerate(range(0, len(rows), size), 1):
+            parts.append(self._conditional(trace, relevance, rows[i : i + size],
+                                           channels[i : i + size]))  # fmt: skip
+            progress.update(done)
+        progress.close()
+        return np.concatenate(parts)
 
     def _conditional(
         self, trace: Trace, relevance: np.ndarray, rows: np.ndarray, channels: np.ndarray

@@ -9,7 +9,7 @@ import numpy as np
 from ..device import deliver, to_host
 from ..explanation import Explanation
 from ..gradient import output_seed, resolve_target
-from ..module import Module, Record, Signal, vjp_step
+from ..module import Module, Record, Signal, Trace, vjp_step
 from .base import Analyzer, Target
 
 
@@ -28,6 +28,21 @@ def upsample_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     cl, ch, cf = axis_weights(maps.shape[-1], size[1])
     rows = maps[..., rl, :] * (1 - rf)[:, None] + maps[..., rh, :] * rf[:, None]
     return rows[..., cl] * (1 - cf) + rows[..., ch] * cf
+
+
+def feature_layer(trace: Trace) -> str:
+    """GradCAM's default layer: the last leaf layer of ``trace`` whose output is ``(N, C, h, w)``
+    feature maps with more than one position (``h * w > 1``), i.e. the last one before global
+    pooling (at 224 x 224: VGG16's ``avgpool``, its 7 x 7 adaptive average pool; ResNet18's
+    ``layer4.1.relu``, its last block's output). It depends on the input's size (a small input can pool to 1 x 1 sooner)."""
+    spatial = [key for key in trace if trace[key].output.ndim == 4
+               and np.prod(trace[key].output.shape[2:]) > 1]  # fmt: skip
+    if not spatial:
+        raise ValueError(
+            "GradCAM: no layer of the model outputs (N, C, h, w) feature maps with more than one "
+            "position for this input; pass layer= (a key of model.named_modules())"
+        )
+    return spatial[-1]
 
 
 class _Reached(Exception):
@@ -49,10 +64,10 @@ class GradCAM(Analyzer):
 
     heatmap_preset = "cam"
 
-    def __init__(self, model: Module, layer: str, backend: str | None = None):
+    def __init__(self, model: Module, layer: str | None = None, backend: str | None = None):
         super().__init__(model, backend)
-        keys = [key for key, _ in model.named_modules() if key]
-        if layer not in keys:
+        keys = [key for key, _ in self.model.named_modules() if key]
+        if layer is not None and layer not in keys:
             raise ValueError(
                 f"GradCAM: the model has no layer {layer!r}; its layers include "
                 f"{', '.join(keys[:12])}{', ...' if len(keys) > 12 else ''}"
@@ -62,12 +77,14 @@ class GradCAM(Analyzer):
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace = self.model.trace(x, self.backend)
         indices = resolve_target(trace.output, target)
-        inside = [k for k in trace if k == self.layer or k.startswith(self.layer + ".")]
-        key = inside[-1]  # a container's output is its last leaf's output
+        if self.layer is None:
+            key = feature_layer(trace)
+        else:  # a container's output is its last leaf's output
+            key = [k for k in trace if k == self.layer or k.startswith(self.layer + ".")][-1]
         activation = to_host(trace[key].output)  # the map is made on the host (it is small)
         if activation.ndim != 4:
             raise ValueError(
-                f"GradCAM: layer {self.layer!r} outputs shape {activation.shape}; it needs "
+                f"GradCAM: layer {key!r} outputs shape {activation.shape}; it needs "
                 "(N, C, h, w) feature maps"
             )
         backprop = vjp_step(trace.backend)
@@ -85,3 +102,16 @@ class GradCAM(Analyzer):
         cam = np.maximum((weights * activation).sum(axis=1, keepdims=True), 0)
         upsampled = deliver(upsample_bilinear(cam, trace.input.shape[-2:]), trace.device_input)
         return self.explanation(cam, trace, indices, upsampled=upsampled, layer=key)
+
+    def attribute(
+        self, inputs: Any, target: Target = None, relu_attributions: bool = True, **captum_args: Any
+    ) -> np.ndarray:
+        """Captum's ``LayerGradCam(model, layer).attribute(inputs, target,
+        relu_attributions=True)``, the map at the layer's resolution. npxai's GradCAM always
+        applies the ReLU, so ``relu_attributions`` must be True (Captum's default is False)."""
+        if relu_attributions is not True:
+            raise ValueError(
+                "GradCAM.attribute: relu_attributions must be True (npxai's map is always "
+                "ReLU(sum_c weights_c A_c))"
+            )
+        return super().attribute(inputs, target, **captum_args)

@@ -9,7 +9,8 @@ import numpy as np
 from ..device import to_host
 from ..gradient import resolve_target
 from ..module import Module, check_input
-from .base import Analyzer, Target, gradients_in_batches
+from ..progress import Progress, check_progress
+from .base import Analyzer, Target, gradients_in_batches, reject, repeat_targets, to_numpy
 
 QUADRATURES = (
     "riemann_left",
@@ -49,13 +50,35 @@ def quadrature(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     return (nodes + 1) / 2, weights / 2
 
 
+#: Captum's names for the quadratures whose points and weights are npxai's (Captum's
+#: ``riemann_trapezoid`` weights sum to ``(n-1)/n``, npxai's to 1, so it is left out).
+CAPTUM_METHODS = {
+    "riemann_left": "riemann_left",
+    "riemann_right": "riemann_right",
+    "riemann_middle": "riemann_middle",
+    "gausslegendre": "gauss_legendre",
+}
+
+
+def _check_baseline(baseline: Any) -> None:
+    if isinstance(baseline, str) or np.asarray(baseline).dtype.kind not in "biuf":
+        raise ValueError(
+            "IntegratedGradients: baseline must be a number or an array of numbers broadcastable "
+            f"to the input, got {baseline!r}"
+        )
+    if not np.isfinite(np.asarray(baseline)).all():
+        raise ValueError("IntegratedGradients: baseline must be finite, got NaN or inf")
+
+
 class IntegratedGradients(Analyzer):
     """``R(x) = (x - b) * sum_k w_k d f_t(b + alpha_k (x - b)) / d x``, the quadrature (see
     :func:`quadrature`) of ``(x - b) * int_0^1 d f_t(b + a (x - b)) / d x da``.
 
     Completeness: ``sum R(x) = f_t(x) - f_t(b)`` up to the quadrature error. ``baseline`` ``b`` is
     a scalar or an array broadcastable to the input. The target is chosen on ``x`` (its arg-max by
-    default). Path points go through the model ``batch_size`` at a time.
+    default). Path points are made and go through the model ``batch_size`` at a time.
+    ``progress``: a progress bar on standard error when it is a terminal
+    (:class:`npxai.progress.Progress`).
     """
 
     heatmap_preset = "attribution"  # signed, as ExplainableAI.jl and Captum draw it
@@ -68,17 +91,19 @@ class IntegratedGradients(Analyzer):
         method: str = "riemann_right",
         batch_size: int = 32,
         backend: str | None = None,
+        progress: bool = True,
     ):
         super().__init__(model, backend)
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"IntegratedGradients: n must be a positive int, got {n!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
                 f"IntegratedGradients: batch_size must be a positive int, got {batch_size!r}"
             )
+        _check_baseline(baseline)
         self.alphas, self.weights = quadrature(method, n)
         self.n, self.method, self.batch_size = n, method, batch_size
-        self.baseline = baseline
+        self.baseline, self.progress = baseline, check_progress(progress, "IntegratedGradients")
 
     def __call__(self, x: Any, target: Target = None) -> Any:
         trace = self.model.trace(x, self.backend)
@@ -91,12 +116,54 @@ class IntegratedGradients(Analyzer):
             ) from None
         check_input(baseline, "baseline")
         indices = resolve_target(trace.output, target)
-        alphas = self.alphas.astype(x.dtype).reshape(-1, *(1,) * x.ndim)
-        points = (baseline + alphas * (x - baseline)).reshape(-1, *x.shape[1:])
-        targets = np.tile(indices, self.n)
-        grads = gradients_in_batches(self.model, points, targets, self.batch_size, trace.backend)
-        grads = grads.reshape(self.n, *x.shape)
+        alphas = self.alphas.astype(x.dtype).reshape(-1, *(1,) * (x.ndim - 1))
+        difference, samples = x - baseline, len(x)
+
+        def path_points(rows: np.ndarray) -> np.ndarray:  # row r: alpha_{r // N}, sample r % N
+            return baseline[rows % samples] + alphas[rows // samples] * difference[rows % samples]
+
+        targets = repeat_targets(indices, self.n)
+        batches = -(-len(targets) // self.batch_size)
+        progress = Progress("IntegratedGradients", batches, self.progress)
+        grads = np.concatenate([
+            grads for _, grads in gradients_in_batches(
+                self.model, path_points, targets, self.batch_size, trace.backend, progress
+            )
+        ]).reshape(self.n, *x.shape)  # fmt: skip
         average = np.tensordot(self.weights.astype(x.dtype), grads, axes=1)
-        return self.explanation(
-            (x - baseline) * average, trace, indices, method=self.method, n=self.n
+        return self.explanation(difference * average, trace, indices, method=self.method, n=self.n)
+
+    def attribute(
+        self,
+        inputs: Any,
+        baselines: float | np.ndarray | None = None,
+        target: Target = None,
+        n_steps: int | None = None,
+        method: str | None = None,
+        internal_batch_size: int | None = None,
+        **captum_args: Any,
+    ) -> np.ndarray:
+        """Captum's ``IntegratedGradients(model).attribute(inputs, baselines, target, n_steps=...,
+        method=..., internal_batch_size=...)``: ``baselines`` is ``baseline``, ``n_steps`` ``n``,
+        ``internal_batch_size`` ``batch_size``, ``method`` one of Captum's ``riemann_left``,
+        ``riemann_right``, ``riemann_middle``, ``gausslegendre`` (npxai's ``gauss_legendre``).
+        Arguments not given keep this analyzer's values (its ``method``, not Captum's default
+        ``gausslegendre``)."""
+        reject("IntegratedGradients", captum_args)
+        if method is not None and method not in CAPTUM_METHODS:
+            raise ValueError(
+                f"IntegratedGradients.attribute: method {method!r} is not one whose Captum meaning "
+                f"npxai shares; choose one of {', '.join(CAPTUM_METHODS)} (Captum's "
+                "riemann_trapezoid weights sum to (n-1)/n; npxai's own "
+                "IntegratedGradients(model, method='riemann_trapezoid') sums to 1)"
+            )
+        analyzer = IntegratedGradients(
+            self.model,
+            n=self.n if n_steps is None else n_steps,
+            baseline=self.baseline if baselines is None else to_numpy(baselines),
+            method=self.method if method is None else CAPTUM_METHODS[method],
+            batch_size=self.batch_size if internal_batch_size is None else internal_batch_size,
+            backend=self.backend,
+            progress=self.progress,
         )
+        return analyzer(to_numpy(inputs), to_numpy(target)).attribution

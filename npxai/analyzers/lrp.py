@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 
 from .. import lrp
+from ..canonize import canonize as fold_batch_norms
 from ..composites import Composite, EpsilonPlusFlat
 from ..device import to_host
 from ..explanation import Explanation
+from ..layers import BatchNorm1d, BatchNorm2d
 from ..module import Module, Record, Signal, Step
 from .base import Analyzer, Target
+
+
+def as_composite(composite: Any) -> Composite:
+    """``composite`` as a ``Composite``: itself, ``None`` -> ``EpsilonPlusFlat()`` (the default),
+    a preset of :mod:`npxai.composites` by name (``"EpsilonPlus"``, as ``npxai.methods.presets()``
+    lists them) or uncalled (``npxai.composites.EpsilonPlus``), called without arguments. A preset
+    that needs arguments (``EpsilonGammaBox(low, high)``) and anything else are errors that show
+    the call to write."""
+    from ..methods import presets  # methods imports the analyzers
+
+    if composite is None:
+        return EpsilonPlusFlat()
+    if isinstance(composite, Composite):
+        return composite
+    known = presets()
+    if isinstance(composite, str):
+        if composite not in known:
+            raise ValueError(
+                f"LRP: unknown composite {composite!r}; the presets are {', '.join(known)} "
+                "(e.g. npxai.LRP(model, npxai.composites.EpsilonPlus()))"
+            )
+        name, preset = composite, known[composite]
+    elif any(composite is preset for preset in known.values()):
+        name, preset = composite.__name__, composite
+    else:
+        raise TypeError(
+            "LRP: composite must be a Composite, such as npxai.composites.EpsilonPlus(), or a "
+            f"preset's name ({', '.join(known)}); got {type(composite).__name__} {composite!r}"
+        )
+    needed = [p.name for p in inspect.signature(preset).parameters.values()
+              if p.default is inspect.Parameter.empty]  # fmt: skip
+    if needed:
+        raise TypeError(
+            f"LRP: the preset {name} needs {', '.join(needed)}: pass "
+            f"npxai.composites.{name}({', '.join(f'{p}=...' for p in needed)})"
+        )
+    return preset()
 
 
 class LRP(Analyzer):
@@ -24,6 +64,13 @@ class LRP(Analyzer):
     layer's input relevance in ``extras["relevance"]`` and a conservation table (relevance summed
     per sample, out of and into each layer) in ``extras["conservation"]``, both NumPy on every
     backend.
+
+    ``composite`` is a :class:`~npxai.composites.Composite` (default ``EpsilonPlusFlat()``), or a
+    preset by name or uncalled (see :func:`as_composite`). ``canonize=True`` (default) folds the
+    batch norms that follow a Linear or Conv2d into it (:func:`npxai.canonize`, outputs unchanged),
+    as LRP's rules assume: on a copy, so the caller's model keeps its batch norms, and the
+    analyzer's ``model`` is that copy (a model without batch norms is used as it is);
+    ``canonize=False`` explains the model as given, unfolded batch norms under their own rule.
     """
 
     heatmap_preset = "attribution"
@@ -35,14 +82,20 @@ class LRP(Analyzer):
         output_relevance: str = "one",
         record: bool = False,
         backend: str | None = None,
+        canonize: bool = True,
     ):
         super().__init__(model, backend)
         if output_relevance not in ("one", "logit"):
             raise ValueError(
                 f"LRP: output_relevance must be 'one' or 'logit', got {output_relevance!r}"
             )
-        self.composite = composite or EpsilonPlusFlat()
-        self.rules = self.composite.assign(model)
+        if not isinstance(canonize, bool):
+            raise TypeError(f"LRP: canonize must be True or False, got {canonize!r}")
+        self.composite = as_composite(composite)
+        norms = (BatchNorm1d, BatchNorm2d)
+        if canonize and any(isinstance(m, norms) for _, m in self.model.named_modules()):
+            self.model = fold_batch_norms(self.model)
+        self.rules = self.composite.assign(self.model)
         self.output_relevance, self.record = output_relevance, record
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:

@@ -33,4 +33,4 @@ COMPOSITE = Composite(
 
 def lrp(model: Module, backend: str | None = None) -> LRP:
     """An LRP analyzer that computes what ``captum.attr.LRP(model).attribute(x, target)`` does."""
-    return LRP(model, COMPOSITE, output_relevance="logit", backend=backend)
+    return LRP(model, COMPOSITE, output_relevance="logit", backend=backend, canonize=False)

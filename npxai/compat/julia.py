@@ -275,4 +275,5 @@ def lrp(
         output_relevance="one" if normalize_output_relevance else "logit",
         record=record,
         backend=backend,
+        canonize=False,
     )

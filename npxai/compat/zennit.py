@@ -191,4 +191,4 @@ def lrp(model: Module, composite: Composite, backend: str | None = None) -> LRP:
     (``SequentialMergeBatchNorm``, ``VGGCanonizer`` or ``ResNetCanonizer``) and a one-hot
     ``attr_output`` at the target: ``model`` is canonized by :func:`canonize` (a copy; ``model``
     is unchanged), so pass it uncanonized: folding twice would divide by ``sqrt(1 + eps)`` twice."""
-    return LRP(canonize(model), composite, output_relevance="one", backend=backend)
+    return LRP(canonize(model), composite, output_relevance="one", backend=backend, canonize=False)
