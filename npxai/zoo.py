@@ -31,6 +31,7 @@ import numpy as np
 
 from . import layers as L
 from . import models
+from .analyzers.gradcam import feature_layer
 from .canonize import canonize
 from .init import manual_seed
 from .io import check_file, load
@@ -118,15 +119,16 @@ class ReadyModel:
 
     @cached_property
     def cam_layer(self) -> str:
-        """GradCAM's feature layer unless given: the last leaf layer whose output has more than
-        one spatial position (before the global pooling)."""
+        """GradCAM's feature layer unless given: ``GradCAM(model)``'s own default for an input
+        of this model's size (:func:`~npxai.analyzers.gradcam.feature_layer`, the last leaf
+        layer whose output has more than one spatial position)."""
         x = np.zeros((1, self.channels, self.size, self.size), np.float32)
-        trace = self.model.trace(x)
-        spatial = [key for key in trace if trace[key].output.ndim == 4
-                   and np.prod(trace[key].output.shape[2:]) > 1]  # fmt: skip
-        if not spatial:
-            raise UnknownModelError(f"model {self.name!r} has no layer with spatial feature maps")
-        return spatial[-1]
+        try:
+            return feature_layer(self.model.trace(x))
+        except ValueError:
+            raise UnknownModelError(
+                f"model {self.name!r} has no layer with spatial feature maps"
+            ) from None
 
     def setting(self, seed: int = 0) -> Setting:
         """The :class:`~npxai.methods.Setting` of this model: its GradCAM layer, and the input
