@@ -17,7 +17,8 @@ class Explanation:
       resolution, ``(N, 1, h, w)``, with the input-resolution map in ``extras["upsampled"]``;
       CRP's: one map per sample and concept, ``(N, k, *input.shape[1:])``);
     - ``output``: the model's outputs for the batch, ``(N, K)``;
-    - ``target``: the explained output index per sample, ``(N,)``;
+    - ``target``: the explained output index per sample, ``(N,)``, or the per-class weights
+      ``(N, K)`` that a weighted target gave (see ``npxai.gradient.resolve_target``);
     - ``analyzer``: the analyzer's name;
     - ``heatmap_preset``: the name of the heatmap preset that suits the method
       (``"sensitivity"``, ``"attribution"`` or ``"cam"``; see :mod:`npxai.heatmaps`);
@@ -55,7 +56,12 @@ class Explanation:
         lines = [
             f"Explanation({self.analyzer}, heatmap_preset={self.heatmap_preset!r}",
             f"  attribution: {a.dtype} {a.shape}, range [{a.min():.4g}, {a.max():.4g}]",
-            f"  output: {self.output.shape}, target: {self.target.tolist()}",
+            f"  output: {self.output.shape}, target: "
+            + (
+                f"weights {self.target.shape}"
+                if self.target.ndim == 2
+                else f"{self.target.tolist()}"
+            ),
         ]
         for key, value in self.extras.items():
             if isinstance(value, np.ndarray):
