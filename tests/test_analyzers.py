@@ -346,7 +346,7 @@ def test_constructor_parameters_are_checked_where_they_enter(cnn):
 
 
 def test_explanation_repr_shows_weighted_targets_by_shape():
-    model = npxai.Sequential(L.Linear(4, 3))
+    model = npxai.Sequential(npxai.layers.Linear(4, 3))
     x = np.random.default_rng(0).random((2, 4))
     weighted = npxai.Gradient(model)(x, target=np.array([0.5, 0.5, 0.0]))
     assert "target: weights (2, 3)" in repr(weighted)
