@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -36,6 +37,8 @@ from .io import check_file
 
 if TYPE_CHECKING:
     from PIL import Image
+
+T = TypeVar("T")
 
 #: The 1000 ImageNet-1k class names in index order (torchvision's list; 281-285 are the cats).
 CLASS_NAMES: tuple[str, ...] = tuple(
@@ -70,43 +73,87 @@ def sample_image(name: str) -> Path:
     return Path(str(images.joinpath(f"{name}.jpg")))
 
 
+def _read(path: str | os.PathLike, read: Callable[[Image.Image], T]) -> T:
+    """``read(image)`` of the image file at ``path``; every failure a
+    :class:`~npxai.errors.LoadError` naming ``path`` (see :func:`load_image`)."""
+    from PIL import Image
+
+    try:
+        check_file(path, "image")
+    except LoadError:
+        raise
+    except OSError as error:  # a symbolic link loop, a name too long, a folder not searchable
+        raise LoadError(f"{path}: cannot be read ({error.strerror or error})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return read(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise LoadError(
+            f"{path}: not read, too many pixels ({error}; PIL.Image.MAX_IMAGE_PIXELS sets the limit)"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise LoadError(f"{path}: not a readable image ({error})") from error
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """The image at ``path`` as an ``(H, W, 3)`` uint8 RGB array, upright as a photo viewer shows
     it: a JPEG's EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``; a camera held
     sideways stores the pixels sideways and says so in the tag). Grey images are repeated over
-    the channels, an alpha channel is dropped. A path that is not a readable image raises
+    the channels, an alpha channel is dropped; 16-bit, 32-bit integer and float grey images are
+    scaled to 8 bits by their format's range (:func:`__grey_to_8_bit`: 0..65535 and 0..1 to
+    0..255; other values are refused). A path that is not a readable image raises
     :class:`~npxai.errors.LoadError` naming it (:class:`~npxai.errors.MissingFileError`, also a
     ``FileNotFoundError``, when nothing is there; a directory, pipe or device is refused without
-    being opened: :func:`npxai.io.check_file`)."""
-    from PIL import Image
-
-    check_file(path, "image")
-    try:
-        with Image.open(path) as image:
-            return _upright_rgb(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise LoadError(f"{path}: not a readable image ({error})") from error
+    being opened: :func:`npxai.io.check_file`; an image of more than Pillow's
+    ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded)."""
+    return _read(path, _upright_rgb)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` of the image at ``path`` as :func:`load_image` returns it (EXIF
     orientation applied), from the file's header alone; the same errors as :func:`load_image`."""
-    from PIL import ExifTags, Image
+    from PIL import ExifTags
 
-    check_file(path, "image")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(ExifTags.Base.Orientation)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise LoadError(f"{path}: not a readable image ({error})") from error
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)  # 90° turns
+    def size(image: Image.Image) -> tuple[int, int]:
+        width, height = image.size
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+        return (width, height) if orientation in (5, 6, 7, 8) else (height, width)  # 90° turns
+
+    return _read(path, size)
 
 
 def _upright_rgb(image: Image.Image) -> np.ndarray:
+    """``image`` upright by its EXIF orientation as an ``(H, W, 3)`` uint8 RGB array: 16- and
+    32-bit integer and float grey images by :func:`_grey_to_8_bit` (Pillow's own conversion
+    would clip them to 255), others by Pillow's ``convert("RGB")``."""
     from PIL import ImageOps
 
-    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+    upright = ImageOps.exif_transpose(image)
+    if upright.mode.startswith("I") or upright.mode == "F":
+        grey = _grey_to_8_bit(np.asarray(upright), upright.mode)
+        return np.repeat(grey[..., np.newaxis], 3, axis=2)
+    return np.asarray(upright.convert("RGB"), dtype=np.uint8)
+
+
+def _grey_to_8_bit(values: np.ndarray, mode: str) -> np.ndarray:
+    """Grey values of a PIL image of ``mode`` ``"I;16"``, ``"I;16B"``, ... (16-bit), ``"I"``
+    (32-bit integers) or ``"F"`` (32-bit floats) as uint8, by the format's range, so that a
+    16-bit image looks as its 8-bit version does: integers in [0, 65535] become
+    ``round(v * 255 / 65535)`` (``v8 * 257`` comes back as ``v8``), floats in [0, 1]
+    ``round(255 * v)`` (0.5 is 128). Values outside that range (or NaN) raise ``ValueError``
+    naming the mode and the range found: npxai does not guess a scale for them."""
+    floats = values.dtype.kind == "f"
+    top = 1.0 if floats else 65535
+    low, high = values.min(), values.max()
+    if not (0 <= low and high <= top):
+        kind = "float" if floats else "integer"
+        raise ValueError(
+            f"{mode} image with values from {low} to {high}: {kind} images are read with "
+            f"values in [0, {top}] (to 0..255), and npxai does not guess another scale"
+        )
+    return np.rint(values.astype(np.float64) * (255 / top)).astype(np.uint8)
 
 
 def _as_image(image: np.ndarray | Image.Image | str | os.PathLike) -> np.ndarray:

@@ -222,3 +222,86 @@ def test_load_image_errors_name_the_file(tmp_path):
 def test_bad_arguments_are_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_sixteen_bit_images_look_as_their_8_bit_versions(tmp_path):
+    """A 16-bit PNG (``I;16``) and a big-endian 16-bit TIFF (``I;16B``) of random values come
+    back as ``round(v / 257)``; an 8-bit photo saved at 16 bits (``v8 * 257``) as the photo."""
+    values = np.random.default_rng(5).integers(0, 65536, (9, 13), dtype=np.uint16)
+    expected = np.floor(values / 257 + 0.5).astype(np.uint8)  # 65535 / 255 = 257, never a tie
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    big_endian = Image.frombytes("I;16B", (13, 9), values.astype(">u2").tobytes())
+    big_endian.save(tmp_path / "grey16.tif")
+    for name, mode in (("grey16.png", "I;16"), ("grey16.tif", "I;16B")):
+        with Image.open(tmp_path / name) as image:
+            assert image.mode == mode
+        np.testing.assert_array_equal(
+            imagenet.load_image(tmp_path / name), np.repeat(expected[..., None], 3, axis=2)
+        )
+    photo = imagenet.load_image(imagenet.sample_image("coffee"))[..., 1]
+    Image.fromarray(photo.astype(np.uint16) * 257).save(tmp_path / "photo16.png")
+    np.testing.assert_array_equal(imagenet.load_image(tmp_path / "photo16.png")[..., 0], photo)
+
+
+def test_float_and_32_bit_images_are_scaled_by_their_range(tmp_path):
+    """Float TIFFs (``F``) in [0, 1] times 255 (a constant 0.5 is mid grey, 128), 32-bit integer
+    TIFFs (``I``) in [0, 65535] as 16-bit values."""
+    ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(4, 16)
+    cases = {
+        "half.tif": (np.full((5, 7), 0.5, np.float32), np.full((5, 7), 128)),
+        "ramp.tif": (ramp, np.floor(ramp.astype(np.float64) * 255 + 0.5)),
+        "int32.tif": (np.array([[0, 257, 65535, 1000]], np.int32), [[0, 1, 255, 4]]),
+    }
+    for name, (values, expected) in cases.items():
+        Image.fromarray(values).save(tmp_path / name)
+        image = imagenet.load_image(tmp_path / name)
+        assert image.dtype == np.uint8 and image.shape == (*values.shape, 3)
+        for channel in range(3):
+            np.testing.assert_array_equal(image[..., channel], expected)
+    photo = Image.fromarray(np.full((4, 4), 0.25, np.float32))
+    expected = (64 / 255 - np.array(imagenet.IMAGENET_MEAN)) / imagenet.IMAGENET_STD  # 0.25 -> 64
+    x = imagenet.preprocess_imagenet(photo, 4, 4)
+    np.testing.assert_allclose(x[0], np.broadcast_to(expected[:, None, None], (3, 4, 4)), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "values, found",
+    [
+        (np.array([[0.0, 1.5]], np.float32), "F image with values from 0.0 to 1.5"),
+        (np.array([[-0.25, 0.5]], np.float32), "from -0.25 to 0.5"),
+        (np.array([[np.nan, 0.5]], np.float32), "from nan"),
+        (np.array([[0, 70000]], np.int32), "I image with values from 0 to 70000"),
+        (np.array([[-1, 3]], np.int32), "from -1 to 3"),
+    ],
+)
+def test_grey_values_outside_the_formats_range_are_refused(tmp_path, values, found):
+    path = tmp_path / "odd.tif"
+    Image.fromarray(values).save(path)
+    with pytest.raises(LoadError, match=f"{path}: not a readable image") as raised:
+        imagenet.load_image(path)
+    assert found in str(raised.value) and "does not guess" in str(raised.value)
+
+
+def test_devices_and_symbolic_link_loops_are_named_errors(tmp_path):
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(tmp_path / "other.png")
+    (tmp_path / "other.png").symlink_to(loop)
+    for read in (imagenet.load_image, imagenet.image_size):
+        with pytest.raises(LoadError, match=f"{loop}: cannot be read \\(Too many levels"):
+            read(loop)
+        with pytest.raises(LoadError, match="/dev/zero: not a regular file"):
+            read("/dev/zero")
+
+
+def test_images_over_pillows_pixel_limit_are_refused(tmp_path, monkeypatch):
+    """Pillow warns above ``MAX_IMAGE_PIXELS`` and refuses above twice that; both are errors
+    naming the file, before the pixels are decoded."""
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((10, 100), np.uint8)).save(path)  # 1000 pixels
+    for limit in (600, 400):  # a warning from Pillow, then its own error
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        for read in (imagenet.load_image, imagenet.image_size):
+            with pytest.raises(LoadError, match=f"{path}: not read, too many pixels.*1000 pix"):
+                read(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert imagenet.image_size(path) == (10, 100)
