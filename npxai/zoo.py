@@ -155,11 +155,12 @@ def _key(name: str) -> str:
 #: values taken (bounded, so that no argument makes a model too large to allocate: LeNet's
 #: ``input_size`` fixes its first fully connected layer, ``16 * (input_size // 4) ** 2 * 120``
 #: weights, 31 M at 512; 100 000 classes give VGG's last layer 410 M weights) and their
-#: description for messages; the images give one channel (grey) or three (RGB).
+#: description for messages; the images give one channel (grey) or three (RGB), and LeNet's two
+#: poolings need ``input_size >= 4``.
 INT_ARGUMENTS: dict[str, tuple[range | tuple[int, ...], str]] = {
     "num_classes": (range(1, 100_001), "an int from 1 to 100000"),
     "in_channels": ((1, 3), "1 (grey images) or 3 (RGB)"),
-    "input_size": (range(1, 513), "an int from 1 to 512"),
+    "input_size": (range(4, 513), "an int from 4 to 512"),
 }
 
 
