@@ -23,6 +23,7 @@ resized.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from PIL import Image
 
 T = TypeVar("T")
+
+#: What Pillow raises on a corrupt or truncated file besides ``OSError`` (found by fuzzing:
+#: ``SyntaxError`` from a broken PNG chunk, ``TypeError`` from a TIFF's bad offset).
+CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, TypeError, EOFError, struct.error)
 
 #: The 1000 ImageNet-1k class names in index order (torchvision's list; 281-285 are the cats).
 CLASS_NAMES: tuple[str, ...] = tuple(
@@ -93,7 +98,7 @@ def _read(path: str | os.PathLike, read: Callable[[Image.Image], T]) -> T:
         raise LoadError(
             f"{path}: not read, too many pixels ({error}; PIL.Image.MAX_IMAGE_PIXELS sets the limit)"
         ) from None
-    except (OSError, ValueError) as error:
+    except CORRUPT_IMAGE_ERRORS as error:
         raise LoadError(f"{path}: not a readable image ({error})") from error
 
 
