@@ -9,7 +9,8 @@
 
 Exit status: 0 done; 1 something failed that the command line could not know (a missing or
 unreadable file, a folder or pattern without images, weights that do not fit, an unavailable backend), with a message naming it;
-2 the command line is wrong (an unknown method, model or class, a bad option), with the usage.
+2 the command line is wrong (an unknown method, model or class, a bad option or ``--arch``
+argument), with the usage.
 """
 
 from __future__ import annotations

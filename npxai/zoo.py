@@ -10,7 +10,10 @@ with it takes (how an image becomes its input, the class names, GradCAM's layer,
   :mod:`npxai.models` constructor and optionally its arguments: ``"resnet18:num_classes=2"``,
   ``"lenet:in_channels=1,input_size=8"``; a training checkpoint's entry ``key`` holds the weights
   (``{"epoch": ..., "state_dict": ..., "optimizer": ...}`` with ``key="state_dict"``), and the
-  ``module.`` prefix of a ``DataParallel`` model's keys is stripped.
+  ``module.`` prefix of a ``DataParallel`` model's keys is stripped. The arguments are checked
+  before the model is built (:func:`parse_arch`: types, and integers bounded by
+  :data:`INT_ARGUMENTS`, so that none makes a model too large to allocate); a bad one, or one
+  the constructor refuses, raises :class:`UnknownModelError` naming it.
 
 Models with three input channels take RGB images resized and cropped as the ImageNet models are
 (:func:`npxai.imagenet.preprocess_imagenet`); one-channel models take grey values in [0, 1] at
