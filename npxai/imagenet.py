@@ -234,8 +234,8 @@ def preprocess_imagenet(
     ``round((resized - size) / 2)``), pixels scaled to [0, 1], then ``(x - mean) / std`` per
     channel.
 
-    ``image`` is an ``(H, W, 3)`` uint8 RGB array, a PIL image (any mode, converted to RGB) or a
-    path (read with :func:`load_image`). PIL images and paths are turned upright by their EXIF
+    ``image`` is an ``(H, W, 3)`` uint8 RGB array, a PIL image (any mode, converted to RGB as
+    :func:`load_image` converts a file's) or a path (read with :func:`load_image`). PIL images and paths are turned upright by their EXIF
     orientation tag first, as :func:`load_image` does (torchvision's pipeline does not: on a
     photo with that tag it sees the pixels sideways); :func:`crop_box` gives the cropped part.
     ``mean`` and ``std`` are on the [0, 1] scale; the defaults are torchvision's
