@@ -96,7 +96,8 @@ def _read(path: str | os.PathLike, read: Callable[[Image.Image], T]) -> T:
                 return read(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise LoadError(
-            f"{path}: not read, too many pixels ({error}; PIL.Image.MAX_IMAGE_PIXELS sets the limit)"
+            f"{path}: not read, too many pixels ({error}; PIL.Image.MAX_IMAGE_PIXELS sets the "
+            "limit)"
         ) from None
     except CORRUPT_IMAGE_ERRORS as error:
         raise LoadError(f"{path}: not a readable image ({error})") from error
@@ -107,7 +108,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     it: a JPEG's EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``; a camera held
     sideways stores the pixels sideways and says so in the tag). Grey images are repeated over
     the channels, an alpha channel is dropped; 16-bit, 32-bit integer and float grey images are
-    scaled to 8 bits by their format's range (:func:`__grey_to_8_bit`: 0..65535 and 0..1 to
+    scaled to 8 bits by their format's range (:func:`_grey_to_8_bit`: 0..65535 and 0..1 to
     0..255; other values are refused). A path that is not a readable image raises
     :class:`~npxai.errors.LoadError` naming it (:class:`~npxai.errors.MissingFileError`, also a
     ``FileNotFoundError``, when nothing is there; a directory, pipe or device is refused without
@@ -235,9 +236,10 @@ def preprocess_imagenet(
     channel.
 
     ``image`` is an ``(H, W, 3)`` uint8 RGB array, a PIL image (any mode, converted to RGB as
-    :func:`load_image` converts a file's) or a path (read with :func:`load_image`). PIL images and paths are turned upright by their EXIF
-    orientation tag first, as :func:`load_image` does (torchvision's pipeline does not: on a
-    photo with that tag it sees the pixels sideways); :func:`crop_box` gives the cropped part.
+    :func:`load_image` converts a file's) or a path (read with :func:`load_image`). PIL images
+    and paths are turned upright by their EXIF orientation tag first, as :func:`load_image`
+    does (torchvision's pipeline does not: on a photo with that tag it sees the pixels
+    sideways); :func:`crop_box` gives the cropped part.
     ``mean`` and ``std`` are on the [0, 1] scale; the defaults are torchvision's
     (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`); the pretrained EfficientNet-Lite0 needs
     :data:`EFFICIENTNET_LITE_MEAN` and :data:`EFFICIENTNET_LITE_STD`. ``dtype`` is float32 or

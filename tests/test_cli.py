@@ -482,8 +482,8 @@ def test_explain_reports_bad_architecture_arguments_by_name(
 def test_architecture_values_are_literals_never_code(tmp_path, capsys):
     marker = tmp_path / "ran"
     arch = f"lenet:num_classes=__import__('pathlib').Path({str(marker)!r}).touch() or 10"
-    status, err = run_main(["explain", "x.png", "--model", str(BUNDLED / "lenet_digits.safetensors"),
-                            "--arch", arch], capsys)  # fmt: skip
+    weights = str(BUNDLED / "lenet_digits.safetensors")
+    status, err = run_main(["explain", "x.png", "--model", weights, "--arch", arch], capsys)
     assert status == 2 and "write NAME:key=value,... with Python literals as values" in err
     assert not marker.exists()
 

@@ -344,11 +344,11 @@ def test_mutated_images_load_or_raise_load_errors(tmp_path):
     rng = np.random.default_rng(11)
     rgb = rng.integers(0, 256, (12, 17, 3), dtype=np.uint8)
     seeds = []
-    for image, fmt in ((Image.fromarray(rgb), "PNG"), (Image.fromarray(rgb), "JPEG"),
-                       (Image.fromarray(rgb), "GIF"), (Image.fromarray(rgb), "BMP"),
-                       (Image.fromarray(rgb), "WEBP"),
-                       (Image.fromarray(rng.integers(0, 65536, (9, 9), dtype=np.uint16)), "PNG"),
-                       (Image.fromarray(rng.random((9, 9), dtype=np.float32)), "TIFF")):  # fmt: skip
+    grey16 = Image.fromarray(rng.integers(0, 65536, (9, 9), dtype=np.uint16))
+    grey_float = Image.fromarray(rng.random((9, 9), dtype=np.float32))
+    photo = Image.fromarray(rgb)
+    for image, fmt in ((photo, "PNG"), (photo, "JPEG"), (photo, "GIF"), (photo, "BMP"),
+                       (photo, "WEBP"), (grey16, "PNG"), (grey_float, "TIFF")):  # fmt: skip
         buffer = io.BytesIO()
         image.save(buffer, format=fmt)
         seeds.append(buffer.getvalue())
