@@ -64,6 +64,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 EFFICIENTNET_LITE_MEAN = (127 / 255,) * 3
 EFFICIENTNET_LITE_STD = (128 / 255,) * 3
 
+#: The most pixels :func:`preprocess_imagenet` resizes an image to before its crop (2 ** 26: a
+#: 1-pixel-high image 2000 wide, a few bytes as a PNG, would otherwise become 256 x 512 000).
+MAX_RESIZED_PIXELS = 2**26
+
 #: The sample photos shipped in ``npxai.reference_models/images`` (see the README there).
 SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket")
 
@@ -243,13 +247,19 @@ def preprocess_imagenet(
     ``mean`` and ``std`` are on the [0, 1] scale; the defaults are torchvision's
     (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`); the pretrained EfficientNet-Lite0 needs
     :data:`EFFICIENTNET_LITE_MEAN` and :data:`EFFICIENTNET_LITE_STD`. ``dtype`` is float32 or
-    float64.
+    float64. An image whose resized version would have more than :data:`MAX_RESIZED_PIXELS`
+    pixels (a side thousands of times the other) raises ``ValueError``.
     """
     from PIL import Image
 
     pixels = _as_image(image)
     size, resize = int(size), int(resize)
     new_height, new_width, top, left = _crop_geometry(*pixels.shape[:2], size, resize)
+    if new_height * new_width > MAX_RESIZED_PIXELS:
+        raise ValueError(
+            f"a {pixels.shape[0]} x {pixels.shape[1]} image resized to {new_height} x {new_width} "
+            f"has more than {MAX_RESIZED_PIXELS} pixels (MAX_RESIZED_PIXELS); crop it first"
+        )
     dtype = np.dtype(dtype).type
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")

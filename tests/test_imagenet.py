@@ -219,6 +219,8 @@ def test_load_image_errors_name_the_file(tmp_path):
         (lambda: imagenet.top_k(np.zeros(10)), ValueError, r"1000 ImageNet logits.*\(10,\)"),
         (lambda: imagenet.top_k(np.zeros(1000), k=0), ValueError, "k must be an int"),
         (lambda: imagenet.sample_image("dog"), ValueError, "no sample image 'dog'"),
+        (lambda: imagenet.preprocess_imagenet(np.zeros((1, 2000, 3), np.uint8)), ValueError,
+         "a 1 x 2000 image resized to 256 x 512000 has more than 67108864 pixels"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_named(call, error, message):
