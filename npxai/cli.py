@@ -9,7 +9,8 @@
 
 Exit status: 0 done; 1 something failed that the command line could not know (a missing or
 unreadable file, a folder or pattern without images, weights that do not fit, an unavailable backend), with a message naming it;
-2 the command line is wrong (an unknown method, model or class, a bad option), with the usage.
+2 the command line is wrong (an unknown method, model or class, a bad option or ``--arch``
+argument), with the usage.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tif
 #: ``--full-image``: the heat's weight over the photo in the crop, the photo's brightness outside.
 FULL_VIEW_ALPHA = 0.5
 FULL_VIEW_DIM = 0.4
+#: The most an image's longer side may exceed its shorter one by (resizing the shorter side to
+#: 256 pixels, a 1-pixel-high PNG a few bytes long would otherwise become a gigabyte image).
+MAX_ASPECT_RATIO = 100
 
 
 class UsageError(ValueError):
@@ -256,6 +260,16 @@ def image_paths(arguments: Sequence[str]) -> list[Path]:
     return paths
 
 
+def check_aspect_ratio(path: Path, height: int, width: int) -> None:
+    """Raise :class:`~npxai.errors.LoadError` naming ``path`` when its image is empty or one side
+    exceeds the other more than :data:`MAX_ASPECT_RATIO` times."""
+    if min(height, width) < 1 or max(height, width) > MAX_ASPECT_RATIO * min(height, width):
+        raise LoadError(
+            f"{path}: an image of {width} x {height} pixels; npxai explains images whose longer "
+            f"side is at most {MAX_ASPECT_RATIO} times the shorter (crop it first)"
+        )
+
+
 def image_batches(
     ready: zoo.ReadyModel, paths: Sequence[Path], batch_size: int, keep_photos: bool
 ) -> Iterator[list[Sample]]:
@@ -323,13 +337,15 @@ def run_explain(args: argparse.Namespace) -> int:
         chosen = methods.resolve(args.method or ["LRP"])
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if args.arch is not None:
+        zoo.parse_arch(args.arch)  # a wrong --arch is a usage error before any file is read
     paths = image_paths(args.images)
     stems = [path.stem for path in paths]
     twice = sorted({stem for stem in stems if stems.count(stem) > 1})
     if twice:
         raise UsageError(f"two images would write the same PNGs (same name {twice[0]!r})")
     for path in paths:  # every file is an image (its header reads) before anything runs
-        imagenet.image_size(path)
+        check_aspect_ratio(path, *imagenet.image_size(path))
     ready = zoo.ready_model(args.model, args.arch, args.key)
     if ready.note:
         print(f"npxai explain: {ready.name} with {ready.note}", file=sys.stderr)
@@ -550,7 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
         "360 held-out 8x8 digits, and draw a few beside the gradient of their predicted logit.",
     )
     digits.add_argument(
-        "--show", type=int, default=3, metavar="N", help="how many digits to draw (default 3)"
+        "--show",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="how many digits to draw (default 3)",
     )
     return parser
 

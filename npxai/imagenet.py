@@ -23,11 +23,13 @@ resized.
 from __future__ import annotations
 
 import os
+import struct
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -36,6 +38,12 @@ from .io import check_file
 
 if TYPE_CHECKING:
     from PIL import Image
+
+T = TypeVar("T")
+
+#: What Pillow raises on a corrupt or truncated file besides ``OSError`` (found by fuzzing:
+#: ``SyntaxError`` from a broken PNG chunk, ``TypeError`` from a TIFF's bad offset).
+CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, TypeError, EOFError, struct.error)
 
 #: The 1000 ImageNet-1k class names in index order (torchvision's list; 281-285 are the cats).
 CLASS_NAMES: tuple[str, ...] = tuple(
@@ -56,6 +64,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 EFFICIENTNET_LITE_MEAN = (127 / 255,) * 3
 EFFICIENTNET_LITE_STD = (128 / 255,) * 3
 
+#: The most pixels :func:`preprocess_imagenet` resizes an image to before its crop (2 ** 26: a
+#: 1-pixel-high image 2000 wide, a few bytes as a PNG, would otherwise become 256 x 512 000).
+MAX_RESIZED_PIXELS = 2**26
+
 #: The sample photos shipped in ``npxai.reference_models/images`` (see the README there).
 SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket")
 
@@ -70,43 +82,88 @@ def sample_image(name: str) -> Path:
     return Path(str(images.joinpath(f"{name}.jpg")))
 
 
+def _read(path: str | os.PathLike, read: Callable[[Image.Image], T]) -> T:
+    """``read(image)`` of the image file at ``path``; every failure a
+    :class:`~npxai.errors.LoadError` naming ``path`` (see :func:`load_image`)."""
+    from PIL import Image
+
+    try:
+        check_file(path, "image")
+    except LoadError:
+        raise
+    except OSError as error:  # a symbolic link loop, a name too long, a folder not searchable
+        raise LoadError(f"{path}: cannot be read ({error.strerror or error})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return read(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise LoadError(
+            f"{path}: not read, too many pixels ({error}; PIL.Image.MAX_IMAGE_PIXELS sets the "
+            "limit)"
+        ) from None
+    except CORRUPT_IMAGE_ERRORS as error:
+        raise LoadError(f"{path}: not a readable image ({error})") from error
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """The image at ``path`` as an ``(H, W, 3)`` uint8 RGB array, upright as a photo viewer shows
     it: a JPEG's EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``; a camera held
     sideways stores the pixels sideways and says so in the tag). Grey images are repeated over
-    the channels, an alpha channel is dropped. A path that is not a readable image raises
+    the channels, an alpha channel is dropped; 16-bit, 32-bit integer and float grey images are
+    scaled to 8 bits by their format's range (:func:`_grey_to_8_bit`: 0..65535 and 0..1 to
+    0..255; other values are refused). A path that is not a readable image raises
     :class:`~npxai.errors.LoadError` naming it (:class:`~npxai.errors.MissingFileError`, also a
     ``FileNotFoundError``, when nothing is there; a directory, pipe or device is refused without
-    being opened: :func:`npxai.io.check_file`)."""
-    from PIL import Image
-
-    check_file(path, "image")
-    try:
-        with Image.open(path) as image:
-            return _upright_rgb(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise LoadError(f"{path}: not a readable image ({error})") from error
+    being opened: :func:`npxai.io.check_file`; an image of more than Pillow's
+    ``PIL.Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded)."""
+    return _read(path, _upright_rgb)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` of the image at ``path`` as :func:`load_image` returns it (EXIF
     orientation applied), from the file's header alone; the same errors as :func:`load_image`."""
-    from PIL import ExifTags, Image
+    from PIL import ExifTags
 
-    check_file(path, "image")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(ExifTags.Base.Orientation)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise LoadError(f"{path}: not a readable image ({error})") from error
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)  # 90° turns
+    def size(image: Image.Image) -> tuple[int, int]:
+        width, height = image.size
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+        return (width, height) if orientation in (5, 6, 7, 8) else (height, width)  # 90° turns
+
+    return _read(path, size)
 
 
 def _upright_rgb(image: Image.Image) -> np.ndarray:
+    """``image`` upright by its EXIF orientation as an ``(H, W, 3)`` uint8 RGB array: 16- and
+    32-bit integer and float grey images by :func:`_grey_to_8_bit` (Pillow's own conversion
+    would clip them to 255), others by Pillow's ``convert("RGB")``."""
     from PIL import ImageOps
 
-    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+    upright = ImageOps.exif_transpose(image)
+    if upright.mode.startswith("I") or upright.mode == "F":
+        grey = _grey_to_8_bit(np.asarray(upright), upright.mode)
+        return np.repeat(grey[..., np.newaxis], 3, axis=2)
+    return np.asarray(upright.convert("RGB"), dtype=np.uint8)
+
+
+def _grey_to_8_bit(values: np.ndarray, mode: str) -> np.ndarray:
+    """Grey values of a PIL image of ``mode`` ``"I;16"``, ``"I;16B"``, ... (16-bit), ``"I"``
+    (32-bit integers) or ``"F"`` (32-bit floats) as uint8, by the format's range, so that a
+    16-bit image looks as its 8-bit version does: integers in [0, 65535] become
+    ``round(v * 255 / 65535)`` (``v8 * 257`` comes back as ``v8``), floats in [0, 1]
+    ``round(255 * v)`` (0.5 is 128). Values outside that range (or NaN) raise ``ValueError``
+    naming the mode and the range found: npxai does not guess a scale for them."""
+    floats = values.dtype.kind == "f"
+    top = 1.0 if floats else 65535
+    low, high = values.min(), values.max()
+    if not (0 <= low and high <= top):
+        kind = "float" if floats else "integer"
+        raise ValueError(
+            f"{mode} image with values from {low} to {high}: {kind} images are read with "
+            f"values in [0, {top}] (to 0..255), and npxai does not guess another scale"
+        )
+    return np.rint(values.astype(np.float64) * (255 / top)).astype(np.uint8)
 
 
 def _as_image(image: np.ndarray | Image.Image | str | os.PathLike) -> np.ndarray:
@@ -182,20 +239,27 @@ def preprocess_imagenet(
     ``round((resized - size) / 2)``), pixels scaled to [0, 1], then ``(x - mean) / std`` per
     channel.
 
-    ``image`` is an ``(H, W, 3)`` uint8 RGB array, a PIL image (any mode, converted to RGB) or a
-    path (read with :func:`load_image`). PIL images and paths are turned upright by their EXIF
-    orientation tag first, as :func:`load_image` does (torchvision's pipeline does not: on a
-    photo with that tag it sees the pixels sideways); :func:`crop_box` gives the cropped part.
+    ``image`` is an ``(H, W, 3)`` uint8 RGB array, a PIL image (any mode, converted to RGB as
+    :func:`load_image` converts a file's) or a path (read with :func:`load_image`). PIL images
+    and paths are turned upright by their EXIF orientation tag first, as :func:`load_image`
+    does (torchvision's pipeline does not: on a photo with that tag it sees the pixels
+    sideways); :func:`crop_box` gives the cropped part.
     ``mean`` and ``std`` are on the [0, 1] scale; the defaults are torchvision's
     (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`); the pretrained EfficientNet-Lite0 needs
     :data:`EFFICIENTNET_LITE_MEAN` and :data:`EFFICIENTNET_LITE_STD`. ``dtype`` is float32 or
-    float64.
+    float64. An image whose resized version would have more than :data:`MAX_RESIZED_PIXELS`
+    pixels (a side thousands of times the other) raises ``ValueError``.
     """
     from PIL import Image
 
     pixels = _as_image(image)
     size, resize = int(size), int(resize)
     new_height, new_width, top, left = _crop_geometry(*pixels.shape[:2], size, resize)
+    if new_height * new_width > MAX_RESIZED_PIXELS:
+        raise ValueError(
+            f"a {pixels.shape[0]} x {pixels.shape[1]} image resized to {new_height} x {new_width} "
+            f"has more than {MAX_RESIZED_PIXELS} pixels (MAX_RESIZED_PIXELS); crop it first"
+        )
     dtype = np.dtype(dtype).type
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype).name}")

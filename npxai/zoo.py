@@ -10,7 +10,10 @@ with it takes (how an image becomes its input, the class names, GradCAM's layer,
   :mod:`npxai.models` constructor and optionally its arguments: ``"resnet18:num_classes=2"``,
   ``"lenet:in_channels=1,input_size=8"``; a training checkpoint's entry ``key`` holds the weights
   (``{"epoch": ..., "state_dict": ..., "optimizer": ...}`` with ``key="state_dict"``), and the
-  ``module.`` prefix of a ``DataParallel`` model's keys is stripped.
+  ``module.`` prefix of a ``DataParallel`` model's keys is stripped. The arguments are checked
+  before the model is built (:func:`parse_arch`: types, and integers bounded by
+  :data:`INT_ARGUMENTS`, so that none makes a model too large to allocate); a bad one, or one
+  the constructor refuses, raises :class:`UnknownModelError` naming it.
 
 Models with three input channels take RGB images resized and cropped as the ImageNet models are
 (:func:`npxai.imagenet.preprocess_imagenet`); one-channel models take grey values in [0, 1] at
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 from collections.abc import Callable
 from functools import cached_property
 from importlib.resources import files
@@ -150,9 +154,54 @@ def _key(name: str) -> str:
     return name.lower().replace("-", "_")
 
 
+#: The integer arguments of the :mod:`npxai.models` constructors that an ``arch`` may set, with the
+#: values taken (bounded, so that no argument makes a model too large to allocate: LeNet's
+#: ``input_size`` fixes its first fully connected layer, ``16 * (input_size // 4) ** 2 * 120``
+#: weights, 31 M at 512; 100 000 classes give VGG's last layer 410 M weights) and their
+#: description for messages; the images give one channel (grey) or three (RGB), and LeNet's two
+#: poolings need ``input_size >= 4``.
+INT_ARGUMENTS: dict[str, tuple[range | tuple[int, ...], str]] = {
+    "num_classes": (range(1, 100_001), "an int from 1 to 100000"),
+    "in_channels": ((1, 3), "1 (grey images) or 3 (RGB)"),
+    "input_size": (range(4, 513), "an int from 4 to 512"),
+}
+
+
+def _check_argument(name: str, key: str, value: Any, arch: str) -> None:
+    """Raise :class:`UnknownModelError` unless ``value`` is of the type of the constructor
+    ``name``'s default for ``key``: an int among :data:`INT_ARGUMENTS`' values for an int, a
+    finite number for a float; ``pretrained`` is refused (the weights come from the file)."""
+    parameter = inspect.signature(constructors()[name]).parameters.get(key)
+    default = None if parameter is None else parameter.default
+    if key == "pretrained":
+        raise UnknownModelError(
+            f"bad argument pretrained={value!r} in {arch!r}: the weights come from the weights file"
+        )
+    if isinstance(default, int):
+        allowed, expected = INT_ARGUMENTS[key]
+        if isinstance(value, int) and not isinstance(value, bool) and value in allowed:
+            expected = None
+    elif isinstance(default, float):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        finite = number and (isinstance(value, int) or math.isfinite(value))
+        expected = None if finite else "a finite number"
+    else:
+        expected = None  # not a parameter of the constructor: binding the arguments says so
+    if expected is not None:
+        raise UnknownModelError(f"bad argument {key}={value!r} in {arch!r}: {key} takes {expected}")
+
+
+def _parameters(constructor: Callable[..., Module]) -> inspect.Signature:
+    """The constructor's signature without its return annotation (for messages)."""
+    return inspect.signature(constructor).replace(return_annotation=inspect.Signature.empty)
+
+
 def parse_arch(arch: str) -> tuple[Callable[..., Module], dict[str, Any]]:
     """``"NAME"`` or ``"NAME:key=value,..."`` as an :mod:`npxai.models` constructor and its
-    keyword arguments (values as Python literals)."""
+    keyword arguments: values are Python literals (read with ``ast.literal_eval``, which
+    evaluates no code), each of the type of the constructor's default for it, integers among
+    :data:`INT_ARGUMENTS`' values. Anything else raises :class:`UnknownModelError` naming the
+    argument."""
     name, _, options = arch.partition(":")
     known = constructors()
     if _key(name) not in known:
@@ -161,27 +210,37 @@ def parse_arch(arch: str) -> tuple[Callable[..., Module], dict[str, Any]]:
         )
     constructor, kwargs = known[_key(name)], {}
     for option in filter(None, (o.strip() for o in options.split(","))):
-        key, equals, value = option.partition("=")
+        key, equals, value = (part.strip() for part in option.partition("="))
         try:
-            kwargs[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
+            parsed = ast.literal_eval(value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             equals = ""
         if not equals:
             raise UnknownModelError(
                 f"bad architecture option {option!r} in {arch!r}: write NAME:key=value,... with "
-                f"Python literals as values; {name} takes {inspect.signature(constructor)}"
+                f"Python literals as values; {name} takes {_parameters(constructor)}"
             )
+        if key in kwargs:
+            raise UnknownModelError(f"argument {key!r} given twice in {arch!r}")
+        _check_argument(_key(name), key, parsed, arch)
+        kwargs[key] = parsed
     return constructor, kwargs
 
 
-def _build(constructor: Callable[..., Module], kwargs: dict[str, Any]) -> Module:
+def _build(constructor: Callable[..., Module], kwargs: dict[str, Any], arch: str) -> Module:
+    """``constructor(**kwargs)``; arguments it does not take or refuses raise
+    :class:`UnknownModelError` naming ``arch`` and the constructor's reason."""
+    signature = _parameters(constructor)
     try:
-        inspect.signature(constructor).bind(**kwargs)
+        signature.bind(**kwargs)
     except TypeError as error:
         raise UnknownModelError(
-            f"{constructor.__name__}{inspect.signature(constructor)}: {error}"
+            f"bad arguments in {arch!r}: {error}; {constructor.__name__} takes {signature}"
         ) from None
-    return constructor(**kwargs)
+    try:
+        return constructor(**kwargs)
+    except (ValueError, TypeError, OverflowError, MemoryError) as error:
+        raise UnknownModelError(f"bad arguments in {arch!r}: {error}") from None
 
 
 def _from_architecture(
@@ -266,9 +325,9 @@ def ready_model(name: str, arch: str | None = None, key: str | None = None) -> R
             raise UnknownModelError(
                 f"an architecture goes with a weights file, not with the built-in model {name!r}"
             )
-        check_file(path, "weight")
         constructor, kwargs = parse_arch(arch)
-        model = _build(constructor, kwargs)
+        check_file(path, "weight")
+        model = _build(constructor, kwargs, arch)
         state, note = checkpoint_weights(path, key)
         model.load_state_dict(state)
         return _from_architecture(constructor, model, kwargs, note=note)

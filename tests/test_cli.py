@@ -3,9 +3,11 @@ explain command on the bundled digits model (and on EfficientNet-Lite0 when the 
 installed), the methods list, and the messages and exit statuses of a user's mistakes."""
 
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
+import time
 from importlib.resources import files
 from pathlib import Path
 
@@ -388,3 +390,163 @@ def test_explain_full_image_over_a_non_square_photo(tmp_path):
     outside[14:238, 140:364] = False
     assert (view[outside] == dark).all()
     assert (view[~outside, 0] >= 100).all()  # 0.5 * heat + 0.5 * 200 in red
+
+
+# -- hostile input: files that are not images, bad architecture arguments --------------------
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """``cli.main(argv)`` in this process: its exit status (usage errors exit by SystemExit) and
+    its stderr."""
+    try:
+        status = cli.main(argv)
+    except SystemExit as exit:
+        status = exit.code
+    return status, capsys.readouterr().err
+
+
+def test_explain_names_devices_link_loops_and_folders_given_as_images(tmp_path, capsys):
+    """Each refused by name with exit status 1 before anything is opened or runs; a FIFO (which
+    opening would block on) in a subprocess that must end within a minute."""
+    (tmp_path / "loop.png").symlink_to(tmp_path / "back.png")
+    (tmp_path / "back.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "photo.png").mkdir()
+    os.mkfifo(tmp_path / "queue.png")
+    out = str(tmp_path / "out")
+    for image, words in (
+        ("/dev/zero", "/dev/zero: not a regular file (a pipe, socket or device)"),
+        (str(tmp_path / "loop.png"), "loop.png: cannot be read (Too many levels of symbolic"),
+        (str(tmp_path / "photo.png"), "photo.png: a folder without image files"),
+        (str(tmp_path / "q*.png"), "queue.png: not a regular file"),  # a pattern matching a FIFO
+    ):
+        status, err = run_main(["explain", image, "--model", "lenet-digits", "--out", out], capsys)
+        assert status == 1 and f"npxai explain: error: {tmp_path if image[0] != '/' else ''}" in err
+        assert words in err, err
+    assert not (tmp_path / "out").exists()
+    started = time.monotonic()
+    fifo = subprocess.run([sys.executable, "-m", "npxai", "explain", "queue.png", "--model",
+                           "lenet-digits"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert_user_error(fifo, 1, "queue.png: not a regular file")
+    assert time.monotonic() - started < 60
+
+
+def test_explain_refuses_images_of_extreme_shape_before_reading_them(tmp_path, capsys):
+    """A 1 x 3000 PNG (resized to 256 pixels high for an RGB model it would be 768 000 wide)."""
+    Image.fromarray(np.zeros((1, 3000), np.uint8)).save(tmp_path / "line.png")
+    Image.fromarray(np.zeros((3, 300), np.uint8)).save(tmp_path / "strip.png")  # 100 times: fine
+    argv = ["explain", str(tmp_path / "strip.png"), "--model", "lenet-digits", "--method",
+            "Gradient", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert run_main(argv, capsys)[0] == 0
+    status, err = run_main([*argv[:1], str(tmp_path / "line.png"), *argv[2:]], capsys)
+    assert status == 1
+    assert "line.png: an image of 3000 x 1 pixels; npxai explains images whose longer side" in err
+
+
+@pytest.mark.parametrize(
+    "arch, words",
+    [
+        ("lenet:num_classes=0", ["num_classes=0", "num_classes takes an int from 1 to 100000"]),
+        ("lenet:num_classes=-1", ["num_classes=-1", "from 1 to 100000"]),
+        ("lenet:num_classes='x'", ["num_classes='x'", "from 1 to 100000"]),
+        ("lenet:num_classes=True", ["num_classes=True", "from 1 to 100000"]),
+        ("lenet:num_classes=2.0", ["num_classes=2.0", "from 1 to 100000"]),
+        ("lenet:num_classes=10000000000", ["num_classes=10000000000", "from 1 to 100000"]),
+        ("lenet:input_size=2", ["input_size=2", "input_size takes an int from 4 to 512"]),
+        ("lenet:input_size=100000", ["input_size=100000", "from 4 to 512"]),
+        ("lenet:in_channels=2", ["in_channels=2", "1 (grey images) or 3 (RGB)"]),
+        ("lenet:depth=3", ["'lenet:depth=3'", "unexpected keyword argument 'depth'",
+                           "lenet takes (num_classes: int = 10, in_channels"]),
+        ("lenet:num_classes=2,num_classes=3", ["argument 'num_classes' given twice"]),
+        ("lenet:num_classes", ["bad architecture option 'num_classes'", "Python literals"]),
+        ("lenet:num_classes=1" + "0" * 5000, ["bad architecture option", "Python literals"]),
+        ("lenet:num_classes=" + "(" * 300 + ")" * 300, ["bad architecture option"]),
+        ("vgg11:dropout=2.0", ["'vgg11:dropout=2.0'", "dropout probability p must be in [0, 1]"]),
+        ("vgg11:dropout=1e999", ["dropout=inf", "dropout takes a finite number"]),
+        ("vgg11:dropout='0.5'", ["dropout='0.5'", "a finite number"]),
+        ("efficientnet_lite0:pretrained=True", ["pretrained=True", "come from the weights file"]),
+    ],
+)  # fmt: skip
+def test_explain_reports_bad_architecture_arguments_by_name(
+    tmp_path, capsys, digit_png, arch, words
+):
+    """Usage errors (exit status 2) before the weights file is read (it is not a weights file)."""
+    (tmp_path / "w.pt").write_bytes(b"not weights")
+    argv = ["explain", str(digit_png), "--model", str(tmp_path / "w.pt"), "--arch", arch]
+    status, err = run_main(argv, capsys)
+    assert status == 2 and "npxai explain: error: " in err and "usage: npxai explain" in err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_architecture_values_are_literals_never_code(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    arch = f"lenet:num_classes=__import__('pathlib').Path({str(marker)!r}).touch() or 10"
+    weights = str(BUNDLED / "lenet_digits.safetensors")
+    status, err = run_main(["explain", "x.png", "--model", weights, "--arch", arch], capsys)
+    assert status == 2 and "write NAME:key=value,... with Python literals as values" in err
+    assert not marker.exists()
+
+
+def test_every_integer_argument_of_a_constructor_is_bounded():
+    """A new constructor's integer argument must get its bounds in zoo.INT_ARGUMENTS."""
+    for name, constructor in zoo.constructors().items():
+        for parameter in inspect.signature(constructor).parameters.values():
+            default = parameter.default
+            if isinstance(default, int) and not isinstance(default, bool):
+                assert parameter.name in zoo.INT_ARGUMENTS, (name, parameter.name)
+
+
+ARCHITECTURE_PROPERTY = """
+import contextlib, io, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))  # a regression fails, not swamps
+from hypothesis import given, settings, strategies as st
+from npxai import cli
+
+IMAGE, WEIGHTS, OUT = sys.argv[1:4]
+ALLOWED = {"num_classes": range(1, 100_001), "in_channels": (1, 3), "input_size": range(4, 513)}
+values = st.one_of(st.integers(-5, 600), st.integers(-10**15, 10**15),
+                   st.sampled_from([1, 3, 4, 512, 513, 100_000, 100_001, 10**10]))
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(sorted(ALLOWED)), values, min_size=1))
+def check(arguments):
+    arch = "lenet:" + ",".join(f"{key}={value}" for key, value in arguments.items())
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = cli.main(["explain", IMAGE, "--model", WEIGHTS, "--arch", arch,
+                               "--method", "Gradient", "--backend", "numpy", "--out", OUT])
+        except SystemExit as exit:
+            status = exit.code
+    bad = [key for key, value in arguments.items() if value not in ALLOWED[key]]
+    message = err.getvalue()
+    if bad:  # a usage error naming the first bad argument
+        assert status == 2 and f"error: bad argument {bad[0]}=" in message, (arch, message)
+    else:  # built; the digits model's weights fit only its own architecture
+        fits = arguments.get("num_classes", 10) == 10 and arguments.get("in_channels", 1) == 1 \
+            and arguments.get("input_size", 28) // 4 == 2
+        assert (status, "does not fit" in message) == ((0, False) if fits else (1, True)), \
+            (arch, status, message)
+
+check()
+print("checked")
+"""
+
+
+def test_hypothesis_drawn_architecture_sizes_are_built_or_refused_by_name(tmp_path, digit_png):
+    """num_classes, in_channels and input_size drawn over small, huge and negative integers,
+    under a 3 GiB address-space limit: a valid architecture is built (the digits weights then
+    fit or are refused by name), an invalid one is a usage error naming its first bad argument;
+    never a traceback, never a huge allocation."""
+    weights = str(BUNDLED / "lenet_digits.safetensors")
+    result = subprocess.run(
+        [sys.executable, "-c", ARCHITECTURE_PROPERTY, str(digit_png), weights, str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout.strip() == "checked", result.stderr[-3000:]
+
+
+def test_digits_show_takes_a_positive_count(tmp_path, capsys):
+    status, err = run_main(["digits", "--show", "-1"], capsys)
+    assert status == 2 and "--show: expected a positive integer, got '-1'" in err
