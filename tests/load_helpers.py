@@ -54,9 +54,10 @@ def expected(t: torch.Tensor) -> np.ndarray:
     return (t.float() if t.dtype == torch.bfloat16 else t).contiguous().numpy()
 
 
-def assert_loads_like_torch(path, loaded: dict) -> None:
-    """``loaded`` holds exactly what ``torch.load(path, weights_only=True)`` holds."""
-    theirs = torch.load(path, weights_only=True)
+def assert_loads_like_torch(path, loaded: dict, weights_only: bool = True) -> None:
+    """``loaded`` holds exactly what ``torch.load(path, weights_only=True)`` holds (or, for a
+    file this test wrote that torch's weights-only reader cannot read, ``weights_only=False``)."""
+    theirs = torch.load(path, weights_only=weights_only)
     assert set(loaded) == set(theirs)
     for name, t in theirs.items():
         want = expected(t)
