@@ -161,14 +161,20 @@ class _Budget:
 
 
 class _Storage:
-    """A storage named by a pickle (created per load): the dtype its tensors read it as, its
-    element count as named (in elements of the dtype named), its size in bytes, its byte order
-    and, once read, its raw bytes."""
+    """A storage named by a pickle (created per load): the dtype its tensors read it as (first
+    the dtype ``named`` by the pickle), its element count as named, its size in bytes, its byte
+    order and, once read, its raw bytes."""
 
-    __slots__ = ("dtype", "numel", "nbytes", "order", "raw")
+    __slots__ = ("dtype", "named", "numel", "nbytes", "order", "raw")
 
     def __init__(self, dtype: str, numel: int):
-        self.dtype, self.numel, self.order, self.raw = dtype, numel, "little", b""
+        self.dtype, self.named, self.numel, self.order, self.raw = (
+            dtype,
+            dtype,
+            numel,
+            "little",
+            b"",
+        )
         self.nbytes = numel * np.dtype(TORCH_DTYPES[dtype]).itemsize
 
 
@@ -507,15 +513,16 @@ def load(
         not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0
     ):
         raise ValueError(f"max_bytes must be a non-negative int or None, not {max_bytes!r:.40}")
-    with _wrap_corruption(path, "weight"):
+    try:
         size = path.stat().st_size
-        budget = _Budget(
-            path, BUDGET_PER_FILE_BYTE * size + MIN_BUDGET if max_bytes is None else max_bytes
-        )
         with open(path, "rb") as f:
             head = f.read(9)
+    except OSError as error:  # no permission, or an I/O error
+        raise LoadError(f"{path}: cannot read this weight file ({error.strerror})") from None
+    limit = BUDGET_PER_FILE_BYTE * size + MIN_BUDGET if max_bytes is None else max_bytes
+    budget = _Budget(path, limit)
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        with _wrap_corruption(path, "zip"), zipfile.ZipFile(path) as archive:
+        with _wrap_corruption(path, "zip file"), zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             if not names and head[:4] == b"PK\x03\x04":
                 raise LoadError(
@@ -526,10 +533,10 @@ def load(
                 return _select(_read_torch_zip(archive, path, budget), path, key, budget)
             return _no_key(_read_npz(archive, path, budget), path, key)
     if head[:1] == b"\x80":
-        with _wrap_corruption(path, "legacy torch"), open(path, "rb") as f:
+        with _wrap_corruption(path, "legacy torch file"), open(path, "rb") as f:
             return _select(_read_torch_legacy(f, path, budget), path, key, budget)
     if len(head) == 9 and head[8:9] == b"{":
-        with _wrap_corruption(path, "safetensors"):
+        with _wrap_corruption(path, "safetensors file"):
             return _no_key(_read_safetensors(path, budget), path, key)
     raise LoadError(
         f"{path}: unknown format; expected a torch.save file (zip or legacy), a .safetensors "
@@ -547,8 +554,9 @@ DAMAGED = (
 
 
 @contextmanager
-def _wrap_corruption(path: Path, kind: str) -> Iterator[None]:
-    """Turn the low-level errors of a damaged file into one :class:`LoadError` naming it."""
+def _wrap_corruption(where: str | Path, kind: str) -> Iterator[None]:
+    """Turn the low-level errors of a damaged file into one :class:`LoadError` starting with
+    ``where`` (the file, or the file and its member)."""
     try:
         yield
     except LoadError:
@@ -557,7 +565,7 @@ def _wrap_corruption(path: Path, kind: str) -> Iterator[None]:
         detail = str(error)
         detail = detail[:200] + "..." if len(detail) > 200 else detail
         raise LoadError(
-            f"{path}: corrupt or truncated {kind} file ({type(error).__name__}: {detail})"
+            f"{where}: corrupt or truncated {kind} ({type(error).__name__}: {detail})"
         ) from error
 
 
@@ -605,7 +613,10 @@ def _read_torch_zip(archive: zipfile.ZipFile, path: Path, budget: _Budget) -> An
                 f"{storage.nbytes}"
             )
         budget.take(storage.nbytes, f"storage {_describe(key)}")
-        storage.raw, storage.order = _read_member(archive, info, storage.nbytes, path), order
+        storage.raw = _read_member(archive, info, storage.nbytes, path)
+        # torch byte-swaps a storage as the type its pickle names: an untyped one (of bytes,
+        # read as another dtype by _rebuild_tensor_v3) never
+        storage.order = order if storage.named == storage.dtype else "little"
     return result
 
 
@@ -753,7 +764,7 @@ def _read_npz(archive: zipfile.ZipFile, path: Path, budget: _Budget) -> dict[str
         where = f"{path}: member {_describe(info.filename)}"
         if not info.filename.endswith(".npy"):
             raise LoadError(f"{where} is not a .npy array (an .npz archive holds only .npy files)")
-        with archive.open(info) as f:
+        with _wrap_corruption(where, ".npy member"), archive.open(info) as f:
             version = np.lib.format.read_magic(f)
             if version not in ((1, 0), (2, 0)):
                 raise LoadError(f"{where} has .npy format version {version}; 1.0 or 2.0 expected")
