@@ -10,11 +10,12 @@ import textwrap
 import zipfile
 
 import numpy as np
-import torch
 
 
 def torch_members(obj, **save_options) -> dict[str, bytes]:
     """The members of the zip that ``torch.save(obj)`` writes, by name."""
+    import torch  # here, not above: the memory-limited children import this module too
+
     buffer = io.BytesIO()
     torch.save(obj, buffer, **save_options)
     with zipfile.ZipFile(buffer) as z:
@@ -33,7 +34,11 @@ def write_zip(path, members: dict[str, bytes], compression=zipfile.ZIP_STORED) -
 
 def write_pickle_zip(path, payload: bytes, storages: dict[str, bytes] | None = None) -> None:
     """A torch-style archive whose data.pkl is ``payload`` (plus storages ``data/<key>``)."""
-    members = {"archive/data.pkl": payload, "archive/byteorder": b"little"}
+    members = {
+        "archive/data.pkl": payload,
+        "archive/byteorder": b"little",
+        "archive/version": b"3\n",
+    }
     members.update({f"archive/data/{k}": v for k, v in (storages or {}).items()})
     write_zip(path, members)
 
@@ -48,8 +53,10 @@ def global_op(module: str, name: str) -> bytes:
     return b"c" + f"{module}\n{name}\n".encode()
 
 
-def expected(t: torch.Tensor) -> np.ndarray:
+def expected(t) -> np.ndarray:
     """What npxai.load must give for a tensor: torch's values, bfloat16 widened to float32."""
+    import torch
+
     t = t.detach()
     return (t.float() if t.dtype == torch.bfloat16 else t).contiguous().numpy()
 
@@ -57,6 +64,8 @@ def expected(t: torch.Tensor) -> np.ndarray:
 def assert_loads_like_torch(path, loaded: dict, weights_only: bool = True) -> None:
     """``loaded`` holds exactly what ``torch.load(path, weights_only=True)`` holds (or, for a
     file this test wrote that torch's weights-only reader cannot read, ``weights_only=False``)."""
+    import torch
+
     theirs = torch.load(path, weights_only=weights_only)
     assert set(loaded) == set(theirs)
     for name, t in theirs.items():
@@ -90,3 +99,16 @@ def run_limited(code: str, limit_bytes: int = 2 * 2**30, timeout: float = 60) ->
 def safetensors_bytes(header: dict, data: bytes) -> bytes:
     text = json.dumps(header).encode()
     return len(text).to_bytes(8, "little") + text + data
+
+
+def tensor_pickle(tensors: dict, storage_type: str = "FloatStorage") -> bytes:
+    """A data.pkl for ``{name: tensor}``, written opcode by opcode: ``tensors`` maps each name to
+    ``(storage key, storage numel, size, stride, offset)``."""
+    out = b"\x80\x02}"
+    for name, (key, numel, size, stride, offset) in tensors.items():
+        pid = b"(" + body("storage") + global_op("torch", storage_type)
+        pid += body(key) + body("cpu") + body(numel) + b"tQ"
+        args = pid + body(offset) + body(tuple(size)) + body(tuple(stride)) + b"\x89"
+        args += global_op("collections", "OrderedDict") + b")R"
+        out += body(name) + global_op("torch._utils", "_rebuild_tensor_v2") + b"(" + args + b"tRs"
+    return out + b"."
