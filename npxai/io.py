@@ -117,6 +117,13 @@ def _allowed_globals() -> MappingProxyType:
 ALLOWED_GLOBALS = _allowed_globals()
 
 
+def _clip(text: object) -> str:
+    """A string from a file, cut to 40 characters; anything else described."""
+    if not isinstance(text, str):
+        return _describe(text)
+    return text[:40] + ("..." if len(text) > 40 else "")
+
+
 def _describe(value: object) -> str:
     """A short description of a value from a file, bounded in length whatever the value."""
     if isinstance(value, str | bytes):
@@ -189,25 +196,30 @@ class _TensorRef:
     __slots__ = ("storage", "offset", "size", "stride", "dtype")
 
     def __init__(self, storage: object, offset: object, size: object, stride: object, dtype: str):
-        if not isinstance(storage, _Storage):
-            raise LoadError(f"a tensor was rebuilt from {_describe(storage)}, not a storage")
+        self.storage, self.offset, self.size, self.stride, self.dtype = (
+            storage, offset, size, stride, dtype,
+        )  # fmt: skip
+
+    def check(self, where: str) -> None:
+        """Raise a LoadError starting with ``where`` unless this is a storage's view: sizes,
+        strides and offset non-negative ints, at most :data:`MAX_DIMS` dimensions. (Checked
+        only for the tensors returned, once their names are known.)"""
+        if not isinstance(self.storage, _Storage):
+            raise LoadError(f"{where} is rebuilt from {_describe(self.storage)}, not a storage")
+        size, stride = self.size, self.stride
         if not (isinstance(size, tuple) and isinstance(stride, tuple)):
-            raise LoadError(
-                f"a tensor's size and stride are {_describe(size)}, {_describe(stride)}"
-            )
-        ints = (offset, *size, *stride)
+            raise LoadError(f"{where} has size {_describe(size)} and stride {_describe(stride)}")
+        ints = (self.offset, *size, *stride)
         if (
-            not all(isinstance(v, int) and v >= 0 for v in ints)
+            not all(type(v) is int and v >= 0 for v in ints)
             or len(size) != len(stride)
             or len(size) > MAX_DIMS
         ):
             raise LoadError(
-                f"bad tensor geometry: offset {_describe(offset)}, size of {len(size)} and stride "
-                f"of {len(stride)} non-negative ints (at most {MAX_DIMS}) expected"
+                f"{where} has a bad geometry: offset {_describe(self.offset)}, size "
+                f"{_describe(size)} and stride {_describe(stride)} of non-negative ints (at most "
+                f"{MAX_DIMS}) expected"
             )
-        self.storage, self.offset, self.size, self.stride, self.dtype = (
-            storage, offset, size, stride, dtype,
-        )  # fmt: skip
 
     @property
     def nbytes(self) -> int:
@@ -409,7 +421,7 @@ class _Unpickler:
     def _global(self, module: object, name: object) -> _Global:
         marker = ALLOWED_GLOBALS.get((module, name))
         if marker is None:
-            where = f"{_describe(module)[1:-1]}.{_describe(name)[1:-1]}"
+            where = f"{_clip(module)}.{_clip(name)}"
             hint = (
                 " (a pickled Python object such as a whole nn.Module: save model.state_dict() "
                 "instead)"
@@ -429,7 +441,10 @@ class _Unpickler:
         if isinstance(function, _Global) and function.role == "OrderedDict" and args == ():
             return OrderedDict()
         if isinstance(function, _Global) and function.role == "call":
-            return _CALLS[function.name](*args)
+            try:
+                return _CALLS[function.name](*args)
+            except LoadError as error:
+                raise LoadError(f"{self.path}: {error} (in {function.name})") from None
         raise UnsafePickleError(
             f"{self.path}: refusing to call {_describe(function)} with {_describe(args)}; npxai "
             "calls only its stand-ins for torch's rebuild functions and OrderedDict()"
@@ -677,9 +692,7 @@ def _select(obj: Any, path: Path, key: str | None, budget: _Budget) -> dict[str,
     """The mapping of names to arrays in an unpickled object (or in its entry ``key``)."""
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
-            found = (
-                [_describe(k) for k in list(obj)[:10]] if isinstance(obj, dict) else _describe(obj)
-            )
+            found = _names(list(obj)) if isinstance(obj, dict) else _describe(obj)
             raise LoadError(f"{path}: no entry {key!r} to select; the file holds {found}")
         obj = obj[key]
     if isinstance(obj, _TensorRef):
@@ -688,14 +701,15 @@ def _select(obj: Any, path: Path, key: str | None, budget: _Budget) -> dict[str,
         raise LoadError(f"{path}: holds {_describe(obj)}, not a dict of named tensors")
     others = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, _TensorRef))]
     if others:
-        dicts = _names([k for k, v in obj.items() if isinstance(v, dict)])
+        dicts = [k for k, v in obj.items() if isinstance(v, dict)]
         hint = (
-            f"; select a sub-dict with key= (--key on the command line), one of {dicts}"
+            f"; select a sub-dict with key= (--key on the command line), one of {_names(dicts)}"
             if dicts
             else ""
         )
         raise LoadError(f"{path}: entries {_names(others)} are not tensors{hint}")
     for name, tensor in obj.items():
+        tensor.check(f"{path}: tensor {_describe(name)}")
         budget.take(tensor.nbytes, f"tensor {_describe(name)}")
     return {
         name: tensor.to_array(f"{path}: tensor {_describe(name)}") for name, tensor in obj.items()

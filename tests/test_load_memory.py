@@ -204,6 +204,7 @@ def test_error_messages_are_bounded_whatever_the_file_holds(tmp_path):
     )
     lines = out.splitlines()
     assert len(lines) == 4, out
+    assert "magic.pt: a pickle, but not a torch.save file (magic" in lines[0]
     for line in lines:
         assert int(line.split()[0]) < 400 + len(str(tmp_path)), line
 
