@@ -198,13 +198,13 @@ def test_error_messages_are_bounded_whatever_the_file_holds(tmp_path):
             try:
                 npxai.load({str(tmp_path)!r} + "/" + name, key=key)
             except npxai.LoadError as error:
-                print(len(str(error)), str(error)[:60].replace("\\n", " "))
+                print(len(str(error)), str(error).split(": ", 1)[1][:60])
         """,
         limit_bytes=2**30,
     )
     lines = out.splitlines()
     assert len(lines) == 4, out
-    assert "magic.pt: a pickle, but not a torch.save file (magic" in lines[0]
+    assert lines[0].endswith("a pickle, but not a torch.save file (magic number a list of ")
     for line in lines:
         assert int(line.split()[0]) < 400 + len(str(tmp_path)), line
 
