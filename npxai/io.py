@@ -175,13 +175,8 @@ class _Storage:
     __slots__ = ("dtype", "named", "numel", "nbytes", "order", "raw")
 
     def __init__(self, dtype: str, numel: int):
-        self.dtype, self.named, self.numel, self.order, self.raw = (
-            dtype,
-            dtype,
-            numel,
-            "little",
-            b"",
-        )
+        self.dtype = self.named = dtype
+        self.numel, self.order, self.raw = numel, "little", b""
         self.nbytes = numel * np.dtype(TORCH_DTYPES[dtype]).itemsize
 
 
@@ -313,8 +308,8 @@ class _Unpickler:
                     f"{self.path}: refusing pickle opcode {name} at byte {pos}; npxai only "
                     "unpickles tensors and containers of them, and executed nothing from this file"
                 )
-            if name == "STOP":
-                return stack.pop()
+            if name == "STOP":  # genops ends with it (or raises ValueError before)
+                break
             if name == "MARK":
                 marks.append(stack)
                 stack = []
@@ -324,7 +319,7 @@ class _Unpickler:
                 self._marked(name, items, stack, pos)
             else:
                 self._step(name, arg, stack, memo, pos)
-        raise LoadError(f"{self.path}: a pickle ends without STOP")
+        return stack.pop()
 
     def _nest(self, items: tuple | frozenset, pos: int) -> None:
         depth = 1 + max(
