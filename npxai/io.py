@@ -150,7 +150,7 @@ def _names(keys: list) -> str:
 
 
 class _Budget:
-    """The bytes a load may still allocate for storages and arrays (``max_bytes`` of
+    """The bytes a load may still allocate for pickles, storages and arrays (``max_bytes`` of
     :func:`load`); :meth:`take` is called before each allocation."""
 
     def __init__(self, path: Path, limit: int):
@@ -505,9 +505,9 @@ def load(
     """Read the named arrays of a weight file: ``{name: array}``.
 
     ``key`` selects a sub-dict of a torch checkpoint (``key="state_dict"``). ``max_bytes``
-    bounds what the load allocates: the storages it reads plus the arrays it returns, summed
-    over the file's tensors, and checked before each allocation against the sizes the file
-    declares. By default it is :data:`BUDGET_PER_FILE_BYTE` (8) times the file's size plus
+    bounds what the load allocates: a zip's pickle, the storages it reads and the arrays it
+    returns, summed over the file, each checked against the sizes the file declares before it
+    is read or allocated. By default it is :data:`BUDGET_PER_FILE_BYTE` (8) times the file's size plus
     :data:`MIN_BUDGET` (64 MiB), so that a small file cannot make huge arrays (a deflate bomb,
     zero-stride views); pass a larger value for a checkpoint that really expands that much.
 
