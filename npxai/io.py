@@ -6,29 +6,38 @@ Readable formats, recognised by their content (not by their suffix):
 - ``torch.save`` legacy files (``_use_new_zipfile_serialization=False``, PyTorch < 1.6): a stream
   of pickles followed by the raw storages;
 - ``.safetensors``: an 8-byte little-endian header length, a JSON header, then raw data;
-- ``.npz``: NumPy archives, read with ``allow_pickle=False``.
+- ``.npz``: NumPy archives of ``.npy`` members (never unpickled).
 
-Pickles are read by an unpickler that resolves only the globals in :data:`ALLOWED_GLOBALS`, each
-mapped to a function of this module that records what to build; no callable from the file is ever
-run. Any other global (a pickled ``nn.Module``, ``os.system``, ``builtins.eval``) is refused with
-:class:`~npxai.errors.UnsafePickleError` naming it. bfloat16 values are widened exactly to float32
-(NumPy has no bfloat16); every other dtype is kept.
+Pickles are not given to :mod:`pickle`: :class:`_Unpickler` reads their opcodes with
+:func:`pickletools.genops` and carries out only an allow-list of them (:data:`PICKLE_OPCODES`:
+literals, containers, the memo, globals, ``REDUCE``, ``BUILD`` and ``BINPERSID``). A global
+resolves only if it is in :data:`ALLOWED_GLOBALS`, to an immutable marker; ``REDUCE`` on a marker
+runs npxai's own stand-in for that torch function, which records what to build. No callable from
+the file, and no object that outlives the load, is ever reached. Any other global (a pickled
+``nn.Module``, ``os.system``, ``builtins.eval``) or opcode (``EXT1``, ``INST``, ``NEWOBJ``, ...)
+is refused with :class:`~npxai.errors.UnsafePickleError` naming it. bfloat16 values are widened
+exactly to float32 (NumPy has no bfloat16); every other dtype is kept.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import lzma
 import math
 import os
-import pickle
+import pickletools
 import stat
 import struct
+import tokenize
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -57,21 +66,123 @@ SAFETENSORS_DTYPES = {
 }  # fmt: skip
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
-#: A tensor may hold more elements than its storage (zero strides) only up to this many.
-MAX_BROADCAST_ELEMENTS = 2**24
 MAX_SAFETENSORS_HEADER = 100 * 2**20
+#: Tuples and frozensets (the containers that can be hashed) nest at most this deep in a pickle.
+MAX_DEPTH = 100
+#: NumPy's limit on the number of dimensions of an array.
+MAX_DIMS = 64
+#: The default ``max_bytes`` of :func:`load` is this many times the file's size, plus
+#: :data:`MIN_BUDGET` bytes.
+BUDGET_PER_FILE_BYTE = 8
+MIN_BUDGET = 2**26
+#: The opcodes a pickle may use; every other one is refused before it does anything.
+PICKLE_OPCODES = frozenset(
+    "PROTO FRAME STOP MARK POP POP_MARK DUP "
+    "NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT "
+    "UNICODE SHORT_BINUNICODE BINUNICODE BINUNICODE8 BINBYTES SHORT_BINBYTES BINBYTES8 "
+    "EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_LIST LIST APPEND APPENDS "
+    "EMPTY_DICT DICT SETITEM SETITEMS EMPTY_SET ADDITEMS FROZENSET "
+    "GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE "
+    "GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID".split()
+)
+
+
+@dataclass(frozen=True)
+class _Global:
+    """What an allowed global resolves to: an immutable marker (its name, what it stands for,
+    and for storage types and dtypes the dtype), never an object shared between loads."""
+
+    name: str
+    role: str  # "OrderedDict", "call" (a torch rebuild function), "storage" or "dtype"
+    dtype: str | None = None
+
+
+def _allowed_globals() -> MappingProxyType:
+    allowed = {("collections", "OrderedDict"): _Global("collections.OrderedDict", "OrderedDict")}
+    for function in ("_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+                     "_rebuild_parameter_with_state"):  # fmt: skip
+        allowed[("torch._utils", function)] = _Global(f"torch._utils.{function}", "call")
+    for module in ("torch", "torch.storage"):
+        allowed[(module, "UntypedStorage")] = _Global(
+            f"{module}.UntypedStorage", "storage", "uint8"
+        )
+    for storage, dtype in LEGACY_STORAGES.items():
+        allowed[("torch", storage)] = _Global(f"torch.{storage}", "storage", dtype)
+    for dtype in TORCH_DTYPES:
+        allowed[("torch", dtype)] = _Global(f"torch.{dtype}", "dtype", dtype)
+    return MappingProxyType(allowed)
+
+
+#: Every global a pickle may name, and the immutable marker npxai puts in its place.
+ALLOWED_GLOBALS = _allowed_globals()
+
+
+def _clip(text: object) -> str:
+    """A string from a file, cut to 40 characters; anything else described."""
+    if not isinstance(text, str):
+        return _describe(text)
+    return text[:40] + ("..." if len(text) > 40 else "")
+
+
+def _describe(value: object) -> str:
+    """A short description of a value from a file, bounded in length whatever the value."""
+    if isinstance(value, str | bytes):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    if isinstance(value, bool | float | type(None)) or (
+        isinstance(value, int) and value.bit_length() <= 64
+    ):
+        return repr(value)
+    if isinstance(value, int):
+        return f"an int of {value.bit_length()} bits"
+    if isinstance(value, _Global):
+        return value.name
+    if isinstance(value, tuple | list | dict | set | frozenset):
+        return f"a {type(value).__name__} of {len(value)}"
+    if isinstance(value, _TensorRef):
+        return "a tensor"
+    return f"a {type(value).__name__}"
+
+
+def _names(keys: list) -> str:
+    """At most ten keys, described, as a list: ``['a', 'b', ... (12 in all)]``."""
+    more = f", ... ({len(keys)} in all)" if len(keys) > 10 else ""
+    return "[" + ", ".join(_describe(k) for k in keys[:10]) + more + "]"
+
+
+class _Budget:
+    """The bytes a load may still allocate for pickles, storages and arrays (``max_bytes`` of
+    :func:`load`); :meth:`take` is called before each allocation."""
+
+    def __init__(self, path: Path, limit: int):
+        self.path, self.limit, self.left = path, limit, limit
+
+    def take(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise LoadError(
+                f"{self.path}: {what} needs {nbytes} bytes, more than the {self.left} left of "
+                f"max_bytes={self.limit} (by default {BUDGET_PER_FILE_BYTE} times the file size "
+                f"plus {MIN_BUDGET}); pass a larger max_bytes= to npxai.load for a file that "
+                "really holds that much"
+            )
+        self.left -= nbytes
 
 
 class _Storage:
-    """A storage named by a pickle: dtype name, element count, and (once read) its data."""
+    """A storage named by a pickle (created per load): the dtype its tensors read it as (first
+    the dtype ``named`` by the pickle), its element count as named, its size in bytes, its byte
+    order and, once read, its raw bytes."""
 
-    __slots__ = ("dtype", "numel", "data")
+    __slots__ = ("dtype", "named", "numel", "nbytes", "order", "raw")
 
     def __init__(self, dtype: str, numel: int):
-        self.dtype, self.numel, self.data = dtype, numel, None
+        self.dtype = self.named = dtype
+        self.numel, self.order, self.raw = numel, "little", b""
+        self.nbytes = numel * np.dtype(TORCH_DTYPES[dtype]).itemsize
 
-    def __setstate__(self, state: object) -> None:
-        raise pickle.UnpicklingError("a pickle tried to set the state of a storage")
+
+def _output_dtype(dtype: str) -> np.dtype:
+    """The dtype npxai returns for a torch dtype: its own, but float32 for bfloat16."""
+    return np.dtype(np.float32 if dtype == "bfloat16" else TORCH_DTYPES[dtype])
 
 
 class _TensorRef:
@@ -79,39 +190,57 @@ class _TensorRef:
 
     __slots__ = ("storage", "offset", "size", "stride", "dtype")
 
-    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple, dtype: str):
-        if not isinstance(storage, _Storage):
-            raise pickle.UnpicklingError(
-                f"a tensor was rebuilt from {type(storage).__name__}, not a storage"
-            )
-        ints = (offset, *size, *stride)
-        if not all(isinstance(v, int) and v >= 0 for v in ints) or len(size) != len(stride):
-            raise pickle.UnpicklingError(
-                f"bad tensor geometry: offset {offset}, size {size}, stride {stride}"
-            )
+    def __init__(self, storage: object, offset: object, size: object, stride: object, dtype: str):
         self.storage, self.offset, self.size, self.stride, self.dtype = (
-            storage, offset, tuple(size), tuple(stride), dtype,
+            storage, offset, size, stride, dtype,
         )  # fmt: skip
 
-    def __setstate__(self, state: object) -> None:
-        raise pickle.UnpicklingError("a pickle tried to set the state of a tensor")
-
-    def to_array(self) -> np.ndarray:
-        """The tensor's values as an array of its own (not a view of the storage)."""
-        data = self.storage.data
-        count = math.prod(self.size)
-        if count == 0:
-            return np.zeros(self.size, dtype=TORCH_DTYPES[self.dtype])
-        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
-        if last >= len(data):
+    def check(self, where: str) -> None:
+        """Raise a LoadError starting with ``where`` unless this is a storage's view: sizes,
+        strides and offset non-negative ints, at most :data:`MAX_DIMS` dimensions. (Checked
+        only for the tensors returned, once their names are known.)"""
+        if not isinstance(self.storage, _Storage):
+            raise LoadError(f"{where} is rebuilt from {_describe(self.storage)}, not a storage")
+        size, stride = self.size, self.stride
+        if not (isinstance(size, tuple) and isinstance(stride, tuple)):
+            raise LoadError(f"{where} has size {_describe(size)} and stride {_describe(stride)}")
+        ints = (self.offset, *size, *stride)
+        if (
+            not all(type(v) is int and v >= 0 for v in ints)
+            or len(size) != len(stride)
+            or len(size) > MAX_DIMS
+        ):
             raise LoadError(
-                f"a tensor of size {self.size} reaches element {last} of a storage of {len(data)}"
+                f"{where} has a bad geometry: offset {_describe(self.offset)}, size "
+                f"{_describe(size)} and stride {_describe(stride)} of non-negative ints (at most "
+                f"{MAX_DIMS}) expected"
             )
-        if count > max(len(data), MAX_BROADCAST_ELEMENTS):
-            raise LoadError(f"a tensor of size {self.size} has more elements than its storage")
-        byte_strides = tuple(s * data.itemsize for s in self.stride)
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.size) * _output_dtype(self.dtype).itemsize
+
+    def to_array(self, where: str) -> np.ndarray:
+        """The tensor's values as an array of its own (not a view of the storage)."""
+        out = _output_dtype(self.dtype)
+        if math.prod(self.size) == 0:
+            return np.zeros(self.size, dtype=out)
+        disk = np.dtype(TORCH_DTYPES[self.dtype])
+        count = len(self.storage.raw) // disk.itemsize
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
+        if last >= count:
+            raise LoadError(
+                f"{where} of size {self.size} reaches element {last} of a storage of {count}"
+            )
+        data = np.frombuffer(
+            self.storage.raw,
+            dtype=disk.newbyteorder("<" if self.storage.order == "little" else ">"),
+            count=count,
+        )
+        byte_strides = tuple(s * disk.itemsize for s in self.stride)
         view = np.lib.stride_tricks.as_strided(data[self.offset :], self.size, byte_strides)
-        return _widen_bfloat16(view.copy()) if self.dtype == "bfloat16" else view.copy()
+        array = view.astype(disk)
+        return _widen_bfloat16(array) if self.dtype == "bfloat16" else array
 
 
 def _widen_bfloat16(bits: np.ndarray) -> np.ndarray:
@@ -123,115 +252,244 @@ def _rebuild_tensor_v2(
     storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
 ):  # noqa: E501
     """Stands in for ``torch._utils._rebuild_tensor_v2``: a typed storage's strided view."""
-    return _TensorRef(storage, storage_offset, size, stride, getattr(storage, "dtype", None))
+    return _TensorRef(storage, storage_offset, size, stride, getattr(storage, "dtype", ""))
 
 
 def _rebuild_tensor_v3(
     storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None
 ):  # noqa: E501
     """Stands in for ``torch._utils._rebuild_tensor_v3``: an untyped storage read as ``dtype``."""
-    if (
-        not isinstance(storage, _Storage)
-        or storage.dtype != "uint8"
-        or not isinstance(dtype, _DType)
-    ):
-        raise pickle.UnpicklingError(
-            "_rebuild_tensor_v3 needs an untyped storage and a torch dtype"
-        )
-    storage.dtype = dtype.name
-    storage.numel //= np.dtype(TORCH_DTYPES[dtype.name]).itemsize
-    return _TensorRef(storage, storage_offset, size, stride, dtype.name)
+    if not (isinstance(storage, _Storage) and isinstance(dtype, _Global) and dtype.role == "dtype"):
+        raise LoadError("_rebuild_tensor_v3 needs an untyped storage and a torch dtype")
+    if storage.dtype == "uint8" and dtype.dtype != "uint8":
+        if storage.nbytes % np.dtype(TORCH_DTYPES[dtype.dtype]).itemsize:
+            raise LoadError(f"a storage of {storage.nbytes} bytes read as {dtype.dtype}")
+        storage.dtype = dtype.dtype
+    if storage.dtype != dtype.dtype:
+        raise LoadError(f"a {storage.dtype} storage read as {dtype.dtype}")
+    return _TensorRef(storage, storage_offset, size, stride, dtype.dtype)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
     """Stands in for ``torch._utils._rebuild_parameter(_with_state)``: the parameter's data."""
     if not isinstance(data, _TensorRef):
-        raise pickle.UnpicklingError("a parameter was rebuilt from something that is not a tensor")
+        raise LoadError("a parameter was rebuilt from something that is not a tensor")
     return data
 
 
-class _StorageType:
-    """Stands in for ``torch.FloatStorage`` and the like (and ``UntypedStorage``, as bytes)."""
-
-    def __init__(self, dtype: str):
-        self.dtype = dtype
-
-
-class _DType:
-    """Stands in for ``torch.float32`` and the like."""
-
-    def __init__(self, name: str):
-        self.name = name
+_CALLS = {
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
+    "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
+}
 
 
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    allowed: dict[tuple[str, str], Any] = {
-        ("collections", "OrderedDict"): OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-        ("torch.storage", "UntypedStorage"): _StorageType("uint8"),
-        ("torch", "UntypedStorage"): _StorageType("uint8"),
-    }
-    for storage, dtype in LEGACY_STORAGES.items():
-        allowed[("torch", storage)] = _StorageType(dtype)
-    for dtype in TORCH_DTYPES:
-        allowed[("torch", dtype)] = _DType(dtype)
-    return allowed
+class _Unpickler:
+    """Carries out a pickle's opcodes (:data:`PICKLE_OPCODES` only), resolving globals to the
+    markers of :data:`ALLOWED_GLOBALS`; storages named by persistent ids go to ``storages``.
 
+    Every tuple and frozenset made records its nesting depth, at most :data:`MAX_DEPTH`, so that
+    no key hashed here (hashing recurses in C, unguarded) can overflow the stack. Lists and dicts
+    cannot be hashed, and nothing here recurses into them."""
 
-#: Every global a pickle may name, and what npxai puts in its place.
-ALLOWED_GLOBALS = _allowed_globals()
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only :data:`ALLOWED_GLOBALS`; storages come from ``storages`` by key."""
-
-    def __init__(self, file: io.BufferedIOBase, path: Path, storages: dict[str, _Storage]):
-        super().__init__(file)
+    def __init__(self, path: Path, storages: dict[str, _Storage]):
         self.path, self.storages = path, storages
+        self.depths: dict[int, int] = {}
 
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+    def load(self, file: Any) -> Any:
+        stack: list[Any] = []
+        marks: list[list[Any]] = []
+        memo: dict[int, Any] = {}
+        for opcode, arg, pos in pickletools.genops(file):
+            name = opcode.name
+            if name not in PICKLE_OPCODES:
+                raise UnsafePickleError(
+                    f"{self.path}: refusing pickle opcode {name} at byte {pos}; npxai only "
+                    "unpickles tensors and containers of them, and executed nothing from this file"
+                )
+            if name == "STOP":  # genops ends with it (or raises ValueError before)
+                break
+            if name == "MARK":
+                marks.append(stack)
+                stack = []
+            elif name in ("TUPLE", "LIST", "DICT", "POP_MARK", "APPENDS", "SETITEMS",
+                          "ADDITEMS", "FROZENSET"):  # fmt: skip
+                items, stack = stack, marks.pop()
+                self._marked(name, items, stack, pos)
+            else:
+                self._step(name, arg, stack, memo, pos)
+        return stack.pop()
+
+    def _nest(self, items: tuple | frozenset, pos: int) -> None:
+        depth = 1 + max(
+            (self.depths.get(id(v), 1) for v in items if isinstance(v, tuple | frozenset)),
+            default=0,
+        )
+        if depth > MAX_DEPTH:
+            raise LoadError(
+                f"{self.path}: tuples nested deeper than {MAX_DEPTH} at byte {pos} of a pickle"
+            )
+        self.depths[id(items)] = depth
+
+    def _marked(self, name: str, items: list, stack: list, pos: int) -> None:
+        if name in ("TUPLE", "FROZENSET"):
+            made = tuple(items) if name == "TUPLE" else frozenset(items)
+            self._nest(made, pos)
+            stack.append(made)
+        elif name == "LIST":
+            stack.append(items)
+        elif name == "DICT":
+            stack.append(self._setitems({}, items))
+        elif name == "APPENDS":
+            self._target(stack, list, "APPENDS").extend(items)
+        elif name == "SETITEMS":
+            self._setitems(self._target(stack, dict, "SETITEMS"), items)
+        elif name == "ADDITEMS":
+            self._target(stack, set, "ADDITEMS").update(items)
+
+    def _target(self, stack: list, kind: type, name: str) -> Any:
+        if not stack or not isinstance(stack[-1], kind):
+            found = _describe(stack[-1]) if stack else "nothing"
+            raise UnsafePickleError(
+                f"{self.path}: refusing {name} on {found}; npxai only fills the {kind.__name__}s "
+                "the pickle itself made"
+            )
+        return stack[-1]
+
+    def _setitems(self, target: dict, items: list) -> dict:
+        if len(items) % 2:
+            raise LoadError(f"{self.path}: odd number of items to set in a dict")
+        for k in range(0, len(items), 2):
+            target[items[k]] = items[k + 1]
+        return target
+
+    def _step(self, name: str, arg: Any, stack: list, memo: dict, pos: int) -> None:
+        if name in ("PROTO", "FRAME"):
+            return
+        if arg is not None and name not in ("GET", "BINGET", "LONG_BINGET", "PUT", "BINPUT",
+                                            "LONG_BINPUT", "GLOBAL"):  # fmt: skip
+            stack.append(arg)  # a literal: an int, float, str or bytes
+        elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
+            stack.append({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
+        elif name in ("EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"):
+            n = ("EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3").index(name)
+            if n > len(stack):
+                raise LoadError(f"{self.path}: {name} at byte {pos} on a short stack")
+            made = tuple(stack[len(stack) - n :])
+            del stack[len(stack) - n :]
+            self._nest(made, pos)
+            stack.append(made)
+        elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
+            stack.append({"EMPTY_LIST": list, "EMPTY_DICT": dict, "EMPTY_SET": set}[name]())
+        elif name == "APPEND":
+            value = stack.pop()
+            self._target(stack, list, name).append(value)
+        elif name == "SETITEM":
+            value, key = stack.pop(), stack.pop()
+            self._target(stack, dict, name)[key] = value
+        elif name == "POP":
+            stack.pop()
+        elif name == "DUP":
+            stack.append(stack[-1])
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            stack.append(memo[arg])
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[arg] = stack[-1]
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1]
+        elif name in ("GLOBAL", "STACK_GLOBAL"):
+            if name == "GLOBAL":
+                module, _, attribute = arg.partition(" ")
+            else:
+                attribute, module = stack.pop(), stack.pop()
+            stack.append(self._global(module, attribute))
+        elif name == "REDUCE":
+            args = stack.pop()
+            stack[-1] = self._call(stack[-1], args)
+        elif name == "BUILD":
+            state = stack.pop()
+            self._build(stack[-1], state)
+        elif name == "BINPERSID":
+            stack.append(self._persistent(stack.pop()))
+
+    def _global(self, module: object, name: object) -> _Global:
+        marker = ALLOWED_GLOBALS.get((module, name))
+        if marker is None:
+            where = f"{_clip(module)}.{_clip(name)}"
             hint = (
                 " (a pickled Python object such as a whole nn.Module: save model.state_dict() "
                 "instead)"
-                if module.startswith(("torch", "torchvision", "__main__"))
+                if isinstance(module, str)
+                and module.startswith(("torch", "torchvision", "__main__"))
                 else ""
             )
             raise UnsafePickleError(
-                f"{self.path}: refusing to load global '{module}.{name}'{hint}; npxai only "
+                f"{self.path}: refusing to load global '{where}'{hint}; npxai only "
                 "unpickles tensors and dicts of them, and executed nothing from this file"
-            ) from None
+            )
+        return marker
 
-    def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unknown persistent id {pid!r:.80}")
+    def _call(self, function: object, args: object) -> Any:
+        if not isinstance(args, tuple):
+            raise LoadError(f"{self.path}: REDUCE with arguments {_describe(args)}, not a tuple")
+        if isinstance(function, _Global) and function.role == "OrderedDict" and args == ():
+            return OrderedDict()
+        if isinstance(function, _Global) and function.role == "call":
+            try:
+                return _CALLS[function.name](*args)
+            except LoadError as error:
+                raise LoadError(f"{self.path}: {error} (in {function.name})") from None
+        raise UnsafePickleError(
+            f"{self.path}: refusing to call {_describe(function)} with {_describe(args)}; npxai "
+            "calls only its stand-ins for torch's rebuild functions and OrderedDict()"
+        )
+
+    def _build(self, target: object, state: object) -> None:
+        """``BUILD`` (set an object's state) only for what ``torch.save`` writes: the
+        ``_metadata`` of a state dict, an :class:`OrderedDict` made by this load. The state is
+        checked to be a dict and dropped (``npxai.load`` returns arrays only)."""
+        if type(target) is OrderedDict and isinstance(state, dict):
+            return
+        what = "a tensor" if isinstance(target, _TensorRef) else _describe(target)
+        raise UnsafePickleError(
+            f"{self.path}: refusing to set the state of {what} (to {_describe(state)}); npxai "
+            "sets no object's state but a state dict's metadata"
+        )
+
+    def _persistent(self, pid: object) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise LoadError(f"{self.path}: unknown persistent id {_describe(pid)}")
         storage_type, key, _location, numel = pid[1:5]
         if len(pid) > 5 and pid[5] is not None:
             raise LoadError(f"{self.path}: storage views (legacy view_metadata) are not supported")
-        if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
-            raise pickle.UnpicklingError(f"bad storage reference {pid!r:.80}")
-        if not isinstance(numel, int) or numel < 0:
-            raise pickle.UnpicklingError(f"bad storage size {numel!r}")
-        if key not in self.storages:
-            self.storages[key] = _Storage(storage_type.dtype, numel)
-        return self.storages[key]
+        if not (isinstance(storage_type, _Global) and storage_type.role == "storage"):
+            raise LoadError(f"{self.path}: a storage of type {_describe(storage_type)}")
+        if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+            raise LoadError(
+                f"{self.path}: bad storage reference: key {_describe(key)}, size {_describe(numel)}"
+            )
+        storage = self.storages.setdefault(key, _Storage(storage_type.dtype, numel))
+        if storage.numel != numel:
+            raise LoadError(
+                f"{self.path}: storage {_describe(key)} named with sizes {storage.numel}, {numel}"
+            )
+        return storage
 
 
 def check_file(path: str | os.PathLike, kind: str) -> None:
     """Raise :class:`~npxai.errors.LoadError` naming ``path`` unless it is a regular file (or a
     link to one): :class:`~npxai.errors.MissingFileError` (also a ``FileNotFoundError``) when
-    nothing is there, a ``LoadError`` saying so for a directory, a pipe or a device (which are
-    never opened, so that a FIFO cannot hang the caller). ``kind`` names what the file should be
-    in the message (``"weight"``: ``"w.pt: no such weight file"``)."""
+    nothing is there (a dangling link included), a ``LoadError`` saying so for a directory, a
+    pipe, a device such as ``/dev/zero``, a loop of symbolic links or a path that cannot be
+    examined (none of which is opened, so that a FIFO cannot hang the caller). ``kind`` names
+    what the file should be in the message (``"weight"``: ``"w.pt: no such weight file"``)."""
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         raise MissingFileError(f"{path}: no such {kind} file") from None
+    except OSError as error:  # a loop of links (ELOOP), a name too long, no permission
+        raise LoadError(f"{path}: cannot examine this {kind} file ({error.strerror})") from None
     article = "an" if kind[0] in "aeiou" else "a"
     if stat.S_ISDIR(mode):
         raise LoadError(f"{path}: is a directory, not {article} {kind} file")
@@ -241,142 +499,216 @@ def check_file(path: str | os.PathLike, kind: str) -> None:
         )
 
 
-def load(path: str | os.PathLike, key: str | None = None) -> dict[str, np.ndarray]:
+def load(
+    path: str | os.PathLike, key: str | None = None, max_bytes: int | None = None
+) -> dict[str, np.ndarray]:
     """Read the named arrays of a weight file: ``{name: array}``.
 
-    ``key`` selects a sub-dict of a torch checkpoint (``key="state_dict"``). Raises
-    :class:`~npxai.errors.LoadError` naming the file for a file that cannot be read (its
-    subclass :class:`~npxai.errors.MissingFileError`, also a ``FileNotFoundError``, for one that
-    is not there; see :func:`check_file`) and :class:`~npxai.errors.UnsafePickleError` for a
-    pickle that names a global outside the allow-list.
+    ``key`` selects a sub-dict of a torch checkpoint (``key="state_dict"``). ``max_bytes``
+    bounds what the load allocates: a zip's pickle, the storages it reads and the arrays it
+    returns, summed over the file, each checked against the sizes the file declares before it
+    is read or allocated. By default it is :data:`BUDGET_PER_FILE_BYTE` (8) times the file's size plus
+    :data:`MIN_BUDGET` (64 MiB), so that a small file cannot make huge arrays (a deflate bomb,
+    zero-stride views); pass a larger value for a checkpoint that really expands that much.
+
+    Raises :class:`~npxai.errors.LoadError` naming the file (and the tensor, where one is at
+    fault) for a file that cannot be read (its subclass :class:`~npxai.errors.MissingFileError`,
+    also a ``FileNotFoundError``, for one that is not there; see :func:`check_file`), and
+    :class:`~npxai.errors.UnsafePickleError` for a pickle that names a global or an opcode outside
+    the allow-list.
     """
     path = Path(path)
     check_file(path, "weight")
-    with open(path, "rb") as f:
-        head = f.read(9)
+    if max_bytes is not None and (
+        not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0
+    ):
+        raise ValueError(f"max_bytes must be a non-negative int or None, not {max_bytes!r:.40}")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as error:  # no permission, or an I/O error
+        raise LoadError(f"{path}: cannot read this weight file ({error.strerror})") from None
+    limit = BUDGET_PER_FILE_BYTE * size + MIN_BUDGET if max_bytes is None else max_bytes
+    budget = _Budget(path, limit)
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        with _wrap_corruption(path, "zip"):
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-                if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-                    return _select(_read_torch_zip(archive, path), path, key)
-        return _no_key(_read_npz(path), path, key)
+        with _wrap_corruption(path, "zip file"), zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not names and head[:4] == b"PK\x03\x04":
+                raise LoadError(
+                    f"{path}: a zip file whose central directory lists no members, though the "
+                    "file starts with one"
+                )
+            if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+                return _select(_read_torch_zip(archive, path, budget), path, key, budget)
+            return _no_key(_read_npz(archive, path, budget), path, key)
     if head[:1] == b"\x80":
-        with _wrap_corruption(path, "legacy torch"), open(path, "rb") as f:
-            return _select(_read_torch_legacy(f, path), path, key)
+        with _wrap_corruption(path, "legacy torch file"), open(path, "rb") as f:
+            return _select(_read_torch_legacy(f, path, budget), path, key, budget)
     if len(head) == 9 and head[8:9] == b"{":
-        with _wrap_corruption(path, "safetensors"):
-            return _no_key(_read_safetensors(path), path, key)
+        with _wrap_corruption(path, "safetensors file"):
+            return _no_key(_read_safetensors(path, budget), path, key)
     raise LoadError(
         f"{path}: unknown format; expected a torch.save file (zip or legacy), a .safetensors "
         "file or an .npz archive"
     )
 
 
+#: What reading a damaged file can raise (from zipfile, zlib, bz2, lzma, numpy's .npy header
+#: parser, json, struct and the unpickler); each becomes a LoadError naming the file.
+DAMAGED = (
+    EOFError, zipfile.BadZipFile, struct.error, ValueError, KeyError, IndexError, TypeError,
+    AttributeError, OverflowError, RecursionError, MemoryError, NotImplementedError, RuntimeError,
+    zlib.error, OSError, lzma.LZMAError, tokenize.TokenError, SyntaxError,
+)  # fmt: skip
+
+
 @contextmanager
-def _wrap_corruption(path: Path, kind: str) -> Iterator[None]:
-    """Turn the low-level errors of a damaged file into one :class:`LoadError` naming it."""
-    damaged = (
-        pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, ValueError,
-        KeyError, IndexError, TypeError, AttributeError, OverflowError, RecursionError,
-        MemoryError,
-    )  # fmt: skip
+def _wrap_corruption(where: str | Path, kind: str) -> Iterator[None]:
+    """Turn the low-level errors of a damaged file into one :class:`LoadError` starting with
+    ``where`` (the file, or the file and its member)."""
     try:
         yield
     except LoadError:
         raise
-    except damaged as error:
+    except DAMAGED as error:
+        detail = str(error)
+        detail = detail[:200] + "..." if len(detail) > 200 else detail
         raise LoadError(
-            f"{path}: corrupt or truncated {kind} file ({type(error).__name__}: {error})"
+            f"{where}: corrupt or truncated {kind} ({type(error).__name__}: {detail})"
         ) from error
 
 
-def _read_torch_zip(archive: zipfile.ZipFile, path: Path) -> Any:
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, nbytes: int, path: Path) -> bytes:
+    """The first ``nbytes`` of a zip member, decompressing no more than that (whatever the
+    compressed data holds); fewer bytes than ``nbytes`` is an error."""
+    with archive.open(info) as f:
+        raw = f.read(nbytes)
+    if len(raw) != nbytes:
+        raise LoadError(
+            f"{path}: member {_describe(info.filename)} holds {len(raw)} bytes, not the {nbytes} "
+            "its header declares"
+        )
+    return raw
+
+
+def _read_torch_zip(archive: zipfile.ZipFile, path: Path, budget: _Budget) -> Any:
     pickles = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
     if len(pickles) != 1:
         raise LoadError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
     prefix = pickles[0][: -len("data.pkl")]
-    names = set(archive.namelist())
-    order = (
-        archive.read(prefix + "byteorder").decode() if prefix + "byteorder" in names else "little"
-    )
-    storages: dict[str, _Storage] = {}
-    result = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), path, storages).load()
-    for key, storage in storages.items():
-        dtype = np.dtype(TORCH_DTYPES[storage.dtype])
-        nbytes = storage.numel * dtype.itemsize
-        info = archive.getinfo(prefix + "data/" + key)
-        if info.file_size < nbytes:
+    order = "little"
+    if prefix + "byteorder" in archive.namelist():
+        info = archive.getinfo(prefix + "byteorder")
+        order = _read_member(archive, info, min(info.file_size, 8), path).decode("latin-1")
+        if order not in ("little", "big") or info.file_size != len(order):
             raise LoadError(
-                f"{path}: storage {key} holds {info.file_size} bytes, its tensors need {nbytes}"
+                f"{path}: unknown endianness {_describe(order)} in {prefix}byteorder "
+                "('little' or 'big' expected)"
             )
-        with archive.open(info) as f:
-            raw = f.read(nbytes)
-        storage.data = _from_bytes(raw, dtype, order)
+    info = archive.getinfo(pickles[0])
+    budget.take(info.file_size, pickles[0])
+    payload = _read_member(archive, info, info.file_size, path)
+    storages: dict[str, _Storage] = {}
+    result = _Unpickler(path, storages).load(io.BytesIO(payload))
+    for key, storage in storages.items():
+        name = prefix + "data/" + key
+        try:
+            info = archive.getinfo(name)
+        except KeyError:
+            raise LoadError(f"{path}: storage {_describe(key)} has no member {name}") from None
+        if info.file_size < storage.nbytes:
+            raise LoadError(
+                f"{path}: storage {key} holds {info.file_size} bytes, its tensors need "
+                f"{storage.nbytes}"
+            )
+        budget.take(storage.nbytes, f"storage {_describe(key)}")
+        storage.raw = _read_member(archive, info, storage.nbytes, path)
+        # torch byte-swaps a storage as the type its pickle names: an untyped one (of bytes,
+        # read as another dtype by _rebuild_tensor_v3) never
+        storage.order = order if storage.named == storage.dtype else "little"
     return result
 
 
-def _from_bytes(raw: bytes, dtype: np.dtype, order: str) -> np.ndarray:
-    data = np.frombuffer(raw, dtype=dtype.newbyteorder("<" if order == "little" else ">"))
-    return data.astype(dtype)
+class _Clamped:
+    """A file whose reads never ask for more than what is left of it, so that a length claimed
+    by a pickle cannot make the reader allocate more than the file holds."""
+
+    def __init__(self, f: io.BufferedReader):
+        self.f, self.size = f, os.fstat(f.fileno()).st_size
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(max(0, min(n, self.size - self.f.tell())))
+
+    def readline(self) -> bytes:
+        return self.f.readline()
+
+    def tell(self) -> int:
+        return self.f.tell()
 
 
-def _read_torch_legacy(f: io.BufferedReader, path: Path) -> Any:
+def _read_torch_legacy(f: io.BufferedReader, path: Path, budget: _Budget) -> Any:
+    """A legacy file: magic, protocol and system info (whose ``little_endian`` flag torch ignores:
+    storages are little-endian on disk), the pickled object, its storage keys, the storages."""
+    clamped = _Clamped(f)
+
     def header() -> Any:
-        return _RestrictedUnpickler(f, path, {}).load()
+        return _Unpickler(path, {}).load(clamped)
 
     magic = header()
     if magic != LEGACY_MAGIC:
-        raise LoadError(f"{path}: a pickle, but not a torch.save file (magic number {magic!r:.40})")
+        raise LoadError(
+            f"{path}: a pickle, but not a torch.save file (magic number {_describe(magic)})"
+        )
     protocol = header()
     if protocol != LEGACY_PROTOCOL:
-        raise LoadError(f"{path}: unsupported legacy torch protocol {protocol!r:.40}")
-    sys_info = header()
-    little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
+        raise LoadError(f"{path}: unsupported legacy torch protocol {_describe(protocol)}")
+    header()  # sys_info
     storages: dict[str, _Storage] = {}
-    result = _RestrictedUnpickler(f, path, storages).load()
+    result = _Unpickler(path, storages).load(clamped)
     keys = header()
     if not isinstance(keys, list) or set(keys) != set(storages):
         raise LoadError(f"{path}: the list of storages does not match the tensors that use them")
-    remaining = os.fstat(f.fileno()).st_size - f.tell()
     for key in keys:
         storage = storages[key]
         (numel,) = struct.unpack("<q", f.read(8))
-        dtype = np.dtype(TORCH_DTYPES[storage.dtype])
-        remaining -= 8
-        if numel != storage.numel or numel * dtype.itemsize > remaining:
+        remaining = clamped.size - f.tell()
+        if numel != storage.numel or storage.nbytes > remaining:
             raise LoadError(
                 f"{path}: storage {key} claims {numel} elements of {storage.numel} expected, "
                 f"with {remaining} bytes left in the file"
             )
-        storage.data = _from_bytes(
-            f.read(numel * dtype.itemsize), dtype, "little" if little else "big"
-        )
-        remaining -= numel * dtype.itemsize
+        budget.take(storage.nbytes, f"storage {_describe(key)}")
+        storage.raw = f.read(storage.nbytes)
     return result
 
 
-def _select(obj: Any, path: Path, key: str | None) -> dict[str, np.ndarray]:
+def _select(obj: Any, path: Path, key: str | None, budget: _Budget) -> dict[str, np.ndarray]:
     """The mapping of names to arrays in an unpickled object (or in its entry ``key``)."""
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
-            found = list(obj) if isinstance(obj, dict) else type(obj).__name__
+            found = _names(list(obj)) if isinstance(obj, dict) else _describe(obj)
             raise LoadError(f"{path}: no entry {key!r} to select; the file holds {found}")
         obj = obj[key]
     if isinstance(obj, _TensorRef):
         raise LoadError(f"{path}: holds a single tensor, not a dict of named tensors")
     if not isinstance(obj, dict):
-        raise LoadError(f"{path}: holds a {type(obj).__name__}, not a dict of named tensors")
+        raise LoadError(f"{path}: holds {_describe(obj)}, not a dict of named tensors")
     others = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, _TensorRef))]
     if others:
         dicts = [k for k, v in obj.items() if isinstance(v, dict)]
         hint = (
-            f"; select a sub-dict with key= (--key on the command line), one of {dicts}"
+            f"; select a sub-dict with key= (--key on the command line), one of {_names(dicts)}"
             if dicts
             else ""
         )
-        raise LoadError(f"{path}: entries {others[:5]} are not tensors{hint}")
-    return {name: tensor.to_array() for name, tensor in obj.items()}
+        raise LoadError(f"{path}: entries {_names(others)} are not tensors{hint}")
+    for name, tensor in obj.items():
+        tensor.check(f"{path}: tensor {_describe(name)}")
+        budget.take(tensor.nbytes, f"tensor {_describe(name)}")
+    return {
+        name: tensor.to_array(f"{path}: tensor {_describe(name)}") for name, tensor in obj.items()
+    }
 
 
 def _no_key(arrays: dict[str, np.ndarray], path: Path, key: str | None) -> dict[str, np.ndarray]:
@@ -385,7 +717,7 @@ def _no_key(arrays: dict[str, np.ndarray], path: Path, key: str | None) -> dict[
     return arrays
 
 
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+def _read_safetensors(path: Path, budget: _Budget) -> dict[str, np.ndarray]:
     raw = path.read_bytes()
     (length,) = struct.unpack("<Q", raw[:8])
     if length > min(len(raw) - 8, MAX_SAFETENSORS_HEADER):
@@ -398,28 +730,76 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        if info.get("dtype") not in SAFETENSORS_DTYPES:
-            raise LoadError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
+        where = f"{path}: tensor {_describe(name)}"
+        if not isinstance(info, dict) or info.get("dtype") not in SAFETENSORS_DTYPES:
+            dtype = info.get("dtype") if isinstance(info, dict) else info
+            raise LoadError(f"{where} has unsupported dtype {_describe(dtype)}")
         dtype_name = SAFETENSORS_DTYPES[info["dtype"]]
         dtype = np.dtype(TORCH_DTYPES[dtype_name])
-        shape, (begin, end) = info["shape"], info["data_offsets"]
-        if not all(isinstance(n, int) and n >= 0 for n in (*shape, begin, end)):
-            raise LoadError(f"{path}: tensor {name!r} has a bad shape or offsets")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if not (
+            isinstance(shape, list)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and len(shape) <= MAX_DIMS
+            and all(isinstance(n, int) and n >= 0 for n in (*shape, *offsets))
+        ):
+            raise LoadError(f"{where} has a bad shape or offsets")
+        begin, end = offsets
         if not begin <= end <= len(data) or end - begin != math.prod(shape) * dtype.itemsize:
             raise LoadError(
-                f"{path}: tensor {name!r} of shape {shape} and dtype {info['dtype']} does not fit "
+                f"{where} of shape {shape} and dtype {info['dtype']} does not fit "
                 f"its data offsets [{begin}, {end}) in {len(data)} bytes of data"
             )
-        array = _from_bytes(data[begin:end], dtype, "little").reshape(shape)
+        budget.take(
+            math.prod(shape) * _output_dtype(dtype_name).itemsize, f"tensor {_describe(name)}"
+        )
+        array = _from_little(data[begin:end], dtype).reshape(shape)
         arrays[name] = _widen_bfloat16(array) if dtype_name == "bfloat16" else array
     return arrays
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except ValueError as error:
-        raise LoadError(f"{path}: cannot read this .npz without unpickling ({error})") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise LoadError(f"{path}: corrupt .npz archive ({error})") from None
+def _from_little(raw: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
+    """A copy, in native byte order, of little-endian values."""
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
+
+
+def _read_npz(archive: zipfile.ZipFile, path: Path, budget: _Budget) -> dict[str, np.ndarray]:
+    """The arrays of an .npz: every member must be a ``.npy`` of numbers (booleans, integers,
+    floats, complex); each header's shape is checked against the member's declared size and the
+    budget before anything is allocated. Never unpickles."""
+    arrays = {}
+    for info in archive.infolist():
+        where = f"{path}: member {_describe(info.filename)}"
+        if not info.filename.endswith(".npy"):
+            raise LoadError(f"{where} is not a .npy array (an .npz archive holds only .npy files)")
+        with _wrap_corruption(where, ".npy member"), archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise LoadError(f"{where} has .npy format version {version}; 1.0 or 2.0 expected")
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(f)
+            if dtype.kind not in "biufc" or dtype.hasobject:
+                raise LoadError(
+                    f"{where} holds dtype {_describe(str(dtype))}; npxai reads arrays of booleans "
+                    "and numbers only, never pickled objects"
+                )
+            if len(shape) > MAX_DIMS or any(n < 0 for n in shape):
+                raise LoadError(f"{where} has a bad shape")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size - f.tell():
+                raise LoadError(
+                    f"{where} claims shape {shape} of {dtype} ({nbytes} bytes) but holds "
+                    f"{info.file_size - f.tell()} bytes after its header"
+                )
+            budget.take(nbytes, f"array {_describe(info.filename)}")
+            raw = f.read(nbytes)
+        if len(raw) != nbytes:
+            raise LoadError(f"{where} holds {len(raw)} bytes of data, not {nbytes}")
+        values = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+        arrays[info.filename[: -len(".npy")]] = values.reshape(shape, order="F" if fortran else "C")
+    return arrays
