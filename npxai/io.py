@@ -27,6 +27,7 @@ import lzma
 import math
 import os
 import pickletools
+import re
 import stat
 import struct
 import tokenize
@@ -581,7 +582,13 @@ def _wrap_corruption(where: str | Path, kind: str) -> Iterator[None]:
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, nbytes: int, path: Path) -> bytes:
     """The first ``nbytes`` of a zip member, decompressing no more than that (whatever the
-    compressed data holds); fewer bytes than ``nbytes`` is an error."""
+    compressed data holds); fewer bytes than ``nbytes`` is an error, and so is a stored (not
+    compressed) member whose compressed size is not its size (torch's reader refuses it)."""
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise LoadError(
+            f"{path}: member {_describe(info.filename)} is stored uncompressed, but its sizes "
+            f"differ ({info.compress_size} and {info.file_size} bytes)"
+        )
     with archive.open(info) as f:
         raw = f.read(nbytes)
     if len(raw) != nbytes:
@@ -592,20 +599,61 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, nbytes: int, p
     return raw
 
 
+#: The small text records of a torch zip that torch reads and checks before the pickle: the
+#: archive's version (``.data/version`` in newer files, else ``version``), the format version,
+#: the storage alignment, the byte order, the serialisation id.
+TORCH_RECORDS = (
+    "version", ".data/version", ".format_version", ".storage_alignment", "byteorder",
+    ".data/serialization_id",
+)  # fmt: skip
+MAX_RECORD = 256
+
+
+def _torch_records(archive: zipfile.ZipFile, prefix: str, path: Path) -> dict[str, str]:
+    """The small records of a torch zip, checked as torch checks them: every member in the
+    archive's one folder (``prefix``), a version that parses as an integer, an integer storage
+    alignment, a serialisation id that is UTF-8, where there are such records (torch also
+    requires the version; npxai does not); each read whole, so its CRC is checked."""
+    outside = [n for n in archive.namelist() if not prefix or not n.startswith(prefix)]
+    if outside:
+        raise LoadError(
+            f"{path}: member {_describe(outside[0])} is not in the archive's folder "
+            f"{_describe(prefix)} (torch refuses such an archive)"
+        )
+    records = {}
+    for name in TORCH_RECORDS:
+        if prefix + name not in archive.namelist():
+            continue
+        info = archive.getinfo(prefix + name)
+        if info.file_size > MAX_RECORD:
+            raise LoadError(f"{path}: record {prefix}{name} of {info.file_size} bytes is too long")
+        raw = _read_member(archive, info, info.file_size, path)
+        try:
+            records[name] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise LoadError(f"{path}: record {prefix}{name} is not UTF-8 text") from None
+    for name in ("version", ".data/version", ".storage_alignment"):
+        if name in records and not re.fullmatch(
+            r"[ \t\n\r\f\v]*[0-9]+[ \t\n\r\f\v]*", records[name]
+        ):
+            raise LoadError(
+                f"{path}: record {prefix}{name} is {_describe(records[name])}, not an integer"
+            )
+    return records
+
+
 def _read_torch_zip(archive: zipfile.ZipFile, path: Path, budget: _Budget) -> Any:
     pickles = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
     if len(pickles) != 1:
         raise LoadError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
     prefix = pickles[0][: -len("data.pkl")]
-    order = "little"
-    if prefix + "byteorder" in archive.namelist():
-        info = archive.getinfo(prefix + "byteorder")
-        order = _read_member(archive, info, min(info.file_size, 8), path).decode("latin-1")
-        if order not in ("little", "big") or info.file_size != len(order):
-            raise LoadError(
-                f"{path}: unknown endianness {_describe(order)} in {prefix}byteorder "
-                "('little' or 'big' expected)"
-            )
+    records = _torch_records(archive, prefix, path)
+    order = records.get("byteorder", "little")
+    if order not in ("little", "big"):
+        raise LoadError(
+            f"{path}: unknown endianness {_describe(order)} in {prefix}byteorder "
+            "('little' or 'big' expected)"
+        )
     info = archive.getinfo(pickles[0])
     budget.take(info.file_size, pickles[0])
     payload = _read_member(archive, info, info.file_size, path)
@@ -617,12 +665,12 @@ def _read_torch_zip(archive: zipfile.ZipFile, path: Path, budget: _Budget) -> An
             info = archive.getinfo(name)
         except KeyError:
             raise LoadError(f"{path}: storage {_describe(key)} has no member {name}") from None
-        if info.file_size < storage.nbytes:
-            raise LoadError(
-                f"{path}: storage {key} holds {info.file_size} bytes, its tensors need "
-                f"{storage.nbytes}"
-            )
         budget.take(storage.nbytes, f"storage {_describe(key)}")
+        if info.file_size != storage.nbytes:  # torch refuses a record of another size
+            raise LoadError(
+                f"{path}: storage {_describe(key)} holds {info.file_size} bytes, where its "
+                f"{storage.numel} elements of {storage.dtype} take {storage.nbytes}"
+            )
         storage.raw = _read_member(archive, info, storage.nbytes, path)
         # torch byte-swaps a storage as the type its pickle names: an untyped one (of bytes,
         # read as another dtype by _rebuild_tensor_v3) never
@@ -726,7 +774,7 @@ def _read_safetensors(path: Path, budget: _Budget) -> dict[str, np.ndarray]:
     if not isinstance(header, dict):
         raise LoadError(f"{path}: safetensors header is not a JSON object")
     data = memoryview(raw)[8 + length :]
-    arrays = {}
+    tensors = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -754,6 +802,22 @@ def _read_safetensors(path: Path, budget: _Budget) -> dict[str, np.ndarray]:
         budget.take(
             math.prod(shape) * _output_dtype(dtype_name).itemsize, f"tensor {_describe(name)}"
         )
+        tensors.append((begin, end, name, dtype_name, dtype, shape))
+    covered = 0  # as safetensors' reader: the tensors tile the data, in order, no gap, no overlap
+    for begin, end, name, *_ in sorted(tensors, key=lambda t: t[:2]):
+        if begin != covered:
+            raise LoadError(
+                f"{path}: tensor {_describe(name)} starts at byte {begin} of the data where "
+                f"{covered} was expected (the tensors must cover the data without gaps or overlaps)"
+            )
+        covered = end
+    if covered != len(data):
+        raise LoadError(
+            f"{path}: the tensors cover {covered} of the {len(data)} bytes of data (safetensors "
+            "refuses a file that they do not fully cover)"
+        )
+    arrays = {}
+    for begin, end, name, dtype_name, dtype, shape in tensors:
         array = _from_little(data[begin:end], dtype).reshape(shape)
         arrays[name] = _widen_bfloat16(array) if dtype_name == "bfloat16" else array
     return arrays

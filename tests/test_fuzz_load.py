@@ -23,17 +23,27 @@ def test_a_seeded_fuzz_run_has_no_failures():
     assert "4000 inputs, seed 0, 0 failures" in run.stdout
 
 
-def test_the_fuzzer_counts_what_it_should(tmp_path):
+def test_the_fuzzer_counts_what_it_should(tmp_path, monkeypatch):
     """The oracle side: a seed loads as its library loads it, and a difference is seen."""
     seeds = fuzz_load.make_seeds(tmp_path)
+    originals = {}
     for fmt, data in seeds.items():
         path = tmp_path / f"unchanged-{fmt}"
         path.write_bytes(data)
-        assert fuzz_load.outcome(fmt, path) == ("same", ""), fmt
-    theirs = fuzz_load.peer_load("npz", tmp_path / "unchanged-npz")
+        originals[fmt] = fuzz_load.peer_load(fmt, path)
+        assert fuzz_load.outcome(fmt, path, originals[fmt]) == ("same", ""), fmt
+    theirs = originals["npz"]
     changed = dict(theirs, w=theirs["w"] + 1)
     assert fuzz_load.same(theirs, theirs) and not fuzz_load.same(changed, theirs)
     assert not fuzz_load.same({**theirs, "w": b"bytes"}, theirs)
     assert not fuzz_load.same({**theirs, "b": theirs["b"].astype(np.int32)}, theirs)
     (tmp_path / "garbage").write_bytes(b"\x00" * 40)
-    assert fuzz_load.outcome("npz", tmp_path / "garbage") == ("refused", "")
+    assert fuzz_load.outcome("npz", tmp_path / "garbage", theirs) == ("refused", "")
+
+    def refuse(fmt, path):
+        raise RuntimeError("the peer is stricter")
+
+    monkeypatch.setattr(fuzz_load, "peer_load", refuse)
+    npz = tmp_path / "unchanged-npz"
+    assert fuzz_load.outcome("npz", npz, theirs) == ("intact", "")  # npxai gave the seed's arrays
+    assert fuzz_load.outcome("npz", npz, changed)[0] == "differs"  # npxai gave other arrays

@@ -184,3 +184,60 @@ def test_safetensors_of_every_dtype_load_as_safetensors_loads_them(tmp_path):
     )
     (tmp_path / "one.safetensors").write_bytes(raw)
     assert npxai.load(tmp_path / "one.safetensors")["w"].tolist() == [0.0]
+
+
+# -- where torch's and safetensors' readers are stricter than Python's zipfile: refused alike ----
+
+
+def refused_by_both(path, torch_load) -> str:
+    with pytest.raises(Exception):  # noqa: B017 - the peers raise what they raise
+        torch_load(path)
+    with pytest.raises(LoadError) as error:
+        npxai.load(path)
+    assert str(path) in str(error.value)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("extra", [1, 64])
+def test_a_storage_longer_than_its_elements_is_refused_as_torch_refuses_it(tmp_path, extra):
+    members = torch_members({"w": torch.arange(4.0)})
+    storage = next(n for n in members if "/data/" in n)
+    members[storage] += b"\x00" * extra
+    write_zip(tmp_path / "long.pt", members)
+    message = refused_by_both(tmp_path / "long.pt", lambda p: torch.load(p, weights_only=True))
+    assert f"holds {16 + extra} bytes, where its 4 elements of float32 take 16" in message
+
+
+def test_members_outside_the_archive_folder_and_bad_records_are_refused(tmp_path):
+    members = torch_members({"w": torch.arange(4.0)})
+    write_zip(tmp_path / "stray.pt", {**members, "elsewhere/x": b"1"})
+    message = refused_by_both(tmp_path / "stray.pt", lambda p: torch.load(p, weights_only=True))
+    assert "member 'elsewhere/x' is not in the archive's folder" in message
+    alignment = next(n for n in members if n.endswith("/.storage_alignment"))
+    write_zip(tmp_path / "align.pt", {**members, alignment: b"\x1e4"})
+    message = refused_by_both(tmp_path / "align.pt", lambda p: torch.load(p, weights_only=True))
+    assert "storage_alignment is '\\x1e4', not an integer" in message
+    serial = next(n for n in members if n.endswith("/.data/serialization_id"))
+    write_zip(tmp_path / "id.pt", {**members, serial: b"\xff\xfe"})
+    message = refused_by_both(tmp_path / "id.pt", lambda p: torch.load(p, weights_only=True))
+    assert "serialization_id is not UTF-8 text" in message
+
+
+def test_safetensors_data_not_tiled_by_its_tensors_is_refused_as_safetensors_refuses_it(tmp_path):
+    from safetensors.numpy import load_file
+
+    good = tmp_path / "good.safetensors"
+    save_file({"a": torch.arange(3.0), "b": torch.ones(2)}, str(good))
+    (tmp_path / "tail.safetensors").write_bytes(good.read_bytes() + b"\x00" * 4)
+    message = refused_by_both(tmp_path / "tail.safetensors", lambda p: load_file(str(p)))
+    assert "the tensors cover 20 of the 24 bytes of data" in message
+    (length,) = np.frombuffer(good.read_bytes()[:8], "<u8")
+    header = good.read_bytes()[8 : 8 + int(length)].replace(b'"data_offsets":[12,20]',
+                                                            b'"data_offsets":[16,24]')  # fmt: skip
+    assert header != good.read_bytes()[8 : 8 + int(length)]
+    gap = tmp_path / "gap.safetensors"
+    gap.write_bytes(
+        good.read_bytes()[:8] + header + good.read_bytes()[8 + int(length) :] + b"\0" * 4
+    )
+    message = refused_by_both(gap, lambda p: load_file(str(p)))
+    assert "starts at byte 16 of the data where 12 was expected" in message
