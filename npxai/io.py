@@ -461,7 +461,7 @@ class _Unpickler:
     def _persistent(self, pid: object) -> _Storage:
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
             raise LoadError(f"{self.path}: unknown persistent id {_describe(pid)}")
-        storage_type, key, _location, numel = pid[1:5]
+        storage_type, key, location, numel = pid[1:5]
         if len(pid) > 5 and pid[5] is not None:
             raise LoadError(f"{self.path}: storage views (legacy view_metadata) are not supported")
         if not (isinstance(storage_type, _Global) and storage_type.role == "storage"):
@@ -469,6 +469,13 @@ class _Unpickler:
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise LoadError(
                 f"{self.path}: bad storage reference: key {_describe(key)}, size {_describe(numel)}"
+            )
+        if not (isinstance(location, str) and DEVICE.fullmatch(location)):
+            # torch refuses a location that names no device; npxai reads every storage to the
+            # host, wherever it was saved
+            raise LoadError(
+                f"{self.path}: storage {_describe(key)} has location {_describe(location)}, "
+                "not a device such as 'cpu' or 'cuda:0'"
             )
         storage = self.storages.setdefault(key, _Storage(storage_type.dtype, numel))
         if storage.numel != numel:
@@ -598,6 +605,9 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, nbytes: int, p
         )
     return raw
 
+
+#: A storage's location as torch writes it: a device type, optionally with an index.
+DEVICE = re.compile(r"[a-z][a-z0-9_]*(:[0-9]+)?")
 
 #: The small text records of a torch zip that torch reads and checks before the pickle: the
 #: archive's version (``.data/version`` in newer files, else ``version``), the format version,

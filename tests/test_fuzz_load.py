@@ -43,6 +43,11 @@ def test_the_fuzzer_counts_what_it_should(tmp_path, monkeypatch):
     def refuse(fmt, path):
         raise RuntimeError("the peer is stricter")
 
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, **changed)  # stands for a peer that misreads the file: npxai gives the seed
+    monkeypatch.setattr(fuzz_load, "peer_load", lambda fmt, path: changed)
+    assert fuzz_load.outcome("npz", tmp_path / "unchanged-npz", theirs) == ("intact", "")
+    assert fuzz_load.outcome("npz", wrong, theirs)[0] == "same"  # npxai and the peer agree
     monkeypatch.setattr(fuzz_load, "peer_load", refuse)
     npz = tmp_path / "unchanged-npz"
     assert fuzz_load.outcome("npz", npz, theirs) == ("intact", "")  # npxai gave the seed's arrays

@@ -226,7 +226,7 @@ def test_zip_storage_shorter_than_its_tensor(tmp_path):
     with zipfile.ZipFile(tmp_path / "short.pt", "w") as z:
         for n, data in files.items():
             z.writestr(n, data[:8] if n.endswith("/data/0") else data)
-    with pytest.raises(LoadError, match="storage 0 holds 8 bytes"):
+    with pytest.raises(LoadError, match="storage '0' holds 8 bytes"):
         npxai.load(tmp_path / "short.pt")
 
 

@@ -2,6 +2,7 @@
 ``torch.load(weights_only=True)`` gives (bfloat16 widened to float32), or a named LoadError where
 torch refuses too; .npz archives hold only .npy arrays. torch is the oracle throughout."""
 
+import io
 import pickletools
 
 import numpy as np
@@ -241,3 +242,19 @@ def test_safetensors_data_not_tiled_by_its_tensors_is_refused_as_safetensors_ref
     )
     message = refused_by_both(gap, lambda p: load_file(str(p)))
     assert "starts at byte 16 of the data where 12 was expected" in message
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_a_storage_location_that_names_no_device_is_refused_as_torch_refuses_it(tmp_path, legacy):
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(4.0)}, buffer, _use_new_zipfile_serialization=not legacy)
+    raw = buffer.getvalue()
+    assert raw.count(b"cpu") == 1
+    if legacy:
+        (tmp_path / "where.pt").write_bytes(raw.replace(b"cpu", b"c.u"))
+    else:
+        members = torch_members({"w": torch.arange(4.0)})
+        pkl = next(n for n in members if n.endswith("/data.pkl"))
+        write_zip(tmp_path / "where.pt", {**members, pkl: members[pkl].replace(b"cpu", b"c.u")})
+    message = refused_by_both(tmp_path / "where.pt", lambda p: torch.load(p, weights_only=True))
+    assert "has location 'c.u', not a device such as 'cpu' or 'cuda:0'" in message
