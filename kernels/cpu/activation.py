@@ -15,25 +15,26 @@ def _flat(x: np.ndarray) -> np.ndarray:
 @njit(parallel=True, cache=True)
 def _relu(x, y):
     for i in prange(x.size):
-        y[i] = x[i] if x[i] > 0 else 0
+        y[i] = 0 if x[i] <= 0 else x[i]  # NaN stays NaN
 
 
 @njit(parallel=True, cache=True)
 def _relu_vjp(g, x, out):
     for i in prange(x.size):
-        out[i] = g[i] if x[i] > 0 else 0
+        out[i] = 0 if x[i] <= 0 else g[i]  # NaN passes the gradient, as in torch
 
 
 @njit(parallel=True, cache=True)
 def _relu6(x, y):
     for i in prange(x.size):
-        y[i] = min(max(x[i], 0), 6)
+        v = x[i]
+        y[i] = 0 if v < 0 else (6 if v > 6 else v)  # NaN stays NaN
 
 
 @njit(parallel=True, cache=True)
 def _relu6_vjp(g, x, out):
     for i in prange(x.size):
-        out[i] = g[i] if 0 < x[i] < 6 else 0
+        out[i] = 0 if x[i] <= 0 or x[i] >= 6 else g[i]  # NaN passes the gradient, as in torch
 
 
 @njit(parallel=True, cache=True)

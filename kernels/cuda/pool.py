@@ -4,8 +4,8 @@
 The forward kernels run one thread per output element (one window); the VJPs gather, one thread
 per input element, summing over the windows that contain it in row-major window order (no atomics,
 so the results do not depend on scheduling). Inputs are indexed ``x[n, c, h, w]`` with bounds
-checks instead of padding, so any strides work. Output sizes, the first-maximum tie rule and the
-divisors are the reference's.
+checks instead of padding, so any strides work. Output sizes, the first-maximum tie rule (NaN
+winning, as in torch) and the divisors are the reference's.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def _unravel(t, c, oh, ow):
 @cuda.jit(device=True)
 def _first_maximum(x, n, c, h0, dh, kh, w0, dw, kw):
     """``(value, h * W + w)`` of the first maximum, in row-major window order, of the window at
-    ``(h0, w0)`` (``(-inf, 0)`` for a window wholly on padding, which never wins): the element
-    torch picks."""
+    ``(h0, w0)`` (``(-inf, 0)`` for a window wholly on padding, which never wins), or of its last
+    NaN if it holds one: the element torch picks."""
     h, w = x.shape[2], x.shape[3]
     i0, i1 = _window(h0, dh, kh, h)
     j0, j1 = _window(w0, dw, kw, w)
@@ -67,7 +67,7 @@ def _first_maximum(x, n, c, h0, dh, kh, w0, dw, kw):
         for j in range(j0, j1):
             wi = w0 + j * dw
             value = x[n, c, hi, wi]
-            if value > best:  # strict: the first maximum wins
+            if value > best or math.isnan(value):  # strict: the first maximum wins; NaN wins
                 best = value
                 index = hi * w + wi
     return best, index
@@ -230,7 +230,8 @@ def max_pool2d(
 
     Padding never wins. Returns ``(y, argmax)``, ``argmax`` (int64) being the flat index
     ``h * W + w`` into the unpadded input of the winning element; ties go to the first position
-    in row-major window order, as in torch. One thread per window.
+    in row-major window order, as in torch, and a window holding a NaN gives NaN at its last NaN.
+    One thread per window.
     """
     x = as_device(x)
     n, c, h, w = x.shape

@@ -54,7 +54,8 @@ def max_pool2d(
 
     Padding never wins (it is ``-inf``). Returns ``(y, argmax)`` where ``argmax`` is the flat index
     ``h * W + w`` into the unpadded input of the winning element; ties go to the first position
-    in row-major window order, as in torch.
+    in row-major window order, as in torch. NaN wins, as in torch (``val > max or isnan(val)``):
+    a window holding a NaN gives NaN, its arg-max the last NaN in row-major order.
     """
     n, c, h, w = x.shape
     out = tuple(
@@ -71,7 +72,7 @@ def max_pool2d(
         for j in range(kernel[1]):
             candidate = window(xp, (i, j), out, stride, dilation)
             index = (rows[:, None] + i * dilation[0]) * w + (cols[None, :] + j * dilation[1])
-            better = candidate > best
+            better = (candidate > best) | np.isnan(candidate)
             best = np.where(better, candidate, best)
             argmax = np.where(better, index, argmax)
     return best, argmax
@@ -87,7 +88,8 @@ def max_pool2d_vjp(
     ceil_mode: bool,
 ) -> np.ndarray:
     """``dL/dx[n, c, h, w] = sum of dL/dy[n, c, p, q] over the outputs whose window's (first)
-    maximum is at (h, w)`` (the arg-max of :func:`max_pool2d` on the recorded input)."""
+    maximum is at (h, w)`` (the arg-max of :func:`max_pool2d` on the recorded input: a window's
+    last NaN, if it holds one)."""
     n, c, h, w = x.shape
     _, argmax = max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
     grad_x = np.zeros((n * c, h * w), dtype=grad_y.dtype)
