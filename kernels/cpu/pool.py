@@ -113,7 +113,7 @@ def _max_pool_2x2_vjp(g, x, gx):
                 if d > best or np.isnan(d):
                     k = 3
                 gradient = g[plane, p, q]
-                zero = gradient * 0
+                zero = g.dtype.type(0)  # not gradient * 0: NaN there must not spread
                 gx[plane, i, j] = gradient if k == 0 else zero
                 gx[plane, i, j + 1] = gradient if k == 1 else zero
                 gx[plane, i + 1, j] = gradient if k == 2 else zero
@@ -143,7 +143,7 @@ def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override)
     for plane in prange(planes):
         for p in range(oh):
             for q in range(ow):
-                total = x[plane, 0, 0] * 0
+                total = x.dtype.type(0)  # not x[...] * 0, which is NaN for NaN or Inf
                 for hi in range(max(p * sh - ph, 0), min(p * sh - ph + kh, h)):
                     for wi in range(max(q * sw - pw, 0), min(q * sw - pw + kw, w)):
                         total += x[plane, hi, wi]
@@ -175,7 +175,7 @@ def _adaptive_avg_pool(x, y, rows, cols):
     for plane in prange(planes):
         for p in range(rows.shape[0]):
             for q in range(cols.shape[0]):
-                total = x[plane, 0, 0] * 0
+                total = x.dtype.type(0)  # not x[...] * 0, which is NaN for NaN or Inf
                 for hi in range(rows[p, 0], rows[p, 1]):
                     for wi in range(cols[q, 0], cols[q, 1]):
                         total += x[plane, hi, wi]

@@ -46,7 +46,7 @@ def _relu6(x, y):
 def _relu6_vjp(g, x, out):
     i = cuda.grid(1)
     if i < out.size:
-        out[i] = 0 if x[i] <= 0 or x[i] >= 6 else g[i]  # NaN passes the gradient, as in torch
+        out[i] = g[i] if 0 < x[i] < 6 else 0
 
 
 @cuda.jit
