@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .backend import resolve
+from .checks import flag
 from .device import count_nonfinite, deliver, is_device, to_device, to_host
 from .errors import LayerInputError, StateDictError
 
@@ -330,11 +331,8 @@ class Module(ABC):
         values keep their dtype (float16, float32 or float64); the computation casts them to the
         input's dtype. Assigning a parameter directly (``layer.weight = w``) is not checked.
         """
-        if not isinstance(strict, bool) or not isinstance(allow_nonfinite, bool):
-            raise TypeError(
-                "load_state_dict: strict and allow_nonfinite must be True or False, got "
-                f"strict={strict!r}, allow_nonfinite={allow_nonfinite!r}"
-            )
+        strict = flag(strict, "load_state_dict: strict")
+        allow_nonfinite = flag(allow_nonfinite, "load_state_dict: allow_nonfinite")
         entries = self._entries()
         missing = [
             key
