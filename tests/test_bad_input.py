@@ -273,6 +273,7 @@ BAD_PARAMETERS = [
     (lambda: C.Composite((C.ByType(L.Conv2d), "epsilon")), "entry 0's rule must be an npxai"),
     (lambda: C.Composite(R.EpsilonRule()), r"entry 0 must be a pair \(selector, rule\)"),
     (lambda: C.Composite(("Conv2d", R.EpsilonRule())), r"entry 0 must be a pair"),
+    (lambda: C.Composite(name=3), "Composite: name must be a str or None, got 3"),
     (lambda: C.EpsilonGammaBox(1, 0), "ZBoxRule: low must be <= high"),
     (lambda: C.EpsilonPlus(NAN), "EpsilonRule: epsilon must be a finite number"),
     (

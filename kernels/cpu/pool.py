@@ -24,9 +24,12 @@ def _window(start, step, count, size):
 def _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw):
     """``(value, row, column)`` of the first maximum, in row-major order, of the window whose
     kernel rows ``i0..i1`` and columns ``j0..j1`` fall inside the input (``(-inf, 0, 0)`` for a
-    window wholly on padding), or of its last NaN if it holds one: the element torch picks."""
+    window wholly on padding), or of its last NaN if it holds one: the element torch picks (it
+    starts from the window's first element, so a window of ``-inf`` picks that)."""
     best = -np.inf
     bi, bj = 0, 0
+    if i0 < i1 and j0 < j1:
+        bi, bj = h0 + i0 * dh, w0 + j0 * dw
     for i in range(i0, i1):
         hi = h0 + i * dh
         for j in range(j0, j1):

@@ -62,6 +62,8 @@ def _first_maximum(x, n, c, h0, dh, kh, w0, dw, kw):
     j0, j1 = _window(w0, dw, kw, w)
     best = -math.inf
     index = 0
+    if i0 < i1 and j0 < j1:  # torch starts from the window's first element (a -inf window's pick)
+        index = (h0 + i0 * dh) * w + w0 + j0 * dw
     for i in range(i0, i1):
         hi = h0 + i * dh
         for j in range(j0, j1):
