@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import layers as L
+from .checks import positive_int, shown
 from .lrp import supported, supported_rules
 from .module import Layer, Module
 from .rules import (
@@ -47,6 +48,17 @@ def DEFAULTS(layer: Layer) -> Rule | None:  # noqa: N802  (a table, written as a
     return None
 
 
+def _layer_types(types: tuple, owner: str) -> tuple[type, ...]:
+    """``types`` if it is one or more classes, else a ``TypeError`` naming ``owner``."""
+    if not types or not all(isinstance(t, type) for t in types):
+        bad = next((t for t in types if not isinstance(t, type)), None)
+        raise TypeError(
+            f"{owner}: give one or more layer types (classes such as npxai.layers.Conv2d)"
+            + (f", got {shown(bad)}" if types else "")
+        )
+    return types
+
+
 @dataclass(frozen=True)
 class ByType:
     """Every layer of the given types."""
@@ -54,7 +66,7 @@ class ByType:
     types: tuple[type, ...]
 
     def __init__(self, *types: type):
-        object.__setattr__(self, "types", types)
+        object.__setattr__(self, "types", _layer_types(types, type(self).__name__))
 
     def select(self, leaves: LayerList) -> list[str]:
         return [key for key, layer in leaves if isinstance(layer, self.types)]
@@ -91,8 +103,8 @@ class FirstN:
     types: tuple[type, ...]
 
     def __init__(self, n: int, *types: type):
-        object.__setattr__(self, "n", n)
-        object.__setattr__(self, "types", types)
+        object.__setattr__(self, "n", positive_int(n, "FirstN: n"))
+        object.__setattr__(self, "types", _layer_types(types, "FirstN"))
 
     def select(self, leaves: LayerList) -> list[str]:
         return ByType(*self.types).select(leaves)[: self.n]
@@ -103,10 +115,17 @@ class FirstN:
 
 @dataclass(frozen=True)
 class IndexRange:
-    """Leaf layers ``start <= index < stop`` in the model's order (any type)."""
+    """Leaf layers ``start <= index < stop`` in the model's order (any type; Python's slice
+    ``leaves[start:stop]``, so negative ints count from the end)."""
 
     start: int
     stop: int
+
+    def __post_init__(self) -> None:
+        for name in ("start", "stop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"IndexRange: {name} must be an int, got {shown(value)}")
 
     def select(self, leaves: LayerList) -> list[str]:
         return [key for key, _ in leaves[self.start : self.stop]]
@@ -119,6 +138,12 @@ class Keys:
     keys: tuple[str, ...]
 
     def __init__(self, *keys: str):
+        if not keys or not all(isinstance(k, str) and k for k in keys):
+            bad = next((k for k in keys if not (isinstance(k, str) and k)), None)
+            raise TypeError(
+                "Keys: give one or more layer keys (non-empty strings, as model.named_modules() "
+                "names them)" + (f", got {shown(bad)}" if keys else "")
+            )
         object.__setattr__(self, "keys", keys)
 
     def __repr__(self) -> str:
@@ -136,6 +161,19 @@ class Composite:
     """An ordered list of ``(selector, rule)`` entries; see the module docstring."""
 
     def __init__(self, *entries: tuple[object, Rule], name: str | None = None):
+        for i, entry in enumerate(entries):
+            ok = isinstance(entry, tuple | list) and len(entry) == 2
+            if not ok or not callable(getattr(entry[0], "select", None)):
+                raise TypeError(
+                    f"Composite: entry {i} must be a pair (selector, rule) whose selector has a "
+                    f"select method (ByType, FirstOfType, Keys, ...), got {shown(entry)}"
+                )
+            if not isinstance(entry[1], Rule):
+                raise TypeError(
+                    f"Composite: entry {i}'s rule must be an npxai.rules rule, got {shown(entry[1])}"
+                )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Composite: name must be a str or None, got {shown(name)}")
         self.entries = list(entries)
         self.name = name or "Composite"
 

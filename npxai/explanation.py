@@ -23,7 +23,10 @@ class Explanation:
     - ``heatmap_preset``: the name of the heatmap preset that suits the method
       (``"sensitivity"``, ``"attribution"`` or ``"cam"``; see :mod:`npxai.heatmaps`);
     - ``extras``: anything else the analyzer reports (per-layer data, upsampled maps, settings);
-    - ``input``: the explained batch (for overlays).
+    - ``input``: the explained batch (for overlays). On the numpy and numba backends it is the
+      caller's array itself when that is a float32 or float64 NumPy array, not a copy (a batch
+      can be large): changing that array afterwards changes ``input`` too; pass ``x.copy()`` to
+      keep a snapshot. A list, or a host array on the cuda backend, gives a new array.
 
     ``explanation.heatmap()`` draws it (:func:`npxai.heatmap`), ``explanation.save_heatmap(path)``
     writes one sample's heatmap as PNG (:func:`npxai.save_heatmap`).

@@ -7,9 +7,12 @@ decides whether the computation runs in float32 or float64.
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 
 from .backend import implementation, resolve
+from .checks import finite_number, flag, positive_int, shown
 from .device import add
 from .errors import LayerInputError
 from .init import uniform_fan_in
@@ -19,18 +22,22 @@ from .reference import conv, pool
 IntPair = int | tuple[int, int]
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
     """``3 -> (3, 3)``; a pair is checked; anything else raises naming the argument."""
-    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and v >= minimum for v in pair):
-        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    pair = (value, value) if _is_int(value) else value
+    if (
+        not isinstance(pair, tuple | list)
+        or len(pair) != 2
+        or not all(_is_int(v) and v >= minimum for v in pair)
+    ):
+        raise ValueError(
+            f"{name} must be an int >= {minimum} or a pair of them, got {shown(value)}"
+        )
     return int(pair[0]), int(pair[1])
-
-
-def _positive_int(value: int, name: str) -> int:
-    if not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _ops(family: str, backend: str | None):
@@ -94,11 +101,12 @@ class Linear(_Affine):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
         self.register_parameter("weight", uniform_fan_in((out_features, in_features), in_features))
         self.register_parameter(
-            "bias", uniform_fan_in((out_features,), in_features) if bias else None
+            "bias",
+            uniform_fan_in((out_features,), in_features) if flag(bias, "Linear: bias") else None,
         )
 
     def check_input(self, x: np.ndarray) -> None:
@@ -140,7 +148,7 @@ def _conv_padding(value: object) -> tuple[int, int] | tuple[tuple[int, int], tup
     ``((top, bottom), (left, right))`` as it is; anything else raises naming the argument."""
 
     def count(v: object) -> bool:
-        return isinstance(v, int | np.integer) and v >= 0
+        return _is_int(v) and v >= 0
 
     def pair(v: object) -> bool:
         return isinstance(v, tuple | list) and len(v) == 2 and all(count(p) for p in v)
@@ -158,7 +166,7 @@ def _conv_padding(value: object) -> tuple[int, int] | tuple[tuple[int, int], tup
             "; a flat 4-tuple is ambiguous (torch's ZeroPad2d reads it as (left, right, top, "
             "bottom)): write ((top, bottom), (left, right))"
         )
-    raise ValueError(f"{_CONV_PADDING_FORMS}, got {value!r}{hint}")
+    raise ValueError(f"{_CONV_PADDING_FORMS}, got {shown(value)}{hint}")
 
 
 class Conv2d(_Affine):
@@ -182,12 +190,12 @@ class Conv2d(_Affine):
         padding_mode: str = "zeros",
     ):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         self.dilation = _pair(dilation, "dilation")
-        self.groups = _positive_int(groups, "groups")
+        self.groups = positive_int(groups, "groups")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
@@ -209,6 +217,7 @@ class Conv2d(_Affine):
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         shape = (out_channels, in_channels // groups, *self.kernel_size)
         self.register_parameter("weight", uniform_fan_in(shape, fan_in))
+        bias = flag(bias, "Conv2d: bias")
         self.register_parameter("bias", uniform_fan_in((out_channels,), fan_in) if bias else None)
 
     def explicit_padding(self) -> tuple[int, int, int, int]:
@@ -285,7 +294,7 @@ class _Pool2d(Layer):
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
         self.padding = _pair(padding, "padding", minimum=0)
         self.dilation = _pair(dilation, "dilation")
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = flag(ceil_mode, f"{type(self).__name__}: ceil_mode")
         for p, k in zip(self.padding, self.kernel_size, strict=True):
             if p > k // 2:
                 raise ValueError(
@@ -364,9 +373,9 @@ class AvgPool2d(_Pool2d):
         divisor_override: int | None = None,
     ):
         super().__init__(kernel_size, stride, padding, 1, ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = flag(count_include_pad, "AvgPool2d: count_include_pad")
         if divisor_override is not None:
-            divisor_override = _positive_int(divisor_override, "divisor_override")
+            divisor_override = positive_int(divisor_override, "divisor_override")
         self.divisor_override = divisor_override
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
@@ -400,10 +409,12 @@ class AdaptiveAvgPool2d(Layer):
             if not isinstance(output_size, tuple | list)
             else tuple(output_size)
         )
-        if len(pair) != 2 or not all(v is None or (isinstance(v, int) and v >= 1) for v in pair):
+        if len(pair) != 2 or not all(v is None or (_is_int(v) and v >= 1) for v in pair):
             raise ValueError(
-                f"output_size must be a positive int or a pair of them (or None), got {output_size!r}"
+                "output_size must be a positive int or a pair of them (or None), got "
+                f"{shown(output_size)}"
             )
+        pair = tuple(None if v is None else int(v) for v in pair)
         self.output_size = pair
 
     def _resolve(self, x: np.ndarray) -> tuple[int, int]:
@@ -444,15 +455,17 @@ class _BatchNorm(Layer):
         track_running_stats: bool = True,
     ):
         super().__init__()
-        self.num_features = _positive_int(num_features, "num_features")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
-        if not track_running_stats:
+        self.num_features = positive_int(num_features, "num_features")
+        eps = finite_number(eps, f"{type(self).__name__}: eps", minimum=0)
+        if momentum is not None:
+            momentum = finite_number(momentum, f"{type(self).__name__}: momentum (or None)")
+        affine = flag(affine, f"{type(self).__name__}: affine")
+        if flag(track_running_stats, f"{type(self).__name__}: track_running_stats") is False:
             raise ValueError(
                 "track_running_stats=False is not supported: npxai runs batch norm in evaluation "
                 "mode, with running statistics, so that samples in a batch do not interact"
             )
-        self.eps, self.momentum, self.affine = float(eps), momentum, bool(affine)
+        self.eps, self.momentum, self.affine = eps, momentum, affine
         self.register_parameter("weight", np.ones(num_features, np.float32) if affine else None)
         self.register_parameter("bias", np.zeros(num_features, np.float32) if affine else None)
         self.register_buffer("running_mean", np.zeros(num_features, np.float32))
@@ -538,7 +551,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = finite_number(negative_slope, "LeakyReLU: negative_slope")
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
         return _ops("activation", backend).leaky_relu(x, self.negative_slope)
@@ -594,9 +607,9 @@ class Softmax(Layer):
 
     def __init__(self, dim: int | None = None):
         super().__init__()
-        if not isinstance(dim, int):
-            raise ValueError(f"Softmax needs an explicit int dim, got {dim!r}")
-        self.dim = dim
+        if not _is_int(dim):
+            raise ValueError(f"Softmax needs an explicit int dim, got {shown(dim)}")
+        self.dim = int(dim)
 
     def check_input(self, x: np.ndarray) -> None:
         if not -x.ndim <= self.dim < x.ndim:
@@ -621,7 +634,10 @@ class Flatten(Layer):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
-        self.start_dim, self.end_dim = start_dim, end_dim
+        for name, value in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if not _is_int(value):
+                raise ValueError(f"Flatten: {name} must be an int, got {shown(value)}")
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def _span(self, ndim: int) -> tuple[int, int]:
         return self.start_dim % ndim, self.end_dim % ndim
@@ -653,8 +669,8 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"dropout probability p must be in [0, 1], got {p!r}")
+        if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p <= 1:
+            raise ValueError(f"dropout probability p must be in [0, 1], got {shown(p)}")
         self.p = float(p)
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .backend import resolve
+from .checks import flag
 from .device import count_nonfinite, deliver, is_device, to_device, to_host
 from .errors import LayerInputError, StateDictError
 
@@ -99,8 +100,11 @@ Step = Callable[[Record, Signal], Signal]
 
 
 def check_input(x: Any, name: str = "x", backend: str = "numpy") -> np.ndarray:
-    """Return ``x`` as an array if it is a finite float32 or float64 array, else raise.
+    """Return ``x`` as an array if it is a finite, non-empty float32 or float64 array, else raise.
 
+    A NumPy array of either dtype is returned as it is (not copied); a nested list becomes an
+    array, and a ragged one (rows of different lengths) is a ``ValueError``. An empty array (a
+    batch of no samples, or an axis of length 0) is a ``ValueError``: there is nothing to explain.
     A device array (see :mod:`npxai.device`) is accepted, and checked on the device, only for
     ``backend="cuda"``; on the cuda backend a host array is sent to the device once, here."""
     on_device = is_device(x)
@@ -110,7 +114,13 @@ def check_input(x: Any, name: str = "x", backend: str = "numpy") -> np.ndarray:
             f"use backend='cuda', or copy it to the host first"
         )
     if not on_device:
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as error:  # NumPy's "inhomogeneous shape": a ragged nested sequence
+            raise ValueError(
+                f"{name} must be an array or a nested list of one rectangular shape (a ragged "
+                f"list, whose rows differ in length, is not); NumPy says: {str(error)[:200]}"
+            ) from None
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"{name} must be a float32 or float64 array, got dtype {x.dtype}; "
@@ -118,6 +128,11 @@ def check_input(x: Any, name: str = "x", backend: str = "numpy") -> np.ndarray:
         )
     if x.ndim == 0:
         raise ValueError(f"{name} must have a batch axis, got a scalar")
+    if x.size == 0:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(x.shape)}); give at least one sample, with no axis "
+            "of length 0"
+        )
     if backend == "cuda":
         x = to_device(x)
         if not count_nonfinite(x):
@@ -125,9 +140,27 @@ def check_input(x: Any, name: str = "x", backend: str = "numpy") -> np.ndarray:
         x = to_host(x)  # to name the first bad entry below
     finite = np.isfinite(x)
     if not finite.all():
-        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        where = _first_false(finite)
         raise ValueError(f"{name} contains {x[where]} at index {where}; inputs must be finite")
     return x
+
+
+def _first_false(mask: np.ndarray) -> tuple[int, ...]:
+    """The index of ``mask``'s first ``False`` entry, in row-major order."""
+    flat = int(np.argmin(mask.reshape(-1)))
+    return tuple(int(i) for i in np.unravel_index(flat, mask.shape))
+
+
+def _nonfinite(value: np.ndarray) -> str:
+    """``""`` if ``value`` has no NaN or Inf, else where its first one is and how many there are."""
+    if value.dtype.kind != "f":
+        return ""
+    finite = np.isfinite(value)
+    if finite.all():
+        return ""
+    where = _first_false(finite)
+    count = int(finite.size - np.count_nonzero(finite))
+    return f"contains {value[where]} at index {where} ({count} of {value.size} entries non-finite)"
 
 
 def join(prefix: str, name: str) -> str:
@@ -284,14 +317,22 @@ class Module(ABC):
             for key, (module, name, store) in self._entries().items()
         }
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> LoadResult:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, allow_nonfinite: bool = False
+    ) -> LoadResult:
         """Copy arrays into this model by key.
 
         Every problem is reported at once in one :class:`StateDictError`: missing keys and
-        unexpected keys (when ``strict``), and, always, shape mismatches and non-numeric values,
-        each naming the key with the expected and found shape. Floating-point values keep their
-        dtype (float16, float32 or float64); the computation casts them to the input's dtype.
+        unexpected keys (when ``strict``), and, always, shape mismatches, non-numeric values and
+        (unless ``allow_nonfinite``) NaN or Inf entries, each naming the key (with the expected and
+        found shape, or the first non-finite entry's index and how many there are). Nothing is
+        loaded when anything is reported. ``allow_nonfinite=True`` loads non-finite parameters and
+        buffers as they are (the computation then propagates NaN as torch does). Floating-point
+        values keep their dtype (float16, float32 or float64); the computation casts them to the
+        input's dtype. Assigning a parameter directly (``layer.weight = w``) is not checked.
         """
+        strict = flag(strict, "load_state_dict: strict")
+        allow_nonfinite = flag(allow_nonfinite, "load_state_dict: allow_nonfinite")
         entries = self._entries()
         missing = [
             key
@@ -299,7 +340,7 @@ class Module(ABC):
             if key not in state_dict and name not in module.optional_keys
         ]
         unexpected = [key for key in state_dict if key not in entries]
-        problems, values = [], {}
+        problems, values, nonfinite = [], {}, False
         for key, (module, name, store) in entries.items():
             if key not in state_dict:
                 continue
@@ -311,6 +352,9 @@ class Module(ABC):
                 problems.append(f"  {key}: expected a floating-point array, found {value.dtype}")
             elif value.dtype.kind not in "fiub":
                 problems.append(f"  {key}: expected a numeric array, found {value.dtype}")
+            elif not allow_nonfinite and (bad := _nonfinite(value)):
+                problems.append(f"  {key}: {bad}")
+                nonfinite = True
             else:
                 dtype = value.dtype if current.dtype.kind == "f" else current.dtype
                 values[key] = np.array(value, dtype=dtype)
@@ -318,9 +362,16 @@ class Module(ABC):
             problems += [f"  missing key: {key}" for key in missing]
             problems += [f"  unexpected key: {key}" for key in unexpected]
         if problems:
+            hint = (
+                "\nparameters and buffers must be finite; load_state_dict(..., "
+                "allow_nonfinite=True) loads NaN and Inf as they are"
+                if nonfinite
+                else ""
+            )
             raise StateDictError(
                 f"state dict does not fit {type(self).__name__} ({len(problems)} problems):\n"
                 + "\n".join(problems)
+                + hint
             )
         for key, value in values.items():
             module, name, store = entries[key]

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import finite_number, flag, shown
+
 STABILIZERS = ("sign", "clip", "zero")
 Modifier = Callable[[np.ndarray], np.ndarray]
 
@@ -142,13 +144,12 @@ class LinearRule(Rule):
     parameter_free = False
 
     def __init__(self, epsilon: float, stabilizer: str):
-        if stabilizer not in STABILIZERS:
+        if not isinstance(stabilizer, str) or stabilizer not in STABILIZERS:
             raise ValueError(
-                f"{type(self).__name__}: unknown stabilizer {stabilizer!r}; choose one of {', '.join(STABILIZERS)}"
+                f"{type(self).__name__}: unknown stabilizer {shown(stabilizer)}; choose one of {', '.join(STABILIZERS)}"
             )
-        if not epsilon >= 0:
-            raise ValueError(f"{type(self).__name__}: epsilon must be >= 0, got {epsilon!r}")
-        self.epsilon, self.stabilizer = float(epsilon), stabilizer
+        self.epsilon = finite_number(epsilon, f"{type(self).__name__}: epsilon", minimum=0)
+        self.stabilizer = stabilizer
 
     def groups(self) -> list[Group]:
         raise NotImplementedError(f"{type(self).__name__} does not define groups()")
@@ -203,9 +204,8 @@ class GammaRule(LinearRule):
         stabilizer: str = "sign",
     ):
         super().__init__(epsilon, stabilizer)
-        if not gamma >= 0:
-            raise ValueError(f"GammaRule: gamma must be >= 0, got {gamma!r}")
-        self.gamma, self.bias = float(gamma), bool(bias)
+        self.gamma = finite_number(gamma, "GammaRule: gamma", minimum=0)
+        self.bias = flag(bias, "GammaRule: bias")
 
     def up(self, p: np.ndarray) -> np.ndarray:
         """``p + gamma p+``."""
@@ -228,9 +228,7 @@ class GeneralizedGammaRule(LinearRule):
 
     def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, stabilizer: str = "sign"):
         super().__init__(epsilon, stabilizer)
-        if not gamma >= 0:
-            raise ValueError(f"GeneralizedGammaRule: gamma must be >= 0, got {gamma!r}")
-        self.gamma = float(gamma)
+        self.gamma = finite_number(gamma, "GeneralizedGammaRule: gamma", minimum=0)
 
     def up(self, p: np.ndarray) -> np.ndarray:
         """``p + gamma p+``."""
@@ -257,7 +255,7 @@ class WSquareRule(LinearRule):
 
     def __init__(self, bias: bool = True, epsilon: float = 1e-6, stabilizer: str = "sign"):
         super().__init__(epsilon, stabilizer)
-        self.bias = bool(bias)
+        self.bias = flag(bias, "WSquareRule: bias")
 
     def groups(self) -> list[Group]:
         return [Group([Term(ones, square, square if self.bias else None)])]
@@ -284,8 +282,8 @@ class ZPlusRule(LinearRule):
 
     def __init__(self, bias: str = "positive", epsilon: float = 1e-6, stabilizer: str = "sign"):
         super().__init__(epsilon, stabilizer)
-        if bias not in ("positive", "none"):
-            raise ValueError(f"ZPlusRule: bias must be 'positive' or 'none', got {bias!r}")
+        if not isinstance(bias, str) or bias not in ("positive", "none"):
+            raise ValueError(f"ZPlusRule: bias must be 'positive' or 'none', got {shown(bias)}")
         self.bias = bias
 
     def groups(self) -> list[Group]:
@@ -299,17 +297,19 @@ class ZPlusRule(LinearRule):
 class AlphaBetaRule(LinearRule):
     """``R_in = alpha R+ - beta R-``: ``R+`` is z+ (:class:`ZPlusRule`, with ``b+``) and ``R-``
     the same for the negative contributions (``W- x+ + W+ x-``, with ``b-``), each with its own
-    denominator. ``alpha - beta = 1`` and both ``>= 0`` (else ``ValueError``)."""
+    denominator. ``alpha - beta = 1`` and both finite and ``>= 0`` (else ``ValueError``)."""
 
     def __init__(
         self, alpha: float = 2.0, beta: float = 1.0, epsilon: float = 1e-6, stabilizer: str = "sign"
     ):
         super().__init__(epsilon, stabilizer)
-        if alpha < 0 or beta < 0 or abs(alpha - beta - 1) > 1e-12:
+        alpha = finite_number(alpha, "AlphaBetaRule: alpha", minimum=0)
+        beta = finite_number(beta, "AlphaBetaRule: beta", minimum=0)
+        if abs(alpha - beta - 1) > 1e-12:
             raise ValueError(
                 f"AlphaBetaRule needs alpha - beta = 1 and both >= 0, got alpha={alpha!r}, beta={beta!r}"
             )
-        self.alpha, self.beta = float(alpha), float(beta)
+        self.alpha, self.beta = alpha, beta
 
     def groups(self) -> list[Group]:
         return [
@@ -322,8 +322,9 @@ class AlphaBetaRule(LinearRule):
 
 
 class ZBoxRule(LinearRule):
-    """For the first layer, with inputs bounded by ``low <= x <= high`` (scalars or arrays
-    broadcastable to the input): ``z = W x - W+ l - W- h`` (the bias cancels, as in Zennit),
+    """For the first layer, with inputs bounded by ``low <= x <= high`` (finite scalars or arrays
+    broadcastable to the input and to each other, ``low <= high`` everywhere, else
+    ``ValueError``): ``z = W x - W+ l - W- h`` (the bias cancels, as in Zennit),
     ``R_in = x * (W^T s) - l * (W+^T s) - h * (W-^T s)``."""
 
     def __init__(
@@ -334,6 +335,23 @@ class ZBoxRule(LinearRule):
         stabilizer: str = "sign",
     ):
         super().__init__(epsilon, stabilizer)
+        for name, bound in (("low", low), ("high", high)):
+            array = np.asarray(bound)
+            if array.dtype.kind not in "iuf" or not np.isfinite(array).all():
+                raise ValueError(
+                    f"ZBoxRule: {name} must be a finite number or an array of finite numbers, "
+                    f"got {shown(bound)}"
+                )
+        try:
+            above = np.greater(low, high)
+        except ValueError:
+            raise ValueError(
+                f"ZBoxRule: low {np.shape(low)} and high {np.shape(high)} must broadcast to one shape"
+            ) from None
+        if above.any():
+            raise ValueError(
+                f"ZBoxRule: low must be <= high, got low={shown(low)}, high={shown(high)}"
+            )
         self.low, self.high = low, high
 
     def _bound(self, bound: float | np.ndarray, x: np.ndarray) -> np.ndarray:

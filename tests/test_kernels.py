@@ -1,12 +1,16 @@
 """Every compiled CPU kernel against the NumPy reference, on hypothesis-drawn shapes, strides,
 padding, dilation, groups, batch sizes (1 included) and dtypes: float64 to 1e-12 and float32 to
-1e-5 relative error (max abs error over max abs value)."""
+1e-5 relative error (max abs error over max abs value). With NaN and Inf planted in the input, the
+pools and activations of both against torch: NaN propagates, and the gradient goes where torch's
+goes."""
 
 from unittest import mock
 
 import numpy as np
 import pytest
-from conftest import assert_same, draw_array
+import torch
+import torch.nn.functional as F
+from conftest import KERNEL_TOLERANCE, TORCH_DTYPE, assert_same, draw_array
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from npxai.kernels.cpu import activation as k_activation
@@ -261,3 +265,152 @@ def test_non_contiguous_inputs_are_handled():
     assert_same(k_activation.relu(x), activation.relu(x))
     assert_same(k_pool.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False)[0],
                 pool.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False)[0])  # fmt: skip
+
+
+def plant_nonfinite(data, x: np.ndarray) -> np.ndarray:
+    """``x`` with one to four hypothesis-drawn entries set to NaN (and maybe one to +-Inf)."""
+    x = x.copy()
+    spots = data.draw(st.lists(st.integers(0, x.size - 1), min_size=1, max_size=4), label="NaNs")
+    x.flat[spots] = np.nan
+    infinity = data.draw(st.sampled_from([None, np.inf, -np.inf]), label="Inf")
+    if infinity is not None:
+        x.flat[data.draw(st.integers(0, x.size - 1), label="Inf at")] = infinity
+    return x
+
+
+def cotangent(data, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A drawn ``dL/dy``, with NaN planted in it or not (a NaN gradient reaches only the
+    positions it flows to, as in torch)."""
+    g = draw_array(data, shape, dtype, "g")
+    return plant_nonfinite(data, g) if data.draw(st.booleans(), label="NaN in g") else g
+
+
+def assert_nan_close(actual: np.ndarray, expected: np.ndarray, scale: float | None = None) -> None:
+    """Same shape and dtype, NaN and +-Inf exactly where ``expected`` has them, the finite values
+    within the kernel tolerance relative to ``scale`` (default: the largest finite ``|expected|``;
+    give the terms' size where a result sums them)."""
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(actual[~finite], expected[~finite])  # NaN equals NaN here
+    a, e = actual[finite].astype(np.float64), expected[finite].astype(np.float64)
+    if scale is None:
+        scale = float(np.abs(e).max(initial=0.0))
+    error = float(np.abs(a - e).max(initial=0.0)) / max(scale, 1e-300)
+    assert error <= KERNEL_TOLERANCE[expected.dtype.type], f"relative error {error:.2e}"
+
+
+def window_on_padding_only(size, out, kernel, stride, padding, dilation) -> bool:
+    """Whether some pooling window (possible with dilation) has no element in the input."""
+    return any(
+        not any(0 <= o * s - p + i * d < n for i in range(k))
+        for n, m, k, s, p, d in zip(size, out, kernel, stride, padding, dilation, strict=True)
+        for o in range(m)
+    )
+
+
+def torch_max_pool(x, g, kernel, stride, padding, dilation, ceil_mode):
+    """torch's max pool of ``x``: values, indices and the input gradient for the cotangent ``g``."""
+    xt = torch.tensor(x, requires_grad=True)
+    yt, it = F.max_pool2d(xt, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
+    yt.backward(torch.tensor(g))
+    return yt.detach().numpy(), it.numpy(), xt.grad.numpy()
+
+
+@given(case=pool_case(True), dtype=dtypes, data=st.data(), ties=st.booleans())
+def test_max_pool2d_propagates_nan_as_torch(case, dtype, data, ties):
+    """A window holding a NaN pools to NaN, its arg-max (and gradient) at the window's last NaN:
+    torch's ``val > max or isnan(val)``, starting from the window's first element (a window of
+    ``-inf`` picks that one); the reference and the numba kernels agree with torch."""
+    kernel, stride, padding, dilation, ceil_mode, size, batch = case
+    x = draw_array(data, (batch, 2, *size), dtype)
+    x = plant_nonfinite(data, np.maximum(x, 0) if ties else x)
+    args = (kernel, stride, padding, dilation, ceil_mode)
+    out = pool.max_pool2d(x, *args)[0].shape
+    g = cotangent(data, out, dtype)
+    ty, ti, tgrad = torch_max_pool(x, g, *args)
+    assume(not window_on_padding_only(size, out[2:], *args[:4]))  # torch's index is its own there
+    for ops in (pool, k_pool):
+        y, argmax = ops.max_pool2d(x, *args)
+        np.testing.assert_array_equal(y, ty)  # NaN where torch has NaN, the same values elsewhere
+        np.testing.assert_array_equal(argmax, ti)
+        assert_nan_close(ops.max_pool2d_vjp(g, x, *args), tgrad)
+
+
+@given(size=st.tuples(st.integers(2, 9), st.integers(2, 9)), ceil_mode=st.booleans(),
+       dtype=dtypes, data=st.data())  # fmt: skip
+def test_max_pool2d_2x2_propagates_nan_as_torch(size, ceil_mode, dtype, data):
+    """The 2x2 stride-2 kernels of their own (VGG's pools) follow torch's NaN rule too."""
+    args = ((2, 2), (2, 2), (0, 0), (1, 1), ceil_mode)
+    x = plant_nonfinite(data, draw_array(data, (2, 3, *size), dtype))
+    g = cotangent(data, pool.max_pool2d(x, *args)[0].shape, dtype)
+    ty, ti, tgrad = torch_max_pool(x, g, *args)
+    for ops in (pool, k_pool):
+        y, argmax = ops.max_pool2d(x, *args)
+        np.testing.assert_array_equal(y, ty)
+        np.testing.assert_array_equal(argmax, ti)
+        np.testing.assert_array_equal(ops.max_pool2d_vjp(g, x, *args), tgrad)
+
+
+def test_max_pool2d_of_the_issue():
+    """``[1, nan, 3, 0]`` pools to NaN (torch's value), the gradient going to the NaN; a window
+    of ``-inf`` picks its first element, as torch (its values and indices written out here)."""
+    x = np.array([[[[1, np.nan, 3, 0]]]])
+    for ops in (pool, k_pool):
+        for kernel in ((1, 4), (1, 2)):
+            y, _ = ops.max_pool2d(x, kernel, kernel, (0, 0), (1, 1), False)
+            assert np.isnan(y[0, 0, 0, 0]), (ops.__name__, kernel)
+        grad = ops.max_pool2d_vjp(np.ones((1, 1, 1, 1)), x, (1, 4), (1, 4), (0, 0), (1, 1), False)
+        np.testing.assert_array_equal(grad, [[[[0, 1, 0, 0]]]])
+        low = np.array([[[[5, -np.inf, -np.inf, -np.inf]]]])
+        y, argmax = ops.max_pool2d(low, (1, 3), (1, 1), (0, 1), (1, 1), False)
+        np.testing.assert_array_equal(y, [[[[5, 5, -np.inf, -np.inf]]]])
+        np.testing.assert_array_equal(argmax, [[[[0, 0, 1, 2]]]])
+
+
+@given(case=pool_case(False), dtype=dtypes, data=st.data(), include=st.booleans())
+def test_avg_pools_propagate_nan_as_torch(case, dtype, data, include):
+    kernel, stride, padding, _, ceil_mode, size, batch = case
+    x = plant_nonfinite(data, draw_array(data, (batch, 2, *size), dtype))
+    args = (kernel, stride, padding, ceil_mode, include, None)
+    terms = float(np.abs(x[np.isfinite(x)]).max(initial=1.0))  # a mean's error is the terms'
+    expected = F.avg_pool2d(torch.tensor(x), kernel, stride, padding, ceil_mode, include).numpy()
+    assert_nan_close(pool.avg_pool2d(x, *args), expected, terms)
+    assert_nan_close(k_pool.avg_pool2d(x, *args), expected, terms)
+    out = tuple(data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)), label="adaptive size"))
+    expected = F.adaptive_avg_pool2d(torch.tensor(x), out).numpy()
+    assert_nan_close(pool.adaptive_avg_pool2d(x, out), expected, terms)
+    assert_nan_close(k_pool.adaptive_avg_pool2d(x, out), expected, terms)
+
+
+TORCH_ACTIVATIONS = {
+    "relu": F.relu, "relu6": F.relu6, "leaky_relu": lambda t: F.leaky_relu(t, 0.1),
+    "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name, extra, vjp_uses", ELEMENTWISE, ids=[e[0] for e in ELEMENTWISE])
+@given(data=st.data(), dtype=dtypes)
+def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
+    """Every activation maps NaN to NaN; the VJPs give torch's gradient at NaN (ReLU passes it,
+    LeakyReLU scales it by the slope; tanh and sigmoid give NaN), at the kinks and at Inf. ReLU6's
+    gives 0 at NaN: torch's gives 0 in its vectorised blocks and the gradient in their scalar
+    tail, so there its NaN positions are checked against 0 instead."""
+    shape = tuple(data.draw(st.lists(st.integers(1, 5), min_size=1, max_size=3), label="shape"))
+    x = draw_array(data, shape, dtype) * 4
+    x.flat[::3] = 0
+    x.flat[1::5] = 6
+    x = plant_nonfinite(data, x)
+    g = cotangent(data, shape, dtype)
+    xt = torch.tensor(x, dtype=TORCH_DTYPE[dtype], requires_grad=True)
+    yt = TORCH_ACTIVATIONS[name](xt)
+    yt.backward(torch.tensor(g))
+    expected = xt.grad.numpy()
+    if name == "relu6":
+        expected = np.where(np.isnan(x), 0, expected)
+    terms = float(np.abs(g[np.isfinite(g)]).max(initial=1.0))  # g (1 - y^2) cancels terms of g
+    for ops in (activation, k_activation):
+        y = getattr(ops, name)(x, *extra)
+        assert_nan_close(y, yt.detach().numpy())
+        point = x if vjp_uses == "x" else y
+        assert_nan_close(getattr(ops, name + "_vjp")(g, point, *extra), expected, terms)

@@ -15,19 +15,20 @@ def _flat(x: np.ndarray) -> np.ndarray:
 @njit(parallel=True, cache=True)
 def _relu(x, y):
     for i in prange(x.size):
-        y[i] = x[i] if x[i] > 0 else 0
+        y[i] = 0 if x[i] <= 0 else x[i]  # NaN stays NaN
 
 
 @njit(parallel=True, cache=True)
 def _relu_vjp(g, x, out):
     for i in prange(x.size):
-        out[i] = g[i] if x[i] > 0 else 0
+        out[i] = 0 if x[i] <= 0 else g[i]  # NaN passes the gradient, as in torch
 
 
 @njit(parallel=True, cache=True)
 def _relu6(x, y):
     for i in prange(x.size):
-        y[i] = min(max(x[i], 0), 6)
+        v = x[i]
+        y[i] = 0 if v < 0 else (6 if v > 6 else v)  # NaN stays NaN
 
 
 @njit(parallel=True, cache=True)
@@ -79,7 +80,7 @@ def _softmax_rows(x, y):
         top = x[r, 0]
         for k in range(1, x.shape[1]):
             top = max(top, x[r, k])
-        total = x[r, 0] * 0  # accumulate in the array's dtype, as the reference does
+        total = x.dtype.type(0)  # accumulate in the array's dtype, as the reference does
         for k in range(x.shape[1]):
             y[r, k] = np.exp(x[r, k] - top)
             total += y[r, k]
@@ -90,7 +91,7 @@ def _softmax_rows(x, y):
 @njit(parallel=True, cache=True)
 def _softmax_vjp_rows(g, y, out):
     for r in prange(y.shape[0]):
-        dot = y[r, 0] * 0
+        dot = y.dtype.type(0)
         for k in range(y.shape[1]):
             dot += g[r, k] * y[r, k]
         for k in range(y.shape[1]):

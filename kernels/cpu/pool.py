@@ -2,7 +2,8 @@
 
 Every kernel runs one (sample, channel) plane per parallel task and reads the input with bounds
 checks instead of padding it; max pooling with kernel 2 and stride 2 (VGG's) has kernels of its
-own, without bounds checks. Output sizes, tie rules and divisors are the reference's.
+own, without bounds checks. Output sizes, tie rules (NaN winning, as in torch) and divisors are
+the reference's.
 """
 
 import numpy as np
@@ -23,15 +24,19 @@ def _window(start, step, count, size):
 def _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw):
     """``(value, row, column)`` of the first maximum, in row-major order, of the window whose
     kernel rows ``i0..i1`` and columns ``j0..j1`` fall inside the input (``(-inf, 0, 0)`` for a
-    window wholly on padding): the element torch picks."""
+    window wholly on padding), or of its last NaN if it holds one: the element torch picks (it
+    starts from the window's first element, so a window of ``-inf`` picks that)."""
     best = -np.inf
     bi, bj = 0, 0
+    if i0 < i1 and j0 < j1:
+        bi, bj = h0 + i0 * dh, w0 + j0 * dw
     for i in range(i0, i1):
         hi = h0 + i * dh
         for j in range(j0, j1):
             wi = w0 + j * dw
             value = x[plane, hi, wi]
-            better = value > best  # strict, and branch-free: the first maximum wins
+            # strict, and branch-free: the first maximum wins; NaN wins (torch's rule)
+            better = (value > best) | np.isnan(value)
             best = value if better else best
             bi = hi if better else bi
             bj = wi if better else bj
@@ -82,7 +87,8 @@ def _max_pool_2x2(x, y, argmax):
                     (x[plane, i + 1, j], (i + 1) * w + j),
                     (x[plane, i + 1, j + 1], (i + 1) * w + j + 1),
                 ):
-                    if value > best:  # strict, in row-major order: the first maximum wins
+                    # strict, in row-major order: the first maximum wins; then the last NaN
+                    if value > best or np.isnan(value):
                         best, where = value, at
                 y[plane, p, q] = best
                 argmax[plane, p, q] = where
@@ -100,17 +106,17 @@ def _max_pool_2x2_vjp(g, x, gx):
                 j = 2 * q
                 a, b = x[plane, i, j], x[plane, i, j + 1]
                 c, d = x[plane, i + 1, j], x[plane, i + 1, j + 1]
-                # the window's first maximum (a, b, c, d in row-major order)
+                # the window's first maximum (a, b, c, d in row-major order), or its last NaN
                 k = 0
                 best = a
-                if b > best:
+                if b > best or np.isnan(b):
                     k, best = 1, b
-                if c > best:
+                if c > best or np.isnan(c):
                     k, best = 2, c
-                if d > best:
+                if d > best or np.isnan(d):
                     k = 3
                 gradient = g[plane, p, q]
-                zero = gradient * 0
+                zero = g.dtype.type(0)  # not gradient * 0: NaN there must not spread
                 gx[plane, i, j] = gradient if k == 0 else zero
                 gx[plane, i, j + 1] = gradient if k == 1 else zero
                 gx[plane, i + 1, j] = gradient if k == 2 else zero
@@ -140,7 +146,7 @@ def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override)
     for plane in prange(planes):
         for p in range(oh):
             for q in range(ow):
-                total = x[plane, 0, 0] * 0
+                total = x.dtype.type(0)  # not x[...] * 0, which is NaN for NaN or Inf
                 for hi in range(max(p * sh - ph, 0), min(p * sh - ph + kh, h)):
                     for wi in range(max(q * sw - pw, 0), min(q * sw - pw + kw, w)):
                         total += x[plane, hi, wi]
@@ -172,7 +178,7 @@ def _adaptive_avg_pool(x, y, rows, cols):
     for plane in prange(planes):
         for p in range(rows.shape[0]):
             for q in range(cols.shape[0]):
-                total = x[plane, 0, 0] * 0
+                total = x.dtype.type(0)  # not x[...] * 0, which is NaN for NaN or Inf
                 for hi in range(rows[p, 0], rows[p, 1]):
                     for wi in range(cols[q, 0], cols[q, 1]):
                         total += x[plane, hi, wi]

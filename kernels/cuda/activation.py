@@ -24,14 +24,14 @@ if TYPE_CHECKING:
 def _relu(x, y):
     i = cuda.grid(1)
     if i < y.size:
-        y[i] = x[i] if x[i] > 0 else 0
+        y[i] = 0 if x[i] <= 0 else x[i]  # NaN stays NaN
 
 
 @cuda.jit
 def _relu_vjp(g, x, out):
     i = cuda.grid(1)
     if i < out.size:
-        out[i] = g[i] if x[i] > 0 else 0
+        out[i] = 0 if x[i] <= 0 else g[i]  # NaN passes the gradient, as in torch
 
 
 @cuda.jit

@@ -4,8 +4,8 @@
 The forward kernels run one thread per output element (one window); the VJPs gather, one thread
 per input element, summing over the windows that contain it in row-major window order (no atomics,
 so the results do not depend on scheduling). Inputs are indexed ``x[n, c, h, w]`` with bounds
-checks instead of padding, so any strides work. Output sizes, the first-maximum tie rule and the
-divisors are the reference's.
+checks instead of padding, so any strides work. Output sizes, the first-maximum tie rule (NaN
+winning, as in torch) and the divisors are the reference's.
 """
 
 from __future__ import annotations
@@ -55,19 +55,21 @@ def _unravel(t, c, oh, ow):
 @cuda.jit(device=True)
 def _first_maximum(x, n, c, h0, dh, kh, w0, dw, kw):
     """``(value, h * W + w)`` of the first maximum, in row-major window order, of the window at
-    ``(h0, w0)`` (``(-inf, 0)`` for a window wholly on padding, which never wins): the element
-    torch picks."""
+    ``(h0, w0)`` (``(-inf, 0)`` for a window wholly on padding, which never wins), or of its last
+    NaN if it holds one: the element torch picks."""
     h, w = x.shape[2], x.shape[3]
     i0, i1 = _window(h0, dh, kh, h)
     j0, j1 = _window(w0, dw, kw, w)
     best = -math.inf
     index = 0
+    if i0 < i1 and j0 < j1:  # torch starts from the window's first element (a -inf window's pick)
+        index = (h0 + i0 * dh) * w + w0 + j0 * dw
     for i in range(i0, i1):
         hi = h0 + i * dh
         for j in range(j0, j1):
             wi = w0 + j * dw
             value = x[n, c, hi, wi]
-            if value > best:  # strict: the first maximum wins
+            if value > best or math.isnan(value):  # strict: the first maximum wins; NaN wins
                 best = value
                 index = hi * w + wi
     return best, index
@@ -84,7 +86,7 @@ def _max_pool(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
 
 
 @cuda.jit
-def _max_pool_vjp(g, argmax, gx, kh, kw, sh, sw, ph, pw, dh, dw, empty_windows):
+def _max_pool_vjp(g, argmax, gx, kh, kw, sh, sw, ph, pw, dh, dw, empty_windows, zero):
     # one thread per input element: the windows (p, q) with a kernel position (i, j) on it, in
     # increasing p and q (i and j decreasing), whose recorded arg-max is this element
     t = cuda.grid(1)
@@ -92,7 +94,7 @@ def _max_pool_vjp(g, argmax, gx, kh, kw, sh, sw, ph, pw, dh, dw, empty_windows):
         n, c, hi, wi = _unravel(t, gx.shape[1], gx.shape[2], gx.shape[3])
         oh, ow = g.shape[2], g.shape[3]
         here = hi * gx.shape[3] + wi
-        total = g[n, c, 0, 0] * 0
+        total = zero
         if empty_windows and here == 0:
             # windows wholly on padding record arg-max 0 without covering (0, 0): scan them all
             for p in range(oh):
@@ -134,12 +136,12 @@ def _divisor(p, q, h, w, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_over
 
 
 @cuda.jit
-def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override, zero):
     t = cuda.grid(1)
     if t < y.size:
         h, w = x.shape[2], x.shape[3]
         n, c, p, q = _unravel(t, y.shape[1], y.shape[2], y.shape[3])
-        total = x[n, c, 0, 0] * 0
+        total = zero
         for hi in range(_max(p * sh - ph, 0), _min(p * sh - ph + kh, h)):
             for wi in range(_max(q * sw - pw, 0), _min(q * sw - pw + kw, w)):
                 total += x[n, c, hi, wi]
@@ -157,14 +159,14 @@ def _windows_over(i, k, s, pad, out):
 
 
 @cuda.jit
-def _avg_pool_vjp(g, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+def _avg_pool_vjp(g, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override, zero):
     t = cuda.grid(1)
     if t < gx.size:
         h, w = gx.shape[2], gx.shape[3]
         n, c, hi, wi = _unravel(t, gx.shape[1], h, w)
         p0, p1 = _windows_over(hi, kh, sh, ph, g.shape[2])
         q0, q1 = _windows_over(wi, kw, sw, pw, g.shape[3])
-        total = g[n, c, 0, 0] * 0
+        total = zero
         for p in range(p0, p1):
             for q in range(q0, q1):
                 d = _divisor(
@@ -181,7 +183,7 @@ def _bin(p, size, out):
 
 
 @cuda.jit
-def _adaptive_avg_pool(x, y):
+def _adaptive_avg_pool(x, y, zero):
     t = cuda.grid(1)
     if t < y.size:
         h, w = x.shape[2], x.shape[3]
@@ -189,7 +191,7 @@ def _adaptive_avg_pool(x, y):
         n, c, p, q = _unravel(t, y.shape[1], oh, ow)
         h0, h1 = _bin(p, h, oh)
         w0, w1 = _bin(q, w, ow)
-        total = x[n, c, 0, 0] * 0
+        total = zero
         for hi in range(h0, h1):
             for wi in range(w0, w1):
                 total += x[n, c, hi, wi]
@@ -197,14 +199,14 @@ def _adaptive_avg_pool(x, y):
 
 
 @cuda.jit
-def _adaptive_avg_pool_vjp(g, gx):
+def _adaptive_avg_pool_vjp(g, gx, zero):
     # the bins containing i are p = floor(i * out / in) .. ceil((i + 1) * out / in) - 1
     t = cuda.grid(1)
     if t < gx.size:
         h, w = gx.shape[2], gx.shape[3]
         oh, ow = g.shape[2], g.shape[3]
         n, c, hi, wi = _unravel(t, gx.shape[1], h, w)
-        total = g[n, c, 0, 0] * 0
+        total = zero
         for p in range((hi * oh) // h, ((hi + 1) * oh + h - 1) // h):
             h0, h1 = _bin(p, h, oh)
             for q in range((wi * ow) // w, ((wi + 1) * ow + w - 1) // w):
@@ -216,6 +218,12 @@ def _adaptive_avg_pool_vjp(g, gx):
 
 def _launch(kernel, out, *args) -> None:
     kernel[grid_1d(out.size)](*args)
+
+
+def _zero(a: DeviceArray):
+    """A zero of ``a``'s dtype, passed to the summing kernels as their starting value (``a[0] * 0``
+    would be NaN where ``a[0]`` is NaN or Inf, and spread it to every sum)."""
+    return a.dtype.type(0)
 
 
 def max_pool2d(
@@ -230,7 +238,8 @@ def max_pool2d(
 
     Padding never wins. Returns ``(y, argmax)``, ``argmax`` (int64) being the flat index
     ``h * W + w`` into the unpadded input of the winning element; ties go to the first position
-    in row-major window order, as in torch. One thread per window.
+    in row-major window order, as in torch, and a window holding a NaN gives NaN at its last NaN.
+    One thread per window.
     """
     x = as_device(x)
     n, c, h, w = x.shape
@@ -263,7 +272,10 @@ def max_pool2d_vjp(
         _some_window_on_padding_only(*a)
         for a in zip(x.shape[2:], argmax.shape[2:], kernel, stride, padding, dilation, strict=True)
     )
-    _launch(_max_pool_vjp, gx, grad_y, argmax, gx, *kernel, *stride, *padding, *dilation, empty)
+    _launch(
+        _max_pool_vjp, gx, grad_y, argmax, gx, *kernel, *stride, *padding, *dilation, empty,
+        _zero(grad_y),
+    )  # fmt: skip
     return gx
 
 
@@ -291,7 +303,7 @@ def avg_pool2d(
     y = cuda.device_array((n, c, *out), x.dtype)
     _launch(
         _avg_pool, y, x, y, *kernel, *stride, *padding, bool(count_include_pad),
-        divisor_override or 0,
+        divisor_override or 0, _zero(x),
     )  # fmt: skip
     return y
 
@@ -312,7 +324,7 @@ def avg_pool2d_vjp(
     gx = cuda.device_array((n, c, *input_size), grad_y.dtype)
     _launch(
         _avg_pool_vjp, gx, grad_y, gx, *kernel, *stride, *padding, bool(count_include_pad),
-        divisor_override or 0,
+        divisor_override or 0, _zero(grad_y),
     )  # fmt: skip
     return gx
 
@@ -323,7 +335,7 @@ def adaptive_avg_pool2d(x: DeviceArray, output_size: tuple[int, int]) -> DeviceA
     x = as_device(x)
     n, c = x.shape[:2]
     y = cuda.device_array((n, c, *output_size), x.dtype)
-    _launch(_adaptive_avg_pool, y, x, y)
+    _launch(_adaptive_avg_pool, y, x, y, _zero(x))
     return y
 
 
@@ -333,5 +345,5 @@ def adaptive_avg_pool2d_vjp(grad_y: DeviceArray, input_size: tuple[int, int]) ->
     grad_y = as_device(grad_y)
     n, c = grad_y.shape[:2]
     gx = cuda.device_array((n, c, *input_size), grad_y.dtype)
-    _launch(_adaptive_avg_pool_vjp, gx, grad_y, gx)
+    _launch(_adaptive_avg_pool_vjp, gx, grad_y, gx, _zero(grad_y))
     return gx

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import lrp
 from ..backend import BackendError, resolve
+from ..checks import flag, positive_int
 from ..explanation import Explanation
 from ..gradient import output_seed, resolve_target
 from ..module import Layer, Record, Signal, Trace
@@ -56,7 +57,7 @@ class TopNFeatures(Features):
     def __init__(self, n: int, absolute: bool = False):
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise ValueError(f"TopNFeatures: n must be a positive int, got {n!r}")
-        self.n, self.absolute = int(n), absolute
+        self.n, self.absolute = int(n), flag(absolute, "TopNFeatures: absolute")
 
     def check(self, channels: int, layer: str) -> None:
         if self.n > channels:
@@ -154,8 +155,8 @@ class CRP(Analyzer):
             raise TypeError(
                 f"CRP: features must be TopNFeatures(n) or IndexedFeatures(...), got {features!r}"
             )
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"CRP: batch_size must be a positive int or None, got {batch_size}")
+        if batch_size is not None:
+            batch_size = positive_int(batch_size, "CRP: batch_size (or None)")
         super().__init__(lrp_analyzer.model, lrp_analyzer.backend)
         self.lrp, self.features, self.batch_size = lrp_analyzer, features, batch_size
         self.progress = check_progress(progress, "CRP")

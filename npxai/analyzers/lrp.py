@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import lrp
 from ..canonize import canonize as fold_batch_norms
+from ..checks import flag
 from ..composites import Composite, EpsilonPlusFlat
 from ..device import to_host
 from ..explanation import Explanation
@@ -96,7 +97,7 @@ class LRP(Analyzer):
         if canonize and any(isinstance(m, norms) for _, m in self.model.named_modules()):
             self.model = fold_batch_norms(self.model)
         self.rules = self.composite.assign(self.model)
-        self.output_relevance, self.record = output_relevance, record
+        self.output_relevance, self.record = output_relevance, flag(record, "LRP: record")
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         relevances: dict[str, Signal] = {}

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import shown
 from ..device import to_host
 from ..gradient import resolve_target
 from ..module import Module
@@ -65,6 +66,10 @@ class SmoothGrad(Analyzer):
         self.noise_level = _check_scale(noise_level, "noise_level")
         self.sigma = None if sigma is None else _check_scale(sigma, "sigma")
         self.batch_size = _check_positive_int(batch_size, "batch_size")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+        ):
+            raise ValueError(f"SmoothGrad: seed must be an int >= 0 or None, got {shown(seed)}")
         self.seed, self.progress = seed, check_progress(progress, "SmoothGrad")
 
     def __call__(self, x: Any, target: Target = None) -> Any:

@@ -1,6 +1,10 @@
 """Element-wise activations and softmax: forward and input vector-Jacobian product.
 
 The derivative at a kink follows torch: ReLU'(0) = 0, ReLU6'(0) = ReLU6'(6) = 0, LeakyReLU'(0) = slope.
+NaN follows torch too: every activation maps NaN to NaN; at a NaN the ReLU VJP passes the
+gradient (torch's mask is ``x <= 0``) and LeakyReLU's scales it by the slope (its mask is
+``x > 0``). ReLU6's VJP gives 0 at a NaN (the mask ``0 < x < 6``): torch's own gives 0 in its
+vectorised blocks and the gradient in their scalar tail, so it has no single rule to follow.
 """
 
 import numpy as np
@@ -12,8 +16,8 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def relu_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``dL/dx = dL/dy * [x > 0]``."""
-    return grad_y * (x > 0)
+    """``dL/dx = dL/dy * [x > 0]`` (``0`` where ``x <= 0``, else ``dL/dy``: NaN passes it)."""
+    return np.where(x <= 0, 0, grad_y)
 
 
 def relu6(x: np.ndarray) -> np.ndarray:
@@ -22,8 +26,8 @@ def relu6(x: np.ndarray) -> np.ndarray:
 
 
 def relu6_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``dL/dx = dL/dy * [0 < x < 6]``."""
-    return grad_y * ((x > 0) & (x < 6))
+    """``dL/dx = dL/dy * [0 < x < 6]`` (``0`` at a NaN)."""
+    return np.where((x > 0) & (x < 6), grad_y, 0)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float) -> np.ndarray:

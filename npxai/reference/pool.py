@@ -54,7 +54,10 @@ def max_pool2d(
 
     Padding never wins (it is ``-inf``). Returns ``(y, argmax)`` where ``argmax`` is the flat index
     ``h * W + w`` into the unpadded input of the winning element; ties go to the first position
-    in row-major window order, as in torch.
+    in row-major window order, as in torch. As torch, a window starts from its first element in
+    the input, which a later one replaces where ``val > max or isnan(val)``: a window of ``-inf``
+    has its first element as arg-max, and one holding a NaN gives NaN, its arg-max the last NaN.
+    A window wholly on padding (possible with dilation) gives ``-inf`` with arg-max 0.
     """
     n, c, h, w = x.shape
     out = tuple(
@@ -67,13 +70,16 @@ def max_pool2d(
     cols = np.arange(out[1]) * stride[1] - padding[1]
     best = np.full((n, c) + out, -np.inf, dtype=x.dtype)
     argmax = np.zeros((n, c) + out, dtype=np.int64)
+    started = np.zeros(out, dtype=bool)  # whether the window has met an element of the input
     for i in range(kernel[0]):
         for j in range(kernel[1]):
             candidate = window(xp, (i, j), out, stride, dilation)
-            index = (rows[:, None] + i * dilation[0]) * w + (cols[None, :] + j * dilation[1])
-            better = candidate > best
+            r, q = rows[:, None] + i * dilation[0], cols[None, :] + j * dilation[1]
+            inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)
+            better = inside & (~started | (candidate > best) | np.isnan(candidate))
             best = np.where(better, candidate, best)
-            argmax = np.where(better, index, argmax)
+            argmax = np.where(better, r * w + q, argmax)
+            started |= inside
     return best, argmax
 
 
@@ -87,7 +93,8 @@ def max_pool2d_vjp(
     ceil_mode: bool,
 ) -> np.ndarray:
     """``dL/dx[n, c, h, w] = sum of dL/dy[n, c, p, q] over the outputs whose window's (first)
-    maximum is at (h, w)`` (the arg-max of :func:`max_pool2d` on the recorded input)."""
+    maximum is at (h, w)`` (the arg-max of :func:`max_pool2d` on the recorded input: a window's
+    last NaN, if it holds one)."""
     n, c, h, w = x.shape
     _, argmax = max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
     grad_x = np.zeros((n * c, h * w), dtype=grad_y.dtype)
