@@ -80,7 +80,7 @@ def _convert(module: Any, path: str) -> Module:
             raise ConversionError(f"cannot convert {where} ({kind}): {error}") from None
         if twin is not None:
             state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-            twin.load_state_dict(state)
+            twin.load_state_dict(state, allow_nonfinite=True)  # from_torch checks, by full key
             return twin
     if origin == "torchvision.models.vgg" and kind == "VGG":
         children = _children(module, ["features", "avgpool"], path)
@@ -113,12 +113,14 @@ def _convert(module: Any, path: str) -> Module:
     )
 
 
-def from_torch(module: Any) -> Module:
+def from_torch(module: Any, allow_nonfinite: bool = False) -> Module:
     """Convert a ``torch.nn.Module`` into an npxai model with the same structure, keys and weights.
 
     Supported: ``torch.nn.Sequential`` trees of the layers in :mod:`npxai.layers`, and
     torchvision's ``VGG`` and ``ResNet`` (with ``BasicBlock`` or ``Bottleneck``). Weights keep
-    their dtype. A :class:`~npxai.errors.ConversionError` names the first unsupported submodule.
+    their dtype. A :class:`~npxai.errors.ConversionError` names the first unsupported submodule;
+    NaN or Inf parameters and buffers raise :class:`~npxai.errors.StateDictError` naming their
+    keys, as ``load_state_dict`` does, unless ``allow_nonfinite=True``.
     """
     import torch
 
@@ -130,6 +132,8 @@ def from_torch(module: Any) -> Module:
     if missing:
         raise ConversionError(f"conversion lost the keys {sorted(missing)[:5]}")
     for key, value in model.state_dict().items():
-        if not np.array_equal(value, expected[key]):
+        if not np.array_equal(value, expected[key], equal_nan=value.dtype.kind in "fc"):
             raise ConversionError(f"conversion changed the weights under {key!r}")
+    if not allow_nonfinite:
+        model.load_state_dict(expected)  # the same values; refuses NaN and Inf by their full keys
     return model

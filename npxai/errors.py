@@ -6,7 +6,8 @@ class LayerInputError(ValueError):
 
 
 class StateDictError(ValueError):
-    """A state dict does not fit the model: missing or unexpected keys, or wrong shapes."""
+    """A state dict does not fit the model: missing or unexpected keys, wrong shapes, or NaN or
+    Inf values (refused unless ``allow_nonfinite=True``)."""
 
 
 class LoadError(ValueError):

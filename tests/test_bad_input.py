@@ -366,3 +366,13 @@ def test_explanation_input_is_the_callers_array(name, backend):
     from_list = analyzer(x.tolist()).input
     assert isinstance(from_list, np.ndarray) and from_list is not x
     np.testing.assert_array_equal(from_list, x.astype(np.float64))
+
+
+def test_from_torch_refuses_nonfinite_weights_by_their_full_key():
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    with torch.no_grad():
+        module[1][0].weight[0, 1] = float("inf")
+    with pytest.raises(StateDictError, match=r"1\.0\.weight: contains inf at index \(0, 1\)"):
+        npxai.from_torch(module)
+    model = npxai.from_torch(module, allow_nonfinite=True)
+    assert np.isinf(model.state_dict()["1.0.weight"][0, 1])
