@@ -771,7 +771,9 @@ def _select(obj: Any, path: Path, key: str | None, budget: _Budget) -> dict[str,
 
 def _no_key(arrays: dict[str, np.ndarray], path: Path, key: str | None) -> dict[str, np.ndarray]:
     if key is not None:
-        raise ValueError(f"key={key!r} applies to torch checkpoints only; {path} is flat")
+        raise LoadError(
+            f"{path}: key={key!r:.60} applies to torch checkpoints only; this file is flat"
+        )
     return arrays
 
 

@@ -236,3 +236,11 @@ def test_seeded_mutations_give_only_load_errors_or_arrays(tmp_path):
     )
     assert "ESCAPED" not in out, out
     assert out.startswith("{'arrays': "), out
+
+
+def test_a_key_for_a_flat_file_is_a_load_error_naming_it(tmp_path):
+    np.savez(tmp_path / "flat.npz", w=np.ones(2))
+    with pytest.raises(
+        LoadError, match=r"flat\.npz: key='state_dict' applies to torch checkpoints"
+    ):
+        npxai.load(tmp_path / "flat.npz", key="state_dict")
