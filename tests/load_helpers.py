@@ -66,9 +66,14 @@ def assert_loads_like_torch(path, loaded: dict, weights_only: bool = True) -> No
     file this test wrote that torch's weights-only reader cannot read, ``weights_only=False``)."""
     import torch
 
-    theirs = torch.load(path, weights_only=weights_only)
-    assert set(loaded) == set(theirs)
-    for name, t in theirs.items():
+    check_round_trip(loaded, torch.load(path, weights_only=weights_only))
+
+
+def check_round_trip(loaded: dict, source: dict) -> None:
+    """``loaded`` holds the names of ``source`` (torch tensors), each with its dtype (bfloat16
+    widened), shape and values."""
+    assert set(loaded) == set(source)
+    for name, t in source.items():
         want = expected(t)
         assert loaded[name].dtype == want.dtype, name
         assert loaded[name].shape == want.shape, name

@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from load_helpers import check_round_trip
 from safetensors.numpy import save_file as save_safetensors_numpy
 from safetensors.torch import save_file as save_safetensors_torch
 
@@ -40,20 +41,6 @@ def tensors() -> dict[str, torch.Tensor]:
         "scalar": torch.tensor(7),
         "empty": torch.zeros(0, 3),
     }
-
-
-def expected(t: torch.Tensor) -> np.ndarray:
-    t = t.detach()
-    return (t.float() if t.dtype == torch.bfloat16 else t).contiguous().numpy()
-
-
-def check_round_trip(loaded: dict, source: dict) -> None:
-    assert set(loaded) == set(source)
-    for name, t in source.items():
-        want = expected(t)
-        assert loaded[name].dtype == want.dtype, name
-        assert loaded[name].shape == want.shape, name
-        np.testing.assert_array_equal(loaded[name], want, err_msg=name)
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
