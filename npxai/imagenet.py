@@ -87,12 +87,7 @@ def _read(path: str | os.PathLike, read: Callable[[Image.Image], T]) -> T:
     :class:`~npxai.errors.LoadError` naming ``path`` (see :func:`load_image`)."""
     from PIL import Image
 
-    try:
-        check_file(path, "image")
-    except LoadError:
-        raise
-    except OSError as error:  # a symbolic link loop, a name too long, a folder not searchable
-        raise LoadError(f"{path}: cannot be read ({error.strerror or error})") from None
+    check_file(path, "image")  # also names a link loop, a name too long, a folder not searchable
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -415,7 +415,10 @@ def test_explain_names_devices_link_loops_and_folders_given_as_images(tmp_path, 
     out = str(tmp_path / "out")
     for image, words in (
         ("/dev/zero", "/dev/zero: not a regular file (a pipe, socket or device)"),
-        (str(tmp_path / "loop.png"), "loop.png: cannot be read (Too many levels of symbolic"),
+        (
+            str(tmp_path / "loop.png"),
+            "loop.png: cannot examine this image file (Too many levels of symbolic",
+        ),
         (str(tmp_path / "photo.png"), "photo.png: a folder without image files"),
         (str(tmp_path / "q*.png"), "queue.png: not a regular file"),  # a pattern matching a FIFO
     ):
