@@ -94,7 +94,9 @@ def main() -> int:
         for key, n in LAYERS:
             attribution = InputRelevance(torch_model)
             for backend in ("numpy", "numba"):
-                analyzer = npxai.LRP(nz.canonize(model), npxai_preset(), "logit", backend=backend)
+                analyzer = npxai.LRP(
+                    nz.merge_batch_norms(model), npxai_preset(), "logit", backend=backend
+                )
                 ours = npxai.CRP(analyzer, key, npxai.TopNFeatures(n))(x, target=targets)
                 if key not in reference:  # zennit-crp: the ranking, then one map per concept
                     data = torch.tensor(x, requires_grad=True)

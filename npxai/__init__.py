@@ -5,7 +5,7 @@ in ``torch.nn`` (``npxai.layers``, ``npxai.models``), weights loaded without tor
 ImageNet class names, photos and preprocessing (``npxai.imagenet``).
 """
 
-from . import compat, composites, imagenet, layers, models, reference, rules  # noqa: E402
+from . import compat, composites, imagenet, layers, lrp, models, reference, rules  # noqa: E402
 from .analyzers import (
     CRP,
     LRP,
@@ -30,6 +30,7 @@ from .errors import (
     ConversionError,
     LayerInputError,
     LoadError,
+    LRPCompatibilityError,
     MissingFileError,
     StateDictError,
     UnsafePickleError,
@@ -72,6 +73,8 @@ __all__ = [
     "Layer",
     "LayerInputError",
     "LoadError",
+    "LRPCompatibilityError",
+    "lrp",
     "MissingFileError",
     "Module",
     "Record",

@@ -4,7 +4,8 @@ what crosses between host and device).
 
 Every operation family has one module per backend, with the same file name and the same function
 signatures: ``npxai/reference/conv.py``, ``kernels/cpu/conv.py`` (installed as
-``npxai.kernels.cpu.conv``) and ``kernels/cuda/conv.py``. Nothing falls back: an unknown or
+``npxai.kernels.cpu.conv``) and ``kernels/cuda/conv.py``. :func:`backend_modules` is the one table from a
+backend to its modules: a layer calls ``backend_modules(backend).conv.conv2d(...)``. Nothing falls back: an unknown or
 unavailable backend raises :class:`BackendError`. ``"cuda"`` needs the ``numba-cuda`` package
 (``pip install "npxai[cuda]"``) and a GPU that ``numba.cuda.is_available()`` sees; under Numba's
 CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, the tests) it needs neither.
@@ -12,16 +13,15 @@ CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, the tests) it needs neither.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 
 BACKENDS = ("numpy", "numba", "cuda")
-PACKAGES = {"numpy": "npxai.reference", "numba": "npxai.kernels.cpu", "cuda": "npxai.kernels.cuda"}
 
 _default: ContextVar[str] = ContextVar("npxai_backend", default="numba")
 
@@ -90,6 +90,29 @@ def use_backend(name: str) -> Iterator[None]:
         _default.reset(token)
 
 
-def implementation(family: str, backend: str) -> ModuleType:
-    """The module implementing operation ``family`` (``"conv"``, ``"pool"``, ...) on ``backend``."""
-    return importlib.import_module(f"{PACKAGES[backend]}.{family}")
+@dataclass(frozen=True)
+class BackendModules:
+    """One backend's modules, one per operation family, each with the functions of its twins."""
+
+    activation: ModuleType
+    conv: ModuleType
+    linear: ModuleType
+    lrp: ModuleType
+    norm: ModuleType
+    pool: ModuleType
+
+
+@cache
+def backend_modules(backend: str) -> BackendModules:
+    """The modules of ``backend``, imported when it is first used: ``"numpy"`` runs
+    ``npxai/reference/<family>.py``, ``"numba"`` ``kernels/cpu/<family>.py`` and ``"cuda"``
+    ``kernels/cuda/<family>.py``."""
+    if backend == "numpy":
+        from .reference import activation, conv, linear, lrp, norm, pool
+    elif backend == "numba":
+        from .kernels.cpu import activation, conv, linear, lrp, norm, pool
+    elif backend == "cuda":
+        from .kernels.cuda import activation, conv, linear, lrp, norm, pool
+    else:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return BackendModules(activation, conv, linear, lrp, norm, pool)

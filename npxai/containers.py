@@ -55,6 +55,11 @@ class Sequential(Module):
             return Sequential(OrderedDict(items[index]))
         return items[index][1]
 
+    def __delitem__(self, index: int | str) -> None:
+        """Remove a child by position or name (``del model[-1]``, as in torch)."""
+        name = index if isinstance(index, str) else list(self._modules)[index]
+        del self._modules[name]
+
     def append(self, module: Module) -> Sequential:
         self.add_module(str(len(self)), module)
         return self
@@ -98,20 +103,22 @@ class Residual(Module):
             if part == "shortcut":
                 self.add_module("add", Add())
 
-    def _chain(self, part: str) -> list[tuple[str, Module]]:
+    def chain(self, part: str) -> list[tuple[str, Module]]:
+        """The ``(name, module)`` pairs of ``part`` (``"branch"``, ``"shortcut"`` or ``"post"``),
+        in the order they run."""
         return [(name, self._modules[name]) for name in self._parts[part]]
 
     def _run(self, x: np.ndarray, key: str, trace: Trace | None, backend: str) -> np.ndarray:
-        branch = _run_chain(self._chain("branch"), x, key, trace, backend)
-        shortcut = _run_chain(self._chain("shortcut"), x, key, trace, backend)
+        branch = _run_chain(self.chain("branch"), x, key, trace, backend)
+        shortcut = _run_chain(self.chain("shortcut"), x, key, trace, backend)
         y = self.add._run((branch, shortcut), join(key, "add"), trace, backend)
-        return _run_chain(self._chain("post"), y, key, trace, backend)
+        return _run_chain(self.chain("post"), y, key, trace, backend)
 
     def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
-        signal = _backward_chain(self._chain("post"), trace, key, signal, step)
+        signal = _backward_chain(self.chain("post"), trace, key, signal, step)
         to_branch, to_shortcut = self.add._backward(trace, join(key, "add"), signal, step)
-        from_branch = _backward_chain(self._chain("branch"), trace, key, to_branch, step)
-        from_shortcut = _backward_chain(self._chain("shortcut"), trace, key, to_shortcut, step)
+        from_branch = _backward_chain(self.chain("branch"), trace, key, to_branch, step)
+        from_shortcut = _backward_chain(self.chain("shortcut"), trace, key, to_shortcut, step)
         return add(from_branch, from_shortcut)
 
     def __repr__(self) -> str:

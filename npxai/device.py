@@ -3,7 +3,7 @@
 - A model run on the cuda backend sends a host (NumPy) input to the device once; every layer's
   output, the trace's records and the backward signal stay there.
 - Parameters go to the device once per layer and dtype and stay cached with the layer
-  (:meth:`npxai.Module.device_parameter`); an LRP rule's modified parameters (``W+``,
+  (:meth:`npxai.Module.parameter_as`); an LRP rule's modified parameters (``W+``,
   ``W + gamma W+``, ...) are made on the host once and cached the same way. Assigning a parameter
   or ``load_state_dict`` empties the cache (changing a parameter array in place does not).
 - Results come back as NumPy unless the input was a device array: anything with

@@ -25,3 +25,13 @@ class UnsafePickleError(LoadError):
 
 class ConversionError(TypeError):
     """A torch module has no npxai counterpart."""
+
+
+class LRPCompatibilityError(ValueError):
+    """A composite gives a layer a rule that cannot run on it, or no rule at all (a layer LRP
+    does not take). ``key``, ``layer_type`` and ``rule`` (``None``: no rule) say where; ``takes``
+    lists the names of the rules the layer takes."""
+
+    def __init__(self, message: str, key: str, layer_type: str, rule: object, takes: list[str]):
+        super().__init__(message)
+        self.key, self.layer_type, self.rule, self.takes = key, layer_type, rule, takes

@@ -11,7 +11,7 @@ from numbers import Real
 
 import numpy as np
 
-from .backend import implementation, resolve
+from .backend import backend_modules, resolve
 from .checks import finite_number, flag, positive_int, shown
 from .device import add
 from .errors import LayerInputError
@@ -40,19 +40,19 @@ def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def _ops(family: str, backend: str | None):
-    """The module implementing ``family`` on ``backend`` (reference or compiled kernels)."""
-    return implementation(family, resolve(backend))
+def _ops(backend: str | None):
+    """``backend``'s modules (the default backend's for ``None``): :func:`npxai.backend.backend_modules`."""
+    return backend_modules(resolve(backend))
 
 
 def _param(layer: Layer, name: str, like: np.ndarray, backend: str | None) -> np.ndarray | None:
     """Parameter or buffer ``name`` in the input's dtype: on the cuda backend the layer's cached
-    device copy (:meth:`~npxai.Module.device_parameter`)."""
+    device copy (:meth:`~npxai.Module.parameter_as`)."""
     value = getattr(layer, name)
     if value is None:
         return None
     if resolve(backend) == "cuda":
-        return layer.device_parameter(name, like.dtype)
+        return layer.parameter_as(name, like.dtype, device=True)
     return value.astype(like.dtype, copy=False)
 
 
@@ -120,13 +120,13 @@ class Linear(_Affine):
         self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, backend: str | None = None
     ) -> np.ndarray:
         """This layer's map with other parameters (what LRP rules need): ``x W'^T + b'``."""
-        return _ops("linear", backend).linear(x, weight, bias)
+        return _ops(backend).linear.linear(x, weight, bias)
 
     def affine_transpose(
         self, g: np.ndarray, weight: np.ndarray, x: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
         """The transpose of :meth:`affine`'s linear part, applied to ``g``: ``g W'``."""
-        return _ops("linear", backend).linear_vjp(g, weight)
+        return _ops(backend).linear.linear_vjp(g, weight)
 
     def extra_repr(self) -> str:
         return (
@@ -249,7 +249,7 @@ class Conv2d(_Affine):
         self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, backend: str | None = None
     ) -> np.ndarray:
         """This layer's convolution with other parameters (what LRP rules need)."""
-        return _ops("conv", backend).conv2d(
+        return _ops(backend).conv.conv2d(
             x, weight, bias, self.stride, self.explicit_padding(), self.dilation, self.groups
         )
 
@@ -257,7 +257,7 @@ class Conv2d(_Affine):
         self, g: np.ndarray, weight: np.ndarray, x: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
         """The transposed convolution with ``weight``, back to ``x``'s shape."""
-        return _ops("conv", backend).conv2d_vjp(
+        return _ops(backend).conv.conv2d_vjp(
             g, weight, x.shape[-2:], self.stride, self.explicit_padding(), self.dilation,
             self.groups,
         )  # fmt: skip
@@ -339,14 +339,14 @@ class MaxPool2d(_Pool2d):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("pool", backend).max_pool2d(
+        return _ops(backend).pool.max_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
         )[0]
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("pool", backend).max_pool2d_vjp(
+        return _ops(backend).pool.max_pool2d_vjp(
             grad_y, x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
         )
 
@@ -379,7 +379,7 @@ class AvgPool2d(_Pool2d):
         self.divisor_override = divisor_override
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("pool", backend).avg_pool2d(
+        return _ops(backend).pool.avg_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
             self.count_include_pad, self.divisor_override,
         )  # fmt: skip
@@ -387,7 +387,7 @@ class AvgPool2d(_Pool2d):
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("pool", backend).avg_pool2d_vjp(
+        return _ops(backend).pool.avg_pool2d_vjp(
             grad_y, x.shape[-2:], self.kernel_size, self.stride, self.padding,
             self.count_include_pad, self.divisor_override,
         )  # fmt: skip
@@ -426,12 +426,12 @@ class AdaptiveAvgPool2d(Layer):
         _expect_ndim(x, (4,), "(N, C, H, W)")
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("pool", backend).adaptive_avg_pool2d(x, self._resolve(x))
+        return _ops(backend).pool.adaptive_avg_pool2d(x, self._resolve(x))
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("pool", backend).adaptive_avg_pool2d_vjp(grad_y, x.shape[-2:])
+        return _ops(backend).pool.adaptive_avg_pool2d_vjp(grad_y, x.shape[-2:])
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -477,7 +477,7 @@ class _BatchNorm(Layer):
         _expect_channels(x, self.num_features, self.layout)
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("norm", backend).batch_norm(
+        return _ops(backend).norm.batch_norm(
             x, _param(self, "running_mean", x, backend), _param(self, "running_var", x, backend),
             _param(self, "weight", x, backend), _param(self, "bias", x, backend), self.eps,
         )  # fmt: skip
@@ -485,7 +485,7 @@ class _BatchNorm(Layer):
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("norm", backend).batch_norm_vjp(
+        return _ops(backend).norm.batch_norm_vjp(
             grad_y,
             _param(self, "running_var", x, backend),
             _param(self, "weight", x, backend),
@@ -519,12 +519,12 @@ class ReLU(Layer):
         super().__init__()
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("activation", backend).relu(x)
+        return _ops(backend).activation.relu(x)
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("activation", backend).relu_vjp(grad_y, y)  # y > 0 exactly where x > 0
+        return _ops(backend).activation.relu_vjp(grad_y, y)  # y > 0 exactly where x > 0
 
 
 class ReLU6(Layer):
@@ -536,12 +536,12 @@ class ReLU6(Layer):
         super().__init__()
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("activation", backend).relu6(x)
+        return _ops(backend).activation.relu6(x)
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("activation", backend).relu6_vjp(grad_y, x)
+        return _ops(backend).activation.relu6_vjp(grad_y, x)
 
 
 class LeakyReLU(Layer):
@@ -554,12 +554,12 @@ class LeakyReLU(Layer):
         self.negative_slope = finite_number(negative_slope, "LeakyReLU: negative_slope")
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("activation", backend).leaky_relu(x, self.negative_slope)
+        return _ops(backend).activation.leaky_relu(x, self.negative_slope)
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("activation", backend).leaky_relu_vjp(grad_y, x, self.negative_slope)
+        return _ops(backend).activation.leaky_relu_vjp(grad_y, x, self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -574,12 +574,12 @@ class Tanh(Layer):
         super().__init__()
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("activation", backend).tanh(x)
+        return _ops(backend).activation.tanh(x)
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("activation", backend).tanh_vjp(grad_y, y)
+        return _ops(backend).activation.tanh_vjp(grad_y, y)
 
 
 class Sigmoid(Layer):
@@ -591,12 +591,12 @@ class Sigmoid(Layer):
         super().__init__()
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("activation", backend).sigmoid(x)
+        return _ops(backend).activation.sigmoid(x)
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("activation", backend).sigmoid_vjp(grad_y, y)
+        return _ops(backend).activation.sigmoid_vjp(grad_y, y)
 
 
 class Softmax(Layer):
@@ -616,12 +616,12 @@ class Softmax(Layer):
             raise LayerInputError(f"dim={self.dim} is out of range for input of shape {x.shape}")
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops("activation", backend).softmax(x, self.dim)
+        return _ops(backend).activation.softmax(x, self.dim)
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
     ) -> np.ndarray:
-        return _ops("activation", backend).softmax_vjp(grad_y, y, self.dim)
+        return _ops(backend).activation.softmax_vjp(grad_y, y, self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

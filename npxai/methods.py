@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import composites, rules
 from .analyzers import (
     LRP,
     Analyzer,
@@ -33,6 +32,7 @@ from .analyzers import (
     IntegratedGradients,
     SmoothGrad,
 )
+from .lrp import composites, rules
 from .module import Module
 
 #: The analyzers that the catalogue offers besides LRP, in the order they are listed.
@@ -56,28 +56,14 @@ def summary(obj: object) -> str:
 
 
 def presets() -> dict[str, Callable[..., composites.Composite]]:
-    """Every LRP preset of :mod:`npxai.composites` by name, in the order the module defines them:
-    its public functions that return a ``Composite``."""
-    return {
-        name: function
-        for name, function in vars(composites).items()
-        if inspect.isfunction(function)
-        and function.__module__ == composites.__name__
-        and inspect.signature(function).return_annotation in ("Composite", composites.Composite)
-    }
+    """Every LRP preset by name, in the order the catalogue lists them
+    (:data:`npxai.lrp.composites.PRESETS`)."""
+    return dict(composites.PRESETS)
 
 
 def rule_classes() -> dict[str, type[rules.Rule]]:
-    """Every concrete LRP rule of :mod:`npxai.rules` by name (the bases ``Rule`` and
-    ``LinearRule`` left out)."""
-    return {
-        name: cls
-        for name, cls in vars(rules).items()
-        if inspect.isclass(cls)
-        and issubclass(cls, rules.Rule)
-        and cls.__module__ == rules.__name__
-        and cls not in (rules.Rule, rules.LinearRule)
-    }
+    """Every LRP rule by name (:data:`npxai.lrp.rules.RULES`)."""
+    return {rule.__name__: rule for rule in rules.RULES}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ the same leaves in reverse, handing each its record and the signal arriving at i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -242,32 +242,35 @@ class Module(ABC):
                 del cache[next(iter(cache))]
         return cache[key]
 
-    def modified_parameter(
-        self, name: str, dtype: np.dtype, modifier: Callable[[np.ndarray], np.ndarray] | None = None
-    ) -> np.ndarray:
-        """Parameter or buffer ``name`` in ``dtype`` with ``modifier`` applied (an LRP rule's
-        ``W+``, ``W + gamma W+``, ...), made once and cached (:meth:`cached`)."""
-        value = getattr(self, name)
-        if modifier is None:
-            return value.astype(dtype, copy=False)
-        key = ("host", name, np.dtype(dtype).str, modifier)
-        return self.cached(key, lambda: modifier(value.astype(dtype, copy=False)))
-
-    def device_parameter(
-        self, name: str, dtype: np.dtype, modifier: Callable[[np.ndarray], np.ndarray] | None = None
+    def parameter_as(
+        self,
+        name: str,
+        dtype: np.dtype,
+        modifier: Callable[[np.ndarray], np.ndarray] | None = None,
+        device: bool = False,
     ) -> Any:
-        """Parameter or buffer ``name`` in ``dtype`` (``modifier`` applied, on the host) as a device
-        array, sent once: the parameter itself stays until it changes, modified ones are
-        :meth:`cached`."""
-        key = ("device", name, np.dtype(dtype).str, modifier)
+        """Parameter or buffer ``name`` in ``dtype``, with ``modifier`` applied (an LRP rule's
+        ``W+``, ``W + gamma W+``, ...; on the host, whatever the backend), as a host array or
+        (``device=True``) a device array. Made once and kept: a modified one is :meth:`cached`;
+        the unmodified parameter is the host array itself (cast only if the dtype differs) or
+        its device copy, sent once and kept until the parameter changes."""
+        value = getattr(self, name)
+        if modifier is None and not device:
+            return value.astype(dtype, copy=False)
+        key = ("device" if device else "host", name, np.dtype(dtype).str, modifier)
         if modifier is None:
             if key not in self._device:
-                self._device[key] = to_device(getattr(self, name).astype(dtype, copy=False))
+                self._device[key] = to_device(value.astype(dtype, copy=False))
             return self._device[key]
-        return self.cached(key, lambda: to_device(modifier(getattr(self, name).astype(dtype))))
+
+        def make() -> Any:
+            modified = modifier(value.astype(dtype, copy=False))
+            return to_device(modified) if device else modified
+
+        return self.cached(key, make)
 
     def add_module(self, name: str, module: Module) -> None:
-        """Add a child module under ``name``."""
+        """Add a child module under ``name`` (replacing, in its place, a child of that name)."""
         if not isinstance(module, Module):
             raise TypeError(f"child {name!r} must be an npxai Module, got {type(module).__name__}")
         self._modules[name] = module
@@ -407,6 +410,22 @@ class Module(ABC):
         """
         return self._backward(trace, "", signal, step)
 
+    def backward_to(self, trace: Trace, signal: np.ndarray, step: Step, key: str) -> Signal:
+        """The signal arriving at leaf ``key``'s output: the backward walk from ``signal`` with
+        ``step`` at every layer it meets before ``key``, stopped there (Grad-CAM's gradient at
+        its feature layer, CRP's relevance at its concept layer)."""
+
+        def until(record: Record, arriving: Signal) -> Signal:
+            if record.key == key:
+                raise _Reached(arriving)
+            return step(record, arriving)
+
+        try:
+            self._backward(trace, "", signal, until)
+        except _Reached as reached:
+            return reached.signal
+        raise ValueError(f"the backward walk never reached layer {key!r}")
+
     @abstractmethod
     def _run(self, x: Signal, key: str, trace: Trace | None, backend: str) -> np.ndarray:
         """Forward pass of this module, found in the tree at ``key``."""
@@ -461,6 +480,42 @@ class Layer(Module):
 
     def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
         return step(trace[key], signal)
+
+
+class _Reached(Exception):
+    """Stops :meth:`Module.backward_to` at its layer, carrying the signal that arrived there."""
+
+    def __init__(self, signal: Signal):
+        self.signal = signal
+
+
+def keys_within(key: str, keys: Iterable[str]) -> list[str]:
+    """The keys of ``keys`` that are ``key`` or lie inside it (``"layer4"``: ``"layer4"``,
+    ``"layer4.0.conv1"``, ...; not ``"layer40"``), in order."""
+    return [k for k in keys if k == key or k.startswith(key + ".")]
+
+
+def leaf_key(model: Module, layer: str | int, owner: str, index: bool = False) -> str:
+    """The key of the leaf whose output is ``layer``'s: the leaf itself, or a container's last
+    leaf (a key of ``model.named_modules()``); with ``index=True`` an int may also pick the
+    ``layer``-th leaf, negative from the end. Anything else is a ``ValueError`` naming
+    ``owner``."""
+    leaves = [key for key, m in model.named_modules() if isinstance(m, Layer)]
+    if index and isinstance(layer, int | np.integer) and not isinstance(layer, bool):
+        if not -len(leaves) <= layer < len(leaves):
+            raise ValueError(
+                f"{owner}: layer index {layer} is out of range for a model of {len(leaves)} leaf "
+                f"layers; expected {-len(leaves)} <= index < {len(leaves)}"
+            )
+        return leaves[layer]
+    inside = keys_within(layer, leaves) if isinstance(layer, str) and layer else []
+    if not inside:
+        keys = [key for key, _ in model.named_modules() if key]
+        listing = f"{', '.join(keys[:12])}{', ...' if len(keys) > 12 else ''}"
+        expected = (f"expected a key of model.named_modules() ({listing}) or a leaf index"
+                    if index else f"its layers include {listing}")  # fmt: skip
+        raise ValueError(f"{owner}: the model has no layer {layer!r}; {expected}")
+    return inside[-1]
 
 
 def vjp_step(backend: str) -> Step:

@@ -1,6 +1,7 @@
-"""The device side of the LRP step (kernels/cuda/lrp.py) and the device arithmetic of the layer
-graph's glue (kernels/cuda/arithmetic.py) against the NumPy expressions of npxai.rules, npxai.lrp
-and npxai.device, under Numba's CUDA simulator (tests/conftest.py), on tiny arrays."""
+"""The device side of the LRP step (kernels/cuda/lrp.py) against its NumPy reference
+(npxai/reference/lrp.py, the expressions of npxai.lrp.rules), and the device arithmetic of the
+layer graph's glue (kernels/cuda/arithmetic.py) against NumPy's operators, under Numba's CUDA
+simulator (tests/conftest.py), on tiny arrays."""
 
 import os
 import subprocess
@@ -15,6 +16,7 @@ from npxai.kernels.cuda import lrp as K
 from numba import cuda
 
 from npxai import rules as R
+from npxai.reference import lrp as reference
 from npxai.reference.lrp import relevance_ratio
 
 dtypes = st.sampled_from([np.float64, np.float32])
@@ -61,11 +63,45 @@ def test_select_sign(shape, dtype, sign, data):
 
 @settings(max_examples=6)
 @given(shape=shapes, dtype=dtypes, data=st.data())
-def test_add_product_accumulates_in_place(shape, dtype, data):
+def test_accumulate_adds_in_place(shape, dtype, data):
     total, x, t = (draw(data, shape, dtype) for _ in range(3))
     device = cuda.to_device(total)
-    K.add_product(device, -1.5, cuda.to_device(x), cuda.to_device(t))
+    out = K.accumulate(device, -1.5, cuda.to_device(x), cuda.to_device(t))
     np.testing.assert_allclose(device.copy_to_host(), total + -1.5 * x * t, rtol=1e-6)
+    assert out is device  # in place
+    first = K.accumulate(None, 2.0, cuda.to_device(x), cuda.to_device(t)).copy_to_host()
+    np.testing.assert_array_equal(first, reference.accumulate(None, 2.0, x, t))
+
+
+@settings(max_examples=6)
+@given(shape=shapes, dtype=dtypes, channels=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+       data=st.data())  # fmt: skip
+def test_stack_is_the_concatenation_along_axis_1(shape, dtype, channels, data):
+    shares = [draw(data, (shape[0], c, *shape[1:]), dtype) for c in channels]
+    coefficients = [2.0, -1.0, 0.5][: len(channels)]
+    out = K.stack([cuda.to_device(r) for r in shares], coefficients).copy_to_host()
+    np.testing.assert_array_equal(out, reference.stack(shares, coefficients))
+    with pytest.raises(ValueError, match="must differ only in axis 1"):
+        K.stack([cuda.to_device(shares[0]), cuda.to_device(shares[0][:, :, :1, :0])], [1, 1])
+
+
+def test_nonnegative_counts_nan_as_negative():
+    for a in ([0.0, 1.0], [0.0, -1e-30], [np.nan, 1.0], [np.inf, 0.0]):
+        a = np.array(a)
+        assert K.nonnegative(cuda.to_device(a)) == reference.nonnegative(a), a
+
+
+def test_every_reference_function_has_a_device_twin_with_the_same_signature():
+    import inspect
+
+    public = [n for n, f in vars(reference).items()
+              if inspect.isfunction(f) and f.__module__ == reference.__name__]  # fmt: skip
+    assert len(public) == 7
+    for name in public:
+        assert (
+            inspect.signature(getattr(K, name)).parameters.keys()
+            == inspect.signature(getattr(reference, name)).parameters.keys()
+        ), name
 
 
 def test_any_nonzero_and_bad_names():
@@ -118,8 +154,11 @@ for scalar in (types.float32, types.float64):
         lrp._modify: (a, types.int64, a),
         lrp._ratio: (a, a, scalar, types.int64, a),
         lrp._select: (a, a, types.boolean, a),
-        lrp._add_product: (a, scalar, a, a),
+        lrp._accumulate: (a, scalar, a, a),
+        lrp._product: (scalar, a, a),
+        lrp._place: (a, scalar, a, types.int64, types.int64, types.int64, types.int64),
         lrp._count_nonzero: (a, types.Array(types.int64, 1, "C")),
+        lrp._count_below_zero: (a, types.Array(types.int64, 1, "C")),
         arithmetic._add: (a, a, a),
         arithmetic._multiply: (a, a, a),
         arithmetic._fill_zero: (a,),
@@ -149,5 +188,5 @@ def test_the_kernels_compile_for_a_gpu_in_one_precision():
         pytest.skip(f"cannot compile for a GPU here: {done.stdout.strip()}")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.split("\n")[:-1]
-    assert len(lines) == 18, done.stdout
+    assert len(lines) == 24, done.stdout
     assert all(line.endswith("False") for line in lines), done.stdout

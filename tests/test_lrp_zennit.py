@@ -190,7 +190,7 @@ def test_compat_zennit_presets_take_zennits_parameters(preset):
 
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_canonize_computes_zennits_canonized_model(network):
-    """compat.zennit.canonize's model computes what Zennit's canonized one does (not the
+    """compat.zennit.merge_batch_norms's model computes what Zennit's canonized one does (not the
     original's outputs), and leaves the model it is given unchanged."""
     make, canonizer, shape = NETWORKS[network]
     net = make()
@@ -199,7 +199,7 @@ def test_canonize_computes_zennits_canonized_model(network):
     with Z.EpsilonPlus(canonizers=[canonizer()]).context(net) as folded:
         theirs = folded(torch.tensor(x)).detach().numpy()
     model = npxai.from_torch(net)
-    ours = ZC.canonize(model)
+    ours = ZC.merge_batch_norms(model)
     assert_close(ours(x), theirs, np.float64)
     assert relative_error(ours(x), original) > 1e-7
     assert_close(model(x), original, np.float64)
@@ -223,7 +223,7 @@ def test_canonize_folds_in_leaf_order_across_containers():
     )
     model = npxai.from_torch(net)
     assert isinstance(npxai.canonize(model)[1][0], npxai.layers.BatchNorm2d)
-    assert np.all(ZC.canonize(model)[1][0].running_mean == 0)
+    assert np.all(ZC.merge_batch_norms(model)[1][0].running_mean == 0)
     e = ZC.lrp(model, ZC.EpsilonPlusFlat())(x, target=[0, 2])
     assert_close(e.attribution, relevance, np.float64)
 

@@ -1,10 +1,8 @@
-"""The element-wise parts of the LRP step (:func:`npxai.lrp.linear_step`) on the device: the
-rules' modifiers, the stabilised ratio, the sign selection of the generalised gamma and the
-accumulation of ``R_in``. The dense parts (``W' x' + b'`` and ``W'^T s``) are the layer's own
-kernels (``linear``, ``conv2d``, ``conv2d_vjp``, the pools).
-
-Each function's NumPy counterpart is named in its docstring; ``tests/test_cuda_lrp.py`` compares
-them. One thread per element.
+"""The element-wise parts of the LRP step (:func:`npxai.lrp.step.linear_step`) on the device:
+the functions of ``npxai/reference/lrp.py`` (same names, same arguments) on device arrays. The
+dense parts (``W' x' + b'`` and ``W'^T s``) are the layer's own kernels (``linear``, ``conv2d``,
+``conv2d_vjp``, the pools). ``tests/test_cuda_lrp.py`` compares each with the reference. One
+thread per element.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from numba import cuda
 
 from . import as_device, grid_1d
 
-#: The rules' modifiers (npxai.rules) by name, and the stabilisers, as kernel codes.
+#: The rules' element-wise modifiers (npxai.lrp.rules.ELEMENTWISE) by name, and the stabilisers, as kernel codes.
 MODIFIERS = {
     "positive": 0,
     "negative": 1,
@@ -45,14 +43,14 @@ def _modify(p, how, out):
             out[i] = 0
 
 
-def modify(p, how: str):
-    """``npxai.rules.<how>(p)``: ``p+``, ``p-``, ones, ``p^2``, ``-p+`` or ``-p-`` (``how`` is the
-    modifier's name)."""
+def modify(x, how: str):
+    """``npxai.lrp.rules.<how>(x)``: ``x+``, ``x-``, ones, ``x^2``, ``-x+`` or ``-x-`` (``how`` is
+    the modifier's name)."""
     if how not in MODIFIERS:
         raise ValueError(f"modify: unknown modifier {how!r}; choose one of {', '.join(MODIFIERS)}")
-    p = as_device(p)
-    out = cuda.device_array(p.shape, p.dtype)
-    _modify[grid_1d(p.size)](p.reshape(-1), MODIFIERS[how], out.reshape(-1))
+    x = as_device(x)
+    out = cuda.device_array(x.shape, x.dtype)
+    _modify[grid_1d(x.size)](x.reshape(-1), MODIFIERS[how], out.reshape(-1))
     return out
 
 
@@ -75,8 +73,7 @@ def _ratio(share, z, epsilon, how, out):
 
 
 def relevance_ratio(share, z, epsilon: float, stabilizer: str):
-    """``s = share / stab(z)``, 0 where ``stab(z) = 0``: ``npxai.lrp._divide(share,
-    npxai.rules.stabilize(z, epsilon, stabilizer))``."""
+    """``s = share / stab(z)``, 0 where ``stab(z) = 0`` (``npxai.lrp.rules.stabilize``)."""
     if stabilizer not in STABILIZERS:
         raise ValueError(f"relevance_ratio: unknown stabilizer {stabilizer!r}")
     share, z = as_device(share), as_device(z)
@@ -111,18 +108,58 @@ def select_sign(relevance, z0, sign: str):
 
 
 @cuda.jit
-def _add_product(total, coefficient, x, t):
+def _place(part, coefficient, out, offset, channels, inner, out_channels):
+    i = cuda.grid(1)
+    if i < part.size:
+        sample, rest = i // (channels * inner), i % (channels * inner)
+        out[(sample * out_channels + offset) * inner + rest] = part[i] * coefficient
+
+
+def stack(shares: list, coefficients: list[float]):
+    """``[c_1 R_1; c_2 R_2; ...]`` along axis 1 (``numpy.concatenate([c * r ...], axis=1)``)."""
+    shares = [as_device(r) for r in shares]
+    first = shares[0]
+    total = sum(r.shape[1] for r in shares)
+    out = cuda.device_array((first.shape[0], total, *first.shape[2:]), first.dtype)
+    offset = 0
+    for c, r in zip(coefficients, shares, strict=True):
+        if r.shape[0] != first.shape[0] or r.shape[2:] != first.shape[2:] or r.dtype != first.dtype:
+            raise ValueError(
+                f"stack: shares {first.dtype} {first.shape} and {r.dtype} {r.shape} must differ "
+                "only in axis 1"
+            )
+        inner = r.size // (r.shape[0] * r.shape[1])
+        _place[grid_1d(r.size)](r.reshape(-1), r.dtype.type(c), out.reshape(-1), offset,
+                                r.shape[1], inner, total)  # fmt: skip
+        offset += r.shape[1]
+    return out
+
+
+@cuda.jit
+def _accumulate(total, coefficient, x, t):
     i = cuda.grid(1)
     if i < total.size:
-        total[i] += coefficient * x[i] * t[i]
+        total[i] += t[i] * x[i] * coefficient
 
 
-def add_product(total, coefficient: float, x, t) -> None:
-    """``total += coefficient * x * t`` in place (one term's share of ``R_in``)."""
-    total, x, t = as_device(total), as_device(x), as_device(t)
-    _add_product[grid_1d(total.size)](
-        total.reshape(-1), total.dtype.type(coefficient), x.reshape(-1), t.reshape(-1)
-    )
+@cuda.jit
+def _product(coefficient, x, t):
+    i = cuda.grid(1)
+    if i < t.size:
+        t[i] = t[i] * x[i] * coefficient
+
+
+def accumulate(total, coefficient: float, x, t):
+    """``total + coefficient * x * t`` (``total=None``: 0), in place into ``total`` (or ``t``):
+    one term's share of ``R_in``."""
+    x, t = as_device(x), as_device(t)
+    c = t.dtype.type(coefficient)
+    if total is None:
+        _product[grid_1d(t.size)](c, x.reshape(-1), t.reshape(-1))
+        return t
+    total = as_device(total)
+    _accumulate[grid_1d(total.size)](total.reshape(-1), c, x.reshape(-1), t.reshape(-1))
+    return total
 
 
 @cuda.jit
@@ -138,3 +175,18 @@ def any_nonzero(x) -> bool:
     count = cuda.to_device(np.zeros(1, np.int64))
     _count_nonzero[grid_1d(x.size)](x.reshape(-1), count)
     return bool(count.copy_to_host()[0])
+
+
+@cuda.jit
+def _count_below_zero(x, count):
+    i = cuda.grid(1)
+    if i < x.size and not x[i] >= 0:  # NaN counts
+        cuda.atomic.add(count, 0, 1)
+
+
+def nonnegative(x) -> bool:
+    """``x.min() >= 0``: whether every entry is ``>= 0`` (False where one is NaN)."""
+    x = as_device(x)
+    count = cuda.to_device(np.zeros(1, np.int64))
+    _count_below_zero[grid_1d(x.size)](x.reshape(-1), count)
+    return not count.copy_to_host()[0]

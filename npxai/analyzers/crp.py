@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import lrp
 from ..backend import BackendError, resolve
 from ..checks import flag, positive_int
 from ..explanation import Explanation
 from ..gradient import output_seed, resolve_target
-from ..module import Layer, Record, Signal, Trace
+from ..lrp import step as lrp_step
+from ..module import Record, Signal, Trace, leaf_key
 from ..progress import Progress, check_progress
 from .base import Analyzer, Target
 from .lrp import LRP
@@ -110,13 +110,6 @@ class IndexedFeatures(Features):
         return f"IndexedFeatures({', '.join(map(str, self.indices))})"
 
 
-class _Reached(Exception):
-    """Stops the first backward walk at the conditioned layer, carrying the relevance there."""
-
-    def __init__(self, relevance: np.ndarray):
-        self.relevance = relevance
-
-
 class CRP(Analyzer):
     """Concept Relevance Propagation on top of an :class:`~npxai.analyzers.lrp.LRP` analyzer (its
     model, rules, output relevance and backend): for each concept, channel ``c`` of layer ``L``,
@@ -160,7 +153,7 @@ class CRP(Analyzer):
         super().__init__(lrp_analyzer.model, lrp_analyzer.backend)
         self.lrp, self.features, self.batch_size = lrp_analyzer, features, batch_size
         self.progress = check_progress(progress, "CRP")
-        self.layer = _leaf_key(lrp_analyzer.model, layer)
+        self.layer = leaf_key(lrp_analyzer.model, layer, "CRP", index=True)
         channels = _known_channels(dict(lrp_analyzer.model.named_modules())[self.layer])
         if channels is not None:
             features.check(channels, self.layer)
@@ -194,15 +187,9 @@ class CRP(Analyzer):
         rules, backend = self.lrp.rules, trace.backend
 
         def step(record: Record, relevance: Signal) -> Signal:
-            if record.key == self.layer:
-                raise _Reached(relevance)
-            return lrp.step(record, rules[record.key], relevance, backend)
+            return lrp_step(record, rules[record.key], relevance, backend)
 
-        try:
-            self.model.backward(trace, seed, step)
-        except _Reached as reached:
-            return reached.relevance
-        raise AssertionError(f"the backward walk never reached layer {self.layer!r}")
+        return self.model.backward_to(trace, seed, step, self.layer)
 
     def conditional_relevance(
         self, trace: Trace, relevance: np.ndarray, rows: np.ndarray, channels: np.ndarray
@@ -246,7 +233,7 @@ class CRP(Analyzer):
                 return tuple(zeros) if isinstance(x, tuple) else zeros[0]
             rows_record = Record(record.key, record.layer, gather(record.input),
                                  gather(record.output))  # fmt: skip
-            return lrp.step(rows_record, rules[record.key], signal, backend)
+            return lrp_step(rows_record, rules[record.key], signal, backend)
 
         return self.model.backward(trace, masked, step)
 
@@ -256,27 +243,6 @@ class CRP(Analyzer):
 
 def _as_tuple(a: Signal) -> tuple[np.ndarray, ...]:
     return a if isinstance(a, tuple) else (a,)
-
-
-def _leaf_key(model: Any, layer: str | int) -> str:
-    """The key of the leaf whose output is ``layer``'s: the leaf itself, a container's last leaf,
-    or the ``layer``-th leaf."""
-    leaves = [key for key, m in model.named_modules() if isinstance(m, Layer)]
-    if isinstance(layer, int | np.integer) and not isinstance(layer, bool):
-        if not -len(leaves) <= layer < len(leaves):
-            raise ValueError(
-                f"CRP: layer index {layer} is out of range for a model of {len(leaves)} leaf "
-                f"layers; expected {-len(leaves)} <= index < {len(leaves)}"
-            )
-        return leaves[layer]
-    inside = [key for key in leaves if key == layer or key.startswith(f"{layer}.")]
-    if not isinstance(layer, str) or not layer or not inside:
-        keys = [key for key, _ in model.named_modules() if key]
-        raise ValueError(
-            f"CRP: the model has no layer {layer!r}; expected a key of model.named_modules() "
-            f"({', '.join(keys[:12])}{', ...' if len(keys) > 12 else ''}) or a leaf index"
-        )
-    return inside[-1]
 
 
 def _known_channels(layer: Any) -> int | None:

@@ -9,7 +9,7 @@ import numpy as np
 from ..device import deliver, to_host
 from ..explanation import Explanation
 from ..gradient import output_seed, resolve_target
-from ..module import Module, Record, Signal, Trace, vjp_step
+from ..module import Module, Trace, leaf_key, vjp_step
 from .base import Analyzer, Target
 
 
@@ -45,13 +45,6 @@ def feature_layer(trace: Trace) -> str:
     return spatial[-1]
 
 
-class _Reached(Exception):
-    """Stops the backward walk at the feature layer, carrying the gradient that arrived there."""
-
-    def __init__(self, signal: Signal):
-        self.signal = signal
-
-
 class GradCAM(Analyzer):
     """``weights_c = mean_{i,j} d f_t / d A_c[i, j]``; ``map = ReLU(sum_c weights_c A_c)``.
 
@@ -66,38 +59,23 @@ class GradCAM(Analyzer):
 
     def __init__(self, model: Module, layer: str | None = None, backend: str | None = None):
         super().__init__(model, backend)
-        keys = [key for key, _ in self.model.named_modules() if key]
-        if layer is not None and layer not in keys:
-            raise ValueError(
-                f"GradCAM: the model has no layer {layer!r}; its layers include "
-                f"{', '.join(keys[:12])}{', ...' if len(keys) > 12 else ''}"
-            )
         self.layer = layer
+        #: The leaf whose output is ``layer``'s (a container's last leaf); ``None``: chosen per
+        #: input by :func:`feature_layer`.
+        self.leaf = None if layer is None else leaf_key(self.model, layer, "GradCAM")
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace = self.model.trace(x, self.backend)
         indices = resolve_target(trace.output, target)
-        if self.layer is None:
-            key = feature_layer(trace)
-        else:  # a container's output is its last leaf's output
-            key = [k for k in trace if k == self.layer or k.startswith(self.layer + ".")][-1]
+        key = feature_layer(trace) if self.leaf is None else self.leaf
         activation = to_host(trace[key].output)  # the map is made on the host (it is small)
         if activation.ndim != 4:
             raise ValueError(
                 f"GradCAM: layer {key!r} outputs shape {activation.shape}; it needs "
                 "(N, C, h, w) feature maps"
             )
-        backprop = vjp_step(trace.backend)
-
-        def step(record: Record, signal: Signal) -> Signal:
-            if record.key == key:
-                raise _Reached(signal)
-            return backprop(record, signal)
-
-        try:
-            self.model.backward(trace, output_seed(trace.output, indices), step)
-        except _Reached as reached:
-            grad = reached.signal
+        seed = output_seed(trace.output, indices)
+        grad = self.model.backward_to(trace, seed, vjp_step(trace.backend), key)
         weights = to_host(grad).mean(axis=(2, 3), keepdims=True)
         cam = np.maximum((weights * activation).sum(axis=1, keepdims=True), 0)
         upsampled = deliver(upsample_bilinear(cam, trace.input.shape[-2:]), trace.device_input)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import implementation
+from ..backend import backend_modules
 from ..explanation import Explanation
 from ..layers import ReLU
 from ..module import Record, Step, vjp_step
@@ -24,7 +24,7 @@ from .base import Analyzer, Target
 
 
 def _relu_rule_step(backend: str, use_mask: bool) -> Step:
-    ops, backprop = implementation("activation", backend), vjp_step(backend)
+    ops, backprop = backend_modules(backend).activation, vjp_step(backend)
 
     def step(record: Record, signal: np.ndarray) -> np.ndarray:
         if not isinstance(record.layer, ReLU):

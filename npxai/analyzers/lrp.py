@@ -7,30 +7,28 @@ from typing import Any
 
 import numpy as np
 
-from .. import lrp
-from ..canonize import canonize as fold_batch_norms
 from ..checks import flag
-from ..composites import Composite, EpsilonPlusFlat
 from ..device import to_host
 from ..explanation import Explanation
-from ..layers import BatchNorm1d, BatchNorm2d
+from ..lrp import step as lrp_step
+from ..lrp.canonize import canonize as fold_batch_norms
+from ..lrp.composites import PRESETS, Composite, EpsilonPlusFlat
+from ..lrp.kinds import BATCH_NORMS
 from ..module import Module, Record, Signal, Step
 from .base import Analyzer, Target
 
 
 def as_composite(composite: Any) -> Composite:
     """``composite`` as a ``Composite``: itself, ``None`` -> ``EpsilonPlusFlat()`` (the default),
-    a preset of :mod:`npxai.composites` by name (``"EpsilonPlus"``, as ``npxai.methods.presets()``
-    lists them) or uncalled (``npxai.composites.EpsilonPlus``), called without arguments. A preset
+    a preset of :mod:`npxai.composites` by name (``"EpsilonPlus"``, the keys of
+    :data:`~npxai.lrp.composites.PRESETS`) or uncalled (``npxai.composites.EpsilonPlus``), called without arguments. A preset
     that needs arguments (``EpsilonGammaBox(low, high)``) and anything else are errors that show
     the call to write."""
-    from ..methods import presets  # methods imports the analyzers
-
     if composite is None:
         return EpsilonPlusFlat()
     if isinstance(composite, Composite):
         return composite
-    known = presets()
+    known = PRESETS
     if isinstance(composite, str):
         if composite not in known:
             raise ValueError(
@@ -93,8 +91,7 @@ class LRP(Analyzer):
         if not isinstance(canonize, bool):
             raise TypeError(f"LRP: canonize must be True or False, got {canonize!r}")
         self.composite = as_composite(composite)
-        norms = (BatchNorm1d, BatchNorm2d)
-        if canonize and any(isinstance(m, norms) for _, m in self.model.named_modules()):
+        if canonize and any(isinstance(m, BATCH_NORMS) for _, m in self.model.named_modules()):
             self.model = fold_batch_norms(self.model)
         self.rules = self.composite.assign(self.model)
         self.output_relevance, self.record = output_relevance, flag(record, "LRP: record")
@@ -104,8 +101,8 @@ class LRP(Analyzer):
         table: list[tuple[str, str, str, np.ndarray, np.ndarray]] = []
 
         def make_step(backend: str) -> Step:
-            def lrp_step(record: Record, relevance: Signal) -> Signal:
-                result = lrp.step(record, self.rules[record.key], relevance, backend)
+            def step(record: Record, relevance: Signal) -> Signal:
+                result = lrp_step(record, self.rules[record.key], relevance, backend)
                 if self.record:  # on the cuda backend: read on the host, layer by layer
                     relevances[record.key] = host = to_host(result)
                     into = (
@@ -117,7 +114,7 @@ class LRP(Analyzer):
                                   _per_sample(to_host(relevance)), into))  # fmt: skip
                 return result
 
-            return lrp_step
+            return step
 
         trace, indices, relevance = self.backprop(
             x, target, make_step, scale_by_output=self.output_relevance == "logit"

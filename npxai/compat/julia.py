@@ -88,9 +88,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import layers as L
-from .. import rules as R
 from ..analyzers import LRP
-from ..composites import ByType, Composite
+from ..lrp import rules as R
+from ..lrp.composites import ByType, Composite
+from ..lrp.kinds import (
+    ACTIVATIONS,
+    AVERAGE_POOLS,
+    BATCH_NORMS,
+    MAX_POOLS,
+    PARAMETRIC,
+    PASS_THROUGH,
+    SUMS,
+)  # fmt: skip
 from ..module import Layer, Module
 
 #: ``LRP_DEFAULT_EPSILON = 1.0f-6`` widened to float64: ``EpsilonRule``'s default.
@@ -102,7 +111,7 @@ GAMMA = 0.25
 
 #: Activations Julia's ``check_lrp_compat`` accepts (``LRPSupportedActivation``) and the others.
 SUPPORTED_ACTIVATIONS = (L.ReLU,)
-UNSUPPORTED_ACTIVATIONS = (L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid)
+UNSUPPORTED_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a not in SUPPORTED_ACTIVATIONS)
 
 
 def ZeroRule() -> R.EpsilonRule:  # noqa: N802  (Julia's rule names)
@@ -121,7 +130,7 @@ def GammaRule(gamma: float = GAMMA) -> R.GammaRule:  # noqa: N802
 
 
 def GeneralizedGammaRule(gamma: float = GAMMA) -> R.GeneralizedGammaRule:  # noqa: N802
-    """npxai's sign-aware gamma (see :class:`npxai.rules.GeneralizedGammaRule`), stabilised with
+    """npxai's sign-aware gamma (see :class:`npxai.lrp.rules.GeneralizedGammaRule`), stabilised with
     :data:`STABILIZER`."""
     return R.GeneralizedGammaRule(gamma, epsilon=STABILIZER)
 
@@ -175,9 +184,8 @@ class FirstLayer:
         return f"FirstLayer({', '.join(t.__name__ for t in self.types)})"
 
 
-_POOLS = (L.MaxPool2d, L.AvgPool2d, L.AdaptiveAvgPool2d)
-_PASSED = (L.BatchNorm1d, L.BatchNorm2d, L.Dropout, L.Flatten, L.Identity)
-_ACTIVATIONS = SUPPORTED_ACTIVATIONS + UNSUPPORTED_ACTIVATIONS
+_POOLS = MAX_POOLS + AVERAGE_POOLS
+_PASSED = BATCH_NORMS + PASS_THROUGH
 
 
 def _preset(name: str, dense: R.Rule, conv: R.Rule, *first: tuple[object, R.Rule]) -> Composite:
@@ -187,7 +195,7 @@ def _preset(name: str, dense: R.Rule, conv: R.Rule, *first: tuple[object, R.Rule
         (ByType(L.Linear), dense),
         (ByType(L.Conv2d), conv),
         (ByType(*_POOLS), ZeroRule()),
-        (ByType(*_PASSED, *_ACTIVATIONS), PassRule()),
+        (ByType(*_PASSED, *ACTIVATIONS), PassRule()),
         (ByType(L.Add), ZeroRule()),
         *first,
         name=name,
@@ -199,8 +207,8 @@ def Default() -> Composite:  # noqa: N802
     pooling, unfolded batch norm and residual sums; dropout, flatten, identity and the (fused)
     activations pass the relevance."""
     return Composite(
-        (ByType(L.Linear, L.Conv2d, *_POOLS, L.BatchNorm1d, L.BatchNorm2d, L.Add), ZeroRule()),
-        (ByType(L.Dropout, L.Flatten, L.Identity, *_ACTIVATIONS), PassRule()),
+        (ByType(*PARAMETRIC, *_POOLS, *BATCH_NORMS, *SUMS), ZeroRule()),
+        (ByType(*PASS_THROUGH, *ACTIVATIONS), PassRule()),
         name="LRP(model)",
     )
 

@@ -13,7 +13,7 @@ network with batch norm and on torchvision ResNets (BasicBlock and Bottleneck).
 
 How Zennit differs from npxai's defaults, rule by rule and layer by layer:
 
-- Batch-norm folding. :func:`canonize` folds like ``npxai.canonize`` (``W' = s W``, ``b' = s (b -
+- Batch-norm folding. :func:`merge_batch_norms` folds like ``npxai.canonize`` (``W' = s W``, ``b' = s (b -
   mean) + beta``; a convolution without bias gets one) but, as Zennit's ``MergeBatchNorm``, keeps
   each folded batch norm with ``running_mean = 0``, ``running_var = 1``, ``weight = 1``, ``bias =
   0`` and its ``eps``: it computes ``x / sqrt(1 + eps)``, so Zennit's canonized model is not the
@@ -30,8 +30,8 @@ How Zennit differs from npxai's defaults, rule by rule and layer by layer:
   so Zennit's ``stabilizer`` becomes npxai's ``epsilon``.
 - Dense and convolutional layers. Every preset here covers all of them (npxai's default for an
   unselected one is ``ZeroRule``). ``EpsilonGammaBox`` uses Zennit's sign-aware ``Gamma``, which is
-  npxai's :class:`~npxai.rules.GeneralizedGammaRule` (npxai's own preset uses the simple
-  :class:`~npxai.rules.GammaRule`), and ``ZBox`` on the first convolution. The Flat presets put
+  npxai's :class:`~npxai.lrp.rules.GeneralizedGammaRule` (so does npxai's own preset), and
+  ``ZBox`` on the first convolution. The Flat presets put
   ``Flat`` on the first dense or convolutional layer, in registration order (npxai's
   ``FirstOfType``), as Zennit's first-layer map does.
 - Average pooling (adaptive too) and residual sums: ``Norm(stabilizer)``, npxai's
@@ -57,10 +57,10 @@ import numpy as np
 
 from .. import layers as L
 from ..analyzers import LRP
-from ..canonize import fold_batch_norm
-from ..composites import ByType, Composite, FirstOfType
-from ..module import Layer, Module
-from ..rules import (
+from ..lrp.canonize import fold_batch_norm
+from ..lrp.composites import ByType, Composite, FirstOfType
+from ..lrp.kinds import ACTIVATIONS, BATCH_NORMS, PARAMETRIC, PASS_THROUGH
+from ..lrp.rules import (
     AlphaBetaRule,
     EpsilonRule,
     FlatRule,
@@ -71,11 +71,7 @@ from ..rules import (
     ZBoxRule,
     ZPlusRule,
 )
-
-ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid)
-BATCH_NORMS = (L.BatchNorm1d, L.BatchNorm2d)
-#: Layers Zennit hooks nothing on, whose gradient passes the relevance unchanged.
-PASS_THROUGH = (L.Flatten, L.Dropout, L.Identity)
+from ..module import Layer, Module
 
 
 def _reset(norm: L.BatchNorm1d | L.BatchNorm2d) -> None:
@@ -88,7 +84,7 @@ def _reset(norm: L.BatchNorm1d | L.BatchNorm2d) -> None:
         norm.bias = np.zeros_like(norm.bias)
 
 
-def canonize(model: Module) -> Module:
+def merge_batch_norms(model: Module) -> Module:
     """A copy of ``model`` canonized as Zennit's ``SequentialMergeBatchNorm`` (and so its
     ``VGGCanonizer`` and the folding part of its ``ResNetCanonizer``) does it: every batch norm that
     comes right after a Linear or Conv2d among the model's leaf layers, in registration order, is
@@ -98,7 +94,7 @@ def canonize(model: Module) -> Module:
     model = copy.deepcopy(model)
     leaves = [m for _, m in model.named_modules() if isinstance(m, Layer)]
     for before, after in zip(leaves, leaves[1:], strict=False):
-        if isinstance(before, L.Linear | L.Conv2d) and isinstance(after, BATCH_NORMS):
+        if isinstance(before, PARAMETRIC) and isinstance(after, BATCH_NORMS):
             fold_batch_norm(before, after)
             _reset(after)
     return model
@@ -123,7 +119,7 @@ def EpsilonGammaBox(  # noqa: N802  (presets read like classes, as Zennit's)
     stabilizer: float = 1e-6,
 ) -> Composite:
     """Zennit's ``EpsilonGammaBox``: ZBox(low, high) on the first convolution, Zennit's Gamma
-    (:class:`~npxai.rules.GeneralizedGammaRule`) on the other convolutions, Epsilon on dense
+    (:class:`~npxai.lrp.rules.GeneralizedGammaRule`) on the other convolutions, Epsilon on dense
     layers. ``low`` and ``high`` are scalars or arrays that broadcast to the input."""
     return Composite(
         *_base(stabilizer),
@@ -189,6 +185,8 @@ def ExcitationBackprop(stabilizer: float = 1e-6) -> Composite:  # noqa: N802
 def lrp(model: Module, composite: Composite, backend: str | None = None) -> LRP:
     """An LRP analyzer computing what Zennit computes with ``composite``'s preset, its canonizers
     (``SequentialMergeBatchNorm``, ``VGGCanonizer`` or ``ResNetCanonizer``) and a one-hot
-    ``attr_output`` at the target: ``model`` is canonized by :func:`canonize` (a copy; ``model``
+    ``attr_output`` at the target: ``model`` is canonized by :func:`merge_batch_norms` (a copy; ``model``
     is unchanged), so pass it uncanonized: folding twice would divide by ``sqrt(1 + eps)`` twice."""
-    return LRP(canonize(model), composite, output_relevance="one", backend=backend, canonize=False)
+    return LRP(
+        merge_batch_norms(model), composite, output_relevance="one", backend=backend, canonize=False
+    )

@@ -1,0 +1,32 @@
+"""The kinds of layer that LRP tells apart: the one home of layer groups.
+
+Every rule says which kinds it takes (``Rule.layers``, :mod:`npxai.lrp.rules`), the composites'
+defaults are given per kind (:data:`npxai.lrp.composites.DEFAULTS`), and ``npxai.compat``
+builds its peers' layer maps from these tuples. A new layer joins LRP by joining a kind here.
+"""
+
+from __future__ import annotations
+
+from .. import layers as L
+
+#: ``z = W x + b`` with parameters a rule may modify (``W+``, ``W + gamma W+``, ...).
+PARAMETRIC = (L.Linear, L.Conv2d)
+#: Average pooling: a fixed linear map of the input (z-type rules without parameters).
+AVERAGE_POOLS = (L.AvgPool2d, L.AdaptiveAvgPool2d)
+#: Max pooling: a piecewise linear map (z-type rules run through its gradient).
+MAX_POOLS = (L.MaxPool2d,)
+#: Batch norm left unfolded: a fixed affine map ``s x + t`` of the input, of the input's shape.
+BATCH_NORMS = (L.BatchNorm1d, L.BatchNorm2d)
+#: The residual sum ``y = a + b`` (two inputs).
+SUMS = (L.Add,)
+#: Element-wise activations.
+ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid)
+#: Layers whose output holds the input's values (reshaped, for ``Flatten``).
+PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten)
+
+#: Fixed linear (affine) maps of their input: z-type rules run on them without parameters.
+FIXED_LINEAR = AVERAGE_POOLS + BATCH_NORMS
+#: Layers whose output has the input's size, through which relevance may pass unchanged.
+SHAPE_PRESERVING = ACTIVATIONS + PASS_THROUGH + BATCH_NORMS
+#: Every layer kind LRP has a rule for, in the order error messages list them.
+SUPPORTED = PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + BATCH_NORMS + SUMS + ACTIVATIONS + PASS_THROUGH

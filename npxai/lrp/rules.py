@@ -1,0 +1,476 @@
+"""Layer-wise Relevance Propagation rules.
+
+A rule for a layer that computes ``z = W x + b`` (Linear, Conv2d; and, without parameters to
+modify, average pooling and batch norm) says how it modifies the layer's input, its parameters and
+the denominator. One generic step (:func:`npxai.lrp.step.linear_step`) does the rest, for every rule
+and on every backend::
+
+    R_in = sum_g c_g sum_{t in g} x'_t * (W'_t^T (R_out / stab(z_g))),   z_g = sum_{t in g} W'_t x'_t + b'_t
+
+A rule's :meth:`~LinearRule.groups` is a list of :class:`Group` s, each of :class:`Term` s. A
+term names three modifiers, functions that make ``x'``, ``W'`` and ``b'`` out of ``x``, ``W`` and
+``b`` (``bias=None``: no bias); the terms of a group share one denominator (z+ adds the positive
+and negative input parts), and groups are added with their coefficients (alpha-beta: ``alpha``
+times the positive group minus ``beta`` times the negative). A group may ``select``
+``"positive"`` or ``"negative"``: it then only takes the relevance of the neurons whose
+unmodified ``z = W x + b`` has that sign (the generalised gamma). Where a stabilised denominator
+is exactly zero, the neuron passes no relevance; where every modified contribution ``x'_i W'_ji``
+of a neuron is zero (z+ with no positive contribution and no positive bias, ZBox at the box's
+minimum), its relevance has nowhere to go and is lost. The step evaluates a term's modifiers only when
+it needs them: a term whose ``x'`` is all zeros and which has no bias adds nothing and is skipped
+before its ``W'`` is made.
+
+``p+ = max(p, 0)``, ``p- = min(p, 0)``, ``sgn0(z)`` is the sign of ``z`` with ``sgn0(0) = +1``.
+Stabilizers (``stabilizer=``): ``"sign"`` (default, Zennit's and Captum's): ``z + eps sgn0(z)``;
+``"clip"`` (Zennit's ``clip=True``): ``sgn0(z) max(|z|, eps)``; ``"zero"`` (iNNvestigate's): ``z +
+eps [z = 0]``.
+
+Which layers a rule takes is data beside it: its class attribute ``layers``, a tuple of the kinds
+of :mod:`npxai.lrp.kinds`, read by :meth:`Rule.supports` (a rule with a further condition
+overrides that). :data:`RULES` lists the rules, in the order error messages name them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..checks import finite_number, flag, shown
+from ..module import Layer
+from .kinds import FIXED_LINEAR, MAX_POOLS, PARAMETRIC, SHAPE_PRESERVING, SUMS
+
+__all__ = [
+    "STABILIZERS",
+    "Modifier",
+    "sgn0",
+    "stabilize",
+    "identity",
+    "positive",
+    "negative",
+    "minus_positive",
+    "minus_negative",
+    "ones",
+    "square",
+    "Term",
+    "Group",
+    "ELEMENTWISE",
+    "Rule",
+    "PassRule",
+    "GradientRule",
+    "LinearRule",
+    "EpsilonRule",
+    "ZeroRule",
+    "NormRule",
+    "GammaRule",
+    "GeneralizedGammaRule",
+    "WSquareRule",
+    "FlatRule",
+    "ZPlusRule",
+    "AlphaBetaRule",
+    "ZBoxRule",
+    "AveragePoolRule",
+    "RULES",
+    "rules_for",
+]
+
+STABILIZERS = ("sign", "clip", "zero")
+Modifier = Callable[[np.ndarray], np.ndarray]
+
+
+def sgn0(z: np.ndarray) -> np.ndarray:
+    """The sign of ``z`` with ``sgn0(0) = +1``."""
+    return np.where(z >= 0, 1, -1).astype(z.dtype)
+
+
+def stabilize(z: np.ndarray, epsilon: float, how: str) -> np.ndarray:
+    """The denominator ``stab(z)`` (see the module docstring for the three choices)."""
+    if how == "sign":
+        return np.where(z >= 0, z + epsilon, z - epsilon)  # z + epsilon sgn0(z)
+    if how == "clip":
+        return sgn0(z) * np.maximum(np.abs(z), epsilon)
+    return np.where(z == 0, z + epsilon, z)  # z + epsilon [z = 0], in z's dtype
+
+
+def identity(p: np.ndarray) -> np.ndarray:
+    """``p``, unmodified."""
+    return p
+
+
+def positive(p: np.ndarray) -> np.ndarray:
+    """``p+ = max(p, 0)``."""
+    return np.maximum(p, 0)
+
+
+def negative(p: np.ndarray) -> np.ndarray:
+    """``p- = min(p, 0)``."""
+    return np.minimum(p, 0)
+
+
+def minus_positive(p: np.ndarray) -> np.ndarray:
+    """``-p+``."""
+    return -np.maximum(p, 0)
+
+
+def minus_negative(p: np.ndarray) -> np.ndarray:
+    """``-p-``."""
+    return -np.minimum(p, 0)
+
+
+def ones(p: np.ndarray) -> np.ndarray:
+    """All ones, in ``p``'s shape."""
+    return np.ones_like(p)
+
+
+def square(p: np.ndarray) -> np.ndarray:
+    """``p^2``."""
+    return p**2
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term ``(x', W', b')`` of a rule: the modifiers that make them out of ``x``, ``W``, ``b``
+    (``bias=None``: the term has no bias). ``Term()`` is the unmodified layer."""
+
+    input: Modifier = identity
+    weight: Modifier = identity
+    bias: Modifier | None = identity
+
+
+@dataclass(frozen=True)
+class Group:
+    """Terms sharing one denominator, added with ``coefficient``; ``select`` (``"positive"``,
+    ``"negative"`` or ``None``) keeps only the neurons whose unmodified ``z`` has that sign."""
+
+    terms: list[Term] = field(default_factory=lambda: [Term()])
+    coefficient: float = 1.0
+    select: str | None = None
+
+
+#: The input modifiers above that every backend runs as one element-wise kernel (by name:
+#: ``modify(x, "positive")`` of ``npxai/reference/lrp.py`` and its twins).
+ELEMENTWISE = (positive, negative, minus_positive, minus_negative, ones, square)
+
+
+class Rule:
+    """Base of every rule: the layers it takes, and its parameters (its repr, its equality)."""
+
+    #: The layer kinds the rule runs on (:mod:`npxai.lrp.kinds`).
+    layers: tuple[type, ...] = ()
+
+    @classmethod
+    def supports(cls, layer: Layer) -> bool:
+        """Whether the rule can run on ``layer``."""
+        return isinstance(layer, cls.layers)
+
+    def _parameters(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        shown = (f"{k}={v!r}" if np.isscalar(v) else f"{k}=array{np.shape(v)}"
+                 for k, v in self._parameters().items())  # fmt: skip
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def __eq__(self, other: object) -> bool:
+        """Same class, same parameter values (arrays compared by shape and content)."""
+        if type(self) is not type(other):
+            return False
+        mine, theirs = self._parameters(), other._parameters()
+        return mine.keys() == theirs.keys() and all(
+            np.shape(v) == np.shape(theirs[k]) and np.array_equal(v, theirs[k])
+            for k, v in mine.items()
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), *((k, v if np.isscalar(v) else np.shape(v))
+                                   for k, v in self._parameters().items())))  # fmt: skip
+
+
+class PassRule(Rule):
+    """``R_in = R_out``: for layers whose output has the input's shape (activations, dropout,
+    identity, flatten, and batch norm left unfolded)."""
+
+    layers = SHAPE_PRESERVING
+
+
+class GradientRule(Rule):
+    """``R_in = (d y / d x)^T R_out``: the gradient's routing, on any layer. Max pooling's default
+    (winner takes all: each window's relevance goes to its first maximum); on an activation or an
+    unfolded batch norm it is what Zennit does to a layer its composite leaves unhooked."""
+
+    layers = (Layer,)
+
+
+class LinearRule(Rule):
+    """A rule of the generic step above. Subclasses define :meth:`groups`; a custom rule is a
+    subclass with a ``groups`` method of a line or two (and ``layers``, if it modifies no
+    parameter and so also runs on the layers without: ``EpsilonRule.layers``). The denominator is
+    :func:`stabilize` with the rule's ``stabilizer``, by name, on every backend: a rule cannot
+    bring its own (the step refuses one that defines a ``stabilize`` method)."""
+
+    layers = PARAMETRIC
+
+    def __init__(self, epsilon: float, stabilizer: str):
+        if not isinstance(stabilizer, str) or stabilizer not in STABILIZERS:
+            raise ValueError(
+                f"{type(self).__name__}: unknown stabilizer {shown(stabilizer)}; choose one of {', '.join(STABILIZERS)}"
+            )
+        self.epsilon = finite_number(epsilon, f"{type(self).__name__}: epsilon", minimum=0)
+        self.stabilizer = stabilizer
+
+    def groups(self) -> list[Group]:
+        raise NotImplementedError(f"{type(self).__name__} does not define groups()")
+
+    def _parameters(self) -> dict:
+        return {"epsilon": self.epsilon, "stabilizer": self.stabilizer}
+
+
+class EpsilonRule(LinearRule):
+    """``R_in = x * (W^T (R_out / stab(W x + b)))``. No parameter modified, so it also runs on the
+    fixed linear layers, max pooling (through its gradient, as Captum's epsilon rule does) and
+    residual sums."""
+
+    layers = PARAMETRIC + FIXED_LINEAR + MAX_POOLS + SUMS
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+
+    def groups(self) -> list[Group]:
+        return [Group([Term()])]
+
+
+class ZeroRule(EpsilonRule):
+    """LRP-0: ``R_in = x * (W^T (R_out / (W x + b)))``, no stabiliser; a neuron with ``z = 0``
+    passes nothing. On a ReLU network without biases it equals InputTimesGradient."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0, "sign")
+
+    def _parameters(self) -> dict:
+        return {}
+
+
+class NormRule(EpsilonRule):
+    """The z-rule without parameters, for average pooling and residual sums (Zennit's ``Norm``):
+    ``R_in = x * (A^T (R_out / stab(A x)))`` for the layer's fixed linear map ``A`` (an unfolded
+    batch norm's is affine, ``s x + t``: the shift ``t`` is part of ``z``); for a sum
+    ``y = a + b``: ``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)``."""
+
+
+class GammaRule(LinearRule):
+    """``W' = W + gamma W+``, ``b' = b + gamma b+`` (``bias=False``: ``b' = b``); then
+    ``R_in = x * (W'^T (R_out / stab(W' x + b')))`` (RelevancePropagation.jl's form; Zennit's
+    sign-aware gamma is :class:`GeneralizedGammaRule`)."""
+
+    def __init__(
+        self,
+        gamma: float = 0.25,
+        bias: bool = True,
+        epsilon: float = 1e-6,
+        stabilizer: str = "sign",
+    ):
+        super().__init__(epsilon, stabilizer)
+        self.gamma = finite_number(gamma, "GammaRule: gamma", minimum=0)
+        self.bias = flag(bias, "GammaRule: bias")
+
+    def up(self, p: np.ndarray) -> np.ndarray:
+        """``p + gamma p+``."""
+        return p + self.gamma * positive(p)
+
+    def groups(self) -> list[Group]:
+        return [Group([Term(identity, self.up, self.up if self.bias else identity)])]
+
+    def _parameters(self) -> dict:
+        return {"gamma": self.gamma, "bias": self.bias, **super()._parameters()}
+
+
+class GeneralizedGammaRule(LinearRule):
+    """Zennit's sign-aware gamma (and the rule for LeakyReLU networks): with ``up(p) = p + gamma
+    p+`` and ``down(p) = p + gamma p-``, a neuron whose unmodified ``z`` is positive shares its
+    relevance by ``(x+, up(W), up(b)) + (x-, down(W), 0)``, one with negative ``z`` by
+    ``(x+, down(W), down(b)) + (x-, up(W), 0)``, each over its own denominator; a neuron with
+    ``z = 0`` passes nothing. On non-negative inputs with positive ``z`` this is :class:`GammaRule`.
+    """
+
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+        self.gamma = finite_number(gamma, "GeneralizedGammaRule: gamma", minimum=0)
+
+    def up(self, p: np.ndarray) -> np.ndarray:
+        """``p + gamma p+``."""
+        return p + self.gamma * positive(p)
+
+    def down(self, p: np.ndarray) -> np.ndarray:
+        """``p + gamma p-``."""
+        return p + self.gamma * negative(p)
+
+    def groups(self) -> list[Group]:
+        up, down = self.up, self.down
+        return [
+            Group([Term(positive, up, up), Term(negative, down, None)], select="positive"),
+            Group([Term(positive, down, down), Term(negative, up, None)], select="negative"),
+        ]
+
+    def _parameters(self) -> dict:
+        return {"gamma": self.gamma, **super()._parameters()}
+
+
+class WSquareRule(LinearRule):
+    """``R_in = W'^T (R_out / stab(W' 1 + b'))`` with ``W' = W^2`` and ``b' = b^2`` (``bias=True``,
+    Zennit's choice) or no bias (``bias=False``, iNNvestigate's and RelevancePropagation.jl's)."""
+
+    def __init__(self, bias: bool = True, epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+        self.bias = flag(bias, "WSquareRule: bias")
+
+    def groups(self) -> list[Group]:
+        return [Group([Term(ones, square, square if self.bias else None)])]
+
+    def _parameters(self) -> dict:
+        return {"bias": self.bias, **super()._parameters()}
+
+
+class FlatRule(LinearRule):
+    """``R_in = 1^T (R_out / stab(1 1))``: every weight 1, no bias; each output's relevance is
+    spread evenly over the inputs its window covers (for a convolution, padding does not count)."""
+
+    def __init__(self, epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+
+    def groups(self) -> list[Group]:
+        return [Group([Term(ones, ones, None)])]
+
+
+class ZPlusRule(LinearRule):
+    """``z = W+ x+ + W- x- + b'``, ``R_in = x+ * (W+^T s) + x- * (W-^T s)``, ``s = R / stab(z)``
+    (Zennit's z+, the positive contributions). ``bias="positive"`` (default, Zennit) puts ``b+`` in
+    the denominator, ``bias="none"`` no bias."""
+
+    def __init__(self, bias: str = "positive", epsilon: float = 1e-6, stabilizer: str = "sign"):
+        super().__init__(epsilon, stabilizer)
+        if not isinstance(bias, str) or bias not in ("positive", "none"):
+            raise ValueError(f"ZPlusRule: bias must be 'positive' or 'none', got {shown(bias)}")
+        self.bias = bias
+
+    def groups(self) -> list[Group]:
+        bias = positive if self.bias == "positive" else None
+        return [Group([Term(positive, positive, bias), Term(negative, negative, None)])]
+
+    def _parameters(self) -> dict:
+        return {"bias": self.bias, **super()._parameters()}
+
+
+class AlphaBetaRule(LinearRule):
+    """``R_in = alpha R+ - beta R-``: ``R+`` is z+ (:class:`ZPlusRule`, with ``b+``) and ``R-``
+    the same for the negative contributions (``W- x+ + W+ x-``, with ``b-``), each with its own
+    denominator. ``alpha - beta = 1`` and both finite and ``>= 0`` (else ``ValueError``)."""
+
+    def __init__(
+        self, alpha: float = 2.0, beta: float = 1.0, epsilon: float = 1e-6, stabilizer: str = "sign"
+    ):
+        super().__init__(epsilon, stabilizer)
+        alpha = finite_number(alpha, "AlphaBetaRule: alpha", minimum=0)
+        beta = finite_number(beta, "AlphaBetaRule: beta", minimum=0)
+        if abs(alpha - beta - 1) > 1e-12:
+            raise ValueError(
+                f"AlphaBetaRule needs alpha - beta = 1 and both >= 0, got alpha={alpha!r}, beta={beta!r}"
+            )
+        self.alpha, self.beta = alpha, beta
+
+    def groups(self) -> list[Group]:
+        return [
+            Group([Term(positive, positive, positive), Term(negative, negative, None)], self.alpha),
+            Group([Term(positive, negative, negative), Term(negative, positive, None)], -self.beta),
+        ]
+
+    def _parameters(self) -> dict:
+        return {"alpha": self.alpha, "beta": self.beta, **super()._parameters()}
+
+
+class ZBoxRule(LinearRule):
+    """For the first layer, with inputs bounded by ``low <= x <= high`` (finite scalars or arrays
+    broadcastable to the input and to each other, ``low <= high`` everywhere, else
+    ``ValueError``): ``z = W x - W+ l - W- h`` (the bias cancels, as in Zennit),
+    ``R_in = x * (W^T s) - l * (W+^T s) - h * (W-^T s)``."""
+
+    def __init__(
+        self,
+        low: float | np.ndarray,
+        high: float | np.ndarray,
+        epsilon: float = 1e-6,
+        stabilizer: str = "sign",
+    ):
+        super().__init__(epsilon, stabilizer)
+        for name, bound in (("low", low), ("high", high)):
+            array = np.asarray(bound)
+            if array.dtype.kind not in "iuf" or not np.isfinite(array).all():
+                raise ValueError(
+                    f"ZBoxRule: {name} must be a finite number or an array of finite numbers, "
+                    f"got {shown(bound)}"
+                )
+        try:
+            above = np.greater(low, high)
+        except ValueError:
+            raise ValueError(
+                f"ZBoxRule: low {np.shape(low)} and high {np.shape(high)} must broadcast to one shape"
+            ) from None
+        if above.any():
+            raise ValueError(
+                f"ZBoxRule: low must be <= high, got low={shown(low)}, high={shown(high)}"
+            )
+        self.low, self.high = low, high
+
+    def _bound(self, bound: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+        try:
+            return np.broadcast_to(np.asarray(bound, x.dtype), x.shape)
+        except ValueError:
+            raise ValueError(
+                f"ZBoxRule: low {np.shape(self.low)} and high {np.shape(self.high)} must broadcast to the input {x.shape}"
+            ) from None
+
+    def lows(self, x: np.ndarray) -> np.ndarray:
+        """``l``, in the input's shape."""
+        return self._bound(self.low, x)
+
+    def highs(self, x: np.ndarray) -> np.ndarray:
+        """``h``, in the input's shape."""
+        return self._bound(self.high, x)
+
+    def groups(self) -> list[Group]:
+        return [
+            Group([
+                Term(identity, identity, None),
+                Term(self.lows, minus_positive, None),
+                Term(self.highs, minus_negative, None),
+            ])
+        ]  # fmt: skip
+
+    def _parameters(self) -> dict:
+        return {"low": self.low, "high": self.high, **super()._parameters()}
+
+
+class AveragePoolRule(EpsilonRule):
+    """Max pooling's alternative to winner-takes-all: each window's relevance is distributed as
+    the NormRule distributes it over the average pool with the same window (``kernel_size``,
+    ``stride``, ``padding``, ``ceil_mode``; padding counts as zeros), i.e. in proportion to the
+    inputs: ``R_i = x_i sum_j [i in window j] (R_j / k) / stab(mean_{i' in window j} x_i')`` for a
+    window of ``k`` positions. Runs on a ``MaxPool2d`` without dilation."""
+
+    layers = MAX_POOLS
+
+    @classmethod
+    def supports(cls, layer: Layer) -> bool:
+        return super().supports(layer) and layer.dilation == (1, 1)
+
+
+#: Every rule, in the order error messages name them (a layer's rules: :func:`rules_for`).
+RULES: tuple[type[Rule], ...] = (
+    NormRule, EpsilonRule, ZeroRule, GammaRule, GeneralizedGammaRule, WSquareRule, FlatRule,
+    ZPlusRule, AlphaBetaRule, ZBoxRule, GradientRule, AveragePoolRule, PassRule,
+)  # fmt: skip
+
+
+def rules_for(layer: Layer) -> list[str]:
+    """The names of the rules of :data:`RULES` that ``layer`` takes."""
+    return [rule.__name__ for rule in RULES if rule.supports(layer)]
