@@ -20,14 +20,12 @@ from contextvars import ContextVar
 from functools import cache
 from types import ModuleType
 
+from .errors import BackendError
+
 BACKENDS = ("numpy", "numba", "cuda")
 PACKAGES = {"numpy": "npxai.reference", "numba": "npxai.kernels.cpu", "cuda": "npxai.kernels.cuda"}
 
 _default: ContextVar[str] = ContextVar("npxai_backend", default="numba")
-
-
-class BackendError(ValueError):
-    """An unknown backend, or one that cannot run here."""
 
 
 def check_backend(name: str) -> str:

@@ -37,6 +37,7 @@ from . import layers as L
 from . import models
 from .analyzers.gradcam import feature_layer
 from .canonize import canonize
+from .errors import MissingExtraError, UnknownModelError
 from .init import manual_seed
 from .io import check_file, load
 from .methods import Setting
@@ -45,14 +46,6 @@ from .module import Module
 
 LENET_DIGITS = "lenet-digits"
 EFFICIENTNET = "efficientnet_lite0"
-
-
-class UnknownModelError(ValueError):
-    """A model or architecture name that the zoo does not know, or bad constructor arguments."""
-
-
-class MissingExtraError(ImportError):
-    """The pretrained weights need an optional extra that is not installed."""
 
 
 class ReadyModel:
