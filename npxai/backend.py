@@ -63,7 +63,7 @@ def cuda_missing() -> tuple[str, ...]:
     return tuple(missing)
 
 
-def resolve(name: str | None) -> str:
+def backend_or_default(name: str | None) -> str:
     """``name`` checked, or the current default when ``name`` is ``None``."""
     return _default.get() if name is None else check_backend(name)
 

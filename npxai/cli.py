@@ -88,7 +88,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def resolve_target(ready: zoo.ReadyModel, target: str | None) -> int | None:
+def parse_target(ready: zoo.ReadyModel, target: str | None) -> int | None:
     """``--target`` as a class index: an int, or a class name (case-insensitive: a whole name, or
     a part of just one class's name)."""
     if target is None:
@@ -303,7 +303,7 @@ def save_input(ready: zoo.ReadyModel, x: np.ndarray, path: Path) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``npxai demo``: every method on a bundled photo (or digit), written as PNGs."""
-    chosen, model = methods.resolve(["all"]), args.model
+    chosen, model = methods.lookup(["all"]), args.model
     if model == zoo.EFFICIENTNET:
         try:
             ready = zoo.ready_model(zoo.EFFICIENTNET)
@@ -338,7 +338,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     """``npxai explain``: one PNG per image and method, the images in batches."""
     try:
-        chosen = methods.resolve(args.method or ["LRP"])
+        chosen = methods.lookup(args.method or ["LRP"])
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.arch is not None:
@@ -353,7 +353,7 @@ def run_explain(args: argparse.Namespace) -> int:
     ready = zoo.ready_model(args.model, args.arch, args.key)
     if ready.note:
         print(f"npxai explain: {ready.name} with {ready.note}", file=sys.stderr)
-    target = resolve_target(ready, args.target)
+    target = parse_target(ready, args.target)
     analyzers, out = build_analyzers(ready, chosen), Path(args.out)
     written: list[Path] = []
     for batch in image_batches(ready, paths, args.batch_size, args.full_image):

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..device import deliver, to_host
 from ..explanation import Explanation
-from ..gradient import output_seed, resolve_target
+from ..gradient import output_seed, target_indices
 from ..module import Module, Record, Signal, Trace, vjp_step
 from .base import Analyzer, Target
 
@@ -76,7 +76,7 @@ class GradCAM(Analyzer):
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace = self.model.trace(x, self.backend)
-        indices = resolve_target(trace.output, target)
+        indices = target_indices(trace.output, target)
         if self.layer is None:
             key = feature_layer(trace)
         else:  # a container's output is its last leaf's output
