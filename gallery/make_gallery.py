@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from npxai import imagenet, methods, zoo
-from npxai.cli import class_label, picture, resolve_target, slug, softmax
+from npxai.cli import class_label, parse_target, picture, slug, softmax
 from npxai.heatmaps import heatmap
 
 HERE = Path(__file__).resolve().parent
@@ -50,8 +50,8 @@ def main() -> None:
     x = ready.prepare(imagenet.load_image(imagenet.sample_image(args.photo)))
     probabilities = softmax(ready.model(x)[0])
     ranks = np.argsort(np.argsort(-probabilities, kind="stable"))
-    columns = [resolve_target(ready, name) for name in args.classes.split(",")]
-    chosen = methods.resolve([*ROWS, *(f"LRP-{name}" for name in methods.presets())])
+    columns = [parse_target(ready, name) for name in args.classes.split(",")]
+    chosen = methods.lookup([*ROWS, *(f"LRP-{name}" for name in methods.presets())])
     analyzers = [(m.name, m.build(ready.model, ready.setting())) for m in chosen]
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -22,18 +22,22 @@ from .analyzers import (
     analyze,
     conservation_table,
 )
-from .backend import BackendError, get_backend, set_backend, use_backend
+from .backend import get_backend, set_backend, use_backend
 from .canonize import canonize, strip_softmax
 from .containers import Residual, Sequential
 from .convert import from_torch
 from .errors import (
+    BackendError,
     ConversionError,
     LayerInputError,
     LoadError,
     LRPCompatibilityError,
+    MissingExtraError,
     MissingFileError,
     StateDictError,
+    UnknownModelError,
     UnsafePickleError,
+    UsageError,
 )
 from .explanation import Explanation
 from .gradient import gradient
@@ -75,6 +79,7 @@ __all__ = [
     "LoadError",
     "LRPCompatibilityError",
     "lrp",
+    "MissingExtraError",
     "MissingFileError",
     "Module",
     "Record",
@@ -82,7 +87,9 @@ __all__ = [
     "Sequential",
     "StateDictError",
     "Trace",
+    "UnknownModelError",
     "UnsafePickleError",
+    "UsageError",
     "from_torch",
     "gradient",
     "concept_grid",

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 
+from .errors import BackendError
+
 BACKENDS = ("numpy", "numba", "cuda")
 
 _default: ContextVar[str] = ContextVar("npxai_backend", default="numba")
-
-
-class BackendError(ValueError):
-    """An unknown backend, or one that cannot run here."""
 
 
 def check_backend(name: str) -> str:
@@ -65,7 +63,7 @@ def cuda_missing() -> tuple[str, ...]:
     return tuple(missing)
 
 
-def resolve(name: str | None) -> str:
+def backend_or_default(name: str | None) -> str:
     """``name`` checked, or the current default when ``name`` is ``None``."""
     return _default.get() if name is None else check_backend(name)
 

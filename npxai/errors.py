@@ -1,6 +1,10 @@
 """npxai's exceptions. Each message names the layer, key, argument or file that was wrong."""
 
 
+class BackendError(ValueError):
+    """An unknown backend, or one that cannot run here."""
+
+
 class LayerInputError(ValueError):
     """An array reached a layer with a shape the layer cannot take."""
 
@@ -35,3 +39,15 @@ class LRPCompatibilityError(ValueError):
     def __init__(self, message: str, key: str, layer_type: str, rule: object, takes: list[str]):
         super().__init__(message)
         self.key, self.layer_type, self.rule, self.takes = key, layer_type, rule, takes
+
+
+class UnknownModelError(ValueError):
+    """A model or architecture name that the zoo does not know, or bad constructor arguments."""
+
+
+class MissingExtraError(ImportError):
+    """The pretrained weights need an optional extra that is not installed."""
+
+
+class UsageError(ValueError):
+    """A command line that names something unknown; reported with the usage, exit status 2."""

@@ -18,7 +18,7 @@ class Explanation:
       CRP's: one map per sample and concept, ``(N, k, *input.shape[1:])``);
     - ``output``: the model's outputs for the batch, ``(N, K)``;
     - ``target``: the explained output index per sample, ``(N,)``, or the per-class weights
-      ``(N, K)`` that a weighted target gave (see ``npxai.gradient.resolve_target``);
+      ``(N, K)`` that a weighted target gave (see ``npxai.gradient.target_indices``);
     - ``analyzer``: the analyzer's name;
     - ``heatmap_preset``: the name of the heatmap preset that suits the method
       (``"sensitivity"``, ``"attribution"`` or ``"cam"``; see :mod:`npxai.heatmaps`);

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from .backend import resolve
+from .backend import backend_or_default
 from .device import deliver, is_device, to_host
 from .module import Module, vjp_step
 
 
-def resolve_target(output: np.ndarray, target: Any) -> np.ndarray:
+def target_indices(output: np.ndarray, target: Any) -> np.ndarray:
     """What each sample explains: indices ``(N,)`` into the output, or weights ``(N, K)``.
 
     - ``None``: each sample's arg-max output;
@@ -116,7 +116,7 @@ def output_seed(
 ) -> np.ndarray:
     """The signal that starts a backward pass: for indices ``(N,)``, ``1`` (or, with
     ``scale_by_output``, the output's own value) at ``output[n, indices[n]]``, zero elsewhere; for
-    weights ``(N, K)`` (see :func:`resolve_target`), the weights (times the output, with
+    weights ``(N, K)`` (see :func:`target_indices`), the weights (times the output, with
     ``scale_by_output``). Made on the host, and sent to the device if ``output`` is there."""
     host = to_host(output)
     if indices.ndim == 2:
@@ -138,13 +138,13 @@ def gradient(
     per-class weights ``w``: ``d sum_k w[n, k] output[n, k] / d x[n]``).
 
     The output is the model's last layer (logits, unless the model ends in a softmax). ``target``
-    defaults to each sample's arg-max output (see :func:`resolve_target`). The result has the
+    defaults to each sample's arg-max output (see :func:`target_indices`). The result has the
     shape and dtype of ``x``. ``backend`` defaults to :func:`npxai.get_backend`; on the cuda
     backend the result is NumPy unless ``x`` is a device array.
     """
-    backend = resolve(backend)
+    backend = backend_or_default(backend)
     # only the gradient is returned: on the host, the trace keeps only what backpropagation reads
     trace = model.trace(x, backend, vjp_only=backend != "cuda")
-    indices = resolve_target(trace.output, target)
+    indices = target_indices(trace.output, target)
     grad = model.backward(trace, output_seed(trace.output, indices), vjp_step(trace.backend))
     return deliver(grad, trace.device_input)

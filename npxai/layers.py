@@ -11,7 +11,7 @@ from numbers import Real
 
 import numpy as np
 
-from .backend import backend_modules, resolve
+from .backend import backend_modules, backend_or_default
 from .checks import finite_number, flag, positive_int, shown
 from .device import add
 from .errors import LayerInputError
@@ -42,7 +42,7 @@ def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
 
 def _ops(backend: str | None):
     """``backend``'s modules (the default backend's for ``None``): :func:`npxai.backend.backend_modules`."""
-    return backend_modules(resolve(backend))
+    return backend_modules(backend_or_default(backend))
 
 
 def _param(layer: Layer, name: str, like: np.ndarray, backend: str | None) -> np.ndarray | None:
@@ -51,7 +51,7 @@ def _param(layer: Layer, name: str, like: np.ndarray, backend: str | None) -> np
     value = getattr(layer, name)
     if value is None:
         return None
-    if resolve(backend) == "cuda":
+    if backend_or_default(backend) == "cuda":
         return layer.parameter_as(name, like.dtype, device=True)
     return value.astype(like.dtype, copy=False)
 
@@ -417,7 +417,8 @@ class AdaptiveAvgPool2d(Layer):
         pair = tuple(None if v is None else int(v) for v in pair)
         self.output_size = pair
 
-    def _resolve(self, x: np.ndarray) -> tuple[int, int]:
+    def _output_size_for(self, x: np.ndarray) -> tuple[int, int]:
+        """The ``(height, width)`` of the output for ``x``: ``None`` keeps the input's size."""
         return tuple(
             n if o is None else o for o, n in zip(self.output_size, x.shape[-2:], strict=True)
         )
@@ -426,7 +427,7 @@ class AdaptiveAvgPool2d(Layer):
         _expect_ndim(x, (4,), "(N, C, H, W)")
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        return _ops(backend).pool.adaptive_avg_pool2d(x, self._resolve(x))
+        return _ops(backend).pool.adaptive_avg_pool2d(x, self._output_size_for(x))
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None

@@ -120,29 +120,30 @@ def catalogue() -> dict[str, Method]:
     return {method.name: method for method in methods}
 
 
-def _key(name: str) -> str:
+def _folded_name(name: str) -> str:
+    """``name`` as names are matched: lower case, without ``-`` and ``_``."""
     return name.lower().replace("-", "").replace("_", "")
 
 
-def resolve(names: Iterable[str]) -> list[Method]:
+def lookup(names: Iterable[str]) -> list[Method]:
     """The methods that ``names`` ask for, in order and without repeats. Each name may hold
     several, comma-separated; see the module docstring for how names match. Raises
     ``ValueError`` naming the unknown name and listing the known ones."""
     known = catalogue()
-    aliases = {_key(name): [name] for name in known}
-    aliases.update({_key(name.removeprefix("LRP-")): [name] for name in known})
-    aliases[_key("LRP")] = ["LRP-EpsilonPlusFlat"]  # LRP's default composite
+    aliases = {_folded_name(name): [name] for name in known}
+    aliases.update({_folded_name(name.removeprefix("LRP-")): [name] for name in known})
+    aliases[_folded_name("LRP")] = ["LRP-EpsilonPlusFlat"]  # LRP's default composite
     aliases["all"] = list(known)
     chosen: list[str] = []
     for part in (p.strip() for name in names for p in name.split(",")):
         if not part:
             continue
-        if _key(part) not in aliases:
+        if _folded_name(part) not in aliases:
             raise ValueError(
                 f"unknown method {part!r}; known methods: {', '.join(known)} (or 'all'; case, "
                 "'-' and '_' are ignored, and the 'LRP-' prefix may be left out)"
             )
-        chosen += [name for name in aliases[_key(part)] if name not in chosen]
+        chosen += [name for name in aliases[_folded_name(part)] if name not in chosen]
     if not chosen:
         raise ValueError("no method given; known methods: " + ", ".join(known))
     return [known[name] for name in chosen]

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .backend import resolve
+from .backend import backend_or_default
 from .checks import flag
 from .device import count_nonfinite, deliver, is_device, to_device, to_host
 from .errors import LayerInputError, StateDictError
@@ -387,7 +387,7 @@ class Module(ABC):
         """The forward pass. ``x`` must be a finite float32 or float64 array; its dtype is the
         computation's dtype. ``backend`` defaults to :func:`npxai.get_backend`. On the cuda
         backend the output is NumPy unless ``x`` is a device array."""
-        backend = resolve(backend)
+        backend = backend_or_default(backend)
         y = self._run(check_input(x, backend=backend), "", None, backend)
         return deliver(y, is_device(x))
 
@@ -395,7 +395,7 @@ class Module(ABC):
         """The forward pass, recording every leaf's input and output (see :class:`Trace`).
         ``vjp_only`` (host backends): keep only what backpropagation reads (see
         :meth:`Trace.add`), for a gradient that needs no other record."""
-        backend = resolve(backend)
+        backend = backend_or_default(backend)
         if vjp_only and backend == "cuda":
             raise ValueError("trace: vjp_only is for the host backends (numpy, numba), not cuda")
         trace = Trace(check_input(x, backend=backend), backend, is_device(x), vjp_only)

@@ -37,6 +37,7 @@ from . import layers as L
 from . import models
 from .analyzers.gradcam import feature_layer
 from .canonize import canonize
+from .errors import MissingExtraError, UnknownModelError
 from .init import manual_seed
 from .io import check_file, load
 from .methods import Setting
@@ -45,14 +46,6 @@ from .module import Module
 
 LENET_DIGITS = "lenet-digits"
 EFFICIENTNET = "efficientnet_lite0"
-
-
-class UnknownModelError(ValueError):
-    """A model or architecture name that the zoo does not know, or bad constructor arguments."""
-
-
-class MissingExtraError(ImportError):
-    """The pretrained weights need an optional extra that is not installed."""
 
 
 class ReadyModel:
@@ -150,7 +143,8 @@ def known_models() -> list[str]:
     return [EFFICIENTNET, LENET_DIGITS, *(n for n in constructors() if n != EFFICIENTNET)]
 
 
-def _key(name: str) -> str:
+def _snake_case(name: str) -> str:
+    """``name`` spelt as the :mod:`npxai.models` constructors are: lower case, ``_`` for ``-``."""
     return name.lower().replace("-", "_")
 
 
@@ -204,11 +198,11 @@ def parse_arch(arch: str) -> tuple[Callable[..., Module], dict[str, Any]]:
     argument."""
     name, _, options = arch.partition(":")
     known = constructors()
-    if _key(name) not in known:
+    if _snake_case(name) not in known:
         raise UnknownModelError(
             f"unknown architecture {name!r}; known: {', '.join(known)} (npxai.models)"
         )
-    constructor, kwargs = known[_key(name)], {}
+    constructor, kwargs = known[_snake_case(name)], {}
     for option in filter(None, (o.strip() for o in options.split(","))):
         key, equals, value = (part.strip() for part in option.partition("="))
         try:
@@ -222,7 +216,7 @@ def parse_arch(arch: str) -> tuple[Callable[..., Module], dict[str, Any]]:
             )
         if key in kwargs:
             raise UnknownModelError(f"argument {key!r} given twice in {arch!r}")
-        _check_argument(_key(name), key, parsed, arch)
+        _check_argument(_snake_case(name), key, parsed, arch)
         kwargs[key] = parsed
     return constructor, kwargs
 
@@ -321,7 +315,7 @@ def ready_model(name: str, arch: str | None = None, key: str | None = None) -> R
         raise UnknownModelError(f"a checkpoint key ({key!r}) goes with a weights file and --arch")
     if arch is not None:
         path = Path(name)
-        if not path.exists() and _key(name) in map(_key, known_models()):
+        if not path.exists() and _snake_case(name) in map(_snake_case, known_models()):
             raise UnknownModelError(
                 f"an architecture goes with a weights file, not with the built-in model {name!r}"
             )
@@ -331,12 +325,12 @@ def ready_model(name: str, arch: str | None = None, key: str | None = None) -> R
         state, note = checkpoint_weights(path, key)
         model.load_state_dict(state)
         return _from_architecture(constructor, model, kwargs, note=note)
-    if _key(name) == _key(LENET_DIGITS):
+    if _snake_case(name) == _snake_case(LENET_DIGITS):
         return lenet_digits()
-    if _key(name) == EFFICIENTNET:
+    if _snake_case(name) == EFFICIENTNET:
         return efficientnet_lite0()
-    if _key(name) in constructors():
-        constructor = constructors()[_key(name)]
+    if _snake_case(name) in constructors():
+        constructor = constructors()[_snake_case(name)]
         manual_seed(0)  # the same random weights every run
         return _from_architecture(constructor, constructor(), {}, note="random weights")
     hint = " (a weights file needs --arch NAME)" if Path(name).suffix else ""

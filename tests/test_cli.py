@@ -185,22 +185,22 @@ def test_demo_falls_back_to_the_digits_model_without_the_models_extra(
 
 
 def test_method_names_ignore_case_dashes_and_the_lrp_prefix():
-    chosen = methods.resolve(["lrp", "integrated_gradients,EPSILONPLUS", "LRP_EpsilonPlus", "all"])
+    chosen = methods.lookup(["lrp", "integrated_gradients,EPSILONPLUS", "LRP_EpsilonPlus", "all"])
     assert [m.name for m in chosen][:3] == ["LRP-EpsilonPlusFlat", "IntegratedGradients",
                                              "LRP-EpsilonPlus"]  # fmt: skip
     assert sorted(m.name for m in chosen) == sorted(EVERY_METHOD)  # no repeats
     assert [f"LRP-{name}" for name in methods.presets()] == EVERY_METHOD[-len(methods.presets()) :]
     with pytest.raises(ValueError, match="known methods: Gradient, "):
-        methods.resolve(["Occlusion"])
+        methods.lookup(["Occlusion"])
 
 
 def test_targets_by_index_or_name():
     digits = zoo.lenet_digits()
-    assert cli.resolve_target(digits, None) is None
-    assert cli.resolve_target(digits, "3") == 3
-    assert cli.resolve_target(digits, "Digit 3") == 3
+    assert cli.parse_target(digits, None) is None
+    assert cli.parse_target(digits, "3") == 3
+    assert cli.parse_target(digits, "Digit 3") == 3
     with pytest.raises(cli.UsageError, match="matches 10 classes: digit 0 \\(0\\), digit 1"):
-        cli.resolve_target(digits, "digit")
+        cli.parse_target(digits, "digit")
 
 
 # -- many images, checkpoints, full-image views, saved attributions ----------------------------
@@ -257,7 +257,7 @@ def test_explain_batches_a_folder_one_analyzer_call_per_batch(tmp_path, monkeypa
         analyzer = gradient.build(model, setting)
         return lambda x, target: sizes.append(len(x)) or analyzer(x, target)
 
-    monkeypatch.setattr(methods, "resolve", lambda names: [methods.Method("Gradient", "", build)])
+    monkeypatch.setattr(methods, "lookup", lambda names: [methods.Method("Gradient", "", build)])
     drawn = cli.captioned
     monkeypatch.setattr(cli, "captioned", lambda image, caption: captions.append(caption)
                         or drawn(image, caption))  # fmt: skip

@@ -1,7 +1,10 @@
 """Bad input gets an error that names what was wrong: the layer key, the argument, the state-dict
 key with expected and found shapes, the unsupported submodule."""
 
+import ast
+import builtins
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +175,48 @@ def test_bad_targets(model):
         npxai.gradient(model, x, target=[0, 1, 2])
     with pytest.raises(TypeError, match="target must be None, an int or a sequence of ints"):
         npxai.gradient(model, x, target=1.5)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+ERRORS_MODULE = ROOT / "npxai" / "errors.py"
+BUILTIN_EXCEPTIONS = {
+    name
+    for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+}
+
+
+def exception_classes(paths: list[Path]) -> dict[Path, list[str]]:
+    """Per source file, the classes that derive from an exception: a builtin one, or (directly
+    or through others) a class of these files deriving from one. Bases are matched by name."""
+    classes = [
+        (path, node.name, {ast.unparse(base).rpartition(".")[2] for base in node.bases})
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.ClassDef)
+    ]
+    exceptions = set(BUILTIN_EXCEPTIONS)
+    while grown := {name for _, name, bases in classes if bases & exceptions} - exceptions:
+        exceptions |= grown
+    found: dict[Path, list[str]] = {}
+    for path, name, bases in classes:
+        if bases & exceptions:
+            found.setdefault(path, []).append(name)
+    return found
+
+
+def test_public_exceptions_live_in_errors_and_are_exported():
+    """npxai's exceptions have one home, :mod:`npxai.errors`, and all are at the top level; a
+    class deriving from an exception anywhere else in npxai or its kernels is private."""
+    paths = sorted([*(ROOT / "npxai").rglob("*.py"), *(ROOT / "kernels").rglob("*.py")])
+    found = exception_classes(paths)
+    ours = set(found.pop(ERRORS_MODULE, []))
+    assert ours, "npxai/errors.py defines no exceptions"
+    assert ours <= set(npxai.__all__), f"not in npxai.__all__: {sorted(ours - set(npxai.__all__))}"
+    public = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path, names in found.items()
+        for name in names
+        if not name.startswith("_")
+    ]
+    assert not public, f"public exceptions outside npxai/errors.py: {public}"

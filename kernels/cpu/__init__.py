@@ -12,7 +12,7 @@ Numba asks the dynamic loader for TBB by name (``libtbb.so.12``), and the loader
 ``<environment>/lib``, where the ``tbb`` wheel puts it in a virtual environment, a conda
 environment or a ``pip install --user``. So :func:`load_tbb` loads the library that pip installed
 by its absolute path first; a library already loaded is found by name. If no TBB can be loaded,
-importing this package raises :class:`~npxai.backend.BackendError` saying what to install; nothing
+importing this package raises :class:`~npxai.errors.BackendError` saying what to install; nothing
 falls back to another threading layer.
 """
 
@@ -23,7 +23,7 @@ import sys
 
 import numba
 
-from ...backend import BackendError
+from ...errors import BackendError
 
 #: The name under which Numba's TBB layer looks for the library, per platform.
 TBB_LIBRARY = {"win32": "tbb12.dll", "darwin": "libtbb.12.dylib"}.get(sys.platform, "libtbb.so.12")

@@ -1,11 +1,11 @@
-"""numba.cuda kernels: the GPU twins of ``kernels/cpu`` (work in progress: the backend is not
-wired yet, ``backend="cuda"`` still raises).
+"""numba.cuda kernels: the GPU twins of ``kernels/cpu``, what ``backend="cuda"`` runs (see
+:mod:`npxai.backend` for what it needs).
 
 Each module has the public functions of its CPU twin, with the same names and parameters, on
 device arrays: arrays go in as anything with ``__cuda_array_interface__`` (numba device arrays,
 CuPy arrays) and come out as numba device arrays, in the input's dtype (float32 or float64).
-Moving data between host and device is the caller's business (``numba.cuda.to_device``,
-``.copy_to_host()``), so that activations can stay on the device through a whole explanation.
+Moving data between host and device is the caller's business (:mod:`npxai.device` says when the
+layers do it), so that activations can stay on the device through a whole explanation.
 
 Importing this package imports ``numba.cuda``, which needs no GPU; launching a kernel does. The
 tests run every kernel under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set by

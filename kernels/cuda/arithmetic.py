@@ -1,7 +1,7 @@
 """The plain arithmetic that the CPU backends write with NumPy operators, on the device: the
 residual sum ``a + b`` (forward, and the two gradients meeting at a block's input), the products
 of the LRP sum step, zeros, and the input check for non-finite values. Used by
-:mod:`npxai.device`; ``tests/test_cuda_arithmetic.py`` compares each with NumPy. One thread per
+:mod:`npxai.device`; ``tests/test_cuda_lrp.py`` compares each with NumPy. One thread per
 element; arrays C-contiguous and of one shape and dtype.
 """
 

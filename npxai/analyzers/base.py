@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import resolve
+from ..backend import backend_or_default
 from ..device import deliver
 from ..explanation import Explanation
-from ..gradient import gradient, output_seed, resolve_target
+from ..gradient import gradient, output_seed, target_indices
 from ..module import Module, Step, Trace, vjp_step
 from ..progress import Progress
 
 #: An int, a sequence of ints (one per sample), an ImageNet class name or names, per-class weights
-#: ``(K,)`` or ``(N, K)`` (a one-hot row is its index), or ``None`` (see ``resolve_target``).
+#: ``(K,)`` or ``(N, K)`` (a one-hot row is its index), or ``None`` (see ``target_indices``).
 Target = int | str | Sequence[int] | Sequence[str] | np.ndarray | None
 
 
@@ -63,7 +63,7 @@ class Analyzer(ABC):
 
     def __init__(self, model: Module, backend: str | None = None):
         self.model = as_model(model)
-        self.backend = None if backend is None else resolve(backend)
+        self.backend = None if backend is None else backend_or_default(backend)
 
     @abstractmethod
     def __call__(self, x: Any, target: Target = None) -> Explanation:
@@ -89,7 +89,7 @@ class Analyzer(ABC):
         builds (plain backpropagation by default). Returns ``(trace, target indices, signal at
         the input)``."""
         trace = self.model.trace(x, self.backend)
-        indices = resolve_target(trace.output, target)
+        indices = target_indices(trace.output, target)
         seed = output_seed(trace.output, indices, scale_by_output)
         signal = self.model.backward(trace, seed, make_step(trace.backend))
         return trace, indices, signal

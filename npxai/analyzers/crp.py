@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import BackendError, resolve
+from ..backend import BackendError, backend_or_default
 from ..checks import flag, positive_int
 from ..explanation import Explanation
-from ..gradient import output_seed, resolve_target
+from ..gradient import output_seed, target_indices
 from ..lrp import step as lrp_step
 from ..module import Record, Signal, Trace, leaf_key
 from ..progress import Progress, check_progress
@@ -159,13 +159,13 @@ class CRP(Analyzer):
             features.check(channels, self.layer)
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
-        if resolve(self.backend) == "cuda":
+        if backend_or_default(self.backend) == "cuda":
             raise BackendError(
                 "CRP does not run on the cuda backend: its per-concept gathering and masking are "
                 "host (NumPy) code; use backend='numba' or backend='numpy'"
             )
         trace = self.model.trace(x, self.backend)
-        indices = resolve_target(trace.output, target)
+        indices = target_indices(trace.output, target)
         seed = output_seed(trace.output, indices, self.lrp.output_relevance == "logit")
         relevance = self.relevance_at_layer(trace, seed)  # R_L, (N, C, ...)
         layer_relevance = relevance.reshape(*relevance.shape[:2], -1).sum(axis=2)  # R_c, (N, C)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..device import deliver, to_host
 from ..explanation import Explanation
-from ..gradient import output_seed, resolve_target
+from ..gradient import output_seed, target_indices
 from ..module import Module, Trace, leaf_key, vjp_step
 from .base import Analyzer, Target
 
@@ -66,7 +66,7 @@ class GradCAM(Analyzer):
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace = self.model.trace(x, self.backend)
-        indices = resolve_target(trace.output, target)
+        indices = target_indices(trace.output, target)
         key = feature_layer(trace) if self.leaf is None else self.leaf
         activation = to_host(trace[key].output)  # the map is made on the host (it is small)
         if activation.ndim != 4:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..device import to_host
-from ..gradient import resolve_target
+from ..gradient import target_indices
 from ..module import Module, check_input
 from ..progress import Progress, check_progress
 from .base import Analyzer, Target, gradients_in_batches, reject, repeat_targets, to_numpy
@@ -115,7 +115,7 @@ class IntegratedGradients(Analyzer):
                 f"baseline of shape {np.shape(self.baseline)} does not broadcast to the input {x.shape}"
             ) from None
         check_input(baseline, "baseline")
-        indices = resolve_target(trace.output, target)
+        indices = target_indices(trace.output, target)
         alphas = self.alphas.astype(x.dtype).reshape(-1, *(1,) * (x.ndim - 1))
         difference, samples = x - baseline, len(x)
 

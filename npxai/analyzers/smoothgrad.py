@@ -10,7 +10,7 @@ import numpy as np
 
 from ..checks import shown
 from ..device import to_host
-from ..gradient import resolve_target
+from ..gradient import target_indices
 from ..module import Module
 from ..progress import Progress, check_progress
 from .base import Analyzer, Target, gradients_in_batches, reject, repeat_targets, to_numpy
@@ -75,7 +75,7 @@ class SmoothGrad(Analyzer):
     def __call__(self, x: Any, target: Target = None) -> Any:
         trace = self.model.trace(x, self.backend)
         x = to_host(trace.input)  # the noise is drawn on the host, the same on every backend
-        indices = resolve_target(trace.output, target)
+        indices = target_indices(trace.output, target)
         if self.sigma is None:
             sigma = noise_scale(x, self.noise_level).astype(x.dtype)
         else:
