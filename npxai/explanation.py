@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from . import heatmaps
+
 
 @dataclass(repr=False)
 class Explanation:
@@ -43,16 +45,12 @@ class Explanation:
     def heatmap(self, preset: str | None = None, **options: Any) -> np.ndarray:
         """RGB uint8 images ``(N, H, W, 3)``: ``npxai.heatmap(self, preset, **options)`` (preset
         ``self.heatmap_preset`` unless given)."""
-        from .heatmaps import heatmap
-
-        return heatmap(self, preset, **options)
+        return heatmaps.heatmap(self, preset, **options)
 
     def save_heatmap(self, path: str | os.PathLike, sample: int = 0, **options: Any) -> None:
         """Sample ``sample``'s heatmap as a PNG file: ``npxai.save_heatmap(self, path, sample,
         **options)``."""
-        from .heatmaps import save_heatmap
-
-        save_heatmap(self, path, sample, **options)
+        heatmaps.save_heatmap(self, path, sample, **options)
 
     def __repr__(self) -> str:
         a = self.attribution

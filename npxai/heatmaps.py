@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .explanation import Explanation
-
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from .explanation import Explanation
 
 REDUCTIONS = ("sum", "norm", "maxabs", "sumabs")
 SCALINGS = ("centered", "extrema")
@@ -184,7 +184,7 @@ def heatmap(
     preset's choices. The ``"cam"`` preset lays the heatmap over the explanation's input (see
     :func:`overlay`) when the explanation carries an input of the heatmap's height and width.
     """
-    if isinstance(explanation, Explanation):
+    if hasattr(explanation, "heatmap_preset"):  # an Explanation (it imports this module)
         preset = preset or explanation.heatmap_preset
         attribution, image = explanation.attribution, explanation.input
         if preset == "cam" and "upsampled" in explanation.extras:

@@ -20,7 +20,9 @@ minimum), its relevance has nowhere to go and is lost. The step evaluates a term
 it needs them: a term whose ``x'`` is all zeros and which has no bias adds nothing and is skipped
 before its ``W'`` is made.
 
-``p+ = max(p, 0)``, ``p- = min(p, 0)``, ``sgn0(z)`` is the sign of ``z`` with ``sgn0(0) = +1``.
+``p+ = max(p, 0)``, ``p- = min(p, 0)``, ``sgn0(z)`` is the sign of ``z`` with ``sgn0(0) = +1``;
+these modifiers and :func:`stabilize` are NumPy one-liners of ``npxai/reference/lrp.py``, with
+the rest of the step's element-wise parts.
 Stabilizers (``stabilizer=``): ``"sign"`` (default, Zennit's and Captum's): ``z + eps sgn0(z)``;
 ``"clip"`` (Zennit's ``clip=True``): ``sgn0(z) max(|z|, eps)``; ``"zero"`` (iNNvestigate's): ``z +
 eps [z = 0]``.
@@ -39,6 +41,19 @@ import numpy as np
 
 from ..checks import finite_number, flag, shown
 from ..module import Layer
+from ..reference.modifiers import (
+    MODIFIERS,
+    STABILIZERS,
+    identity,
+    minus_negative,
+    minus_positive,
+    negative,
+    ones,
+    positive,
+    sgn0,
+    square,
+    stabilize,
+)
 from .kinds import FIXED_LINEAR, MAX_POOLS, PARAMETRIC, SHAPE_PRESERVING, SUMS
 
 __all__ = [
@@ -75,57 +90,11 @@ __all__ = [
     "rules_for",
 ]
 
-STABILIZERS = ("sign", "clip", "zero")
 Modifier = Callable[[np.ndarray], np.ndarray]
 
-
-def sgn0(z: np.ndarray) -> np.ndarray:
-    """The sign of ``z`` with ``sgn0(0) = +1``."""
-    return np.where(z >= 0, 1, -1).astype(z.dtype)
-
-
-def stabilize(z: np.ndarray, epsilon: float, how: str) -> np.ndarray:
-    """The denominator ``stab(z)`` (see the module docstring for the three choices)."""
-    if how == "sign":
-        return np.where(z >= 0, z + epsilon, z - epsilon)  # z + epsilon sgn0(z)
-    if how == "clip":
-        return sgn0(z) * np.maximum(np.abs(z), epsilon)
-    return np.where(z == 0, z + epsilon, z)  # z + epsilon [z = 0], in z's dtype
-
-
-def identity(p: np.ndarray) -> np.ndarray:
-    """``p``, unmodified."""
-    return p
-
-
-def positive(p: np.ndarray) -> np.ndarray:
-    """``p+ = max(p, 0)``."""
-    return np.maximum(p, 0)
-
-
-def negative(p: np.ndarray) -> np.ndarray:
-    """``p- = min(p, 0)``."""
-    return np.minimum(p, 0)
-
-
-def minus_positive(p: np.ndarray) -> np.ndarray:
-    """``-p+``."""
-    return -np.maximum(p, 0)
-
-
-def minus_negative(p: np.ndarray) -> np.ndarray:
-    """``-p-``."""
-    return -np.minimum(p, 0)
-
-
-def ones(p: np.ndarray) -> np.ndarray:
-    """All ones, in ``p``'s shape."""
-    return np.ones_like(p)
-
-
-def square(p: np.ndarray) -> np.ndarray:
-    """``p^2``."""
-    return p**2
+#: The input modifiers that every backend runs as one element-wise kernel (by name:
+#: ``modify(x, "positive")`` of ``npxai/reference/lrp.py`` and its twins).
+ELEMENTWISE = tuple(MODIFIERS.values())
 
 
 @dataclass(frozen=True)
@@ -146,11 +115,6 @@ class Group:
     terms: list[Term] = field(default_factory=lambda: [Term()])
     coefficient: float = 1.0
     select: str | None = None
-
-
-#: The input modifiers above that every backend runs as one element-wise kernel (by name:
-#: ``modify(x, "positive")`` of ``npxai/reference/lrp.py`` and its twins).
-ELEMENTWISE = (positive, negative, minus_positive, minus_negative, ones, square)
 
 
 class Rule:

@@ -1,6 +1,6 @@
 """The element-wise parts of the LRP step (:func:`npxai.lrp.step.linear_step`), in NumPy: the
-rules' input modifiers, the stabilised ratio ``s = R_out / stab(z)``, the sign selection of the
-generalised gamma, the stacked shares of the fused step and the accumulation of ``R_in``. The
+rules' input modifiers (``npxai/reference/modifiers.py``), the stabilised ratio ``s = R_out /
+stab(z)``, the sign selection of the generalised gamma, the stacked shares of the fused step and the accumulation of ``R_in``. The
 dense parts (``W' x' + b'``, ``W'^T s``) are the layer's own maps. Twins, with these functions:
 ``kernels/cpu/lrp.py`` and ``kernels/cuda/lrp.py``."""
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lrp import rules
+from .modifiers import MODIFIERS, stabilize
 
 
 def modify(x: np.ndarray, how: str) -> np.ndarray:
-    """``npxai.lrp.rules.<how>(x)``: ``x+``, ``x-``, ``-x+``, ``-x-``, ones or ``x^2`` (``how``
-    is the modifier's name, one of :data:`npxai.lrp.rules.ELEMENTWISE`)."""
-    return getattr(rules, how)(x)
+    """``x+``, ``x-``, ``-x+``, ``-x-``, ones or ``x^2``: the modifier named ``how`` (a key of
+    :data:`MODIFIERS`)."""
+    return MODIFIERS[how](x)
 
 
 def nonnegative(x: np.ndarray) -> bool:
@@ -32,7 +32,7 @@ def relevance_ratio(
 ) -> np.ndarray:
     """``s = share / stab(z)``, and 0 where ``stab(z)`` is exactly 0 (see :mod:`npxai.lrp.rules`
     for the stabilizers ``"sign"``, ``"clip"`` and ``"zero"``)."""
-    d = rules.stabilize(z, epsilon, stabilizer)
+    d = stabilize(z, epsilon, stabilizer)
     return np.divide(share, d, out=np.zeros_like(share), where=d != 0)
 
 
