@@ -53,7 +53,9 @@ def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
             base = package
             for _ in range(node.level - 1):
                 base = base.rpartition(".")[0]
-            target = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            target = (
+                (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            )
             for alias in node.names:
                 found.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in known else target)
     modules = set()
@@ -180,7 +182,10 @@ def test_rules_are_equal_by_their_parameter_values():
     assert hash(R.ZBoxRule(low, 1.0)) == hash(R.ZBoxRule(low.copy(), 1.0))
     assert R.GammaRule(0.25) == R.GammaRule(0.25) and R.GammaRule(0.25) != R.GammaRule(0.5)
     assert R.EpsilonRule() != R.NormRule()  # one formula, two rules
-    assert repr(R.ZBoxRule(low, 1.0)) == "ZBoxRule(low=array(3, 1, 1), high=1.0, epsilon=1e-06, stabilizer='sign')"
+    assert (
+        repr(R.ZBoxRule(low, 1.0))
+        == "ZBoxRule(low=array(3, 1, 1), high=1.0, epsilon=1e-06, stabilizer='sign')"
+    )
     assert len({R.GammaRule(), R.GammaRule(), R.ZeroRule()}) == 2
 
 
