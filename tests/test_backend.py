@@ -133,6 +133,7 @@ def test_missing_tbb_stops_the_command_line_with_that_sentence(monkeypatch, caps
 
     for name in [name for name in sys.modules if name.startswith("npxai.kernels.cpu")]:
         monkeypatch.delitem(sys.modules, name)  # imported anew, as in a fresh process
+    backend_modules.cache_clear()  # the table imports them again, too
     no_tbb_anywhere(monkeypatch)
     assert main(["digits"]) == 1
     err = capsys.readouterr().err
