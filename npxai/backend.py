@@ -1,14 +1,15 @@
-"""Which implementation runs: ``"numpy"`` (the reference), ``"numba"`` (compiled CPU kernels,
-the default) or ``"cuda"`` (numba.cuda kernels on an NVIDIA GPU; see :mod:`npxai.device` for
-what crosses between host and device).
+"""Which implementation runs: ``"numpy"`` (the reference), ``"numba"`` (compiled CPU kernels, the
+default) or ``"cuda"`` (numba.cuda kernels on an NVIDIA GPU; see :mod:`npxai.device` for what
+crosses between host and device).
 
 Every operation family has one module per backend, with the same file name and the same function
 signatures: ``npxai/reference/conv.py``, ``kernels/cpu/conv.py`` (installed as
-``npxai.kernels.cpu.conv``) and ``kernels/cuda/conv.py``. :func:`backend_modules` is the one table from a
-backend to its modules: a layer calls ``backend_modules(backend).conv.conv2d(...)``. Nothing falls back: an unknown or
-unavailable backend raises :class:`BackendError`. ``"cuda"`` needs the ``numba-cuda`` package
-(``pip install "npxai[cuda]"``) and a GPU that ``numba.cuda.is_available()`` sees; under Numba's
-CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, the tests) it needs neither.
+``npxai.kernels.cpu.conv``) and ``kernels/cuda/conv.py``. :func:`backend_modules` is the one
+table from a backend to its modules: a layer calls
+``backend_modules(backend).conv.conv2d(...)``. Nothing falls back: an unknown or unavailable
+backend raises :class:`BackendError`. ``"cuda"`` needs the ``numba-cuda`` package (``pip install
+"npxai[cuda]"``) and a GPU that ``numba.cuda.is_available()`` sees; under Numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, the tests) it needs neither.
 """
 
 from __future__ import annotations

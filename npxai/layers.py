@@ -41,7 +41,8 @@ def _pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
 
 
 def _ops(backend: str | None):
-    """``backend``'s modules (the default backend's for ``None``): :func:`npxai.backend.backend_modules`."""
+    """``backend``'s modules (the default backend's for ``None``):
+    :func:`npxai.backend.backend_modules`."""
     return backend_modules(backend_or_default(backend))
 
 

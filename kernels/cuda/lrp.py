@@ -12,7 +12,8 @@ from numba import cuda
 
 from . import as_device, grid_1d
 
-#: The rules' element-wise modifiers (npxai.lrp.rules.ELEMENTWISE) by name, and the stabilisers, as kernel codes.
+#: The rules' element-wise modifiers (npxai.reference.modifiers.MODIFIERS) by name, and the
+#: stabilisers, as kernel codes.
 MODIFIERS = {
     "positive": 0,
     "negative": 1,

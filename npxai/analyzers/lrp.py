@@ -21,9 +21,9 @@ from .base import Analyzer, Target
 def as_composite(composite: Any) -> Composite:
     """``composite`` as a ``Composite``: itself, ``None`` -> ``EpsilonPlusFlat()`` (the default),
     a preset of :mod:`npxai.composites` by name (``"EpsilonPlus"``, the keys of
-    :data:`~npxai.lrp.composites.PRESETS`) or uncalled (``npxai.composites.EpsilonPlus``), called without arguments. A preset
-    that needs arguments (``EpsilonGammaBox(low, high)``) and anything else are errors that show
-    the call to write."""
+    :data:`~npxai.lrp.composites.PRESETS`) or uncalled (``npxai.composites.EpsilonPlus``), called
+    without arguments. A preset that needs arguments (``EpsilonGammaBox(low, high)``) and
+    anything else are errors that show the call to write."""
     if composite is None:
         return EpsilonPlusFlat()
     if isinstance(composite, Composite):

@@ -13,8 +13,8 @@ network with batch norm and on torchvision ResNets (BasicBlock and Bottleneck).
 
 How Zennit differs from npxai's defaults, rule by rule and layer by layer:
 
-- Batch-norm folding. :func:`merge_batch_norms` folds like ``npxai.canonize`` (``W' = s W``, ``b' = s (b -
-  mean) + beta``; a convolution without bias gets one) but, as Zennit's ``MergeBatchNorm``, keeps
+- Batch-norm folding. :func:`merge_batch_norms` folds like ``npxai.canonize`` (``W' = s W``,
+  ``b' = s (b - mean) + beta``; a convolution without bias gets one) but, as Zennit's ``MergeBatchNorm``, keeps
   each folded batch norm with ``running_mean = 0``, ``running_var = 1``, ``weight = 1``, ``bias =
   0`` and its ``eps``: it computes ``x / sqrt(1 + eps)``, so Zennit's canonized model is not the
   original (``npxai.canonize`` replaces the batch norm by ``Identity`` and is exact; ``python -m
@@ -185,8 +185,8 @@ def ExcitationBackprop(stabilizer: float = 1e-6) -> Composite:  # noqa: N802
 def lrp(model: Module, composite: Composite, backend: str | None = None) -> LRP:
     """An LRP analyzer computing what Zennit computes with ``composite``'s preset, its canonizers
     (``SequentialMergeBatchNorm``, ``VGGCanonizer`` or ``ResNetCanonizer``) and a one-hot
-    ``attr_output`` at the target: ``model`` is canonized by :func:`merge_batch_norms` (a copy; ``model``
-    is unchanged), so pass it uncanonized: folding twice would divide by ``sqrt(1 + eps)`` twice."""
+    ``attr_output`` at the target: ``model`` is canonized by :func:`merge_batch_norms` (a copy;
+    ``model`` is unchanged), so pass it uncanonized: folding twice would divide by ``sqrt(1 + eps)`` twice."""
     return LRP(
         merge_batch_norms(model), composite, output_relevance="one", backend=backend, canonize=False
     )

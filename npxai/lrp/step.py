@@ -2,8 +2,8 @@
 runs the layer's own forward and transposed maps (its kernels) and the element-wise functions of
 the backend's ``lrp`` module (``npxai/reference/lrp.py``, ``kernels/cpu/lrp.py``,
 ``kernels/cuda/lrp.py``: the ratio, the sign selection, the product-accumulate, ...), reached
-through :func:`npxai.backend.backend_modules`. Host and device arrays differ only in where the modified
-parameters are kept (:meth:`npxai.Module.parameter_as`, ``device=``)."""
+through :func:`npxai.backend.backend_modules`. Host and device arrays differ only in where the
+modified parameters are kept (:meth:`npxai.Module.parameter_as`, ``device=``)."""
 
 from __future__ import annotations
 
