@@ -24,7 +24,7 @@ from .analyzers import (
 )
 from .backend import get_backend, set_backend, use_backend
 from .canonize import canonize, strip_softmax
-from .containers import Residual, Sequential
+from .containers import Graph, Residual, Sequential
 from .convert import from_torch
 from .errors import (
     BackendError,
@@ -83,6 +83,7 @@ __all__ = [
     "MissingFileError",
     "Module",
     "Record",
+    "Graph",
     "Residual",
     "Sequential",
     "StateDictError",

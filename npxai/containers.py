@@ -1,9 +1,9 @@
-"""Containers: ``Sequential`` and the residual block. They hold no maths, only an order."""
+"""Containers: ``Sequential``, the residual block and ``Graph``. They hold no maths, only an order."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -125,3 +125,116 @@ class Residual(Module):
         text = super().__repr__()
         parts = ", ".join(f"{part}={names}" for part, names in self._parts.items())
         return text.replace("Residual(\n", f"Residual(  # {parts}\n", 1)
+
+
+class Graph(Module):
+    """A directed acyclic graph of layers, for models that are no chain of blocks: each node is a
+    module with the names of the values it reads, the graph's input (``input``, default
+    ``"input"``) or earlier nodes' outputs::
+
+        Graph({
+            "conv1": (Conv2d(3, 8, 3, padding=1), ["input"]),
+            "relu1": (ReLU(), ["conv1"]),
+            "conv2": (Conv2d(3, 8, 1), ["input"]),
+            "add": (Add(), ["relu1", "conv2"]),
+            "cat": (Concat(1), ["add", "input"]),
+        })
+
+    The nodes run in the order given, which must be an order of execution (a node reads only the
+    input and nodes before it); a node with several inputs gets them as a tuple, in the order
+    named. ``output`` names the node whose output is the graph's (default: the last). Node names
+    are the state-dict keys (``conv1.weight``) and the keys of ``model.named_modules()``; a name
+    may hold dots, as torch's keys do. The backward walk visits the nodes in reverse; a value that
+    several nodes read receives the sum of their signals, and a node whose output does not reach
+    the graph's output is left out.
+    """
+
+    def __init__(
+        self,
+        nodes: Mapping[str, tuple[Module, Sequence[str]]],
+        output: str | None = None,
+        input: str = "input",
+    ):
+        super().__init__()
+        object.__setattr__(self, "_inputs", {})
+        if not isinstance(nodes, Mapping) or not nodes:
+            raise ValueError("Graph: nodes must be a non-empty mapping of name -> (module, inputs)")
+        if not isinstance(input, str) or not input:
+            raise ValueError(f"Graph: input must be a non-empty name, got {input!r}")
+        known = {input}
+        for name, node in nodes.items():
+            if not isinstance(name, str) or not name or name == input:
+                raise ValueError(
+                    f"Graph: node names must be non-empty strings other than the input's "
+                    f"({input!r}), got {name!r}"
+                )
+            ok = isinstance(node, tuple | list) and len(node) == 2
+            if not ok or not isinstance(node[0], Module) or isinstance(node[1], str):
+                raise ValueError(
+                    f"Graph: node {name!r} must be a pair (module, [names of its inputs]), "
+                    f"got {node!r}"
+                )
+            module, inputs = node[0], list(node[1])
+            if not inputs:
+                raise ValueError(f"Graph: node {name!r} reads no input")
+            for value in inputs:
+                if value not in known:
+                    raise ValueError(
+                        f"Graph: node {name!r} reads {value!r}, which is neither the input nor a "
+                        "node before it (list the nodes in an order they can run in)"
+                    )
+            self.add_module(name, module)
+            self._inputs[name] = inputs
+            known.add(name)
+        output = list(nodes)[-1] if output is None else output
+        if output not in self._inputs:
+            raise ValueError(f"Graph: output {output!r} is not a node")
+        if input not in self._ancestors(output):
+            raise ValueError(f"Graph: the output {output!r} does not depend on the input {input!r}")
+        object.__setattr__(self, "input", input)
+        object.__setattr__(self, "output", output)
+
+    def _ancestors(self, name: str) -> set[str]:
+        seen, stack = set(), [name]
+        while stack:
+            for value in self._inputs.get(stack.pop(), []):
+                if value not in seen:
+                    seen.add(value)
+                    stack.append(value)
+        return seen
+
+    def nodes(self) -> list[tuple[str, Module, list[str]]]:
+        """``(name, module, names of its inputs)`` for every node, in execution order."""
+        return [(name, self._modules[name], list(inputs)) for name, inputs in self._inputs.items()]
+
+    def __getitem__(self, name: str) -> Module:
+        """The module of node ``name``."""
+        return self._modules[name]
+
+    def readers(self, value: str) -> list[str]:
+        """The nodes that read ``value`` (the input's name or a node's)."""
+        return [name for name, inputs in self._inputs.items() if value in inputs]
+
+    def _run(self, x: Signal, key: str, trace: Trace | None, backend: str) -> np.ndarray:
+        values = {self.input: x}
+        for name, module, inputs in self.nodes():
+            args = tuple(values[value] for value in inputs)
+            values[name] = module._run(args if len(args) > 1 else args[0], join(key, name),
+                                       trace, backend)  # fmt: skip
+        return values[self.output]
+
+    def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
+        signals = {self.output: signal}
+        for name, module, inputs in reversed(self.nodes()):
+            if name not in signals:
+                continue  # its output does not reach the graph's output
+            back = module._backward(trace, join(key, name), signals.pop(name), step)
+            for value, part in zip(inputs, back if len(inputs) > 1 else (back,), strict=True):
+                signals[value] = part if value not in signals else add(signals[value], part)
+        return signals[self.input]
+
+    def __repr__(self) -> str:
+        width = max(len(name) for name in self._inputs)
+        lines = [f"  ({name}): {module!r}".ljust(width + 6) + f"  <- {', '.join(inputs)}"
+                 for name, module, inputs in self.nodes()]  # fmt: skip
+        return f"Graph(input={self.input!r}, output={self.output!r}\n" + "\n".join(lines) + "\n)"

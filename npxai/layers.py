@@ -14,7 +14,7 @@ import numpy as np
 from .backend import backend_modules, backend_or_default
 from .checks import finite_number, flag, positive_int, shown
 from .device import add
-from .errors import LayerInputError
+from .errors import BackendError, LayerInputError
 from .init import uniform_fan_in
 from .module import Layer
 from .reference import conv, pool
@@ -705,7 +705,8 @@ class Identity(Layer):
 
 
 class Add(Layer):
-    """The sum of a residual block: ``y = a + b`` for the input pair ``(a, b)``.
+    """The sum of its inputs: ``y = a + b`` for a residual block's pair ``(a, b)``, ``y = sum_i
+    x_i`` for a graph node with more inputs (:class:`npxai.Graph`), all of one shape.
 
     It is a layer of its own so that a relevance rule can be assigned to it.
     """
@@ -713,21 +714,84 @@ class Add(Layer):
     def __init__(self) -> None:
         super().__init__()
 
-    def check_input(self, x: tuple[np.ndarray, np.ndarray]) -> None:
-        a, b = x
-        if a.shape != b.shape:
+    def check_input(self, x: tuple[np.ndarray, ...]) -> None:
+        if not isinstance(x, tuple) or len(x) < 2:
+            raise LayerInputError("expected two or more inputs to add")
+        if len(x) == 2 and x[0].shape != x[1].shape:
             raise LayerInputError(
-                f"the branch output {a.shape} and the shortcut output {b.shape} must have one shape"
+                f"the branch output {x[0].shape} and the shortcut output {x[1].shape} must have "
+                "one shape"
             )
+        for i, a in enumerate(x[1:], 1):
+            if a.shape != x[0].shape:
+                raise LayerInputError(
+                    f"input {i} {a.shape} and input 0 {x[0].shape} must have one shape"
+                )
 
-    def forward(self, x: tuple[np.ndarray, np.ndarray], backend: str | None = None) -> np.ndarray:
-        return add(x[0], x[1])
+    def forward(self, x: tuple[np.ndarray, ...], backend: str | None = None) -> np.ndarray:
+        y = add(x[0], x[1])
+        for a in x[2:]:
+            y = add(y, a)
+        return y
 
     def vjp(
         self,
-        x: tuple[np.ndarray, np.ndarray],
+        x: tuple[np.ndarray, ...],
         y: np.ndarray,
         grad_y: np.ndarray,
         backend: str | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return grad_y, grad_y
+    ) -> tuple[np.ndarray, ...]:
+        return (grad_y,) * len(x)
+
+
+class Concat(Layer):
+    """``y = concatenate(x_1, x_2, ..., dim)`` (``torch.cat``): inputs of one dtype and one shape
+    but along ``dim``; its VJP splits ``dL/dy`` back into the inputs' slices. Host backends only
+    (on ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()  # the inputs' shapes only
+
+    def __init__(self, dim: int = 1):
+        super().__init__()
+        if not _is_int(dim):
+            raise ValueError(f"Concat: dim must be an int, got {shown(dim)}")
+        self.dim = int(dim)
+
+    def _axis(self, ndim: int) -> int:
+        return self.dim % ndim
+
+    def check_input(self, x: tuple[np.ndarray, ...]) -> None:
+        if not isinstance(x, tuple) or len(x) < 2:
+            raise LayerInputError("expected two or more inputs to concatenate")
+        first = x[0]
+        if not -first.ndim <= self.dim < first.ndim:
+            raise LayerInputError(
+                f"dim {self.dim} is out of range for inputs of shape {first.shape}"
+            )
+        axis = self._axis(first.ndim)
+        for i, a in enumerate(x[1:], 1):
+            if (a.ndim != first.ndim or a.shape[:axis] != first.shape[:axis]
+                    or a.shape[axis + 1 :] != first.shape[axis + 1 :] or a.dtype != first.dtype):  # fmt: skip
+                raise LayerInputError(
+                    f"input {i} {a.dtype} {a.shape} and input 0 {first.dtype} {first.shape} must "
+                    f"have one dtype and one shape but along dim {self.dim}"
+                )
+
+    def forward(self, x: tuple[np.ndarray, ...], backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Concat does not run on the cuda backend yet; use backend='numba'")
+        return np.concatenate(x, axis=self._axis(x[0].ndim))
+
+    def vjp(
+        self,
+        x: tuple[np.ndarray, ...],
+        y: np.ndarray,
+        grad_y: np.ndarray,
+        backend: str | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        axis = self._axis(grad_y.ndim)
+        edges = np.cumsum([a.shape[axis] for a in x])[:-1]
+        return tuple(np.ascontiguousarray(part) for part in np.split(grad_y, edges, axis=axis))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

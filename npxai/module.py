@@ -89,9 +89,11 @@ class Trace(Mapping[str, Record]):
         return f"Trace(\n{lines}\n)"
 
 
-def shape_only(a: np.ndarray) -> np.ndarray:
-    """A read-only stand-in for ``a``: its shape and dtype, no memory (every element is one
-    zero, broadcast)."""
+def shape_only(a: Signal) -> Signal:
+    """A read-only stand-in for ``a`` (each array of a tuple): its shape and dtype, no memory
+    (every element is one zero, broadcast)."""
+    if isinstance(a, tuple):
+        return tuple(shape_only(v) for v in a)
     return np.broadcast_to(np.zeros((), a.dtype), a.shape)
 
 

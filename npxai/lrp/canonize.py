@@ -10,7 +10,7 @@ import copy
 import numpy as np
 
 from .. import layers as L
-from ..containers import Residual, Sequential
+from ..containers import Graph, Residual, Sequential
 from ..module import Module
 from ..reference.norm import batch_norm_scale
 from .kinds import BATCH_NORMS, PARAMETRIC
@@ -51,9 +51,10 @@ def _fold_chain(container: Module, chain: list[tuple[str, Module]]) -> None:
 
 def canonize(model: Module) -> Module:
     """A copy of ``model`` with every batch norm that directly follows a Linear or Conv2d (in a
-    ``Sequential``, or in a residual block's branch or shortcut) folded into it and replaced by
-    ``Identity``. The outputs do not change (up to rounding). Batch norms that follow anything
-    else stay, and take a rule of their own."""
+    ``Sequential``, in a residual block's branch or shortcut, or in a ``Graph`` where the batch
+    norm is the only reader of the layer's output) folded into it and replaced by ``Identity``.
+    The outputs do not change (up to rounding). Batch norms that follow anything else stay, and
+    take a rule of their own."""
     model = copy.deepcopy(model)
     for _, module in model.named_modules():
         if isinstance(module, Sequential):
@@ -61,6 +62,15 @@ def canonize(model: Module) -> Module:
         elif isinstance(module, Residual):
             for part in ("branch", "shortcut"):
                 _fold_chain(module, module.chain(part))
+        elif isinstance(module, Graph):
+            for name, norm, inputs in module.nodes():
+                layer = (
+                    module[inputs[0]] if len(inputs) == 1 and inputs[0] != module.input else None
+                )
+                if (isinstance(norm, BATCH_NORMS) and isinstance(layer, PARAMETRIC)
+                        and module.readers(inputs[0]) == [name]):  # fmt: skip
+                    fold_batch_norm(layer, norm)
+                    module.add_module(name, L.Identity())
     return model
 
 

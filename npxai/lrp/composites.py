@@ -3,8 +3,9 @@
 A composite is a list of ``(selector, rule)`` entries applied in order over the model's leaf
 layers (in registration order, which is execution order for npxai's containers); a later entry
 overrides an earlier one. Layers that no entry selects get :data:`DEFAULTS`: Linear and Conv2d
-the ZeroRule (as RelevancePropagation.jl), max pooling the gradient (winner takes all), average
-pooling and residual sums the NormRule, batch norm (when not folded by ``canonize``),
+the ZeroRule (as RelevancePropagation.jl), max pooling the gradient (winner takes all),
+concatenation the gradient (the exact split back into the inputs' slices), average pooling and
+sums the NormRule, batch norm (when not folded by ``canonize``),
 activations, dropout, flatten and identity the PassRule. A layer for which nothing applies
 (``Softmax``: strip it), or a rule that cannot run on its layer, stops the analyzer's
 construction with an :class:`~npxai.errors.LRPCompatibilityError` naming it.
@@ -42,7 +43,7 @@ LayerList = list[tuple[str, Layer]]
 #: The rule a layer of each kind gets when no composite entry selects it.
 DEFAULTS: tuple[tuple[tuple[type, ...], Rule], ...] = (
     (kinds.PARAMETRIC, ZeroRule()),
-    (kinds.MAX_POOLS, GradientRule()),
+    (kinds.MAX_POOLS + kinds.CONCATENATIONS, GradientRule()),
     (kinds.AVERAGE_POOLS + kinds.SUMS, NormRule()),
     (kinds.SHAPE_PRESERVING, PassRule()),
 )

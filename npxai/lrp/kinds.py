@@ -17,8 +17,10 @@ AVERAGE_POOLS = (L.AvgPool2d, L.AdaptiveAvgPool2d)
 MAX_POOLS = (L.MaxPool2d,)
 #: Batch norm left unfolded: a fixed affine map ``s x + t`` of the input, of the input's shape.
 BATCH_NORMS = (L.BatchNorm1d, L.BatchNorm2d)
-#: The residual sum ``y = a + b`` (two inputs).
+#: Sums: a residual block's ``y = a + b``, a graph's ``y = sum_i x_i``.
 SUMS = (L.Add,)
+#: Concatenation: its gradient splits the relevance back into the inputs' slices, exactly.
+CONCATENATIONS = (L.Concat,)
 #: Element-wise activations.
 ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid)
 #: Layers whose output holds the input's values (reshaped, for ``Flatten``).
@@ -29,4 +31,5 @@ FIXED_LINEAR = AVERAGE_POOLS + BATCH_NORMS
 #: Layers whose output has the input's size, through which relevance may pass unchanged.
 SHAPE_PRESERVING = ACTIVATIONS + PASS_THROUGH + BATCH_NORMS
 #: Every layer kind LRP has a rule for, in the order error messages list them.
-SUPPORTED = PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + BATCH_NORMS + SUMS + ACTIVATIONS + PASS_THROUGH
+SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + BATCH_NORMS + SUMS + CONCATENATIONS
+             + ACTIVATIONS + PASS_THROUGH)  # fmt: skip

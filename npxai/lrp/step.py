@@ -195,12 +195,12 @@ def _stacked_step(record: Record, rule: LinearRule, groups: list, share, backend
 
 def sum_step(
     record: Record, rule: EpsilonRule, relevance: np.ndarray, backend: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)`` for a residual sum."""
+) -> tuple[np.ndarray, ...]:
+    """``R_i = x_i R / stab(sum_i' x_i')`` for a sum (``R_a = a R / stab(a + b)``, ``R_b = b R /
+    stab(a + b)`` for a residual block's): its output (the trace's record) is the sum."""
     check_stabilizer(rule)
-    a, b = record.input
-    s = ratio(backend_modules(backend).lrp, relevance, add(a, b), rule)
-    return multiply(a, s), multiply(b, s)
+    s = ratio(backend_modules(backend).lrp, relevance, record.output, rule)
+    return tuple(multiply(x, s) for x in record.input)
 
 
 def as_average_pool(record: Record) -> Record:
