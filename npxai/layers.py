@@ -795,3 +795,47 @@ class Concat(Layer):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+def sum_to_shape(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``a`` summed over the axes that broadcasting ``shape`` to ``a.shape`` added or stretched."""
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and a.shape[lead + i] != 1
+    )
+    return a.sum(axis=axes, keepdims=True).reshape(shape) if axes else a
+
+
+class Mul(Layer):
+    """``y = a * b``, element-wise with NumPy's (and torch's) broadcasting: a squeeze-and-excitation
+    gate ``x * g`` with ``g`` of shape ``(N, C, 1, 1)``. VJP: ``dL/da = sum_b dL/dy * b`` and
+    ``dL/db = sum_a dL/dy * a``, each summed over the axes its factor was broadcast along. Host
+    backends only (on ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def check_input(self, x: tuple[np.ndarray, np.ndarray]) -> None:
+        if not isinstance(x, tuple) or len(x) != 2:
+            raise LayerInputError("expected two inputs to multiply")
+        try:
+            np.broadcast_shapes(x[0].shape, x[1].shape)
+        except ValueError:
+            raise LayerInputError(
+                f"inputs {x[0].shape} and {x[1].shape} do not broadcast to one shape"
+            ) from None
+
+    def forward(self, x: tuple[np.ndarray, np.ndarray], backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Mul does not run on the cuda backend yet; use backend='numba'")
+        return x[0] * x[1]
+
+    def vjp(
+        self,
+        x: tuple[np.ndarray, np.ndarray],
+        y: np.ndarray,
+        grad_y: np.ndarray,
+        backend: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        a, b = x
+        return sum_to_shape(grad_y * b, a.shape), sum_to_shape(grad_y * a, b.shape)

@@ -240,3 +240,104 @@ def test_concat_and_the_n_ary_add_against_torch(ndim, parts, data, dtype, backen
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(L.Add().forward(same, backend), sum(same), rtol=tol)
     assert len(L.Add().vjp(same, None, g, backend)) == parts
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), data=st.data(),
+       dtype=st.sampled_from([np.float32, np.float64]))  # fmt: skip
+def test_mul_broadcasts_as_torch(shape, data, dtype):
+    gate = [n if data.draw(st.booleans(), label=f"keep {i}") else 1 for i, n in enumerate(shape)]
+    gate = gate[data.draw(st.integers(0, len(gate) - 1), label="drop leading") :]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31), label="seed"))
+    a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(gate).astype(dtype)
+    at, bt = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    y = at * bt
+    g = rng.standard_normal(y.shape).astype(dtype)
+    y.backward(torch.tensor(g))
+    mul = L.Mul()
+    np.testing.assert_array_equal(mul.forward((a, b), "numpy"), y.detach().numpy())
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    da, db = mul.vjp((a, b), None, g, "numpy")
+    np.testing.assert_allclose(da, at.grad.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=tol, atol=tol)
+    assert da.shape == a.shape and db.shape == b.shape
+
+
+class TorchSE(torch.nn.Module):
+    """A squeeze-and-excitation block, as torchvision's (1x1 convolutions on the pooled map)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.squeeze = torch.nn.Conv2d(4, 4, 1)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        f = torch.relu(self.conv(x))
+        g = torch.sigmoid(self.squeeze(torch.nn.functional.adaptive_avg_pool2d(f, 1)))
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(f * g, 1).flatten(1))
+
+
+def se_graph() -> npxai.Graph:
+    return npxai.Graph({
+        "conv": (L.Conv2d(2, 4, 3, padding=1), ["input"]),
+        "relu": (L.ReLU(), ["conv"]),
+        "pool": (L.AdaptiveAvgPool2d(1), ["relu"]),
+        "squeeze": (L.Conv2d(4, 4, 1), ["pool"]),
+        "sigmoid": (L.Sigmoid(), ["squeeze"]),
+        "gate": (L.Mul(), ["relu", "sigmoid"]),
+        "pool2": (L.AdaptiveAvgPool2d(1), ["gate"]),
+        "flat": (L.Flatten(), ["pool2"]),
+        "fc": (L.Linear(4, 3), ["flat"]),
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_squeeze_and_excitation_graph_against_torch_and_its_product_rule(backend):
+    torch.manual_seed(0)
+    net = TorchSE().double()
+    model = se_graph()
+    model.load_state_dict({k: v.numpy() for k, v in net.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5))
+    xt = torch.tensor(x, requires_grad=True)
+    out = net(xt)
+    np.testing.assert_allclose(model(x, backend=backend), out.detach().numpy(), rtol=1e-10)
+    out[:, 1].sum().backward()
+    grad = npxai.gradient(model, x, 1, backend=backend)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    lrp = npxai.LRP(model, C.EpsilonPlus(), record=True, backend=backend)
+    assert isinstance(lrp.rules["gate"], R.ProductRule)
+    e = lrp(x, target=1)
+    gate = e.extras["relevance"]["gate"]  # (to the signal, to the gate)
+    assert not gate[1].any()
+    np.testing.assert_allclose(gate[0].reshape(2, -1).sum(1), dict(
+        (row[0], row[3]) for row in e.extras["conservation"])["gate"], rtol=1e-12)  # fmt: skip
+    uniform = npxai.LRP(model, C.EpsilonPlus() + [(C.ByType(L.Mul), R.ProductRule("uniform"))],
+                        record=True, backend=backend)(x, target=1)  # fmt: skip
+    signal, gated = uniform.extras["relevance"]["gate"]
+    np.testing.assert_allclose(
+        signal.reshape(2, -1).sum(1), gated.reshape(2, -1).sum(1), rtol=1e-10
+    )
+    assert gated.shape == (2, 4, 1, 1)
+
+
+def test_product_rule_and_mul_errors():
+    with pytest.raises(ValueError, match="split must be 'signal' or 'uniform', got 'half'"):
+        R.ProductRule("half")
+    with pytest.raises(ValueError, match="gate must be 0 or 1"):
+        R.ProductRule(gate=2)
+    model = se_graph()
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 5))
+    wrong = npxai.LRP(model, C.EpsilonPlus() + [(C.ByType(L.Mul), R.ProductRule(gate=0))])
+    with pytest.raises(
+        ValueError,
+        match=r"ProductRule on layer 'gate': the signal \(input 1\) has shape \(1, 4, 1, 1\)",
+    ):
+        wrong(x, target=0)
+    mul = npxai.Graph({"a": (L.Linear(3, 2), ["input"]), "m": (L.Mul(), ["a", "input"])})
+    with pytest.raises(
+        npxai.LayerInputError, match=r"layer 'm'.*inputs \(2, 2\) and \(2, 3\) do not broadcast"
+    ):
+        mul(np.ones((2, 3)))
+    with pytest.raises(npxai.BackendError, match="Mul does not run on the cuda backend"):
+        model(x, backend="cuda")

@@ -5,7 +5,7 @@ layers (in registration order, which is execution order for npxai's containers);
 overrides an earlier one. Layers that no entry selects get :data:`DEFAULTS`: Linear and Conv2d
 the ZeroRule (as RelevancePropagation.jl), max pooling the gradient (winner takes all),
 concatenation the gradient (the exact split back into the inputs' slices), average pooling and
-sums the NormRule, batch norm (when not folded by ``canonize``),
+sums the NormRule, a gated product the ProductRule (relevance to the signal), batch norm (when not folded by ``canonize``),
 activations, dropout, flatten and identity the PassRule. A layer for which nothing applies
 (``Softmax``: strip it), or a rule that cannot run on its layer, stops the analyzer's
 construction with an :class:`~npxai.errors.LRPCompatibilityError` naming it.
@@ -31,6 +31,7 @@ from .rules import (
     GradientRule,
     NormRule,
     PassRule,
+    ProductRule,
     Rule,
     ZBoxRule,
     ZeroRule,
@@ -46,6 +47,7 @@ DEFAULTS: tuple[tuple[tuple[type, ...], Rule], ...] = (
     (kinds.MAX_POOLS + kinds.CONCATENATIONS, GradientRule()),
     (kinds.AVERAGE_POOLS + kinds.SUMS, NormRule()),
     (kinds.SHAPE_PRESERVING, PassRule()),
+    (kinds.PRODUCTS, ProductRule()),
 )
 
 __all__ = [

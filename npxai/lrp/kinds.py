@@ -21,6 +21,8 @@ BATCH_NORMS = (L.BatchNorm1d, L.BatchNorm2d)
 SUMS = (L.Add,)
 #: Concatenation: its gradient splits the relevance back into the inputs' slices, exactly.
 CONCATENATIONS = (L.Concat,)
+#: Element-wise products of two factors, one of them a gate (squeeze-and-excitation).
+PRODUCTS = (L.Mul,)
 #: Element-wise activations.
 ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid)
 #: Layers whose output holds the input's values (reshaped, for ``Flatten``).
@@ -32,4 +34,4 @@ FIXED_LINEAR = AVERAGE_POOLS + BATCH_NORMS
 SHAPE_PRESERVING = ACTIVATIONS + PASS_THROUGH + BATCH_NORMS
 #: Every layer kind LRP has a rule for, in the order error messages list them.
 SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + BATCH_NORMS + SUMS + CONCATENATIONS
-             + ACTIVATIONS + PASS_THROUGH)  # fmt: skip
+             + PRODUCTS + ACTIVATIONS + PASS_THROUGH)  # fmt: skip

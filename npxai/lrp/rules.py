@@ -54,7 +54,7 @@ from ..reference.modifiers import (
     square,
     stabilize,
 )
-from .kinds import FIXED_LINEAR, MAX_POOLS, PARAMETRIC, SHAPE_PRESERVING, SUMS
+from .kinds import FIXED_LINEAR, MAX_POOLS, PARAMETRIC, PRODUCTS, SHAPE_PRESERVING, SUMS
 
 __all__ = [
     "STABILIZERS",
@@ -86,6 +86,7 @@ __all__ = [
     "AlphaBetaRule",
     "ZBoxRule",
     "AveragePoolRule",
+    "ProductRule",
     "RULES",
     "rules_for",
 ]
@@ -428,10 +429,36 @@ class AveragePoolRule(EpsilonRule):
         return super().supports(layer) and layer.dilation == (1, 1)
 
 
+class ProductRule(Rule):
+    """A product ``y = a * b`` where one factor is a gate (a squeeze-and-excitation scale, an
+    attention weight): ``split="signal"`` (default) gives the relevance to the other factor, the
+    signal, and none to the gate, ``R_signal = R``, ``R_gate = 0``; ``split="uniform"`` halves it,
+    ``R_a = R / 2``, ``R_b = R / 2`` (AttnLRP's uniform rule), each summed over the axes its factor
+    was broadcast along. ``gate`` is the gate's input position, 0 or 1 (default 1: ``x * g``, as
+    torch writes a squeeze-and-excitation block); with ``split="signal"`` the signal must have the
+    output's shape. Both conserve: ``sum R_a + sum R_b = sum R``."""
+
+    layers = PRODUCTS
+
+    def __init__(self, split: str = "signal", gate: int = 1):
+        if not isinstance(split, str) or split not in ("signal", "uniform"):
+            raise ValueError(
+                f"ProductRule: split must be 'signal' or 'uniform', got {shown(split)}"
+            )
+        if gate not in (0, 1) or isinstance(gate, bool):
+            raise ValueError(
+                f"ProductRule: gate must be 0 or 1 (the gate's input), got {shown(gate)}"
+            )
+        self.split, self.gate = split, gate
+
+    def _parameters(self) -> dict:
+        return {"split": self.split, "gate": self.gate}
+
+
 #: Every rule, in the order error messages name them (a layer's rules: :func:`rules_for`).
 RULES: tuple[type[Rule], ...] = (
     NormRule, EpsilonRule, ZeroRule, GammaRule, GeneralizedGammaRule, WSquareRule, FlatRule,
-    ZPlusRule, AlphaBetaRule, ZBoxRule, GradientRule, AveragePoolRule, PassRule,
+    ZPlusRule, AlphaBetaRule, ZBoxRule, GradientRule, AveragePoolRule, PassRule, ProductRule,
 )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from .rules import (
     GradientRule,
     LinearRule,
     PassRule,
+    ProductRule,
     Rule,
     Term,
     identity,
@@ -203,6 +204,23 @@ def sum_step(
     return tuple(multiply(x, s) for x in record.input)
 
 
+def product_step(record: Record, rule: ProductRule, relevance: np.ndarray) -> tuple:
+    """:class:`~npxai.lrp.rules.ProductRule` on ``y = a * b`` (host arrays)."""
+    factors = record.input
+    if rule.split == "uniform":
+        return tuple(L.sum_to_shape(relevance / 2, f.shape) for f in factors)
+    signal = factors[1 - rule.gate]
+    if signal.shape != relevance.shape:
+        raise ValueError(
+            f"ProductRule on layer {record.key!r}: the signal (input {1 - rule.gate}) has shape "
+            f"{signal.shape}, not the output's {relevance.shape}; the gate is input {rule.gate} "
+            "(ProductRule(gate=...)), or use split='uniform'"
+        )
+    parts = [relevance, relevance]
+    parts[rule.gate] = np.zeros_like(factors[rule.gate])
+    return tuple(parts)
+
+
 def as_average_pool(record: Record) -> Record:
     """A max pool's record seen as the average pool with the same window (for AveragePoolRule)."""
     pool = record.layer
@@ -218,6 +236,8 @@ def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
         return record.layer.vjp(record.input, record.output, relevance, backend)
     if isinstance(record.layer, L.Add):
         return sum_step(record, rule, relevance, backend)
+    if isinstance(rule, ProductRule):
+        return product_step(record, rule, relevance)
     if isinstance(rule, AveragePoolRule):
         record = as_average_pool(record)
     return linear_step(record, rule, relevance, backend)
