@@ -50,7 +50,9 @@ def _leaf(module: Any) -> Module | None:
         return layers.Flatten(m.start_dim, m.end_dim)
     if name == "Dropout":
         return layers.Dropout(m.p)
-    if name in ("ReLU", "ReLU6", "Tanh", "Sigmoid", "Identity"):
+    if name == "GELU":
+        return layers.GELU(m.approximate)
+    if name in ("ReLU", "ReLU6", "Tanh", "Sigmoid", "SiLU", "Hardsigmoid", "Hardswish", "Identity"):
         return getattr(layers, name)()
     return None
 

@@ -601,6 +601,83 @@ class Sigmoid(Layer):
         return _ops(backend).activation.sigmoid_vjp(grad_y, y)
 
 
+class SiLU(Layer):
+    """``y = x sigmoid(x)`` (Swish). ``inplace`` is accepted for torch compatibility and has no effect."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops(backend).activation.silu(x)
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops(backend).activation.silu_vjp(grad_y, x)
+
+
+class Hardsigmoid(Layer):
+    """``y = min(max(x + 3, 0), 6) / 6``. ``inplace`` is accepted for torch compatibility and has no effect."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops(backend).activation.hardsigmoid(x)
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops(backend).activation.hardsigmoid_vjp(grad_y, x)
+
+
+class Hardswish(Layer):
+    """``y = x min(max(x + 3, 0), 6) / 6`` (MobileNetV3's). ``inplace`` is accepted for torch compatibility and has no effect."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops(backend).activation.hardswish(x)
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops(backend).activation.hardswish_vjp(grad_y, x)
+
+
+class GELU(Layer):
+    """``y = x Phi(x)``, ``Phi`` the standard normal CDF (``approximate="none"``), or its tanh
+    form (``"tanh"``), as ``torch.nn.GELU``."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(
+                f"GELU: approximate must be 'none' or 'tanh', got {shown(approximate)}"
+            )
+        self.approximate = approximate
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops(backend).activation.gelu(x, self.approximate)
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops(backend).activation.gelu_vjp(grad_y, x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
 class Softmax(Layer):
     """``y = exp(x) / sum exp(x)`` along ``dim`` (which must be given; torch's implicit choice is
     deprecated)."""

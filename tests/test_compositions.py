@@ -63,7 +63,9 @@ def conv_chain(draw):
             modules.append(torch.nn.AdaptiveAvgPool2d(size))
         else:
             modules.append(draw(st.sampled_from(
-                [torch.nn.ReLU(), torch.nn.ReLU6(), torch.nn.LeakyReLU(0.1), torch.nn.Tanh(), torch.nn.Sigmoid()]
+                [torch.nn.ReLU(), torch.nn.ReLU6(), torch.nn.LeakyReLU(0.1), torch.nn.Tanh(),
+                 torch.nn.Sigmoid(), torch.nn.SiLU(), torch.nn.Hardswish(), torch.nn.GELU(),
+                 torch.nn.GELU("tanh")]  # Hardsigmoid: torch's float64 VJP is 3e-8 off (test_layers)
             )))  # fmt: skip
     modules.append(torch.nn.Flatten())
     features = channels * size[0] * size[1]

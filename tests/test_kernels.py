@@ -226,7 +226,8 @@ def test_batch_norm_and_its_vjp(data, dtype, affine):
 
 ELEMENTWISE = [
     ("relu", (), "x"), ("relu6", (), "x"), ("leaky_relu", (0.1,), "x"),
-    ("tanh", (), "y"), ("sigmoid", (), "y"),
+    ("tanh", (), "y"), ("sigmoid", (), "y"), ("silu", (), "x"), ("hardsigmoid", (), "x"),
+    ("hardswish", (), "x"), ("gelu", ("none",), "x"), ("gelu", ("tanh",), "x"),
 ]  # fmt: skip
 
 
@@ -383,9 +384,11 @@ def test_avg_pools_propagate_nan_as_torch(case, dtype, data, include):
     assert_nan_close(k_pool.adaptive_avg_pool2d(x, out), expected, terms)
 
 
-TORCH_ACTIVATIONS = {
-    "relu": F.relu, "relu6": F.relu6, "leaky_relu": lambda t: F.leaky_relu(t, 0.1),
-    "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+TORCH_ACTIVATIONS = {  # called with ELEMENTWISE's extra arguments
+    "relu": F.relu, "relu6": F.relu6, "leaky_relu": F.leaky_relu,
+    "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
+    "hardsigmoid": lambda t: torch.clamp(t + 3, 0, 6) / 6,  # exact: see test_layers.ExactHardsigmoid
+    "hardswish": F.hardswish, "gelu": lambda t, approximate: F.gelu(t, approximate=approximate),
 }  # fmt: skip
 
 
@@ -395,7 +398,9 @@ def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
     """Every activation maps NaN to NaN; the VJPs give torch's gradient at NaN (ReLU passes it,
     LeakyReLU scales it by the slope; tanh and sigmoid give NaN), at the kinks and at Inf. ReLU6's
     gives 0 at NaN: torch's gives 0 in its vectorised blocks and the gradient in their scalar
-    tail, so there its NaN positions are checked against 0 instead."""
+    tail, so there its NaN positions are checked against 0 instead; likewise Hardswish's VJP
+    against NaN at a NaN, and GELU at +Inf against +Inf (torch's float32 gives NaN in its
+    vectorised blocks)."""
     shape = tuple(data.draw(st.lists(st.integers(1, 5), min_size=1, max_size=3), label="shape"))
     x = draw_array(data, shape, dtype) * 4
     x.flat[::3] = 0
@@ -403,14 +408,19 @@ def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
     x = plant_nonfinite(data, x)
     g = cotangent(data, shape, dtype)
     xt = torch.tensor(x, dtype=TORCH_DTYPE[dtype], requires_grad=True)
-    yt = TORCH_ACTIVATIONS[name](xt)
+    yt = TORCH_ACTIVATIONS[name](xt, *extra)
     yt.backward(torch.tensor(g))
     expected = xt.grad.numpy()
     if name == "relu6":
         expected = np.where(np.isnan(x), 0, expected)
+    if name == "hardswish":  # torch: NaN in its vectorised float64 blocks, else the gradient
+        expected = np.where(np.isnan(x), np.nan, expected)
     terms = float(np.abs(g[np.isfinite(g)]).max(initial=1.0))  # g (1 - y^2) cancels terms of g
+    expected_y = yt.detach().numpy()
+    if name == "gelu":  # torch's float32 gelu(+inf): inf in its scalar tail, NaN in its blocks
+        expected_y = np.where(x == np.inf, np.inf, expected_y)
     for ops in (activation, k_activation):
         y = getattr(ops, name)(x, *extra)
-        assert_nan_close(y, yt.detach().numpy())
+        assert_nan_close(y, expected_y)
         point = x if vjp_uses == "x" else y
         assert_nan_close(getattr(ops, name + "_vjp")(g, point, *extra), expected, terms)

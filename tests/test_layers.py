@@ -169,12 +169,26 @@ def test_batch_norm(data, dtype):
     )
 
 
+class ExactHardsigmoid(torch.nn.Module):
+    """torch's Hardsigmoid, ``clamp(x + 3, 0, 6) / 6``, with an exact gradient: torch's own backward
+    multiplies by the float32 constant ``1.0f / 6.0f`` in float64 too (relative error 3e-8,
+    beyond the 1e-10 checked here); npxai's is ``1 / 6`` in the input's dtype."""
+
+    def forward(self, x):
+        return torch.clamp(x + 3, 0, 6) / 6
+
+
 ACTIVATIONS = [
     (lambda: layers.ReLU(), lambda: torch.nn.ReLU()),
     (lambda: layers.ReLU6(), lambda: torch.nn.ReLU6()),
     (lambda: layers.LeakyReLU(0.2), lambda: torch.nn.LeakyReLU(0.2)),
     (lambda: layers.Tanh(), lambda: torch.nn.Tanh()),
     (lambda: layers.Sigmoid(), lambda: torch.nn.Sigmoid()),
+    (lambda: layers.SiLU(), lambda: torch.nn.SiLU()),
+    (lambda: layers.Hardsigmoid(), lambda: ExactHardsigmoid()),
+    (lambda: layers.Hardswish(), lambda: torch.nn.Hardswish()),
+    (lambda: layers.GELU(), lambda: torch.nn.GELU()),
+    (lambda: layers.GELU("tanh"), lambda: torch.nn.GELU("tanh")),
     (lambda: layers.Softmax(1), lambda: torch.nn.Softmax(1)),
     (lambda: layers.Softmax(-1), lambda: torch.nn.Softmax(-1)),
     (lambda: layers.Flatten(), lambda: torch.nn.Flatten()),

@@ -4,8 +4,12 @@ The element-wise kernels run over the flattened (contiguous) array, so one compi
 serves every shape; softmax runs over rows after moving ``dim`` last.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
+
+from ...reference.activation import GELU_BETA, GELU_KAPPA
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -72,6 +76,77 @@ def _sigmoid(x, y):
 def _sigmoid_vjp(g, y, out):
     for i in prange(y.size):
         out[i] = g[i] * y[i] * (1 - y[i])
+
+
+@njit(cache=True)
+def _sig(v):
+    e = np.exp(-abs(v))
+    return 1 / (1 + e) if v >= 0 else e / (1 + e)
+
+
+@njit(parallel=True, cache=True)
+def _silu(x, y):
+    for i in prange(x.size):
+        y[i] = x[i] * _sig(x[i])
+
+
+@njit(parallel=True, cache=True)
+def _silu_vjp(g, x, out):
+    for i in prange(x.size):
+        s = _sig(x[i])
+        out[i] = g[i] * s * (1 + x[i] * (1 - s))
+
+
+@njit(cache=True)
+def _clip06(v):
+    return 0 if v < 0 else (6 if v > 6 else v)  # NaN stays NaN
+
+
+@njit(parallel=True, cache=True)
+def _hardsigmoid(x, y):
+    for i in prange(x.size):
+        y[i] = _clip06(x[i] + 3) / 6
+
+
+@njit(parallel=True, cache=True)
+def _hardsigmoid_vjp(g, x, out):
+    for i in prange(x.size):
+        out[i] = g[i] / 6 if -3 < x[i] < 3 else 0
+
+
+@njit(parallel=True, cache=True)
+def _hardswish(x, y):
+    for i in prange(x.size):
+        y[i] = x[i] * _clip06(x[i] + 3) / 6
+
+
+@njit(parallel=True, cache=True)
+def _hardswish_vjp(g, x, out):
+    for i in prange(x.size):
+        v = x[i]
+        out[i] = 0 if v < -3 else (g[i] if v > 3 else g[i] * (v / 3 + 0.5))  # NaN: NaN
+
+
+@njit(parallel=True, cache=True)
+def _gelu(x, tanh_form, beta, kappa, root_half, y):
+    for i in prange(x.size):
+        v = x[i]
+        if tanh_form:
+            y[i] = 0.5 * v * (1 + np.tanh(beta * (v + kappa * v**3)))
+        else:
+            y[i] = v * 0.5 * (1 + math.erf(v * root_half))
+
+
+@njit(parallel=True, cache=True)
+def _gelu_vjp(g, x, tanh_form, beta, kappa, root_half, inv_root_2pi, out):
+    for i in prange(x.size):
+        v = x[i]
+        if tanh_form:
+            t = np.tanh(beta * (v + kappa * v**3))
+            out[i] = g[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * beta * (1 + 3 * kappa * v * v))
+        else:
+            cdf = 0.5 * (1 + math.erf(v * root_half))
+            out[i] = g[i] * (cdf + v * (np.exp(-0.5 * v * v) * inv_root_2pi))
 
 
 @njit(parallel=True, cache=True)
@@ -143,6 +218,44 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def sigmoid_vjp(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     return _elementwise(_sigmoid_vjp, grad_y, y, shape=y.shape)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return _elementwise(_silu, x, shape=x.shape)
+
+
+def silu_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return _elementwise(_silu_vjp, grad_y, x, shape=x.shape)
+
+
+def hardsigmoid(x: np.ndarray) -> np.ndarray:
+    return _elementwise(_hardsigmoid, x, shape=x.shape)
+
+
+def hardsigmoid_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return _elementwise(_hardsigmoid_vjp, grad_y, x, shape=x.shape)
+
+
+def hardswish(x: np.ndarray) -> np.ndarray:
+    return _elementwise(_hardswish, x, shape=x.shape)
+
+
+def hardswish_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return _elementwise(_hardswish_vjp, grad_y, x, shape=x.shape)
+
+
+def _gelu_constants(dtype: np.dtype) -> tuple:
+    t = np.dtype(dtype).type
+    return t(GELU_BETA), t(GELU_KAPPA), t(np.sqrt(0.5))
+
+
+def gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    return _elementwise(_gelu, x, approximate == "tanh", *_gelu_constants(x.dtype), shape=x.shape)
+
+
+def gelu_vjp(grad_y: np.ndarray, x: np.ndarray, approximate: str) -> np.ndarray:
+    constants = (*_gelu_constants(x.dtype), x.dtype.type(1 / np.sqrt(2 * np.pi)))
+    return _elementwise(_gelu_vjp, grad_y, x, approximate == "tanh", *constants, shape=x.shape)
 
 
 def _rows(x: np.ndarray, dim: int) -> np.ndarray:

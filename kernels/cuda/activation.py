@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from numba import cuda
 
+from ...reference.activation import GELU_BETA, GELU_KAPPA
 from . import as_device, grid_1d
 
 if TYPE_CHECKING:
@@ -90,6 +91,82 @@ def _sigmoid_vjp(g, y, out):
     i = cuda.grid(1)
     if i < out.size:
         out[i] = g[i] * y[i] * (1 - y[i])
+
+
+@cuda.jit
+def _silu(x, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        v = x[i]
+        e = math.exp(-abs(v))
+        y[i] = v * (1 / (1 + e) if v >= 0 else e / (1 + e))
+
+
+@cuda.jit
+def _silu_vjp(g, x, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        v = x[i]
+        e = math.exp(-abs(v))
+        s = 1 / (1 + e) if v >= 0 else e / (1 + e)
+        out[i] = g[i] * s * (1 + v * (1 - s))
+
+
+@cuda.jit
+def _hardsigmoid(x, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        v = x[i] + 3
+        y[i] = (0 if v < 0 else (6 if v > 6 else v)) / 6  # NaN stays NaN
+
+
+@cuda.jit
+def _hardsigmoid_vjp(g, x, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = g[i] / 6 if -3 < x[i] < 3 else 0
+
+
+@cuda.jit
+def _hardswish(x, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        v = x[i] + 3
+        y[i] = x[i] * (0 if v < 0 else (6 if v > 6 else v)) / 6
+
+
+@cuda.jit
+def _hardswish_vjp(g, x, half, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        v = x[i]
+        out[i] = 0 if v < -3 else (g[i] if v > 3 else g[i] * (v / 3 + half))  # NaN: NaN
+
+
+@cuda.jit
+def _gelu(x, tanh_form, half, beta, kappa, root_half, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        v = x[i]
+        if tanh_form:
+            y[i] = half * v * (1 + math.tanh(beta * (v + kappa * v * v * v)))
+        else:
+            y[i] = v * half * (1 + math.erf(v * root_half))
+
+
+@cuda.jit
+def _gelu_vjp(g, x, tanh_form, half, beta, kappa, root_half, inv_root_2pi, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        v = x[i]
+        if tanh_form:
+            t = math.tanh(beta * (v + kappa * v * v * v))
+            out[i] = g[i] * (
+                half * (1 + t) + half * v * (1 - t * t) * beta * (1 + 3 * kappa * v * v)
+            )
+        else:
+            cdf = half * (1 + math.erf(v * root_half))
+            out[i] = g[i] * (cdf + v * (math.exp(-half * v * v) * inv_root_2pi))
 
 
 @cuda.jit
@@ -185,6 +262,55 @@ def sigmoid(x: DeviceArray) -> DeviceArray:
 def sigmoid_vjp(grad_y: DeviceArray, y: DeviceArray) -> DeviceArray:
     """``dL/dx = dL/dy * y * (1 - y)``."""
     return _elementwise(_sigmoid_vjp, [grad_y, y])
+
+
+def silu(x: DeviceArray) -> DeviceArray:
+    """``y = x sigmoid(x)``."""
+    return _elementwise(_silu, [x])
+
+
+def silu_vjp(grad_y: DeviceArray, x: DeviceArray) -> DeviceArray:
+    """``dL/dx = dL/dy * s (1 + x (1 - s))``, ``s = sigmoid(x)``."""
+    return _elementwise(_silu_vjp, [grad_y, x])
+
+
+def hardsigmoid(x: DeviceArray) -> DeviceArray:
+    """``y = min(max(x + 3, 0), 6) / 6``."""
+    return _elementwise(_hardsigmoid, [x])
+
+
+def hardsigmoid_vjp(grad_y: DeviceArray, x: DeviceArray) -> DeviceArray:
+    """``dL/dx = dL/dy / 6`` where ``-3 < x < 3``, else 0."""
+    return _elementwise(_hardsigmoid_vjp, [grad_y, x])
+
+
+def hardswish(x: DeviceArray) -> DeviceArray:
+    """``y = x min(max(x + 3, 0), 6) / 6``."""
+    return _elementwise(_hardswish, [x])
+
+
+def hardswish_vjp(grad_y: DeviceArray, x: DeviceArray) -> DeviceArray:
+    """``dL/dx = 0`` below -3, ``dL/dy (x / 3 + 1/2)`` up to 3 (NaN at a NaN), ``dL/dy`` above."""
+    grad_y = as_device(grad_y)
+    return _elementwise(_hardswish_vjp, [grad_y, x], grad_y.dtype.type(0.5))
+
+
+def _gelu_constants(dtype) -> tuple:
+    t = dtype.type
+    return t(0.5), t(GELU_BETA), t(GELU_KAPPA), t(math.sqrt(0.5))
+
+
+def gelu(x: DeviceArray, approximate: str) -> DeviceArray:
+    """``y = x Phi(x)``, or its tanh form (``approximate="tanh"``)."""
+    x = as_device(x)
+    return _elementwise(_gelu, [x], approximate == "tanh", *_gelu_constants(x.dtype))
+
+
+def gelu_vjp(grad_y: DeviceArray, x: DeviceArray, approximate: str) -> DeviceArray:
+    """``dL/dx = dL/dy (Phi(x) + x phi(x))``, or the tanh form's derivative."""
+    grad_y = as_device(grad_y)
+    constants = (*_gelu_constants(grad_y.dtype), grad_y.dtype.type(1 / math.sqrt(2 * math.pi)))
+    return _elementwise(_gelu_vjp, [grad_y, x], approximate == "tanh", *constants)
 
 
 def _rows(x, dim: int):

@@ -66,8 +66,9 @@ How RelevancePropagation.jl differs from npxai's defaults, rule by rule and laye
   when the next rule multiplies by its input (every preset, as ``tests/test_lrp_julia.py`` checks
   for ``EpsilonGammaBox`` with Julia's form written out). The same holds for ``ZeroRule`` on a
   batch norm with a fused ReLU under ``LRP(model)``. Julia's model check accepts only ReLU-like
-  activations (``relu``, ``gelu``, ``swish``, ``mish``): :func:`lrp` rejects ``ReLU6``,
-  ``LeakyReLU``, ``Tanh`` and ``Sigmoid`` unless ``skip_checks=True``.
+  activations (``relu``, ``gelu``, ``swish``, ``mish``): :func:`lrp` accepts ``ReLU``, ``GELU``
+  and ``SiLU`` (swish) and rejects ``ReLU6``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``Hardsigmoid``
+  and ``Hardswish`` unless ``skip_checks=True``.
 - Residual sums. ``SkipConnection`` and ``Parallel`` split ``R`` in proportion to each branch's
   output over ``stabilize_denom(sum)`` with :data:`STABILIZER`, whatever the composite: npxai's
   ``Add`` gets ``EpsilonRule(STABILIZER)`` here (npxai: ``NormRule()``).
@@ -110,7 +111,7 @@ STABILIZER = float(np.float32(1e-9))
 GAMMA = 0.25
 
 #: Activations Julia's ``check_lrp_compat`` accepts (``LRPSupportedActivation``) and the others.
-SUPPORTED_ACTIVATIONS = (L.ReLU,)
+SUPPORTED_ACTIVATIONS = (L.ReLU, L.GELU, L.SiLU)  # relu, gelu, swish (mish: no npxai layer)
 UNSUPPORTED_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a not in SUPPORTED_ACTIVATIONS)
 
 

@@ -24,7 +24,8 @@ CONCATENATIONS = (L.Concat,)
 #: Element-wise products of two factors, one of them a gate (squeeze-and-excitation).
 PRODUCTS = (L.Mul,)
 #: Element-wise activations.
-ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid)
+ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid, L.SiLU, L.Hardsigmoid, L.Hardswish,
+               L.GELU)  # fmt: skip
 #: Layers whose output holds the input's values (reshaped, for ``Flatten``).
 PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten)
 

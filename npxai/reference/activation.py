@@ -4,10 +4,13 @@ The derivative at a kink follows torch: ReLU'(0) = 0, ReLU6'(0) = ReLU6'(6) = 0,
 NaN follows torch too: every activation maps NaN to NaN; at a NaN the ReLU VJP passes the
 gradient (torch's mask is ``x <= 0``) and LeakyReLU's scales it by the slope (its mask is
 ``x > 0``). ReLU6's VJP gives 0 at a NaN (the mask ``0 < x < 6``): torch's own gives 0 in its
-vectorised blocks and the gradient in their scalar tail, so it has no single rule to follow.
+vectorised blocks and the gradient in their scalar tail, so it has no single rule to follow;
+Hardswish's gives NaN at a NaN (torch: NaN in its float64 vectorised blocks, the gradient
+elsewhere), Hardsigmoid's 0 (torch's mask ``-3 < x < 3``).
 """
 
 import numpy as np
+from scipy.special import erf
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -59,6 +62,65 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def sigmoid_vjp(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``dL/dx = dL/dy * y * (1 - y)``."""
     return grad_y * y * (1 - y)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """``y = x * sigmoid(x)`` (SiLU, Swish)."""
+    return x * sigmoid(x)
+
+
+def silu_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``dL/dx = dL/dy * s (1 + x (1 - s))``, ``s = sigmoid(x)``."""
+    s = sigmoid(x)
+    return grad_y * s * (1 + x * (1 - s))
+
+
+def hardsigmoid(x: np.ndarray) -> np.ndarray:
+    """``y = min(max(x + 3, 0), 6) / 6``."""
+    return np.clip(x + 3, 0, 6) / 6
+
+
+def hardsigmoid_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``dL/dx = dL/dy / 6`` where ``-3 < x < 3``, else 0 (0 at a NaN, as torch)."""
+    return np.where((x > -3) & (x < 3), grad_y / 6, 0)
+
+
+def hardswish(x: np.ndarray) -> np.ndarray:
+    """``y = x min(max(x + 3, 0), 6) / 6``."""
+    return x * np.clip(x + 3, 0, 6) / 6
+
+
+def hardswish_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``dL/dx`` = 0 where ``x < -3``, ``dL/dy (x / 3 + 1/2)`` where ``-3 <= x <= 3`` (and NaN at
+    a NaN), ``dL/dy`` above."""
+    return np.where(x < -3, 0, np.where(x > 3, grad_y, grad_y * (x / 3 + 0.5)))
+
+
+#: GELU's tanh form: ``sqrt(2 / pi)`` and the cubic's coefficient.
+GELU_BETA, GELU_KAPPA = np.sqrt(2 / np.pi), 0.044715
+
+
+def gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    """``y = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2`` (``approximate="none"``), or
+    ``x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2`` (``"tanh"``)."""
+    if approximate == "tanh":
+        return (
+            0.5 * x * (1 + np.tanh(x.dtype.type(GELU_BETA) * (x + x.dtype.type(GELU_KAPPA) * x**3)))
+        )
+    return x * 0.5 * (1 + erf(x * x.dtype.type(np.sqrt(0.5))))
+
+
+def gelu_vjp(grad_y: np.ndarray, x: np.ndarray, approximate: str) -> np.ndarray:
+    """``dL/dx = dL/dy (Phi(x) + x phi(x))``, ``phi(x) = exp(-x^2 / 2) / sqrt(2 pi)``; for the
+    tanh form, with ``t = tanh(u)``, ``u = beta (x + kappa x^3)``: ``dL/dy ((1 + t) / 2 + x (1 -
+    t^2) beta (1 + 3 kappa x^2) / 2)``."""
+    if approximate == "tanh":
+        beta, kappa = x.dtype.type(GELU_BETA), x.dtype.type(GELU_KAPPA)
+        t = np.tanh(beta * (x + kappa * x**3))
+        return grad_y * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * beta * (1 + 3 * kappa * x * x))
+    cdf = 0.5 * (1 + erf(x * x.dtype.type(np.sqrt(0.5))))
+    pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / np.sqrt(2 * np.pi))
+    return grad_y * (cdf + x * pdf)
 
 
 def softmax(x: np.ndarray, dim: int) -> np.ndarray:
