@@ -419,8 +419,12 @@ def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
     expected_y = yt.detach().numpy()
     if name == "gelu":  # torch's float32 gelu(+inf): inf in its scalar tail, NaN in its blocks
         expected_y = np.where(x == np.inf, np.inf, expected_y)
+    # x Phi(x), x sigmoid(x), x clip(x + 3): terms of |x|'s size (torch's float32 1 + erf(x)
+    # loses digits where Phi is small; npxai's erfc does not)
+    products = ("gelu", "silu", "hardswish")
+    y_terms = float(np.abs(x[np.isfinite(x)]).max(initial=1.0)) if name in products else None
     for ops in (activation, k_activation):
         y = getattr(ops, name)(x, *extra)
-        assert_nan_close(y, expected_y)
+        assert_nan_close(y, expected_y, y_terms)
         point = x if vjp_uses == "x" else y
         assert_nan_close(getattr(ops, name + "_vjp")(g, point, *extra), expected, terms)

@@ -132,9 +132,9 @@ def _gelu(x, tanh_form, beta, kappa, root_half, y):
     for i in prange(x.size):
         v = x[i]
         if tanh_form:
-            y[i] = 0.5 * v * (1 + np.tanh(beta * (v + kappa * v**3)))
+            y[i] = v * _sig(2 * beta * (v + kappa * v**3))
         else:
-            y[i] = v * 0.5 * (1 + math.erf(v * root_half))
+            y[i] = v * (0.5 * math.erfc(-v * root_half))
 
 
 @njit(parallel=True, cache=True)
@@ -142,10 +142,10 @@ def _gelu_vjp(g, x, tanh_form, beta, kappa, root_half, inv_root_2pi, out):
     for i in prange(x.size):
         v = x[i]
         if tanh_form:
-            t = np.tanh(beta * (v + kappa * v**3))
-            out[i] = g[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * beta * (1 + 3 * kappa * v * v))
+            s = _sig(2 * beta * (v + kappa * v**3))
+            out[i] = g[i] * (s + 2 * v * s * (1 - s) * beta * (1 + 3 * kappa * v * v))
         else:
-            cdf = 0.5 * (1 + math.erf(v * root_half))
+            cdf = 0.5 * math.erfc(-v * root_half)
             out[i] = g[i] * (cdf + v * (np.exp(-0.5 * v * v) * inv_root_2pi))
 
 

@@ -149,9 +149,11 @@ def _gelu(x, tanh_form, half, beta, kappa, root_half, y):
     if i < y.size:
         v = x[i]
         if tanh_form:
-            y[i] = half * v * (1 + math.tanh(beta * (v + kappa * v * v * v)))
+            u = 2 * beta * (v + kappa * v * v * v)
+            e = math.exp(-abs(u))
+            y[i] = v * (1 / (1 + e) if u >= 0 else e / (1 + e))  # x sigmoid(2u)
         else:
-            y[i] = v * half * (1 + math.erf(v * root_half))
+            y[i] = v * (half * math.erfc(-v * root_half))
 
 
 @cuda.jit
@@ -160,12 +162,12 @@ def _gelu_vjp(g, x, tanh_form, half, beta, kappa, root_half, inv_root_2pi, out):
     if i < out.size:
         v = x[i]
         if tanh_form:
-            t = math.tanh(beta * (v + kappa * v * v * v))
-            out[i] = g[i] * (
-                half * (1 + t) + half * v * (1 - t * t) * beta * (1 + 3 * kappa * v * v)
-            )
+            u = 2 * beta * (v + kappa * v * v * v)
+            e = math.exp(-abs(u))
+            s = 1 / (1 + e) if u >= 0 else e / (1 + e)
+            out[i] = g[i] * (s + 2 * v * s * (1 - s) * beta * (1 + 3 * kappa * v * v))
         else:
-            cdf = half * (1 + math.erf(v * root_half))
+            cdf = half * math.erfc(-v * root_half)
             out[i] = g[i] * (cdf + v * (math.exp(-half * v * v) * inv_root_2pi))
 
 
