@@ -895,6 +895,8 @@ class Mul(Layer):
     def check_input(self, x: tuple[np.ndarray, np.ndarray]) -> None:
         if not isinstance(x, tuple) or len(x) != 2:
             raise LayerInputError("expected two inputs to multiply")
+        if x[0].dtype != x[1].dtype:
+            raise LayerInputError(f"inputs {x[0].dtype} and {x[1].dtype} must have one dtype")
         try:
             np.broadcast_shapes(x[0].shape, x[1].shape)
         except ValueError:

@@ -339,5 +339,9 @@ def test_product_rule_and_mul_errors():
         npxai.LayerInputError, match=r"layer 'm'.*inputs \(2, 2\) and \(2, 3\) do not broadcast"
     ):
         mul(np.ones((2, 3)))
+    with pytest.raises(
+        npxai.LayerInputError, match="inputs float64 and float32 must have one dtype"
+    ):
+        L.Mul().check_input((np.ones(2), np.ones(2, np.float32)))
     with pytest.raises(npxai.BackendError, match="Mul does not run on the cuda backend"):
         model(x, backend="cuda")

@@ -178,6 +178,27 @@ class ExactHardsigmoid(torch.nn.Module):
         return torch.clamp(x + 3, 0, 6) / 6
 
 
+def test_torch_disagrees_with_itself_where_the_readme_says():
+    """The torch behaviours npxai's conventions name (README, Conventions): Hardsigmoid's float64
+    VJP is the float32 1/6; Hardswish's VJP at NaN is NaN in a float64 vectorised block (16
+    entries) but the gradient alone; float32 GELU(+Inf) is NaN in a vectorised block, Inf alone."""
+
+    def grad(f, values, dtype):
+        x = torch.tensor(values, dtype=dtype, requires_grad=True)
+        y = f(x)
+        y.backward(torch.ones_like(y))
+        return y.detach().numpy(), x.grad.numpy()
+
+    _, g = grad(torch.nn.functional.hardsigmoid, [0.5], torch.float64)
+    assert g[0] == float(np.float32(1 / 6)) and abs(g[0] * 6 - 1) > 2e-8
+    nan16 = [0.0] * 15 + [float("nan")]
+    assert np.isnan(grad(torch.nn.functional.hardswish, nan16, torch.float64)[1][-1])
+    assert grad(torch.nn.functional.hardswish, [float("nan")], torch.float64)[1][0] == 1
+    inf16 = [float("inf")] * 16
+    assert np.isnan(grad(torch.nn.functional.gelu, inf16, torch.float32)[0][0])
+    assert grad(torch.nn.functional.gelu, [float("inf")], torch.float32)[0][0] == np.inf
+
+
 ACTIVATIONS = [
     (lambda: layers.ReLU(), lambda: torch.nn.ReLU()),
     (lambda: layers.ReLU6(), lambda: torch.nn.ReLU6()),

@@ -10,7 +10,6 @@ elsewhere), Hardsigmoid's 0 (torch's mask ``-3 < x < 3``).
 """
 
 import numpy as np
-from scipy.special import erfc
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -108,6 +107,8 @@ def gelu(x: np.ndarray, approximate: str) -> np.ndarray:
     if approximate == "tanh":
         beta, kappa = x.dtype.type(GELU_BETA), x.dtype.type(GELU_KAPPA)
         return x * sigmoid(2 * beta * (x + kappa * x**3))
+    from scipy.special import erfc  # here: importing scipy.special costs half a second
+
     return x * (0.5 * erfc(-x * x.dtype.type(np.sqrt(0.5))))
 
 
@@ -119,6 +120,8 @@ def gelu_vjp(grad_y: np.ndarray, x: np.ndarray, approximate: str) -> np.ndarray:
         beta, kappa = x.dtype.type(GELU_BETA), x.dtype.type(GELU_KAPPA)
         s = sigmoid(2 * beta * (x + kappa * x**3))
         return grad_y * (s + 2 * x * s * (1 - s) * beta * (1 + 3 * kappa * x * x))
+    from scipy.special import erfc
+
     cdf = 0.5 * erfc(-x * x.dtype.type(np.sqrt(0.5)))
     pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / np.sqrt(2 * np.pi))
     return grad_y * (cdf + x * pdf)
