@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .device import add
+from .device import add, is_device
 from .layers import Add
 from .module import Module, Signal, Step, Trace, join
 
@@ -144,9 +144,12 @@ class Graph(Module):
     input and nodes before it); a node with several inputs gets them as a tuple, in the order
     named. ``output`` names the node whose output is the graph's (default: the last). Node names
     are the state-dict keys (``conv1.weight``) and the keys of ``model.named_modules()``; a name
-    may hold dots, as torch's keys do. The backward walk visits the nodes in reverse; a value that
-    several nodes read receives the sum of their signals, and a node whose output does not reach
-    the graph's output is left out.
+    may hold dots, as torch's keys do. ``constants`` are named arrays that nodes may read as they
+    read values (a ConvNeXt block's layer scale, ``Mul`` by a constant): state-dict entries of the
+    graph under their own names, cast to the input's dtype when read. The backward walk visits
+    the nodes in reverse; a value that several nodes read receives the sum of their signals, a
+    constant receives none, and a node whose output does not reach the graph's output is left
+    out.
     """
 
     def __init__(
@@ -154,19 +157,35 @@ class Graph(Module):
         nodes: Mapping[str, tuple[Module, Sequence[str]]],
         output: str | None = None,
         input: str = "input",
+        constants: Mapping[str, np.ndarray] | None = None,
     ):
         super().__init__()
         object.__setattr__(self, "_inputs", {})
+        object.__setattr__(self, "_constants", [])
         if not isinstance(nodes, Mapping) or not nodes:
             raise ValueError("Graph: nodes must be a non-empty mapping of name -> (module, inputs)")
         if not isinstance(input, str) or not input:
             raise ValueError(f"Graph: input must be a non-empty name, got {input!r}")
         known = {input}
-        for name, node in nodes.items():
+        for name, value in (constants or {}).items():
             if not isinstance(name, str) or not name or name == input:
                 raise ValueError(
-                    f"Graph: node names must be non-empty strings other than the input's "
+                    f"Graph: constant names must be non-empty strings other than the input's "
                     f"({input!r}), got {name!r}"
+                )
+            array = np.asarray(value)
+            if array.dtype.kind != "f":
+                raise ValueError(
+                    f"Graph: constant {name!r} must be a floating-point array, got {array.dtype}"
+                )
+            self.register_buffer(name, array)
+            self._constants.append(name)
+            known.add(name)
+        for name, node in nodes.items():
+            if not isinstance(name, str) or not name or name in known:
+                raise ValueError(
+                    f"Graph: node names must be non-empty strings other than the input's "
+                    f"({input!r}) and the constants', got {name!r}"
                 )
             ok = isinstance(node, tuple | list) and len(node) == 2
             if not ok or not isinstance(node[0], Module) or isinstance(node[1], str):
@@ -180,8 +199,9 @@ class Graph(Module):
             for value in inputs:
                 if value not in known:
                     raise ValueError(
-                        f"Graph: node {name!r} reads {value!r}, which is neither the input nor a "
-                        "node before it (list the nodes in an order they can run in)"
+                        f"Graph: node {name!r} reads {value!r}, which is neither the input, a "
+                        "constant nor a node before it (list the nodes in an order they can run "
+                        "in)"
                     )
             self.add_module(name, module)
             self._inputs[name] = inputs
@@ -215,8 +235,14 @@ class Graph(Module):
         """The nodes that read ``value`` (the input's name or a node's)."""
         return [name for name, inputs in self._inputs.items() if value in inputs]
 
+    def constants(self) -> list[str]:
+        """The names of the graph's constants."""
+        return list(self._constants)
+
     def _run(self, x: Signal, key: str, trace: Trace | None, backend: str) -> np.ndarray:
         values = {self.input: x}
+        for name in self._constants:
+            values[name] = self.parameter_as(name, x.dtype, device=is_device(x))
         for name, module, inputs in self.nodes():
             args = tuple(values[value] for value in inputs)
             values[name] = module._run(args if len(args) > 1 else args[0], join(key, name),
@@ -230,6 +256,8 @@ class Graph(Module):
                 continue  # its output does not reach the graph's output
             back = module._backward(trace, join(key, name), signals.pop(name), step)
             for value, part in zip(inputs, back if len(inputs) > 1 else (back,), strict=True):
+                if value in self._constants:
+                    continue
                 signals[value] = part if value not in signals else add(signals[value], part)
         return signals[self.input]
 

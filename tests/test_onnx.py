@@ -1,0 +1,130 @@
+"""npxai.from_onnx on torchvision's CNNs, exported by torch.onnx.export (TorchScript's exporter
+and the dynamo one): logits against onnxruntime and torch, input gradients against torch
+autograd in float64 (the model exported in float64), LRP on an imported ResNet-18 against Zennit.
+torch, onnxruntime and Zennit are oracles only."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import npxai
+from npxai.onnx_import import from_onnx
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+#: torchvision constructor -> input side (small, for the suite's time; every model's pools fit)
+MODELS = {
+    "resnet18": 32,
+    "resnet50": 32,
+    "densenet121": 32,
+    "mobilenet_v2": 32,
+    "mobilenet_v3_small": 32,
+    "efficientnet_b0": 32,
+    "squeezenet1_1": 48,
+    "googlenet": 32,
+    "convnext_tiny": 32,
+}
+
+
+class ExactHardsigmoid(torch.nn.Module):
+    """``relu6(x + 3) / 6``: torch's own Hardsigmoid backward multiplies by the float32 ``1/6``
+    even in float64 (README, Conventions), which would hide a 1e-8 error; this is the oracle."""
+
+    def forward(self, x):
+        return torch.nn.functional.relu6(x + 3) / 6
+
+
+def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:
+    """Random weights (``torch.manual_seed``), batch-norm statistics and affine parameters drawn
+    away from their initial values, evaluation mode."""
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+            if hasattr(module, "layer_scale"):  # ConvNeXt's is 1e-6: make the blocks count
+                module.layer_scale.uniform_(0.5, 1.5)
+    return model
+
+
+def exact_hardsigmoid(model: torch.nn.Module) -> torch.nn.Module:
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.Hardsigmoid):
+                setattr(module, name, ExactHardsigmoid())
+    return model
+
+
+def export(model: torch.nn.Module, x: torch.Tensor, dynamo: bool = False) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            return torch.onnx.export(
+                model, (x,), dynamo=True, verbose=False
+            ).model_proto.SerializeToString()
+        f = io.BytesIO()
+        torch.onnx.export(model, (x,), f, dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})  # fmt: skip
+        return f.getvalue()
+
+
+def relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def check_model(name: str, dynamo: bool, backend: str = "numba") -> None:
+    model = torchvision_model(name)
+    side = MODELS[name]
+    x = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(1))
+    data = export(model, x, dynamo)
+    graph = from_onnx(data)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    by_ort = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    logits = graph(x.numpy(), backend=backend)
+    assert relative(logits, by_ort) < 1e-4, name
+    assert relative(logits, expected) < 1e-4, name
+
+    model = model.double()
+    xd = x.double().requires_grad_()
+    graph64 = from_onnx(export(model, xd.detach(), dynamo))
+    exact_hardsigmoid(model)(xd)[:, 3].sum().backward()
+    gradient = npxai.Gradient(graph64, backend=backend)(xd.detach().numpy(), target=3)
+    assert relative(gradient.attribution, xd.grad.numpy()) < 1e-10, name
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_torchvision_models_exported_by_torchscript_equal_torch_and_onnxruntime(name):
+    check_model(name, dynamo=False)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "convnext_tiny"])
+def test_torchvision_models_exported_by_dynamo_equal_torch_and_onnxruntime(name):
+    check_model(name, dynamo=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", sorted(set(MODELS) - {"resnet18", "mobilenet_v3_small", "convnext_tiny"})
+)
+def test_the_other_models_exported_by_dynamo(name):
+    check_model(name, dynamo=True)
+
+
+def test_keys_are_torchs_where_a_node_reads_its_own_weight():
+    model = torchvision_model("resnet18")
+    graph = from_onnx(export(model, torch.zeros(1, 3, 32, 32), dynamo=True))
+    keys = set(graph.state_dict())
+    # batch norms are folded into the convolutions by the exporter: their keys are gone
+    assert {"conv1.weight", "conv1.bias", "layer1.0.conv1.weight", "fc.weight", "fc.bias"} <= keys
+    np.testing.assert_array_equal(graph.state_dict()["fc.weight"], model.fc.weight.detach().numpy())
