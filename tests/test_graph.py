@@ -172,7 +172,7 @@ def test_the_walk_sums_fan_out_and_skips_a_dead_branch():
 
 def test_graph_and_layer_errors_name_what_is_wrong():
     with pytest.raises(
-        ValueError, match="node 'b' reads 'c', which is neither the input nor a node before it"
+        ValueError, match="node 'b' reads 'c', which is neither the input, a constant nor a node before it"
     ):
         npxai.Graph({"b": (L.ReLU(), ["c"]), "c": (L.ReLU(), ["input"])})
     with pytest.raises(ValueError, match="node 'a' reads no input"):
@@ -345,3 +345,36 @@ def test_product_rule_and_mul_errors():
         L.Mul().check_input((np.ones(2), np.ones(2, np.float32)))
     with pytest.raises(npxai.BackendError, match="Mul does not run on the cuda backend"):
         model(x, backend="cuda")
+
+
+def test_a_graph_constant_scales_like_torch_and_takes_no_signal():
+    """``Graph(constants=...)``: a ConvNeXt-style layer scale read by ``Mul``. Its key is its
+    name; the gradient equals torch's; under LRP its ProductRule passes the relevance to the
+    signal (a diagonal map: LRP-0 conserves it exactly)."""
+    rng = np.random.default_rng(0)
+    scale = rng.uniform(0.5, 1.5, (3, 1, 1))
+    conv = L.Conv2d(2, 3, 3, padding=1, bias=False)
+    graph = npxai.Graph(
+        {"conv": (conv, ["input"]), "scaled": (L.Mul(), ["conv", "block.layer_scale"]),
+         "pool": (L.AdaptiveAvgPool2d(1), ["scaled"]), "flat": (L.Flatten(), ["pool"])},
+        constants={"block.layer_scale": scale},
+    )  # fmt: skip
+    assert set(graph.state_dict()) == {"conv.weight", "block.layer_scale"}
+    assert graph.constants() == ["block.layer_scale"]
+    x = rng.standard_normal((2, 2, 5, 5))
+    xt = torch.tensor(x, requires_grad=True)
+    w = torch.tensor(conv.weight, dtype=torch.float64)
+    y = torch.nn.functional.conv2d(xt, w, padding=1) * torch.tensor(scale)
+    y.mean((2, 3))[:, 1].sum().backward()
+    for backend in ("numpy", "numba"):
+        np.testing.assert_allclose(graph(x, backend=backend), y.mean((2, 3)).detach().numpy(),
+                                   rtol=1e-12)  # fmt: skip
+        e = npxai.Gradient(graph, backend=backend)(x, target=1)
+        np.testing.assert_allclose(e.attribution, xt.grad.numpy(), rtol=1e-10, atol=1e-14)
+    lrp = npxai.LRP(graph, zero_everywhere(), record=True)(x, target=1)
+    to_signal, to_scale = lrp.extras["relevance"]["scaled"]
+    assert not to_scale.any()
+    np.testing.assert_allclose(to_signal.sum((1, 2, 3)),
+                               lrp.extras["relevance"]["pool"].sum((1, 2, 3)), rtol=1e-10)  # fmt: skip
+    with pytest.raises(ValueError, match="constant 'c' must be a floating-point array"):
+        npxai.Graph({"m": (L.Mul(), ["input", "c"])}, constants={"c": np.arange(3)})

@@ -105,8 +105,8 @@ class LRP(Analyzer):
                 result = lrp_step(record, self.rules[record.key], relevance, backend)
                 if self.record:  # on the cuda backend: read on the host, layer by layer
                     relevances[record.key] = host = to_host(result)
-                    into = (
-                        sum(_per_sample(r) for r in host)
+                    into = (  # a graph constant (no batch axis) absorbs what it gets
+                        sum(_per_sample(r) for r in host if r.ndim == relevance.ndim)
                         if isinstance(host, tuple)
                         else _per_sample(host)
                     )
