@@ -128,3 +128,24 @@ def test_keys_are_torchs_where_a_node_reads_its_own_weight():
     # batch norms are folded into the convolutions by the exporter: their keys are gone
     assert {"conv1.weight", "conv1.bias", "layer1.0.conv1.weight", "fc.weight", "fc.bias"} <= keys
     np.testing.assert_array_equal(graph.state_dict()["fc.weight"], model.fc.weight.detach().numpy())
+
+
+@pytest.mark.parametrize("preset", ["EpsilonPlusFlat", "EpsilonGammaBox", "EpsilonAlpha2Beta1"])
+def test_lrp_on_an_imported_resnet18_equals_zennit_with_its_resnet_canonizer(preset):
+    """Zennit's ResNetCanonizer on the torch model against npxai.compat.zennit's preset on the
+    ONNX graph (the exporter folded the batch norms; their eps is 0 here, where Zennit's merged
+    batch norm is exact: with eps > 0 it computes x / sqrt(1 + eps), see compat.zennit)."""
+    from test_lrp_zennit import PRESETS, zennit_relevance
+    from zennit.torchvision import ResNetCanonizer
+
+    from npxai.compat import zennit as ZC
+
+    model = torchvision_model("resnet18").double()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eps = 0.0
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
+    graph = from_onnx(export(model, torch.tensor(x)))
+    expected = zennit_relevance(model, PRESETS[preset][0]([ResNetCanonizer()]), x, [1, 3], 1000)
+    e = ZC.lrp(graph, PRESETS[preset][1](), backend="numba")(x, target=[1, 3])
+    assert relative(e.attribution, expected) < 1e-10
