@@ -26,6 +26,7 @@ from .backend import get_backend, set_backend, use_backend
 from .canonize import canonize, strip_softmax
 from .containers import Graph, Residual, Sequential
 from .convert import from_torch
+from .onnx_import import from_onnx
 from .errors import (
     BackendError,
     ConversionError,
@@ -91,6 +92,7 @@ __all__ = [
     "UnknownModelError",
     "UnsafePickleError",
     "UsageError",
+    "from_onnx",
     "from_torch",
     "gradient",
     "concept_grid",

@@ -115,20 +115,88 @@ def _convert(module: Any, path: str) -> Module:
     )
 
 
-def from_torch(module: Any, allow_nonfinite: bool = False) -> Module:
-    """Convert a ``torch.nn.Module`` into an npxai model with the same structure, keys and weights.
+def _example_shape(module: Any) -> tuple[int, ...] | None:
+    """The per-sample input shape an export can use: ``(C, 224, 224)`` for a first ``Conv2d`` of
+    ``C`` input channels, ``(F,)`` for a first ``Linear`` of ``F`` features."""
+    for layer in module.modules():
+        name = type(layer).__name__
+        if name == "Conv2d":
+            return (layer.in_channels, 224, 224)
+        if name == "Linear":
+            return (layer.in_features,)
+    return None
 
-    Supported: ``torch.nn.Sequential`` trees of the layers in :mod:`npxai.layers`, and
-    torchvision's ``VGG`` and ``ResNet`` (with ``BasicBlock`` or ``Bottleneck``). Weights keep
-    their dtype. A :class:`~npxai.errors.ConversionError` names the first unsupported submodule;
-    NaN or Inf parameters and buffers raise :class:`~npxai.errors.StateDictError` naming their
-    keys, as ``load_state_dict`` does, unless ``allow_nonfinite=True``.
+
+def _through_onnx(module: Any, input_shape: tuple[int, ...] | None, reason: str) -> Module:
+    """``module`` exported to ONNX in memory (torch's TorchScript exporter, evaluation mode, a
+    free batch axis) and imported with :func:`npxai.from_onnx`."""
+    import io
+    import warnings
+
+    import torch
+
+    from .errors import LoadError
+    from .onnx_import import from_onnx
+
+    shape = _example_shape(module) if input_shape is None else tuple(input_shape)
+    if shape is None:
+        raise ConversionError(
+            f"{reason}; to export it to ONNX instead, pass input_shape= (the per-sample shape)"
+        )
+    dtype = next((p.dtype for p in module.parameters()), torch.float32)
+    example = torch.zeros((1, *shape), dtype=dtype)
+    buffer = io.BytesIO()
+    training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["input"],
+                              dynamic_axes={"input": {0: "batch"}})  # fmt: skip
+    except Exception as error:
+        raise ConversionError(
+            f"{reason}; exporting it to ONNX failed too: {type(error).__name__}: {error}"
+        ) from None
+    finally:
+        module.train(training)
+    try:
+        return from_onnx(buffer.getvalue(), input_shape=shape)
+    except LoadError as error:
+        raise ConversionError(
+            f"{reason}; its ONNX export does not import either: {error}"
+        ) from None
+
+
+def from_torch(
+    module: Any, allow_nonfinite: bool = False, input_shape: tuple[int, ...] | None = None
+) -> Module:
+    """Convert a ``torch.nn.Module`` into an npxai model with the same weights.
+
+    Walked module by module (same structure and keys): ``torch.nn.Sequential`` trees of the
+    layers in :mod:`npxai.layers`, and torchvision's ``VGG`` and ``ResNet`` (with ``BasicBlock``
+    or ``Bottleneck``). Any other module is exported to ONNX in memory (torch's exporter, in
+    evaluation mode: batch norms after convolutions are folded into them) and imported with
+    :func:`npxai.from_onnx` into an :class:`npxai.Graph`, whose keys are torch's module paths
+    where the exporter kept them; ``input_shape`` is the per-sample shape of the export's example
+    input (by default ``(C, 224, 224)`` for a first ``Conv2d`` of ``C`` channels, ``(F,)`` for a
+    first ``Linear``). This needs the ``onnx`` package (``pip install 'npxai[onnx]'``).
+
+    Weights keep their dtype. A :class:`~npxai.errors.ConversionError` names the first
+    unsupported submodule and, where the export was tried, why it failed; NaN or Inf parameters
+    and buffers raise :class:`~npxai.errors.StateDictError` naming their keys, as
+    ``load_state_dict`` does, unless ``allow_nonfinite=True``.
     """
     import torch
 
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
-    model = _convert(module, "")
+    try:
+        model = _convert(module, "")
+    except ConversionError as error:
+        model = _through_onnx(module, input_shape, str(error))
+        if not allow_nonfinite:
+            model.load_state_dict(model.state_dict())  # refuses NaN and Inf by their keys
+        return model
     expected = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
     missing = set(expected) - set(model.state_dict())
     if missing:

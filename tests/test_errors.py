@@ -125,14 +125,31 @@ def test_unsupported_torch_layer_is_named():
         npxai.from_torch(module)
 
 
-def test_custom_torch_module_is_named():
+def test_custom_torch_module_is_named_where_its_export_does_not_help():
     class Custom(torch.nn.Module):
         def forward(self, x):
-            return x * 2
+            return torch.nn.functional.softplus(x) * 2
 
     module = torch.nn.Sequential(OrderedDict(body=torch.nn.Identity(), head=Custom()))
-    with pytest.raises(ConversionError, match=r"submodule 'head' of type .*Custom"):
+    with pytest.raises(
+        ConversionError, match=r"submodule 'head' of type .*Custom.*pass input_shape"
+    ):
         npxai.from_torch(module)
+    with pytest.raises(ConversionError, match=r"submodule 'head' of type .*Custom.*its ONNX export "
+                       r"does not import either.*\(Softplus\): this op is not supported"):  # fmt: skip
+        npxai.from_torch(module, input_shape=(3,))
+
+
+def test_a_custom_torch_module_converts_through_onnx():
+    class Custom(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(x) * 2
+
+    module = torch.nn.Sequential(OrderedDict(body=torch.nn.Linear(3, 4), head=Custom()))
+    model = npxai.from_torch(module)
+    assert isinstance(model, npxai.Graph)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_allclose(model(x), module(torch.tensor(x)).detach().numpy(), rtol=1e-6)
 
 
 def test_unsupported_torch_layer_options_are_named():
