@@ -26,7 +26,6 @@ from .backend import get_backend, set_backend, use_backend
 from .canonize import canonize, strip_softmax
 from .containers import Graph, Residual, Sequential
 from .convert import from_torch
-from .onnx_import import from_onnx
 from .errors import (
     BackendError,
     ConversionError,
@@ -46,6 +45,7 @@ from .heatmaps import concept_grid, heatmap, overlay, save_heatmap
 from .init import manual_seed
 from .io import load
 from .module import Layer, Module, Record, Trace
+from .onnx_import import from_onnx
 
 __version__ = "0.1.0"
 

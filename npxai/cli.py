@@ -503,8 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=zoo.EFFICIENTNET,
         metavar="NAME|PATH",
-        help=f"{', '.join(zoo.known_models())}, or a weights file with --arch "
-        f"(default {zoo.EFFICIENTNET}, pretrained: needs {MODELS_EXTRA})",
+        help=f"{', '.join(zoo.known_models())}, a weights file with --arch, or an ONNX "
+        f"model (model.onnx: needs the onnx package) (default {zoo.EFFICIENTNET}, pretrained: "
+        f"needs {MODELS_EXTRA})",
     )
     explain.add_argument(
         "--arch",

@@ -404,7 +404,9 @@ class _Importer:
         nodes = {name: node for name, node in self.nodes.items() if name in needed}
         used = {v for _, inputs in nodes.values() for v in inputs}
         constants = {k: v for k, v in self.graph_constants.items() if k in used}
-        return Graph(nodes, output=output, input="input", constants=constants)
+        graph = Graph(nodes, output=output, input="input", constants=constants)
+        object.__setattr__(graph, "input_shape", self.activations[self.input_name][1].shape[1:])
+        return graph
 
 
 def _scope_name(name: str) -> str:
@@ -995,6 +997,8 @@ def from_onnx(
     names where one node reads a weight (``layer1.0.conv1.weight`` names the node
     ``layer1.0.conv1``, so that the graph's state-dict keys are torch's), else from the ONNX
     node's name.
+
+    The graph's ``input_shape`` is the per-sample input shape it was imported for.
 
     Raises :class:`~npxai.errors.LoadError` naming the file and the node (its name and op type)
     for anything it cannot import: an op it does not know (the message lists those it does), a

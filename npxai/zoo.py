@@ -270,6 +270,34 @@ def _from_architecture(
     return ReadyModel(name, model, names, size=size, mean=mean, std=std, note=note)
 
 
+def onnx_model(path: Path) -> ReadyModel:
+    """An ONNX image classifier (:func:`npxai.from_onnx`): its input's size and channels from the
+    file, its class count from its output; RGB models get ImageNet's preprocessing, and ImageNet's
+    class names when they have 1000 outputs."""
+    from .onnx_import import from_onnx
+
+    graph = from_onnx(path)
+    shape = graph.input_shape
+    if len(shape) != 3 or shape[1] != shape[2] or shape[0] not in (1, 3):
+        raise UnknownModelError(
+            f"{path}: an image classifier with input (N, 1 or 3, S, S) expected, got (N, "
+            f"{', '.join(map(str, shape))})"
+        )
+    outputs = graph(np.zeros((1, *shape), np.float32), backend="numpy")
+    if outputs.ndim != 2:
+        raise UnknownModelError(f"{path}: class scores (N, classes) expected, got {outputs.shape}")
+    if shape[0] == 3:
+        from .imagenet import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
+
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        names = list(CLASS_NAMES) if outputs.shape[1] == len(CLASS_NAMES) else None
+    else:
+        mean, std, names = (0.0,), (1.0,), None
+    names = names or [f"class {i}" for i in range(outputs.shape[1])]
+    return ReadyModel(path.name, graph, names, size=shape[1], mean=mean, std=std,
+                      note="the weights in the file")  # fmt: skip
+
+
 def lenet_digits() -> ReadyModel:
     """The bundled LeNet trained on 8x8 digits (grey values in [0, 1], strokes bright)."""
     model = models.lenet(num_classes=10, in_channels=1, input_size=8)
@@ -325,6 +353,8 @@ def ready_model(name: str, arch: str | None = None, key: str | None = None) -> R
         state, note = checkpoint_weights(path, key)
         model.load_state_dict(state)
         return _from_architecture(constructor, model, kwargs, note=note)
+    if Path(name).suffix.lower() == ".onnx":
+        return onnx_model(Path(name))
     if _snake_case(name) == _snake_case(LENET_DIGITS):
         return lenet_digits()
     if _snake_case(name) == EFFICIENTNET:

@@ -553,3 +553,27 @@ def test_hypothesis_drawn_architecture_sizes_are_built_or_refused_by_name(tmp_pa
 def test_digits_show_takes_a_positive_count(tmp_path, capsys):
     status, err = run_main(["digits", "--show", "-1"], capsys)
     assert status == 2 and "--show: expected a positive integer, got '-1'" in err
+
+
+def test_explain_with_an_onnx_model_reads_its_classes_from_the_graph(tmp_path, digit_png):
+    """``--model model.onnx``: the input's size and channels from the file, the class count
+    from its output (ImageNet's names only for 1000)."""
+    import warnings
+
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 7),
+    ).eval()  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), str(tmp_path / "small.onnx"),
+                          dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    result = npxai_cli("explain", str(digit_png), "--model", "small.onnx", "--method",
+                       "Gradient,LRP-EpsilonPlus", "--out", "out", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "small.onnx with the weights in the file" in result.stderr
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(names) == 2 and all("-class-" in n for n in names), names

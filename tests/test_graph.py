@@ -172,7 +172,8 @@ def test_the_walk_sums_fan_out_and_skips_a_dead_branch():
 
 def test_graph_and_layer_errors_name_what_is_wrong():
     with pytest.raises(
-        ValueError, match="node 'b' reads 'c', which is neither the input, a constant nor a node before it"
+        ValueError,
+        match="node 'b' reads 'c', which is neither the input, a constant nor a node before it",
     ):
         npxai.Graph({"b": (L.ReLU(), ["c"]), "c": (L.ReLU(), ["input"])})
     with pytest.raises(ValueError, match="node 'a' reads no input"):
