@@ -813,13 +813,71 @@ def _pool(im: _Importer, node: Any) -> None:
     im.add(node, pool, [value])
 
 
-def _reduce_mean(im: _Importer, node: Any) -> None:
+def _only_reader(im: _Importer, value: str, op: str) -> Any | None:
+    readers = im.consumers.get(value, [])
+    return readers[0] if len(readers) == 1 and readers[0].op_type == op else None
+
+
+def _constant_input(im: _Importer, node: Any, value: str) -> np.ndarray | None:
+    """The constant that ``node`` reads beside ``value``, if it reads one."""
+    others = [v for v in node.input if v != value]
+    return im.constants.get(others[0]) if len(others) == 1 else None
+
+
+def _layer_norm_pattern(im: _Importer, node: Any, x: np.ndarray, axes: list[int]) -> list | None:
+    """LayerNorm as exporters of opsets before 17 write it: ``d = x - mean(x)``, ``d /
+    sqrt(mean(d^2) + eps)``, then ``* weight + bias`` (both optional), means over the trailing
+    ``axes``. Returns the nodes it replaces (after adding the LayerNorm), or ``None``."""
+    source = node.input[0]
+    if axes != list(range(x.ndim - len(axes), x.ndim)):
+        return None
+    sub = _only_reader(im, node.output[0], "Sub")
+    if sub is None or list(sub.input) != [source, node.output[0]]:
+        return None
+    readers = im.consumers.get(sub.output[0], [])
+    pow_ = next((n for n in readers if n.op_type == "Pow"), None)
+    div = next((n for n in readers if n.op_type == "Div"), None)
+    if len(readers) != 2 or pow_ is None or div is None or div.input[0] != sub.output[0]:
+        return None
+    if not np.array_equal(_constant_input(im, pow_, sub.output[0]), 2):
+        return None
+    mean2 = _only_reader(im, pow_.output[0], "ReduceMean")
+    add = mean2 and _only_reader(im, mean2.output[0], "Add")
+    sqrt = add and _only_reader(im, add.output[0], "Sqrt")
+    eps = add and _constant_input(im, add, mean2.output[0])
+    if sqrt is None or eps is None or eps.size != 1 or div.input[1] != sqrt.output[0]:
+        return None
+    if _axes(im, mean2, 1) is None or sorted(a % x.ndim for a in _axes(im, mean2, 1)) != axes:
+        return None
+    chain, last, weight, bias = [sub, pow_, mean2, add, sqrt, div], div, None, None
+    mul = _only_reader(im, div.output[0], "Mul")
+    if mul is not None and _constant_input(im, mul, div.output[0]) is not None:
+        weight, last = _constant_input(im, mul, div.output[0]), mul
+        chain.append(mul)
+        plus = _only_reader(im, mul.output[0], "Add")
+        if plus is not None and _constant_input(im, plus, mul.output[0]) is not None:
+            bias, last = _constant_input(im, plus, mul.output[0]), plus
+            chain.append(plus)
+    shape = x.shape[axes[0] :]
+    norm = L.LayerNorm(shape, float(eps.reshape(-1)[0]), weight is not None, bias is not None)
+    if weight is not None:
+        norm.weight = np.broadcast_to(weight, shape).copy()
+    if bias is not None:
+        norm.bias = np.broadcast_to(bias, shape).copy()
+    im.add(node, norm, [im.activations[source][0]], output=last.output[0])
+    return [id(n) for n in chain]
+
+
+def _reduce_mean(im: _Importer, node: Any) -> list | None:
     value, x = im.activation(node, 0)
     axes = _axes(im, node, 1)
     keep = bool(_attributes(node).get("keepdims", 1))
     axes = list(range(x.ndim)) if axes is None else sorted(a % x.ndim for a in axes)
     if 0 in axes:
         im.fail(node, "a mean over the batch axis 0")
+    replaced = keep and _layer_norm_pattern(im, node, x, axes)
+    if replaced:
+        return replaced
     if x.ndim == 4 and axes == [2, 3]:
         pool = im.add(node, L.AdaptiveAvgPool2d(1), [value],
                       output=node.output[0] if keep else f"{node.output[0]}/pooled")  # fmt: skip
@@ -921,6 +979,58 @@ def _transpose(im: _Importer, node: Any, x: np.ndarray) -> Module:
     return L.Permute(perm)
 
 
+def _pad(im: _Importer, node: Any, x: np.ndarray) -> Module:
+    """``Pad`` (constant mode) of the last two axes of ``(N, C, H, W)``: ``ConstantPad2d``."""
+    attrs = _attributes(node)
+    if attrs.get("mode", "constant") != "constant":
+        im.fail(node, f"Pad mode {attrs['mode']!r} (only 'constant')")
+    pads = attrs.get("pads")
+    pads = [int(p) for p in (im.constant(node, 1) if pads is None else pads)]
+    axes = im.constant(node, 3)
+    full = [0] * (2 * x.ndim)
+    for i, axis in enumerate(range(x.ndim) if axes is None else (int(a) % x.ndim for a in axes)):
+        full[axis], full[x.ndim + axis] = pads[i], pads[len(pads) // 2 + i]
+    if x.ndim != 4 or any(full[a] or full[4 + a] for a in (0, 1)) or min(full) < 0:
+        im.fail(node, f"pads {pads} of an input {x.shape}: only non-negative pads of the last two "
+                      "axes of (N, C, H, W) are supported")  # fmt: skip
+    value = im.constant(node, 2, attrs.get("value", 0.0))
+    value = float(np.asarray(value).reshape(-1)[0]) if np.size(value) else 0.0
+    padding = (full[3], full[7], full[2], full[6])  # torch's (left, right, top, bottom)
+    return L.ZeroPad2d(padding) if value == 0 else L.ConstantPad2d(padding, value)
+
+
+def _resize(im: _Importer, node: Any, x: np.ndarray) -> Module:
+    """``Resize`` of the last two axes of ``(N, C, H, W)``: ``Upsample``, nearest as torch exports
+    it (``asymmetric``, ``floor``) or bilinear (``half_pixel``/``pytorch_half_pixel``:
+    ``align_corners=False``; ``align_corners``: ``True``)."""
+    attrs = _attributes(node)
+    mode = attrs.get("mode", "nearest")
+    transform = attrs.get("coordinate_transformation_mode", "half_pixel")
+    if x.ndim != 4 or attrs.get("antialias", 0) or attrs.get(
+        "keep_aspect_ratio_policy", "stretch") != "stretch":  # fmt: skip
+        im.fail(node, f"a Resize of input {x.shape} with {attrs}: only of (N, C, H, W), without "
+                      "antialiasing")  # fmt: skip
+    if mode == "nearest" and (transform, attrs.get("nearest_mode", "round_prefer_floor")) == (
+        "asymmetric", "floor"):  # fmt: skip
+        kind, corners = "nearest", None
+    elif mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        kind, corners = "bilinear", transform == "align_corners"
+    else:
+        im.fail(node, f"mode {mode!r} with coordinate_transformation_mode {transform!r} and "
+                      f"nearest_mode {attrs.get('nearest_mode')!r}: npxai has torch's nearest "
+                      "(asymmetric, floor) and bilinear")  # fmt: skip
+    scales, sizes = im.constant(node, 2), im.constant(node, 3)
+    if sizes is not None and np.size(sizes):
+        if list(sizes[:2]) != list(x.shape[:2]):
+            im.fail(node, f"sizes {list(sizes)} resize the batch or channel axis")
+        return L.Upsample(size=(int(sizes[2]), int(sizes[3])), mode=kind, align_corners=corners)
+    if scales is None or list(scales[:2]) != [1, 1]:
+        im.fail(node, f"scales {None if scales is None else list(scales)}: the batch and channel "
+                      "axes must keep their size")  # fmt: skip
+    factors = (float(scales[2]), float(scales[3]))
+    return L.Upsample(scale_factor=factors, mode=kind, align_corners=corners)
+
+
 def _identity(im: _Importer, node: Any) -> None:
     im.alias(node)
 
@@ -977,6 +1087,8 @@ OPS: dict[str, Callable] = {
     "Concat": _concat,
     "BatchNormalization": _single(_batch_norm),
     "LayerNormalization": _layer_norm,
+    "Pad": _single(_pad),
+    "Resize": _single(_resize),
     "Dropout": _identity,
     "Identity": _identity,
     "Cast": _cast,
