@@ -741,6 +741,103 @@ class Flatten(Layer):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
+def _int_tuple(value: object, name: str) -> tuple[int, ...]:
+    """A non-empty list or tuple of ints as a tuple; anything else raises naming the argument."""
+    if not isinstance(value, tuple | list) or not value or not all(_is_int(v) for v in value):
+        raise ValueError(f"{name} must be a non-empty list or tuple of ints, got {shown(value)}")
+    return tuple(int(v) for v in value)
+
+
+class Permute(Layer):
+    """``y = x.permute(dims)``, contiguous, as ``torchvision.ops.Permute``: ``dims`` orders every
+    axis of the input, the batch axis included, and must keep it first (``dims[0] == 0``; ConvNeXt's
+    ``Permute([0, 2, 3, 1])`` takes NCHW to NHWC). Negative entries count from the end. VJP: the
+    inverse permutation of ``dL/dy``. Host backends only (on ``backend="cuda"`` a
+    :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, dims: list[int] | tuple[int, ...]):
+        super().__init__()
+        given = _int_tuple(dims, "Permute: dims")
+        n = len(given)
+        if sorted(d % n if -n <= d < n else d for d in given) != list(range(n)):
+            raise ValueError(
+                f"Permute: dims must be a permutation of 0 .. {n - 1} (negative entries count "
+                f"from the end), got {shown(dims)}"
+            )
+        if given[0] % n != 0:
+            raise ValueError(
+                f"Permute: dims[0] must be 0 (the batch axis stays first), got {shown(dims)}"
+            )
+        self.dims = tuple(d % n for d in given)
+
+    def check_input(self, x: np.ndarray) -> None:
+        if x.ndim != len(self.dims):
+            raise LayerInputError(
+                f"expected input of {len(self.dims)} axes for dims={list(self.dims)}, got shape "
+                f"{x.shape}"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Permute does not run on the cuda backend yet; use backend='numba'")
+        return np.ascontiguousarray(x.transpose(self.dims))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return np.ascontiguousarray(grad_y.transpose(np.argsort(self.dims)))
+
+    def extra_repr(self) -> str:
+        return f"dims={list(self.dims)}"
+
+
+class Reshape(Layer):
+    """``y = x.reshape((N,) + shape)``: each sample reshaped, the batch axis kept. One entry of
+    ``shape`` may be ``-1`` (inferred from the others); the rest are positive. (torch has no
+    ``nn.Reshape``; this is the target of ONNX's ``Reshape``, ``Squeeze``, ``Unsqueeze`` and
+    ``Flatten`` with static shapes.) VJP: ``dL/dy`` reshaped back."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, shape: list[int] | tuple[int, ...]):
+        super().__init__()
+        given = _int_tuple(shape, "Reshape: shape")
+        if not all(n >= 1 or n == -1 for n in given) or given.count(-1) > 1:
+            raise ValueError(
+                f"Reshape: shape must hold positive ints and at most one -1, got {shown(shape)}"
+            )
+        self.shape = given
+
+    def _sample_shape(self, size: int) -> tuple[int, ...] | None:
+        """The per-sample output shape for ``size`` elements, ``None`` where it does not fit."""
+        known = int(np.prod([n for n in self.shape if n != -1]))
+        if -1 in self.shape:
+            if size % known:
+                return None
+            return tuple(size // known if n == -1 else n for n in self.shape)
+        return self.shape if known == size else None
+
+    def check_input(self, x: np.ndarray) -> None:
+        if x.ndim < 1 or self._sample_shape(int(np.prod(x.shape[1:]))) is None:
+            raise LayerInputError(
+                f"expected input of shape (N, ...) with a number of elements per sample that fits "
+                f"shape={self.shape}, got shape {x.shape}"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return x.reshape((x.shape[0], *self._sample_shape(int(np.prod(x.shape[1:])))))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return grad_y.reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
 class Dropout(Layer):
     """Identity: npxai only runs inference, where dropout does nothing."""
 

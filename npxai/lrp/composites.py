@@ -6,7 +6,7 @@ overrides an earlier one. Layers that no entry selects get :data:`DEFAULTS`: Lin
 the ZeroRule (as RelevancePropagation.jl), max pooling the gradient (winner takes all),
 concatenation the gradient (the exact split back into the inputs' slices), average pooling and
 sums the NormRule, a gated product the ProductRule (relevance to the signal), batch norm (when not folded by ``canonize``),
-activations, dropout, flatten and identity the PassRule. A layer for which nothing applies
+activations, dropout, flatten, reshape, permute and identity the PassRule. A layer for which nothing applies
 (``Softmax``: strip it), or a rule that cannot run on its layer, stops the analyzer's
 construction with an :class:`~npxai.errors.LRPCompatibilityError` naming it.
 

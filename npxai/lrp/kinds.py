@@ -26,8 +26,9 @@ PRODUCTS = (L.Mul,)
 #: Element-wise activations.
 ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid, L.SiLU, L.Hardsigmoid, L.Hardswish,
                L.GELU)  # fmt: skip
-#: Layers whose output holds the input's values (reshaped, for ``Flatten``).
-PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten)
+#: Layers whose output holds the input's values, re-arranged (``Flatten``, ``Reshape``,
+#: ``Permute``) or not: relevance passes through their VJP, which moves each value back.
+PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten, L.Reshape, L.Permute)
 
 #: Fixed linear (affine) maps of their input: z-type rules run on them without parameters.
 FIXED_LINEAR = AVERAGE_POOLS + BATCH_NORMS

@@ -153,8 +153,10 @@ class Rule:
 
 
 class PassRule(Rule):
-    """``R_in = R_out``: for layers whose output has the input's shape (activations, dropout,
-    identity, flatten, and batch norm left unfolded)."""
+    """``R_in = R_out``: for layers whose output has the input's values or size (activations,
+    dropout, identity, and batch norm left unfolded); on the layers that re-arrange the values
+    (flatten, reshape, permute) each output's relevance goes back to the input it holds, through
+    the layer's VJP."""
 
     layers = SHAPE_PRESERVING
 

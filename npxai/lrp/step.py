@@ -15,7 +15,7 @@ from .. import layers as L
 from ..backend import backend_modules
 from ..device import add, deliver, is_device, multiply, to_host, zeros_like
 from ..module import Record, Signal
-from .kinds import PARAMETRIC
+from .kinds import PARAMETRIC, PASS_THROUGH
 from .rules import (
     ELEMENTWISE,
     STABILIZERS,
@@ -231,7 +231,9 @@ def as_average_pool(record: Record) -> Record:
 def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
     """One layer's relevance step: ``R_in`` from ``R_out`` under ``rule``."""
     if isinstance(rule, PassRule):
-        return relevance.reshape(record.input.shape)  # Flatten changes the shape, not the values
+        if isinstance(record.layer, PASS_THROUGH):  # values re-arranged: put each one back
+            return record.layer.vjp(record.input, record.output, relevance, backend)
+        return relevance  # an activation or a batch norm: R_in = R_out
     if isinstance(rule, GradientRule):
         return record.layer.vjp(record.input, record.output, relevance, backend)
     if isinstance(record.layer, L.Add):

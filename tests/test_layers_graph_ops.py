@@ -1,0 +1,155 @@
+"""The graph-operation layers (Permute, Reshape, Mean, Hardtanh, LayerNorm, LayerNorm2d, MatMul,
+ZeroPad2d, ConstantPad2d, Upsample): forward and VJP against torch autograd on hypothesis-drawn
+tiny shapes, float64 to 1e-10 and float32 to 1e-5, on the numpy and numba backends; their
+argument and input errors; their LRP kinds and steps."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TORCH_DTYPE, assert_close, torch_forward_and_vjp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import npxai
+from npxai import layers as L
+from npxai.errors import BackendError, LayerInputError
+from npxai.lrp import composites as C
+from npxai.lrp import rules as R
+from npxai.module import Record
+
+dtypes = st.sampled_from([np.float64, np.float32])
+FEW = settings(max_examples=20)
+HOST = ("numpy", "numba")
+
+
+def random_input(data, shape, dtype, label="x") -> np.ndarray:
+    seed = data.draw(st.integers(0, 2**31), label=f"seed of {label}")
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def check(ours, theirs, x: np.ndarray, scale: float | None = None) -> None:
+    """``ours`` on each host backend against torch's ``theirs`` (a module or a function of one
+    tensor; a module's state dict is loaded into ``ours``): output and input gradient."""
+    if isinstance(theirs, torch.nn.Module):
+        theirs = theirs.to(TORCH_DTYPE[x.dtype.type]).eval()
+        ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    y, g, grad_x = torch_forward_and_vjp(theirs, x)
+    for backend in HOST:
+        our_y = ours(x, backend=backend)
+        assert our_y.dtype == x.dtype and our_y.flags.c_contiguous
+        assert_close(our_y, y, x.dtype.type)
+        our_grad = ours.vjp(x, our_y, g, backend=backend)
+        assert our_grad.dtype == x.dtype and our_grad.shape == x.shape
+        assert_close(our_grad, grad_x, x.dtype.type, scale)
+
+
+def lrp_step(layer, rule, x, backend="numpy", seed=1):
+    """One LRP step of ``rule`` on ``layer`` at ``x`` for a random relevance: ``(R_out, R_in)``."""
+    y = layer(x, backend=backend)
+    r = np.random.default_rng(seed).standard_normal(y.shape)
+    return r, npxai.lrp.step(Record("l", layer, x, y), rule, r, backend)
+
+
+def affine_matrix(f, in_shape):
+    """``(A, t)`` with ``f(x) = A x + t`` per sample for an affine torch function ``f``, from unit
+    vectors (independent of npxai)."""
+    n_in = int(np.prod(in_shape))
+    t = f(torch.zeros((1, *in_shape), dtype=torch.float64)).reshape(-1)
+    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
+    return (f(basis).reshape(n_in, -1) - t).T.numpy(), t.numpy()
+
+
+def permutations(ndim: int):
+    """Permutations of ``0 .. ndim - 1`` that keep axis 0 first."""
+    return st.permutations(list(range(1, ndim))).map(lambda p: [0, *p])
+
+
+# -- Permute ------------------------------------------------------------------------------------
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes)
+def test_permute(data, dtype):
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=5), label="shape")
+    dims = data.draw(permutations(len(shape)), label="dims")
+    check(L.Permute(dims), lambda t: t.permute(dims), random_input(data, shape, dtype))
+
+
+def test_permute_is_torchvisions_and_takes_negative_dims():
+    from torchvision.ops import Permute
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
+    check(L.Permute([0, 2, 3, 1]), Permute([0, 2, 3, 1]), x)
+    assert L.Permute([0, -2, -1, 1]).dims == (0, 2, 3, 1)
+    assert repr(L.Permute((0, 2, 1))) == "Permute(dims=[0, 2, 1])"
+
+
+def test_permute_refuses_what_is_not_a_permutation_keeping_the_batch_axis_first():
+    with pytest.raises(ValueError, match=r"Permute: dims\[0\] must be 0 \(the batch axis"):
+        L.Permute([1, 0, 2])
+    for bad in ([0, 1, 1], [0, 3, 1], [0, 1.0], [], 2, [0, True]):
+        with pytest.raises(ValueError, match="Permute: dims must be"):
+            L.Permute(bad)
+    with pytest.raises(LayerInputError, match=r"expected input of 3 axes for dims=\[0, 2, 1\]"):
+        L.Permute([0, 2, 1])(np.ones((2, 3)))
+    with pytest.raises(BackendError, match="Permute does not run on the cuda backend"):
+        L.Permute([0, 2, 1]).forward(np.ones((1, 2, 3)), backend="cuda")
+
+
+# -- Reshape ------------------------------------------------------------------------------------
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes)
+def test_reshape(data, dtype):
+    sample = data.draw(st.lists(st.integers(1, 4), min_size=0, max_size=3), label="sample shape")
+    size = int(np.prod(sample))
+    new = data.draw(st.permutations(sample + [1]), label="new shape")
+    if data.draw(st.booleans(), label="infer one"):
+        new[data.draw(st.integers(0, len(new) - 1), label="where")] = -1
+    batch = data.draw(st.integers(1, 3), label="batch")
+    x = random_input(data, (batch, *sample), dtype)
+    assert int(np.prod([n for n in new if n != -1])) in range(1, size + 1)
+    check(L.Reshape(new), lambda t: t.reshape(batch, *new), x)
+
+
+def test_reshape_refuses_bad_shapes_and_inputs_that_do_not_fit():
+    for bad in ([-1, -1], [0, 2], [2, -2], [], "3", [2.0]):
+        with pytest.raises(ValueError, match="Reshape: shape must"):
+            L.Reshape(bad)
+    with pytest.raises(LayerInputError, match=r"fits shape=\(4, -1\), got shape \(2, 6\)"):
+        L.Reshape((4, -1))(np.ones((2, 6)))
+    with pytest.raises(LayerInputError, match=r"fits shape=\(5,\), got shape \(2, 6\)"):
+        L.Reshape((5,))(np.ones((2, 6)))
+    assert L.Reshape((3, -1))(np.ones((2, 6))).shape == (2, 3, 2)
+
+
+def test_reshape_runs_on_the_cuda_backend():
+    from numba import cuda
+
+    x = np.arange(12.0).reshape(2, 6)
+    y = L.Reshape((3, 2))(cuda.to_device(x), backend="cuda")
+    np.testing.assert_array_equal(y.copy_to_host(), x.reshape(2, 3, 2))
+
+
+# -- LRP through the re-arranging layers --------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_pass_rule_moves_each_relevance_back_through_permute_and_reshape(backend):
+    """PassRule on Permute and Reshape: each output's relevance goes back to the input it holds;
+    so LRP-0 of a bias-free linear model behind them is input times gradient."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 4, 2))
+    r, ours = lrp_step(L.Permute([0, 2, 3, 1]), R.PassRule(), x, backend)
+    np.testing.assert_array_equal(ours, r.transpose(0, 3, 1, 2))
+    npxai.manual_seed(0)
+    model = npxai.Sequential(L.Permute([0, 3, 1, 2]), L.Reshape((-1,)), L.Linear(24, 3, False))
+    lrp = npxai.LRP(model, C.Composite(), output_relevance="logit", backend=backend)
+    lrp = lrp(x, target=1)
+    ixg = npxai.InputTimesGradient(model, backend=backend)(x, target=1)
+    assert C.default_rule(model[0]) == R.PassRule() == C.default_rule(model[1])
+    assert_close(lrp.attribution, ixg.attribution, np.float64)
+    for layer in (L.Flatten(), L.Identity(), L.Dropout(), L.ReLU()):  # unchanged: R_in = R_out
+        r, ours = lrp_step(layer, R.PassRule(), x, backend)
+        np.testing.assert_array_equal(ours, r.reshape(x.shape))
