@@ -439,6 +439,57 @@ class AdaptiveAvgPool2d(Layer):
         return f"output_size={self.output_size}"
 
 
+class Mean(Layer):
+    """``y = x.mean(dim, keepdim)`` (``torch.mean``) over the axes ``dim``, an int or a tuple of
+    ints (negative ones count from the end), never the batch axis 0 (samples stay apart). VJP:
+    ``dL/dx = dL/dy / n`` spread over the ``n`` averaged entries. Host backends only (on
+    ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, dim: int | tuple[int, ...], keepdim: bool = False):
+        super().__init__()
+        dims = (dim,) if _is_int(dim) else dim
+        if not isinstance(dims, tuple | list) or not dims or not all(_is_int(d) for d in dims):
+            raise ValueError(f"Mean: dim must be an int or a tuple of ints, got {shown(dim)}")
+        if 0 in dims:
+            raise ValueError(
+                f"Mean: dim must not hold the batch axis 0 (samples stay apart), got {shown(dim)}"
+            )
+        self.dim = int(dim) if _is_int(dim) else tuple(int(d) for d in dims)
+        self.keepdim = flag(keepdim, "Mean: keepdim")
+
+    def _axes(self, ndim: int) -> tuple[int, ...]:
+        return tuple(d % ndim for d in ((self.dim,) if _is_int(self.dim) else self.dim))
+
+    def check_input(self, x: np.ndarray) -> None:
+        dims = (self.dim,) if _is_int(self.dim) else self.dim
+        if not all(-x.ndim <= d < x.ndim for d in dims):
+            raise LayerInputError(f"dim={self.dim} is out of range for input of shape {x.shape}")
+        axes = self._axes(x.ndim)
+        if 0 in axes or len(set(axes)) < len(axes):
+            raise LayerInputError(
+                f"dim={self.dim} names the batch axis 0 or one axis twice for input of shape "
+                f"{x.shape}; expected distinct axes 1 .. {x.ndim - 1}"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Mean does not run on the cuda backend yet; use backend='numba'")
+        return np.ascontiguousarray(x.mean(axis=self._axes(x.ndim), keepdims=self.keepdim))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        axes = self._axes(x.ndim)
+        g = grad_y if self.keepdim else np.expand_dims(grad_y, axes)
+        count = int(np.prod([x.shape[a] for a in axes]))
+        return np.ascontiguousarray(np.broadcast_to(g / count, x.shape))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
 class _BatchNorm(Layer):
     """Evaluation-mode batch norm over channel axis 1 with the running statistics."""
 

@@ -153,3 +153,63 @@ def test_pass_rule_moves_each_relevance_back_through_permute_and_reshape(backend
     for layer in (L.Flatten(), L.Identity(), L.Dropout(), L.ReLU()):  # unchanged: R_in = R_out
         r, ours = lrp_step(layer, R.PassRule(), x, backend)
         np.testing.assert_array_equal(ours, r.reshape(x.shape))
+
+
+# -- Mean ---------------------------------------------------------------------------------------
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes)
+def test_mean(data, dtype):
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label="shape")
+    n = len(shape)
+    axes = data.draw(st.lists(st.integers(1, n - 1), min_size=1, max_size=n - 1, unique=True))
+    dim = tuple(a - n if data.draw(st.booleans(), label="negative") else a for a in axes)
+    dim = dim[0] if len(dim) == 1 and data.draw(st.booleans(), label="as int") else dim
+    keepdim = data.draw(st.booleans(), label="keepdim")
+    x = random_input(data, shape, dtype)
+    check(L.Mean(dim, keepdim), lambda t: t.mean(dim, keepdim), x)
+
+
+def test_mean_refuses_the_batch_axis_and_bad_dims():
+    with pytest.raises(ValueError, match="Mean: dim must not hold the batch axis 0"):
+        L.Mean((1, 0))
+    for bad in ((), 1.0, [1, "2"], True, None):
+        with pytest.raises(ValueError, match="Mean: dim must be an int or a tuple of ints"):
+            L.Mean(bad)
+    with pytest.raises(TypeError, match="Mean: keepdim must be True or False"):
+        L.Mean(1, keepdim=1)
+    with pytest.raises(LayerInputError, match=r"dim=3 is out of range for input of shape \(2, 3\)"):
+        L.Mean(3)(np.ones((2, 3)))
+    with pytest.raises(LayerInputError, match="names the batch axis 0 or one axis twice"):
+        L.Mean(-2)(np.ones((2, 3)))
+    with pytest.raises(LayerInputError, match="names the batch axis 0 or one axis twice"):
+        L.Mean((1, -2))(np.ones((2, 3, 4)))
+    with pytest.raises(BackendError, match="Mean does not run on the cuda backend"):
+        L.Mean(1).forward(np.ones((2, 3)), backend="cuda")
+    assert repr(L.Mean((2, 3), True)) == "Mean(dim=(2, 3), keepdim=True)"
+
+
+# -- LRP on the fixed linear maps ---------------------------------------------------------------
+
+#: (layer, the same map in torch, the input shape)
+FIXED = {
+    "mean": (L.Mean((2, -1)), lambda t: t.mean((2, -1)), (2, 3, 4, 2)),
+    "mean-keepdim": (L.Mean(1, True), lambda t: t.mean(1, True), (2, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("rule", [R.NormRule(), R.EpsilonRule(1e-3), R.ZeroRule()], ids=repr)
+@pytest.mark.parametrize("name", list(FIXED))
+def test_z_rules_on_fixed_maps_match_their_dense_matrix_formula(name, rule, backend):
+    """``R_in = x * (A^T (R / stab(A x + t)))`` per sample, ``A``, ``t`` from torch."""
+    layer, torch_map, shape = FIXED[name]
+    assert rule.supports(layer) and C.default_rule(layer) == R.NormRule()
+    x = np.random.default_rng(3).standard_normal(shape)
+    r, ours = lrp_step(layer, rule, x, backend)
+    a, t = affine_matrix(torch_map, shape[1:])
+    for i in range(shape[0]):
+        z = a @ x[i].ravel() + t
+        s = r[i].ravel() / (z + rule.epsilon * np.where(z >= 0, 1.0, -1.0))
+        assert_close(ours[i].ravel(), x[i].ravel() * (a.T @ s), np.float64)
