@@ -729,6 +729,35 @@ class GELU(Layer):
         return f"approximate={self.approximate!r}"
 
 
+class Hardtanh(Layer):
+    """``y = min(max(x, min_val), max_val)`` (``torch.nn.Hardtanh``; ONNX's ``Clip``), the bounds
+    cast to the input's dtype. VJP: ``dL/dx = dL/dy * [min_val < x < max_val]``, so 0 at
+    ``x == min_val`` and ``x == max_val`` exactly, as torch's (and 0 at a NaN, as torch's
+    vectorised path). ``inplace`` is accepted for torch compatibility and has no effect."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.min_val = finite_number(min_val, "Hardtanh: min_val")
+        self.max_val = finite_number(max_val, "Hardtanh: max_val")
+        if not self.min_val < self.max_val:
+            raise ValueError(
+                f"Hardtanh: max_val ({self.max_val}) must be greater than min_val ({self.min_val})"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops(backend).activation.hardtanh(x, self.min_val, self.max_val)
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops(backend).activation.hardtanh_vjp(grad_y, x, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
 class Softmax(Layer):
     """``y = exp(x) / sum exp(x)`` along ``dim`` (which must be given; torch's implicit choice is
     deprecated)."""

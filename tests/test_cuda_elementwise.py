@@ -67,6 +67,7 @@ ELEMENTWISE = [
     ("relu", (), "x"), ("relu6", (), "x"), ("leaky_relu", (0.1,), "x"),
     ("tanh", (), "y"), ("sigmoid", (), "y"), ("silu", (), "x"), ("hardsigmoid", (), "x"),
     ("hardswish", (), "x"), ("gelu", ("none",), "x"), ("gelu", ("tanh",), "x"),
+    ("hardtanh", (0.0, 6.0), "x"),
 ]  # fmt: skip
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple)
 
@@ -243,13 +244,14 @@ def every_call(dtype=np.float32) -> dict:
         for name, extra in [
             ("relu", ()), ("relu6", ()), ("leaky_relu", (0.2,)), ("tanh", ()), ("sigmoid", ()),
             ("softmax", (1,)), ("silu", ()), ("hardsigmoid", ()), ("hardswish", ()),
-            ("gelu", ("tanh",)),
+            ("gelu", ("tanh",)), ("hardtanh", (-1.0, 1.0)),
         ]
     }  # fmt: skip
     for name in ["relu", "relu6", "tanh", "sigmoid", "silu", "hardsigmoid", "hardswish"]:
         calls[name + "_vjp"] = partial(getattr(k_activation, name + "_vjp"), x4, x4)
     calls["gelu_vjp"] = lambda: k_activation.gelu_vjp(x4, x4, "none")
     calls["leaky_relu_vjp"] = lambda: k_activation.leaky_relu_vjp(x4, x4, 0.2)
+    calls["hardtanh_vjp"] = lambda: k_activation.hardtanh_vjp(x4, x4, -1.0, 1.0)
     calls["softmax_vjp"] = lambda: k_activation.softmax_vjp(x4, x4, -1)
     calls["max_pool2d"] = lambda: k_pool.max_pool2d(x4, *pool_args)
     calls["max_pool2d_vjp"] = lambda: k_pool.max_pool2d_vjp(g2, x4, *pool_args)

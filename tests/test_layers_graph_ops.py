@@ -213,3 +213,45 @@ def test_z_rules_on_fixed_maps_match_their_dense_matrix_formula(name, rule, back
         z = a @ x[i].ravel() + t
         s = r[i].ravel() / (z + rule.epsilon * np.where(z >= 0, 1.0, -1.0))
         assert_close(ours[i].ravel(), x[i].ravel() * (a.T @ s), np.float64)
+
+
+# -- Hardtanh -----------------------------------------------------------------------------------
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes)
+def test_hardtanh_with_inputs_at_its_bounds(data, dtype):
+    """torch's gradient is 0 at ``x == min_val`` and ``x == max_val`` exactly; so is npxai's (the
+    bounds compared in the input's dtype: float32 ``0.1`` is not float64 ``0.1``)."""
+    low = data.draw(st.sampled_from([-1.0, -0.5, 0.0, 0.1]), label="min_val")
+    high = low + data.draw(st.sampled_from([0.3, 1.0, 2.5]), label="max_val - min_val")
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=4), label="shape")
+    x = random_input(data, shape, dtype) * 2
+    x.flat[::3] = low
+    x.flat[1::4] = high
+    check(L.Hardtanh(low, high), torch.nn.Hardtanh(low, high), x)
+
+
+def test_hardtanh_gradient_at_its_bounds_is_zero_as_torchs():
+    x = torch.tensor([-1.0, 1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.hardtanh(x).backward(torch.ones(3, dtype=torch.float64))
+    assert x.grad.tolist() == [0.0, 0.0, 1.0]
+    x, g = x.detach().numpy(), np.ones(3)
+    for backend in HOST:
+        assert L.Hardtanh().vjp(x, None, g, backend=backend).tolist() == [0.0, 0.0, 1.0]
+    from numba import cuda
+
+    ours = L.Hardtanh().vjp(cuda.to_device(x), None, cuda.to_device(g), backend="cuda")
+    assert ours.copy_to_host().tolist() == [0.0, 0.0, 1.0]
+
+
+def test_hardtanh_refuses_bad_bounds_and_is_an_activation_under_lrp():
+    with pytest.raises(ValueError, match=r"Hardtanh: max_val \(-1.0\) must be greater than"):
+        L.Hardtanh(1.0, -1.0)
+    with pytest.raises(ValueError, match="Hardtanh: min_val"):
+        L.Hardtanh(float("nan"))
+    with pytest.raises(ValueError, match="Hardtanh: max_val"):
+        L.Hardtanh(0.0, "1")
+    assert repr(L.Hardtanh(0, 6)) == "Hardtanh(min_val=0.0, max_val=6.0)"
+    assert C.default_rule(L.Hardtanh()) == R.PassRule()
+    assert R.rules_for(L.Hardtanh()) == ["GradientRule", "PassRule"]

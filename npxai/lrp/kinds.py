@@ -27,7 +27,7 @@ CONCATENATIONS = (L.Concat,)
 PRODUCTS = (L.Mul,)
 #: Element-wise activations.
 ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid, L.SiLU, L.Hardsigmoid, L.Hardswish,
-               L.GELU)  # fmt: skip
+               L.GELU, L.Hardtanh)  # fmt: skip
 #: Layers whose output holds the input's values, re-arranged (``Flatten``, ``Reshape``,
 #: ``Permute``) or not: relevance passes through their VJP, which moves each value back.
 PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten, L.Reshape, L.Permute)
