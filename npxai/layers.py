@@ -563,6 +563,114 @@ class BatchNorm2d(_BatchNorm):
     layout = "(N, C, H, W)"
 
 
+class _LayerNorm(Layer):
+    """Normalisation of each sample over some of its axes, ``y = (x - mean) / sqrt(var + eps) * w
+    + b`` (biased variance), with ``w``, ``b`` (keys ``weight``, ``bias``) of those axes' shape;
+    ``backend_modules(backend).norm.layer_norm`` over axes ``start .. stop - 1``."""
+
+    vjp_reads = frozenset({"input"})
+
+    def _axes(self, ndim: int) -> tuple[int, int]:
+        """The normalised axes ``start .. stop - 1`` of an ``ndim`` input."""
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops(backend).norm.layer_norm(
+            x, _param(self, "weight", x, backend), _param(self, "bias", x, backend), self.eps,
+            *self._axes(x.ndim),
+        )  # fmt: skip
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops(backend).norm.layer_norm_vjp(
+            grad_y, x, _param(self, "weight", x, backend), self.eps, *self._axes(x.ndim)
+        )
+
+    def vjp_fixed_std(
+        self, x: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        """The VJP of the linear map ``x' -> (x' - mean(x')) * w / sigma`` with ``sigma`` held at
+        its value for ``x``: ``(g - mean(g)) / sigma``, ``g = dL/dy * w`` (LRP's
+        :class:`~npxai.lrp.rules.LayerNormRule`)."""
+        return _ops(backend).norm.layer_norm_vjp(
+            grad_y, x, _param(self, "weight", x, backend), self.eps, *self._axes(x.ndim), True
+        )
+
+
+class LayerNorm(_LayerNorm):
+    """``torch.nn.LayerNorm``: each sample normalised over its trailing axes of shape
+    ``normalized_shape`` (an int or a tuple of positive ints), ``y = (x - mean) / sqrt(var + eps)
+    * weight + bias``; ``elementwise_affine=False`` has neither parameter, ``bias=False`` no
+    bias. The batch axis is never normalised (samples stay apart). VJP: ``dL/dx = (g - mean(g) -
+    x_hat mean(g x_hat)) / sqrt(var + eps)``, ``g = dL/dy * weight``, ``x_hat`` the normalised
+    input."""
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+    ):
+        super().__init__()
+        shape = (normalized_shape,) if _is_int(normalized_shape) else normalized_shape
+        if (not isinstance(shape, tuple | list) or not shape
+                or not all(_is_int(n) and n >= 1 for n in shape)):  # fmt: skip
+            raise ValueError(
+                "LayerNorm: normalized_shape must be a positive int or a non-empty tuple of them, "
+                f"got {shown(normalized_shape)}"
+            )
+        self.normalized_shape = tuple(int(n) for n in shape)
+        self.eps = finite_number(eps, "LayerNorm: eps", minimum=0)
+        self.elementwise_affine = flag(elementwise_affine, "LayerNorm: elementwise_affine")
+        has_bias = flag(bias, "LayerNorm: bias") and self.elementwise_affine
+        weight = np.ones(self.normalized_shape, np.float32)
+        self.register_parameter("weight", weight if self.elementwise_affine else None)
+        self.register_parameter("bias", np.zeros_like(weight) if has_bias else None)
+
+    def _axes(self, ndim: int) -> tuple[int, int]:
+        return ndim - len(self.normalized_shape), ndim
+
+    def check_input(self, x: np.ndarray) -> None:
+        k = len(self.normalized_shape)
+        if x.ndim <= k or x.shape[x.ndim - k :] != self.normalized_shape:
+            layout = ", ".join(map(str, self.normalized_shape))
+            raise LayerInputError(
+                f"expected input of shape (N, ..., {layout}), got shape {x.shape}"
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
+        )
+
+
+class LayerNorm2d(_LayerNorm):
+    """torchvision's ``LayerNorm2d`` (ConvNeXt's): each position of an ``(N, C, H, W)`` input
+    normalised over its ``C`` channels, ``y = (x - mean_c) / sqrt(var_c + eps) * weight_c +
+    bias_c`` (torchvision permutes to NHWC, applies ``LayerNorm(C)`` and permutes back); VJP as
+    :class:`LayerNorm`'s over the channel axis."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.num_channels = positive_int(num_channels, "LayerNorm2d: num_channels")
+        self.eps = finite_number(eps, "LayerNorm2d: eps", minimum=0)
+        self.register_parameter("weight", np.ones(self.num_channels, np.float32))
+        self.register_parameter("bias", np.zeros(self.num_channels, np.float32))
+
+    def _axes(self, ndim: int) -> tuple[int, int]:
+        return 1, 2
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+        _expect_channels(x, self.num_channels, "(N, C, H, W)")
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}"
+
+
 class ReLU(Layer):
     """``y = max(x, 0)``; ``inplace`` is accepted for torch compatibility and has no effect."""
 

@@ -27,9 +27,10 @@ def random_input(data, shape, dtype, label="x") -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def check(ours, theirs, x: np.ndarray, scale: float | None = None) -> None:
+def check(ours, theirs, x: np.ndarray, grad_scale=None) -> None:
     """``ours`` on each host backend against torch's ``theirs`` (a module or a function of one
-    tensor; a module's state dict is loaded into ``ours``): output and input gradient."""
+    tensor; a module's state dict is loaded into ``ours``): output and input gradient, the
+    gradient's error measured against ``grad_scale(g)`` where it cancels larger terms."""
     if isinstance(theirs, torch.nn.Module):
         theirs = theirs.to(TORCH_DTYPE[x.dtype.type]).eval()
         ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
@@ -40,7 +41,7 @@ def check(ours, theirs, x: np.ndarray, scale: float | None = None) -> None:
         assert_close(our_y, y, x.dtype.type)
         our_grad = ours.vjp(x, our_y, g, backend=backend)
         assert our_grad.dtype == x.dtype and our_grad.shape == x.shape
-        assert_close(our_grad, grad_x, x.dtype.type, scale)
+        assert_close(our_grad, grad_x, x.dtype.type, grad_scale and grad_scale(g))
 
 
 def lrp_step(layer, rule, x, backend="numpy", seed=1):
@@ -255,3 +256,183 @@ def test_hardtanh_refuses_bad_bounds_and_is_an_activation_under_lrp():
     assert repr(L.Hardtanh(0, 6)) == "Hardtanh(min_val=0.0, max_val=6.0)"
     assert C.default_rule(L.Hardtanh()) == R.PassRule()
     assert R.rules_for(L.Hardtanh()) == ["GradientRule", "PassRule"]
+
+
+# -- LayerNorm, LayerNorm2d ---------------------------------------------------------------------
+
+
+def randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """``module`` with standard-normal parameters (not torch's ones and zeros)."""
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.tensor(rng.standard_normal(tuple(p.shape))))
+    return module
+
+
+def layer_norm_terms(theirs, x: np.ndarray, axes: tuple[int, ...], weight=None):
+    """The size of the terms a layer norm's VJP ``(g - mean(g) - x_hat mean(g x_hat)) / sigma``
+    cancels (near-total for two entries): ``max |g w| / sigma``."""
+    if weight is None:
+        weight = 1 if theirs.weight is None else theirs.weight.detach().numpy()
+    inv_std = 1 / np.sqrt(x.astype(np.float64).var(axis=axes).min() + theirs.eps)
+    return lambda g: float(np.abs(g * weight).max() * inv_std)
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes)
+def test_layer_norm(data, dtype):
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label="shape")
+    k = data.draw(st.integers(1, len(shape) - 1), label="normalised axes")
+    normalized = tuple(shape[len(shape) - k :])
+    affine, bias = data.draw(st.booleans(), label="affine"), data.draw(st.booleans(), label="bias")
+    eps = data.draw(st.sampled_from([1e-5, 1e-3, 0.5]), label="eps")
+    args = (normalized[0] if k == 1 else normalized, eps, affine, bias)
+    theirs = randomise(torch.nn.LayerNorm(*args), data.draw(st.integers(0, 99), label="seed"))
+    x = random_input(data, shape, dtype) * 3 + 1
+    check(L.LayerNorm(*args), theirs, x, layer_norm_terms(theirs, x, tuple(range(-k, 0))))
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes)
+def test_layer_norm_2d_is_torchvisions(data, dtype):
+    from torchvision.models.convnext import LayerNorm2d
+
+    n, c, h, w = data.draw(st.tuples(*[st.integers(1, 4)] * 4), label="shape")
+    theirs = randomise(LayerNorm2d(c, eps=1e-6), data.draw(st.integers(0, 99), label="seed"))
+    x = random_input(data, (n, c, h, w), dtype) * 2 - 1
+    weight = theirs.weight.detach().numpy()[:, None, None]
+    check(L.LayerNorm2d(c), theirs, x, layer_norm_terms(theirs, x, (1,), weight))
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes, fixed_std=st.booleans(), affine=st.booleans())
+def test_the_compiled_layer_norm_is_the_reference(data, dtype, fixed_std, affine):
+    from conftest import assert_same
+    from npxai.kernels.cpu import norm as k_norm
+
+    from npxai.reference import norm
+
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label="shape")
+    start = data.draw(st.integers(1, len(shape) - 1), label="start")
+    stop = data.draw(st.integers(start + 1, len(shape)), label="stop")
+    x = random_input(data, shape, dtype) * 2 + 1
+    w = random_input(data, shape[start:stop], dtype, "w") if affine else None
+    b = random_input(data, shape[start:stop], dtype, "b") if affine else None
+    y = norm.layer_norm(x, w, b, 1e-5, start, stop)
+    assert_same(k_norm.layer_norm(x, w, b, 1e-5, start, stop), y)
+    g = random_input(data, shape, dtype, "g")
+    expected = norm.layer_norm_vjp(g, x, w, 1e-5, start, stop, fixed_std)
+    w_wide = 1 if w is None else w.reshape(w.shape + (1,) * (len(shape) - stop))
+    inv_std = 1 / np.sqrt(x.astype(np.float64).var(axis=tuple(range(start, stop))).min() + 1e-5)
+    terms = float(np.abs(g * w_wide).max() * inv_std)  # what (g - mean(g) - ...) / sigma cancels
+    assert_same(k_norm.layer_norm_vjp(g, x, w, 1e-5, start, stop, fixed_std), expected, terms)
+
+
+def test_layer_norms_refuse_bad_arguments_and_inputs():
+    for bad in (0, (), (2, 0), 2.0, [3, "4"]):
+        with pytest.raises(ValueError, match="LayerNorm: normalized_shape must be a positive int"):
+            L.LayerNorm(bad)
+    with pytest.raises(ValueError, match="LayerNorm: eps"):
+        L.LayerNorm(3, eps=-1.0)
+    with pytest.raises(TypeError, match="LayerNorm: bias must be True or False"):
+        L.LayerNorm(3, bias=None)
+    with pytest.raises(ValueError, match="LayerNorm2d: num_channels must be a positive int"):
+        L.LayerNorm2d(0)
+    with pytest.raises(LayerInputError, match=r"expected input of shape \(N, ..., 3, 4\), got"):
+        L.LayerNorm((3, 4))(np.ones((2, 4, 3)))
+    with pytest.raises(LayerInputError, match=r"expected input of shape \(N, ..., 4\), got"):
+        L.LayerNorm(4)(np.ones(4))  # the batch axis is never normalised
+    with pytest.raises(LayerInputError, match="expected 3 channels on axis 1"):
+        L.LayerNorm2d(3)(np.ones((1, 2, 4, 4)))
+    with pytest.raises(LayerInputError, match=r"expected input of shape \(N, C, H, W\)"):
+        L.LayerNorm2d(3)(np.ones((1, 3, 4)))
+    assert list(L.LayerNorm(3).state_dict()) == ["weight", "bias"]
+    assert list(L.LayerNorm(3, bias=False).state_dict()) == ["weight"]
+    assert list(L.LayerNorm(3, elementwise_affine=False).state_dict()) == []
+    assert list(L.LayerNorm2d(3).state_dict()) == ["weight", "bias"]
+    assert repr(L.LayerNorm2d(3)) == "LayerNorm2d(3, eps=1e-06)"
+
+
+def layer_norm_matrix(x_row: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    """The LN-rule's ``A_ji = w_j (delta_ij - 1/K) / sigma`` for one normalised row, by hand."""
+    k = len(x_row)
+    sigma = np.sqrt(x_row.var() + eps)
+    return w[:, None] * (np.eye(k) - 1 / k) / sigma
+
+
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("epsilon", [0.0, 1e-2])
+def test_layer_norm_rule_is_the_epsilon_rule_on_the_map_with_its_std_fixed(epsilon, backend):
+    """``R_in = x * (A^T (R / stab(A x + b)))`` with ``A`` written out by hand, per row; on
+    LayerNorm over two trailing axes and on LayerNorm2d over the channels."""
+    rng = np.random.default_rng(5)
+    rule = R.LayerNormRule(epsilon)
+    ln = L.LayerNorm((2, 3))
+    ln.load_state_dict({"weight": rng.standard_normal((2, 3)), "bias": rng.standard_normal((2, 3))})
+    x = rng.standard_normal((2, 4, 2, 3)) + 0.5
+    r, ours = lrp_step(ln, rule, x, backend)
+    w, b = ln.weight.ravel(), ln.bias.ravel()
+    for row, r_row, ours_row in zip(x.reshape(-1, 6), r.reshape(-1, 6), ours.reshape(-1, 6), strict=True):  # fmt: skip
+        a = layer_norm_matrix(row, w, ln.eps)
+        z = a @ row + b
+        expected = row * (a.T @ (r_row / (z + epsilon * np.where(z >= 0, 1.0, -1.0))))
+        assert_close(ours_row, expected, np.float64)
+    ln2 = L.LayerNorm2d(3)
+    ln2.load_state_dict({"weight": rng.standard_normal(3), "bias": rng.standard_normal(3)})
+    x = rng.standard_normal((2, 3, 2, 2))
+    r, ours = lrp_step(ln2, rule, x, backend)
+    for n, i, j in np.ndindex(2, 2, 2):
+        a = layer_norm_matrix(x[n, :, i, j], ln2.weight, ln2.eps)
+        z = a @ x[n, :, i, j] + ln2.bias
+        s = r[n, :, i, j] / (z + epsilon * np.where(z >= 0, 1.0, -1.0))
+        assert_close(ours[n, :, i, j], x[n, :, i, j] * (a.T @ s), np.float64)
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_layer_norm_rule_conserves_relevance_without_a_bias(backend):
+    rng = np.random.default_rng(6)
+    ln = L.LayerNorm(5, bias=False)
+    ln.load_state_dict({"weight": rng.standard_normal(5)})
+    x = rng.standard_normal((3, 4, 5))
+    r, ours = lrp_step(ln, R.LayerNormRule(0.0), x, backend)
+    np.testing.assert_allclose(ours.sum(axis=-1), r.sum(axis=-1), rtol=1e-10, atol=1e-12)
+    biased = L.LayerNorm(5)
+    biased.load_state_dict({"weight": ln.weight, "bias": rng.standard_normal(5)})
+    r, ours = lrp_step(biased, R.LayerNormRule(0.0), x, backend)
+    y = biased(x, backend="numpy")
+    absorbed = (r / y * biased.bias).sum(axis=-1)  # the bias's share b_j s_j
+    np.testing.assert_allclose(ours.sum(axis=-1) + absorbed, r.sum(axis=-1), rtol=1e-9)
+
+
+def test_layer_norm_rule_is_the_default_and_runs_in_a_model():
+    npxai.manual_seed(1)
+    model = npxai.Sequential(L.Linear(4, 6), L.LayerNorm(6), L.GELU(), L.Linear(6, 2))
+    assert C.default_rule(model[1]) == R.LayerNormRule()
+    assert R.rules_for(L.LayerNorm2d(2)) == ["GradientRule", "LayerNormRule"]
+    assert not R.LayerNormRule.supports(L.Linear(2, 2)) and not R.EpsilonRule.supports(model[1])
+    x = np.random.default_rng(7).standard_normal((2, 4))
+    for backend in HOST:
+        e = npxai.LRP(model, C.Composite(), backend=backend)(x, target=0)
+        assert np.isfinite(e.attribution).all()
+    with pytest.raises(ValueError, match="LayerNormRule: epsilon"):
+        R.LayerNormRule(-1.0)
+
+
+def test_layer_norms_and_their_rule_run_on_the_cuda_backend():
+    """(the device kernels against the reference: tests/test_cuda_elementwise.py)"""
+    npxai.manual_seed(2)
+    model = npxai.Sequential(
+        L.Conv2d(2, 3, 3, padding=1), L.LayerNorm2d(3), L.ReLU(), L.Flatten(), L.LayerNorm(48),
+        L.Linear(48, 2),
+    )  # fmt: skip
+    rng = np.random.default_rng(8)
+    for key, value in model.state_dict().items():
+        model.load_state_dict({**model.state_dict(), key: rng.standard_normal(value.shape)})
+    x = rng.standard_normal((2, 2, 4, 4))
+    on_host = npxai.LRP(model, C.Composite(), backend="numpy")(x, target=1)
+    on_device = npxai.LRP(model, C.Composite(), backend="cuda")(x, target=1)
+    assert_close(on_device.attribution, on_host.attribution, np.float64)
+    assert_close(
+        npxai.gradient(model, x, 1, backend="cuda"), npxai.gradient(model, x, 1), np.float64
+    )

@@ -19,6 +19,9 @@ MEANS = (L.Mean,)
 MAX_POOLS = (L.MaxPool2d,)
 #: Batch norm left unfolded: a fixed affine map ``s x + t`` of the input, of the input's shape.
 BATCH_NORMS = (L.BatchNorm1d, L.BatchNorm2d)
+#: Layer norms: normalisation over a sample's axes, linear once its standard deviation is held
+#: fixed (the LN-rule of Ali et al. 2022).
+LAYER_NORMS = (L.LayerNorm, L.LayerNorm2d)
 #: Sums: a residual block's ``y = a + b``, a graph's ``y = sum_i x_i``.
 SUMS = (L.Add,)
 #: Concatenation: its gradient splits the relevance back into the inputs' slices, exactly.
@@ -37,5 +40,5 @@ FIXED_LINEAR = AVERAGE_POOLS + MEANS + BATCH_NORMS
 #: Layers whose output has the input's size, through which relevance may pass unchanged.
 SHAPE_PRESERVING = ACTIVATIONS + PASS_THROUGH + BATCH_NORMS
 #: Every layer kind LRP has a rule for, in the order error messages list them.
-SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + MEANS + BATCH_NORMS + SUMS + CONCATENATIONS
-             + PRODUCTS + ACTIVATIONS + PASS_THROUGH)  # fmt: skip
+SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + MEANS + BATCH_NORMS + LAYER_NORMS + SUMS
+             + CONCATENATIONS + PRODUCTS + ACTIVATIONS + PASS_THROUGH)  # fmt: skip

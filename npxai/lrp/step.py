@@ -22,6 +22,7 @@ from .rules import (
     AveragePoolRule,
     EpsilonRule,
     GradientRule,
+    LayerNormRule,
     LinearRule,
     PassRule,
     ProductRule,
@@ -221,6 +222,16 @@ def product_step(record: Record, rule: ProductRule, relevance: np.ndarray) -> tu
     return tuple(parts)
 
 
+def layer_norm_step(
+    record: Record, rule: LayerNormRule, relevance: np.ndarray, backend: str
+) -> np.ndarray:
+    """:class:`~npxai.lrp.rules.LayerNormRule`: ``R_in = x * (A^T (R_out / stab(y)))``, ``A^T``
+    the layer's VJP with its standard deviation held fixed (its output is ``y = A x + b``)."""
+    check_stabilizer(rule)
+    s = ratio(backend_modules(backend).lrp, relevance, record.output, rule)
+    return multiply(record.input, record.layer.vjp_fixed_std(record.input, s, backend))
+
+
 def as_average_pool(record: Record) -> Record:
     """A max pool's record seen as the average pool with the same window (for AveragePoolRule)."""
     pool = record.layer
@@ -240,6 +251,8 @@ def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
         return sum_step(record, rule, relevance, backend)
     if isinstance(rule, ProductRule):
         return product_step(record, rule, relevance)
+    if isinstance(rule, LayerNormRule):
+        return layer_norm_step(record, rule, relevance, backend)
     if isinstance(rule, AveragePoolRule):
         record = as_average_pool(record)
     return linear_step(record, rule, relevance, backend)
