@@ -1203,3 +1203,50 @@ class Mul(Layer):
     ) -> tuple[np.ndarray, np.ndarray]:
         a, b = x
         return sum_to_shape(grad_y * b, a.shape), sum_to_shape(grad_y * a, b.shape)
+
+
+class MatMul(Layer):
+    """``y = a @ b`` (``torch.matmul``) for inputs of two or more axes: the last two are matrices,
+    the leading ones broadcast (``(N, H, T, D) @ (N, H, D, T)``, or a shared ``(D, E)`` factor).
+    VJP: ``dL/da = dL/dy @ b^T`` and ``dL/db = a^T @ dL/dy``, each summed over the axes its factor
+    was broadcast along. Host backends only (on ``backend="cuda"`` a
+    :class:`~npxai.BackendError`); no LRP rule takes it yet."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def check_input(self, x: tuple[np.ndarray, np.ndarray]) -> None:
+        if not isinstance(x, tuple) or len(x) != 2:
+            raise LayerInputError("expected two inputs to multiply as matrices")
+        a, b = x
+        if a.dtype != b.dtype:
+            raise LayerInputError(f"inputs {a.dtype} and {b.dtype} must have one dtype")
+        if a.ndim < 2 or b.ndim < 2 or a.shape[a.ndim - 1] != b.shape[b.ndim - 2]:
+            raise LayerInputError(
+                f"expected inputs of shapes (..., n, k) and (..., k, m), got {a.shape} and {b.shape}"
+            )
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise LayerInputError(
+                f"the leading axes of {a.shape} and {b.shape} do not broadcast to one shape"
+            ) from None
+
+    def forward(self, x: tuple[np.ndarray, np.ndarray], backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("MatMul does not run on the cuda backend yet; use backend='numba'")
+        return np.matmul(x[0], x[1])
+
+    def vjp(
+        self,
+        x: tuple[np.ndarray, np.ndarray],
+        y: np.ndarray,
+        grad_y: np.ndarray,
+        backend: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        a, b = x
+        grad_a = np.matmul(grad_y, np.swapaxes(b, -1, -2))
+        grad_b = np.matmul(np.swapaxes(a, -1, -2), grad_y)
+        return sum_to_shape(grad_a, a.shape), sum_to_shape(grad_b, b.shape)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import npxai
 from npxai import layers as L
-from npxai.errors import BackendError, LayerInputError
+from npxai.errors import BackendError, LayerInputError, LRPCompatibilityError
 from npxai.lrp import composites as C
 from npxai.lrp import rules as R
 from npxai.module import Record
@@ -436,3 +436,78 @@ def test_layer_norms_and_their_rule_run_on_the_cuda_backend():
     assert_close(
         npxai.gradient(model, x, 1, backend="cuda"), npxai.gradient(model, x, 1), np.float64
     )
+
+
+# -- MatMul -------------------------------------------------------------------------------------
+
+
+@st.composite
+def matmul_shapes(draw):
+    """Two shapes ``(..., n, k)``, ``(..., k, m)`` whose leading axes broadcast (some 1, some
+    missing)."""
+    n, k, m = draw(st.tuples(*[st.integers(1, 4)] * 3), label="n, k, m")
+    lead = draw(st.lists(st.integers(1, 3), max_size=2), label="leading")
+    a_lead = [d if draw(st.booleans(), label="a keeps") else 1 for d in lead]
+    b_lead = [d if draw(st.booleans(), label="b keeps") else 1 for d in lead]
+    b_lead = b_lead[draw(st.integers(0, len(b_lead)), label="b drops") :]
+    return (*a_lead, n, k), (*b_lead, k, m)
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes, shapes=matmul_shapes(), swap=st.booleans())
+def test_matmul(data, dtype, shapes, swap):
+    sa, sb = shapes
+    if swap:  # the broadcast factor first
+        sa, sb = sb[:-2] + sa[-2:], sa[:-2] + sb[-2:]
+    a, b = random_input(data, sa, dtype, "a"), random_input(data, sb, dtype, "b")
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    yt = torch.matmul(ta, tb)
+    g = random_input(data, tuple(yt.shape), dtype, "g")
+    yt.backward(torch.tensor(g))
+    # the size of the summed terms: the same products and sums on |a|, |b|, |g|
+    pa, pb = (torch.tensor(np.abs(v), requires_grad=True) for v in (a, b))
+    py = torch.matmul(pa, pb)
+    py.backward(torch.tensor(np.abs(g)))
+    terms_y, terms_a, terms_b = (float(v.detach().max()) for v in (py, pa.grad, pb.grad))
+    for backend in HOST:
+        L.MatMul().check_input((a, b))  # (a layer's call takes one array; a Graph passes tuples)
+        y = L.MatMul().forward((a, b), backend=backend)
+        assert y.dtype == dtype
+        assert_close(y, yt.detach().numpy(), dtype, terms_y)
+        grad_a, grad_b = L.MatMul().vjp((a, b), y, g, backend=backend)
+        assert grad_a.shape == a.shape and grad_b.shape == b.shape
+        assert_close(grad_a, ta.grad.numpy(), dtype, terms_a)
+        assert_close(grad_b, tb.grad.numpy(), dtype, terms_b)
+
+
+def test_matmul_refuses_inputs_that_do_not_fit_the_cuda_backend_and_lrp():
+    matmul = L.MatMul()
+    with pytest.raises(LayerInputError, match="expected two inputs to multiply as matrices"):
+        matmul.check_input(np.ones((2, 2)))
+    with pytest.raises(LayerInputError, match=r"shapes \(..., n, k\) and \(..., k, m\), got"):
+        matmul.check_input((np.ones((2, 3)), np.ones((2, 3))))
+    with pytest.raises(LayerInputError, match="shapes"):
+        matmul.check_input((np.ones(3), np.ones((3, 2))))
+    with pytest.raises(LayerInputError, match="do not broadcast to one shape"):
+        matmul.check_input((np.ones((2, 2, 3)), np.ones((3, 3, 2))))
+    with pytest.raises(LayerInputError, match="must have one dtype"):
+        matmul.check_input((np.ones((2, 3)), np.ones((3, 2), np.float32)))
+    with pytest.raises(BackendError, match="MatMul does not run on the cuda backend"):
+        matmul.forward((np.ones((2, 3)), np.ones((3, 2))), backend="cuda")
+    model = npxai.Graph(
+        {
+            "t": (L.Permute([0, 2, 1]), ["input"]),
+            "gram": (L.MatMul(), ["input", "t"]),
+            "flat": (L.Flatten(), ["gram"]),
+            "fc": (L.Linear(4, 2), ["flat"]),
+        }
+    )
+    x = np.random.default_rng(9).standard_normal((2, 2, 3))
+    assert model(x).shape == (2, 2)
+    grad = npxai.gradient(model, x, 0)  # MatMul's VJP reaches both of its inputs
+    t = torch.tensor(x, requires_grad=True)
+    w = torch.tensor(model["fc"].weight.astype(np.float64))
+    (torch.matmul(t, t.transpose(1, 2)).flatten(1) @ w.T)[:, 0].sum().backward()
+    assert_close(grad, t.grad.numpy(), np.float64)
+    with pytest.raises(LRPCompatibilityError, match=r"no rule covers layer 'gram' \(MatMul\)"):
+        npxai.LRP(model)
