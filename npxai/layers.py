@@ -17,7 +17,7 @@ from .device import add
 from .errors import BackendError, LayerInputError
 from .init import uniform_fan_in
 from .module import Layer
-from .reference import conv, pool
+from .reference import conv, pool, resample
 
 IntPair = int | tuple[int, int]
 
@@ -437,6 +437,155 @@ class AdaptiveAvgPool2d(Layer):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
+
+
+class ConstantPad2d(Layer):
+    """``torch.nn.ConstantPad2d``: ``value`` added around the last two axes of an ``(N, C, H, W)``
+    input, ``padding`` an int ``>= 0`` (every side) or ``(left, right, top, bottom)``; negative
+    padding (torch's cropping) is refused. VJP: ``dL/dy`` without its border. A nonzero
+    ``value`` makes the layer affine, not linear: under LRP's z-rules the border outputs have
+    ``z = value`` and no input, so their relevance is absorbed, as by a bias. Host backends only
+    (on ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, padding: int | tuple[int, int, int, int], value: float):
+        super().__init__()
+        sides = (padding,) * 4 if _is_int(padding) else padding
+        if (not isinstance(sides, tuple | list) or len(sides) != 4
+                or not all(_is_int(p) and p >= 0 for p in sides)):  # fmt: skip
+            raise ValueError(
+                f"{type(self).__name__}: padding must be an int >= 0 or a 4-tuple (left, right, "
+                f"top, bottom) of them (negative padding is not supported), got {shown(padding)}"
+            )
+        self.padding = tuple(int(p) for p in sides)
+        self.value = finite_number(value, f"{type(self).__name__}: value")
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError(
+                f"{type(self).__name__} does not run on the cuda backend yet; use backend='numba'"
+            )
+        left, right, top, bottom = self.padding
+        pads = ((0, 0), (0, 0), (top, bottom), (left, right))
+        return np.pad(x, pads, constant_values=x.dtype.type(self.value))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        left, _, top, _ = self.padding
+        height, width = x.shape[2:]
+        return np.ascontiguousarray(grad_y[:, :, top : top + height, left : left + width])
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}, value={self.value}"
+
+
+class ZeroPad2d(ConstantPad2d):
+    """``torch.nn.ZeroPad2d``: :class:`ConstantPad2d` with ``value=0``, a linear map."""
+
+    def __init__(self, padding: int | tuple[int, int, int, int]):
+        super().__init__(padding, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}"
+
+
+class Upsample(Layer):
+    """``torch.nn.Upsample`` of an ``(N, C, H, W)`` input: to ``size`` (an int or a pair) or by
+    ``scale_factor`` (a positive number or a pair; output ``floor(H * scale_factor)``), one of
+    them. ``mode="nearest"`` copies input ``min(floor(j * scale), H - 1)`` to output ``j``
+    (torch's rule, in float32; ``scale = 1 / scale_factor`` where one is given, else ``H /
+    H_out``); ``mode="bilinear"`` interpolates linearly along each axis with torch's
+    ``align_corners`` (``None``: ``False``; refused with ``"nearest"``, as torch). Both are
+    fixed linear maps ``y = M_h x M_w^T`` (:mod:`npxai.reference.resample`); VJP ``dL/dx =
+    M_h^T (dL/dy) M_w``. Host backends only (on ``backend="cuda"`` a
+    :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] | None = None,
+        scale_factor: float | tuple[float, float] | None = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+    ):
+        super().__init__()
+        if (size is None) == (scale_factor is None):
+            raise ValueError("Upsample: give exactly one of size and scale_factor")
+        self.size = None if size is None else _pair(size, "Upsample: size")
+        if scale_factor is not None:
+            pair = scale_factor if isinstance(scale_factor, tuple | list) else (scale_factor,) * 2
+            if len(pair) != 2:
+                raise ValueError(
+                    "Upsample: scale_factor must be a positive number or a pair of them, got "
+                    f"{shown(scale_factor)}"
+                )
+            pair = tuple(finite_number(s, "Upsample: scale_factor", minimum=0) for s in pair)
+            if min(pair) <= 0:
+                raise ValueError(
+                    f"Upsample: scale_factor must be positive, got {shown(scale_factor)}"
+                )
+            scale_factor = pair
+        self.scale_factor = scale_factor
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"Upsample: mode must be 'nearest' or 'bilinear', got {shown(mode)}")
+        self.mode = mode
+        if align_corners is not None:
+            flag(align_corners, "Upsample: align_corners")
+            if mode == "nearest":
+                raise ValueError(
+                    "Upsample: align_corners can only be set with mode='bilinear' (as torch)"
+                )
+        self.align_corners = align_corners
+
+    def _matrices(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(M_h, M_w)`` for an input of ``height`` by ``width``, made once per input size."""
+
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            matrices = []
+            for axis, n_in in enumerate((height, width)):
+                scale = None if self.scale_factor is None else self.scale_factor[axis]
+                size = None if self.size is None else self.size[axis]
+                n_out = resample.upsample_output_size(n_in, size, scale)
+                if self.mode == "nearest":
+                    matrices.append(resample.nearest_matrix(n_in, n_out, scale))
+                else:
+                    corners = bool(self.align_corners)
+                    matrices.append(resample.bilinear_matrix(n_in, n_out, scale, corners))
+            return matrices[0], matrices[1]
+
+        return self.cached(("upsample", height, width), make)
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+        if self.scale_factor is not None:
+            out = [resample.upsample_output_size(n, None, s)
+                   for n, s in zip(x.shape[2:], self.scale_factor, strict=True)]  # fmt: skip
+            if min(out) < 1:
+                raise LayerInputError(
+                    f"input of spatial size {x.shape[2:]} with scale_factor={self.scale_factor} "
+                    f"gives an empty output {tuple(out)}"
+                )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Upsample does not run on the cuda backend yet; use backend='numba'")
+        return resample.upsample(x, *self._matrices(*x.shape[2:]))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return resample.upsample_vjp(grad_y, *self._matrices(*x.shape[2:]))
+
+    def extra_repr(self) -> str:
+        shown_size = f"size={self.size}" if self.size else f"scale_factor={self.scale_factor}"
+        corners = "" if self.align_corners is None else f", align_corners={self.align_corners}"
+        return f"{shown_size}, mode={self.mode!r}{corners}"
 
 
 class Mean(Layer):

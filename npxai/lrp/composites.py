@@ -5,7 +5,7 @@ layers (in registration order, which is execution order for npxai's containers);
 overrides an earlier one. Layers that no entry selects get :data:`DEFAULTS`: Linear and Conv2d
 the ZeroRule (as RelevancePropagation.jl), max pooling the gradient (winner takes all),
 concatenation the gradient (the exact split back into the inputs' slices), average pooling,
-means and sums the NormRule, a gated product the ProductRule (relevance to the signal), layer norm the LayerNormRule, batch norm (when not folded by ``canonize``),
+means, padding, upsampling and sums the NormRule, a gated product the ProductRule (relevance to the signal), layer norm the LayerNormRule, batch norm (when not folded by ``canonize``),
 activations, dropout, flatten, reshape, permute and identity the PassRule. A layer for which nothing applies
 (``Softmax``: strip it), or a rule that cannot run on its layer, stops the analyzer's
 construction with an :class:`~npxai.errors.LRPCompatibilityError` naming it.
@@ -46,7 +46,7 @@ LayerList = list[tuple[str, Layer]]
 DEFAULTS: tuple[tuple[tuple[type, ...], Rule], ...] = (
     (kinds.PARAMETRIC, ZeroRule()),
     (kinds.MAX_POOLS + kinds.CONCATENATIONS, GradientRule()),
-    (kinds.AVERAGE_POOLS + kinds.MEANS + kinds.SUMS, NormRule()),
+    (kinds.AVERAGE_POOLS + kinds.MEANS + kinds.RESAMPLING + kinds.SUMS, NormRule()),
     (kinds.SHAPE_PRESERVING, PassRule()),
     (kinds.PRODUCTS, ProductRule()),
     (kinds.LAYER_NORMS, LayerNormRule()),

@@ -15,6 +15,9 @@ PARAMETRIC = (L.Linear, L.Conv2d)
 AVERAGE_POOLS = (L.AvgPool2d, L.AdaptiveAvgPool2d)
 #: Means over whole axes (``torch.mean``): a fixed linear map, as average pooling.
 MEANS = (L.Mean,)
+#: Padding and upsampling: fixed linear maps that move, copy or interpolate the input's values
+#: (``ConstantPad2d`` with a nonzero value is affine: its border absorbs relevance, as a bias).
+RESAMPLING = (L.ZeroPad2d, L.ConstantPad2d, L.Upsample)
 #: Max pooling: a piecewise linear map (z-type rules run through its gradient).
 MAX_POOLS = (L.MaxPool2d,)
 #: Batch norm left unfolded: a fixed affine map ``s x + t`` of the input, of the input's shape.
@@ -36,9 +39,9 @@ ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid, L.SiLU, L.Hardsi
 PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten, L.Reshape, L.Permute)
 
 #: Fixed linear (affine) maps of their input: z-type rules run on them without parameters.
-FIXED_LINEAR = AVERAGE_POOLS + MEANS + BATCH_NORMS
+FIXED_LINEAR = AVERAGE_POOLS + MEANS + RESAMPLING + BATCH_NORMS
 #: Layers whose output has the input's size, through which relevance may pass unchanged.
 SHAPE_PRESERVING = ACTIVATIONS + PASS_THROUGH + BATCH_NORMS
 #: Every layer kind LRP has a rule for, in the order error messages list them.
-SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + MEANS + BATCH_NORMS + LAYER_NORMS + SUMS
-             + CONCATENATIONS + PRODUCTS + ACTIVATIONS + PASS_THROUGH)  # fmt: skip
+SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + MEANS + RESAMPLING + BATCH_NORMS
+             + LAYER_NORMS + SUMS + CONCATENATIONS + PRODUCTS + ACTIVATIONS + PASS_THROUGH)  # fmt: skip

@@ -228,9 +228,10 @@ class ZeroRule(EpsilonRule):
 
 
 class NormRule(EpsilonRule):
-    """The z-rule without parameters, for average pooling and residual sums (Zennit's ``Norm``):
-    ``R_in = x * (A^T (R_out / stab(A x)))`` for the layer's fixed linear map ``A`` (an unfolded
-    batch norm's is affine, ``s x + t``: the shift ``t`` is part of ``z``); for a sum
+    """The z-rule without parameters, for average pooling, means, padding, upsampling and residual
+    sums (Zennit's ``Norm``): ``R_in = x * (A^T (R_out / stab(A x)))`` for the layer's fixed
+    linear map ``A`` (an unfolded batch norm's is affine, ``s x + t``: the shift ``t`` is part of
+    ``z``; so is a ``ConstantPad2d``'s border value, whose outputs pass nothing back); for a sum
     ``y = a + b``: ``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)``."""
 
 
