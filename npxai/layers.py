@@ -17,7 +17,7 @@ from .device import add
 from .errors import BackendError, LayerInputError
 from .init import uniform_fan_in
 from .module import Layer
-from .reference import conv, pool
+from .reference import conv, pool, resample
 
 IntPair = int | tuple[int, int]
 
@@ -439,6 +439,206 @@ class AdaptiveAvgPool2d(Layer):
         return f"output_size={self.output_size}"
 
 
+class ConstantPad2d(Layer):
+    """``torch.nn.ConstantPad2d``: ``value`` added around the last two axes of an ``(N, C, H, W)``
+    input, ``padding`` an int ``>= 0`` (every side) or ``(left, right, top, bottom)``; negative
+    padding (torch's cropping) is refused. VJP: ``dL/dy`` without its border. A nonzero
+    ``value`` makes the layer affine, not linear: under LRP's z-rules the border outputs have
+    ``z = value`` and no input, so their relevance is absorbed, as by a bias. Host backends only
+    (on ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, padding: int | tuple[int, int, int, int], value: float):
+        super().__init__()
+        sides = (padding,) * 4 if _is_int(padding) else padding
+        if (not isinstance(sides, tuple | list) or len(sides) != 4
+                or not all(_is_int(p) and p >= 0 for p in sides)):  # fmt: skip
+            raise ValueError(
+                f"{type(self).__name__}: padding must be an int >= 0 or a 4-tuple (left, right, "
+                f"top, bottom) of them (negative padding is not supported), got {shown(padding)}"
+            )
+        self.padding = tuple(int(p) for p in sides)
+        self.value = finite_number(value, f"{type(self).__name__}: value")
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError(
+                f"{type(self).__name__} does not run on the cuda backend yet; use backend='numba'"
+            )
+        left, right, top, bottom = self.padding
+        pads = ((0, 0), (0, 0), (top, bottom), (left, right))
+        return np.pad(x, pads, constant_values=x.dtype.type(self.value))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        left, _, top, _ = self.padding
+        height, width = x.shape[2:]
+        return np.ascontiguousarray(grad_y[:, :, top : top + height, left : left + width])
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}, value={self.value}"
+
+
+class ZeroPad2d(ConstantPad2d):
+    """``torch.nn.ZeroPad2d``: :class:`ConstantPad2d` with ``value=0``, a linear map."""
+
+    def __init__(self, padding: int | tuple[int, int, int, int]):
+        super().__init__(padding, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}"
+
+
+class Upsample(Layer):
+    """``torch.nn.Upsample`` of an ``(N, C, H, W)`` input: to ``size`` (an int or a pair) or by
+    ``scale_factor`` (a positive number or a pair; output ``floor(H * scale_factor)``), one of
+    them. ``mode="nearest"`` copies input ``min(floor(j * scale), H - 1)`` to output ``j``
+    (torch's rule, in float32; ``scale = 1 / scale_factor`` where one is given, else ``H /
+    H_out``); ``mode="bilinear"`` interpolates linearly along each axis with torch's
+    ``align_corners`` (``None``: ``False``; refused with ``"nearest"``, as torch). Both are
+    fixed linear maps ``y = M_h x M_w^T`` (:mod:`npxai.reference.resample`); VJP ``dL/dx =
+    M_h^T (dL/dy) M_w``. Host backends only (on ``backend="cuda"`` a
+    :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] | None = None,
+        scale_factor: float | tuple[float, float] | None = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+    ):
+        super().__init__()
+        if (size is None) == (scale_factor is None):
+            raise ValueError("Upsample: give exactly one of size and scale_factor")
+        self.size = None if size is None else _pair(size, "Upsample: size")
+        if scale_factor is not None:
+            pair = scale_factor if isinstance(scale_factor, tuple | list) else (scale_factor,) * 2
+            if len(pair) != 2:
+                raise ValueError(
+                    "Upsample: scale_factor must be a positive number or a pair of them, got "
+                    f"{shown(scale_factor)}"
+                )
+            pair = tuple(finite_number(s, "Upsample: scale_factor", minimum=0) for s in pair)
+            if min(pair) <= 0:
+                raise ValueError(
+                    f"Upsample: scale_factor must be positive, got {shown(scale_factor)}"
+                )
+            scale_factor = pair
+        self.scale_factor = scale_factor
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"Upsample: mode must be 'nearest' or 'bilinear', got {shown(mode)}")
+        self.mode = mode
+        if align_corners is not None:
+            flag(align_corners, "Upsample: align_corners")
+            if mode == "nearest":
+                raise ValueError(
+                    "Upsample: align_corners can only be set with mode='bilinear' (as torch)"
+                )
+        self.align_corners = align_corners
+
+    def _matrices(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(M_h, M_w)`` for an input of ``height`` by ``width``, made once per input size."""
+
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            matrices = []
+            for axis, n_in in enumerate((height, width)):
+                scale = None if self.scale_factor is None else self.scale_factor[axis]
+                size = None if self.size is None else self.size[axis]
+                n_out = resample.upsample_output_size(n_in, size, scale)
+                if self.mode == "nearest":
+                    matrices.append(resample.nearest_matrix(n_in, n_out, scale))
+                else:
+                    corners = bool(self.align_corners)
+                    matrices.append(resample.bilinear_matrix(n_in, n_out, scale, corners))
+            return matrices[0], matrices[1]
+
+        return self.cached(("upsample", height, width), make)
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+        if self.scale_factor is not None:
+            out = [resample.upsample_output_size(n, None, s)
+                   for n, s in zip(x.shape[2:], self.scale_factor, strict=True)]  # fmt: skip
+            if min(out) < 1:
+                raise LayerInputError(
+                    f"input of spatial size {x.shape[2:]} with scale_factor={self.scale_factor} "
+                    f"gives an empty output {tuple(out)}"
+                )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Upsample does not run on the cuda backend yet; use backend='numba'")
+        return resample.upsample(x, *self._matrices(*x.shape[2:]))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return resample.upsample_vjp(grad_y, *self._matrices(*x.shape[2:]))
+
+    def extra_repr(self) -> str:
+        shown_size = f"size={self.size}" if self.size else f"scale_factor={self.scale_factor}"
+        corners = "" if self.align_corners is None else f", align_corners={self.align_corners}"
+        return f"{shown_size}, mode={self.mode!r}{corners}"
+
+
+class Mean(Layer):
+    """``y = x.mean(dim, keepdim)`` (``torch.mean``) over the axes ``dim``, an int or a tuple of
+    ints (negative ones count from the end), never the batch axis 0 (samples stay apart). VJP:
+    ``dL/dx = dL/dy / n`` spread over the ``n`` averaged entries. Host backends only (on
+    ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, dim: int | tuple[int, ...], keepdim: bool = False):
+        super().__init__()
+        dims = (dim,) if _is_int(dim) else dim
+        if not isinstance(dims, tuple | list) or not dims or not all(_is_int(d) for d in dims):
+            raise ValueError(f"Mean: dim must be an int or a tuple of ints, got {shown(dim)}")
+        if 0 in dims:
+            raise ValueError(
+                f"Mean: dim must not hold the batch axis 0 (samples stay apart), got {shown(dim)}"
+            )
+        self.dim = int(dim) if _is_int(dim) else tuple(int(d) for d in dims)
+        self.keepdim = flag(keepdim, "Mean: keepdim")
+
+    def _axes(self, ndim: int) -> tuple[int, ...]:
+        return tuple(d % ndim for d in ((self.dim,) if _is_int(self.dim) else self.dim))
+
+    def check_input(self, x: np.ndarray) -> None:
+        dims = (self.dim,) if _is_int(self.dim) else self.dim
+        if not all(-x.ndim <= d < x.ndim for d in dims):
+            raise LayerInputError(f"dim={self.dim} is out of range for input of shape {x.shape}")
+        axes = self._axes(x.ndim)
+        if 0 in axes or len(set(axes)) < len(axes):
+            raise LayerInputError(
+                f"dim={self.dim} names the batch axis 0 or one axis twice for input of shape "
+                f"{x.shape}; expected distinct axes 1 .. {x.ndim - 1}"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Mean does not run on the cuda backend yet; use backend='numba'")
+        return np.ascontiguousarray(x.mean(axis=self._axes(x.ndim), keepdims=self.keepdim))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        axes = self._axes(x.ndim)
+        g = grad_y if self.keepdim else np.expand_dims(grad_y, axes)
+        count = int(np.prod([x.shape[a] for a in axes]))
+        return np.ascontiguousarray(np.broadcast_to(g / count, x.shape))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
 class _BatchNorm(Layer):
     """Evaluation-mode batch norm over channel axis 1 with the running statistics."""
 
@@ -510,6 +710,114 @@ class BatchNorm2d(_BatchNorm):
 
     ndims = (4,)
     layout = "(N, C, H, W)"
+
+
+class _LayerNorm(Layer):
+    """Normalisation of each sample over some of its axes, ``y = (x - mean) / sqrt(var + eps) * w
+    + b`` (biased variance), with ``w``, ``b`` (keys ``weight``, ``bias``) of those axes' shape;
+    ``backend_modules(backend).norm.layer_norm`` over axes ``start .. stop - 1``."""
+
+    vjp_reads = frozenset({"input"})
+
+    def _axes(self, ndim: int) -> tuple[int, int]:
+        """The normalised axes ``start .. stop - 1`` of an ``ndim`` input."""
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops(backend).norm.layer_norm(
+            x, _param(self, "weight", x, backend), _param(self, "bias", x, backend), self.eps,
+            *self._axes(x.ndim),
+        )  # fmt: skip
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops(backend).norm.layer_norm_vjp(
+            grad_y, x, _param(self, "weight", x, backend), self.eps, *self._axes(x.ndim)
+        )
+
+    def vjp_fixed_std(
+        self, x: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        """The VJP of the linear map ``x' -> (x' - mean(x')) * w / sigma`` with ``sigma`` held at
+        its value for ``x``: ``(g - mean(g)) / sigma``, ``g = dL/dy * w`` (LRP's
+        :class:`~npxai.lrp.rules.LayerNormRule`)."""
+        return _ops(backend).norm.layer_norm_vjp(
+            grad_y, x, _param(self, "weight", x, backend), self.eps, *self._axes(x.ndim), True
+        )
+
+
+class LayerNorm(_LayerNorm):
+    """``torch.nn.LayerNorm``: each sample normalised over its trailing axes of shape
+    ``normalized_shape`` (an int or a tuple of positive ints), ``y = (x - mean) / sqrt(var + eps)
+    * weight + bias``; ``elementwise_affine=False`` has neither parameter, ``bias=False`` no
+    bias. The batch axis is never normalised (samples stay apart). VJP: ``dL/dx = (g - mean(g) -
+    x_hat mean(g x_hat)) / sqrt(var + eps)``, ``g = dL/dy * weight``, ``x_hat`` the normalised
+    input."""
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+    ):
+        super().__init__()
+        shape = (normalized_shape,) if _is_int(normalized_shape) else normalized_shape
+        if (not isinstance(shape, tuple | list) or not shape
+                or not all(_is_int(n) and n >= 1 for n in shape)):  # fmt: skip
+            raise ValueError(
+                "LayerNorm: normalized_shape must be a positive int or a non-empty tuple of them, "
+                f"got {shown(normalized_shape)}"
+            )
+        self.normalized_shape = tuple(int(n) for n in shape)
+        self.eps = finite_number(eps, "LayerNorm: eps", minimum=0)
+        self.elementwise_affine = flag(elementwise_affine, "LayerNorm: elementwise_affine")
+        has_bias = flag(bias, "LayerNorm: bias") and self.elementwise_affine
+        weight = np.ones(self.normalized_shape, np.float32)
+        self.register_parameter("weight", weight if self.elementwise_affine else None)
+        self.register_parameter("bias", np.zeros_like(weight) if has_bias else None)
+
+    def _axes(self, ndim: int) -> tuple[int, int]:
+        return ndim - len(self.normalized_shape), ndim
+
+    def check_input(self, x: np.ndarray) -> None:
+        k = len(self.normalized_shape)
+        if x.ndim <= k or x.shape[x.ndim - k :] != self.normalized_shape:
+            layout = ", ".join(map(str, self.normalized_shape))
+            raise LayerInputError(
+                f"expected input of shape (N, ..., {layout}), got shape {x.shape}"
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
+        )
+
+
+class LayerNorm2d(_LayerNorm):
+    """torchvision's ``LayerNorm2d`` (ConvNeXt's): each position of an ``(N, C, H, W)`` input
+    normalised over its ``C`` channels, ``y = (x - mean_c) / sqrt(var_c + eps) * weight_c +
+    bias_c`` (torchvision permutes to NHWC, applies ``LayerNorm(C)`` and permutes back); VJP as
+    :class:`LayerNorm`'s over the channel axis."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.num_channels = positive_int(num_channels, "LayerNorm2d: num_channels")
+        self.eps = finite_number(eps, "LayerNorm2d: eps", minimum=0)
+        self.register_parameter("weight", np.ones(self.num_channels, np.float32))
+        self.register_parameter("bias", np.zeros(self.num_channels, np.float32))
+
+    def _axes(self, ndim: int) -> tuple[int, int]:
+        return 1, 2
+
+    def check_input(self, x: np.ndarray) -> None:
+        _expect_ndim(x, (4,), "(N, C, H, W)")
+        _expect_channels(x, self.num_channels, "(N, C, H, W)")
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}"
 
 
 class ReLU(Layer):
@@ -678,6 +986,35 @@ class GELU(Layer):
         return f"approximate={self.approximate!r}"
 
 
+class Hardtanh(Layer):
+    """``y = min(max(x, min_val), max_val)`` (``torch.nn.Hardtanh``; ONNX's ``Clip``), the bounds
+    cast to the input's dtype. VJP: ``dL/dx = dL/dy * [min_val < x < max_val]``, so 0 at
+    ``x == min_val`` and ``x == max_val`` exactly, as torch's (and 0 at a NaN, as torch's
+    vectorised path). ``inplace`` is accepted for torch compatibility and has no effect."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.min_val = finite_number(min_val, "Hardtanh: min_val")
+        self.max_val = finite_number(max_val, "Hardtanh: max_val")
+        if not self.min_val < self.max_val:
+            raise ValueError(
+                f"Hardtanh: max_val ({self.max_val}) must be greater than min_val ({self.min_val})"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return _ops(backend).activation.hardtanh(x, self.min_val, self.max_val)
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return _ops(backend).activation.hardtanh_vjp(grad_y, x, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
 class Softmax(Layer):
     """``y = exp(x) / sum exp(x)`` along ``dim`` (which must be given; torch's implicit choice is
     deprecated)."""
@@ -739,6 +1076,103 @@ class Flatten(Layer):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+def _int_tuple(value: object, name: str) -> tuple[int, ...]:
+    """A non-empty list or tuple of ints as a tuple; anything else raises naming the argument."""
+    if not isinstance(value, tuple | list) or not value or not all(_is_int(v) for v in value):
+        raise ValueError(f"{name} must be a non-empty list or tuple of ints, got {shown(value)}")
+    return tuple(int(v) for v in value)
+
+
+class Permute(Layer):
+    """``y = x.permute(dims)``, contiguous, as ``torchvision.ops.Permute``: ``dims`` orders every
+    axis of the input, the batch axis included, and must keep it first (``dims[0] == 0``; ConvNeXt's
+    ``Permute([0, 2, 3, 1])`` takes NCHW to NHWC). Negative entries count from the end. VJP: the
+    inverse permutation of ``dL/dy``. Host backends only (on ``backend="cuda"`` a
+    :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, dims: list[int] | tuple[int, ...]):
+        super().__init__()
+        given = _int_tuple(dims, "Permute: dims")
+        n = len(given)
+        if sorted(d % n if -n <= d < n else d for d in given) != list(range(n)):
+            raise ValueError(
+                f"Permute: dims must be a permutation of 0 .. {n - 1} (negative entries count "
+                f"from the end), got {shown(dims)}"
+            )
+        if given[0] % n != 0:
+            raise ValueError(
+                f"Permute: dims[0] must be 0 (the batch axis stays first), got {shown(dims)}"
+            )
+        self.dims = tuple(d % n for d in given)
+
+    def check_input(self, x: np.ndarray) -> None:
+        if x.ndim != len(self.dims):
+            raise LayerInputError(
+                f"expected input of {len(self.dims)} axes for dims={list(self.dims)}, got shape "
+                f"{x.shape}"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Permute does not run on the cuda backend yet; use backend='numba'")
+        return np.ascontiguousarray(x.transpose(self.dims))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return np.ascontiguousarray(grad_y.transpose(np.argsort(self.dims)))
+
+    def extra_repr(self) -> str:
+        return f"dims={list(self.dims)}"
+
+
+class Reshape(Layer):
+    """``y = x.reshape((N,) + shape)``: each sample reshaped, the batch axis kept. One entry of
+    ``shape`` may be ``-1`` (inferred from the others); the rest are positive. (torch has no
+    ``nn.Reshape``; this is the target of ONNX's ``Reshape``, ``Squeeze``, ``Unsqueeze`` and
+    ``Flatten`` with static shapes.) VJP: ``dL/dy`` reshaped back."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, shape: list[int] | tuple[int, ...]):
+        super().__init__()
+        given = _int_tuple(shape, "Reshape: shape")
+        if not all(n >= 1 or n == -1 for n in given) or given.count(-1) > 1:
+            raise ValueError(
+                f"Reshape: shape must hold positive ints and at most one -1, got {shown(shape)}"
+            )
+        self.shape = given
+
+    def _sample_shape(self, size: int) -> tuple[int, ...] | None:
+        """The per-sample output shape for ``size`` elements, ``None`` where it does not fit."""
+        known = int(np.prod([n for n in self.shape if n != -1]))
+        if -1 in self.shape:
+            if size % known:
+                return None
+            return tuple(size // known if n == -1 else n for n in self.shape)
+        return self.shape if known == size else None
+
+    def check_input(self, x: np.ndarray) -> None:
+        if x.ndim < 1 or self._sample_shape(int(np.prod(x.shape[1:]))) is None:
+            raise LayerInputError(
+                f"expected input of shape (N, ...) with a number of elements per sample that fits "
+                f"shape={self.shape}, got shape {x.shape}"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        return x.reshape((x.shape[0], *self._sample_shape(int(np.prod(x.shape[1:])))))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        return grad_y.reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
 
 
 class Dropout(Layer):
@@ -918,3 +1352,50 @@ class Mul(Layer):
     ) -> tuple[np.ndarray, np.ndarray]:
         a, b = x
         return sum_to_shape(grad_y * b, a.shape), sum_to_shape(grad_y * a, b.shape)
+
+
+class MatMul(Layer):
+    """``y = a @ b`` (``torch.matmul``) for inputs of two or more axes: the last two are matrices,
+    the leading ones broadcast (``(N, H, T, D) @ (N, H, D, T)``, or a shared ``(D, E)`` factor).
+    VJP: ``dL/da = dL/dy @ b^T`` and ``dL/db = a^T @ dL/dy``, each summed over the axes its factor
+    was broadcast along. Host backends only (on ``backend="cuda"`` a
+    :class:`~npxai.BackendError`); no LRP rule takes it yet."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def check_input(self, x: tuple[np.ndarray, np.ndarray]) -> None:
+        if not isinstance(x, tuple) or len(x) != 2:
+            raise LayerInputError("expected two inputs to multiply as matrices")
+        a, b = x
+        if a.dtype != b.dtype:
+            raise LayerInputError(f"inputs {a.dtype} and {b.dtype} must have one dtype")
+        if a.ndim < 2 or b.ndim < 2 or a.shape[a.ndim - 1] != b.shape[b.ndim - 2]:
+            raise LayerInputError(
+                f"expected inputs of shapes (..., n, k) and (..., k, m), got {a.shape} and {b.shape}"
+            )
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise LayerInputError(
+                f"the leading axes of {a.shape} and {b.shape} do not broadcast to one shape"
+            ) from None
+
+    def forward(self, x: tuple[np.ndarray, np.ndarray], backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("MatMul does not run on the cuda backend yet; use backend='numba'")
+        return np.matmul(x[0], x[1])
+
+    def vjp(
+        self,
+        x: tuple[np.ndarray, np.ndarray],
+        y: np.ndarray,
+        grad_y: np.ndarray,
+        backend: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        a, b = x
+        grad_a = np.matmul(grad_y, np.swapaxes(b, -1, -2))
+        grad_b = np.matmul(np.swapaxes(a, -1, -2), grad_y)
+        return sum_to_shape(grad_a, a.shape), sum_to_shape(grad_b, b.shape)

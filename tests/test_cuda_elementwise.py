@@ -1,5 +1,5 @@
-"""The device twins of the activation, pooling and batch-norm kernels (kernels/cuda/activation.py,
-pool.py, norm.py) against the NumPy reference, under Numba's CUDA simulator (tests/conftest.py), on
+"""The device twins of the activation, pooling and batch- and layer-norm kernels
+(kernels/cuda/activation.py, pool.py, norm.py) against the NumPy reference, under Numba's CUDA simulator (tests/conftest.py), on
 hypothesis-drawn tiny shapes: float64 to 1e-12 and float32 to 1e-5 relative error, as the CPU
 kernels (tests/test_kernels.py); max pooling's values and arg-max exactly."""
 
@@ -67,6 +67,7 @@ ELEMENTWISE = [
     ("relu", (), "x"), ("relu6", (), "x"), ("leaky_relu", (0.1,), "x"),
     ("tanh", (), "y"), ("sigmoid", (), "y"), ("silu", (), "x"), ("hardsigmoid", (), "x"),
     ("hardswish", (), "x"), ("gelu", ("none",), "x"), ("gelu", ("tanh",), "x"),
+    ("hardtanh", (0.0, 6.0), "x"),
 ]  # fmt: skip
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple)
 
@@ -167,6 +168,27 @@ def test_adaptive_avg_pool2d_and_its_vjp(data, dtype):
     assert_same(k_pool.adaptive_avg_pool2d_vjp(dev(g), size), pool.adaptive_avg_pool2d_vjp(g, size))
 
 
+@FEW
+@given(data=st.data(), dtype=dtypes, affine=st.booleans(), fixed_std=st.booleans())
+def test_layer_norm_and_its_vjp(data, dtype, affine, fixed_std):
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label="shape")
+    start = data.draw(st.integers(1, len(shape) - 1), label="start")
+    stop = data.draw(st.integers(start + 1, len(shape)), label="stop")
+    x = draw_array(data, shape, dtype) * 2 + 1
+    w = draw_array(data, shape[start:stop], dtype, "w") if affine else None
+    b = draw_array(data, shape[start:stop], dtype, "b") if affine else None
+    on_device = (None, None) if w is None else (dev(w), dev(b))
+    y = norm.layer_norm(x, w, b, 1e-5, start, stop)
+    assert_same(k_norm.layer_norm(dev(x), *on_device, 1e-5, start, stop), y)
+    g = draw_array(data, shape, dtype, "g")
+    expected = norm.layer_norm_vjp(g, x, w, 1e-5, start, stop, fixed_std)
+    w_wide = 1 if w is None else w.reshape(w.shape + (1,) * (len(shape) - stop))
+    inv_std = 1 / np.sqrt(x.astype(np.float64).var(axis=tuple(range(start, stop))).min() + 1e-5)
+    terms = float(np.abs(g * w_wide).max() * inv_std)  # what (g - mean(g) - ...) / sigma cancels
+    ours = k_norm.layer_norm_vjp(dev(g), dev(x), on_device[0], 1e-5, start, stop, fixed_std)
+    assert_same(ours, expected, terms)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_max_pool2d_window_wholly_on_padding(dtype):
     """With dilation a window can miss the input: its maximum is -inf, its recorded arg-max 0,
@@ -243,13 +265,14 @@ def every_call(dtype=np.float32) -> dict:
         for name, extra in [
             ("relu", ()), ("relu6", ()), ("leaky_relu", (0.2,)), ("tanh", ()), ("sigmoid", ()),
             ("softmax", (1,)), ("silu", ()), ("hardsigmoid", ()), ("hardswish", ()),
-            ("gelu", ("tanh",)),
+            ("gelu", ("tanh",)), ("hardtanh", (-1.0, 1.0)),
         ]
     }  # fmt: skip
     for name in ["relu", "relu6", "tanh", "sigmoid", "silu", "hardsigmoid", "hardswish"]:
         calls[name + "_vjp"] = partial(getattr(k_activation, name + "_vjp"), x4, x4)
     calls["gelu_vjp"] = lambda: k_activation.gelu_vjp(x4, x4, "none")
     calls["leaky_relu_vjp"] = lambda: k_activation.leaky_relu_vjp(x4, x4, 0.2)
+    calls["hardtanh_vjp"] = lambda: k_activation.hardtanh_vjp(x4, x4, -1.0, 1.0)
     calls["softmax_vjp"] = lambda: k_activation.softmax_vjp(x4, x4, -1)
     calls["max_pool2d"] = lambda: k_pool.max_pool2d(x4, *pool_args)
     calls["max_pool2d_vjp"] = lambda: k_pool.max_pool2d_vjp(g2, x4, *pool_args)
@@ -261,6 +284,8 @@ def every_call(dtype=np.float32) -> dict:
     calls["adaptive_avg_pool2d_vjp"] = lambda: k_pool.adaptive_avg_pool2d_vjp(g2, (5, 4))
     calls["batch_norm"] = lambda: k_norm.batch_norm(x4, c, c, c, c, 1e-5)
     calls["batch_norm_vjp"] = lambda: k_norm.batch_norm_vjp(x4, c, c, 1e-5)
+    calls["layer_norm"] = lambda: k_norm.layer_norm(x4, c, None, 1e-5, 1, 2)
+    calls["layer_norm_vjp"] = lambda: k_norm.layer_norm_vjp(x4, x4, c, 1e-5, 1, 2, True)
     return calls
 
 

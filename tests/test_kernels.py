@@ -228,6 +228,7 @@ ELEMENTWISE = [
     ("relu", (), "x"), ("relu6", (), "x"), ("leaky_relu", (0.1,), "x"),
     ("tanh", (), "y"), ("sigmoid", (), "y"), ("silu", (), "x"), ("hardsigmoid", (), "x"),
     ("hardswish", (), "x"), ("gelu", ("none",), "x"), ("gelu", ("tanh",), "x"),
+    ("hardtanh", (0.0, 6.0), "x"), ("hardtanh", (-1.0, 1.0), "x"),
 ]  # fmt: skip
 
 
@@ -389,6 +390,7 @@ TORCH_ACTIVATIONS = {  # called with ELEMENTWISE's extra arguments
     "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
     "hardsigmoid": lambda t: torch.clamp(t + 3, 0, 6) / 6,  # exact: see test_layers.ExactHardsigmoid
     "hardswish": F.hardswish, "gelu": lambda t, approximate: F.gelu(t, approximate=approximate),
+    "hardtanh": F.hardtanh,
 }  # fmt: skip
 
 
@@ -397,7 +399,7 @@ TORCH_ACTIVATIONS = {  # called with ELEMENTWISE's extra arguments
 def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
     """Every activation maps NaN to NaN; the VJPs give torch's gradient at NaN (ReLU passes it,
     LeakyReLU scales it by the slope; tanh and sigmoid give NaN), at the kinks and at Inf. ReLU6's
-    gives 0 at NaN: torch's gives 0 in its vectorised blocks and the gradient in their scalar
+    and Hardtanh's give 0 at NaN: torch's gives 0 in its vectorised blocks and the gradient in their scalar
     tail, so there its NaN positions are checked against 0 instead; likewise Hardswish's VJP
     against NaN at a NaN, and GELU at +Inf against +Inf (torch's float32 gives NaN in its
     vectorised blocks)."""
@@ -411,7 +413,7 @@ def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
     yt = TORCH_ACTIVATIONS[name](xt, *extra)
     yt.backward(torch.tensor(g))
     expected = xt.grad.numpy()
-    if name == "relu6":
+    if name in ("relu6", "hardtanh"):
         expected = np.where(np.isnan(x), 0, expected)
     if name == "hardswish":  # torch: NaN in its vectorised float64 blocks, else the gradient
         expected = np.where(np.isnan(x), np.nan, expected)

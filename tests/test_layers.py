@@ -210,6 +210,8 @@ ACTIVATIONS = [
     (lambda: layers.Hardswish(), lambda: torch.nn.Hardswish()),
     (lambda: layers.GELU(), lambda: torch.nn.GELU()),
     (lambda: layers.GELU("tanh"), lambda: torch.nn.GELU("tanh")),
+    (lambda: layers.Hardtanh(), lambda: torch.nn.Hardtanh()),
+    (lambda: layers.Hardtanh(0.0, 6.0), lambda: torch.nn.Hardtanh(0.0, 6.0)),  # at the bounds
     (lambda: layers.Softmax(1), lambda: torch.nn.Softmax(1)),
     (lambda: layers.Softmax(-1), lambda: torch.nn.Softmax(-1)),
     (lambda: layers.Flatten(), lambda: torch.nn.Flatten()),

@@ -32,6 +32,14 @@ LAYERS = [
     (lambda: layers.Flatten(), (2, 3, 4)),
     (lambda: layers.Dropout(0.5), (2, 3)),
     (lambda: layers.Identity(), (2, 3)),
+    (lambda: layers.Hardtanh(-0.5, 0.5), (2, 3, 4)),
+    (lambda: layers.Permute([0, 2, 1]), (2, 3, 4)),
+    (lambda: layers.Reshape((-1, 2)), (2, 3, 4)),
+    (lambda: layers.Mean((1, -1), keepdim=True), (2, 3, 4)),
+    (lambda: layers.LayerNorm((3, 4)), (2, 3, 4)),
+    (lambda: layers.LayerNorm2d(3), (2, 3, 2, 2)),
+    (lambda: layers.ConstantPad2d((1, 0, 2, 1), 0.5), (2, 3, 2, 2)),
+    (lambda: layers.Upsample(scale_factor=2, mode="bilinear"), (2, 3, 2, 3)),
 ]
 
 

@@ -42,6 +42,19 @@ def _relu6_vjp(g, x, out):
 
 
 @njit(parallel=True, cache=True)
+def _hardtanh(x, low, high, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = low if v < low else (high if v > high else v)  # NaN stays NaN
+
+
+@njit(parallel=True, cache=True)
+def _hardtanh_vjp(g, x, low, high, out):
+    for i in prange(x.size):
+        out[i] = g[i] if low < x[i] < high else 0
+
+
+@njit(parallel=True, cache=True)
 def _leaky_relu(x, slope, y):
     for i in prange(x.size):
         y[i] = x[i] if x[i] > 0 else x[i] * slope
@@ -194,6 +207,16 @@ def relu6(x: np.ndarray) -> np.ndarray:
 
 def relu6_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return _elementwise(_relu6_vjp, grad_y, x, shape=x.shape)
+
+
+def hardtanh(x: np.ndarray, min_val: float, max_val: float) -> np.ndarray:
+    low, high = x.dtype.type(min_val), x.dtype.type(max_val)
+    return _elementwise(_hardtanh, x, low, high, shape=x.shape)
+
+
+def hardtanh_vjp(grad_y: np.ndarray, x: np.ndarray, min_val: float, max_val: float) -> np.ndarray:
+    low, high = x.dtype.type(min_val), x.dtype.type(max_val)
+    return _elementwise(_hardtanh_vjp, grad_y, x, low, high, shape=x.shape)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float) -> np.ndarray:

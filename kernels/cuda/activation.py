@@ -51,6 +51,21 @@ def _relu6_vjp(g, x, out):
 
 
 @cuda.jit
+def _hardtanh(x, low, high, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        v = x[i]
+        y[i] = low if v < low else (high if v > high else v)  # NaN stays NaN
+
+
+@cuda.jit
+def _hardtanh_vjp(g, x, low, high, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = g[i] if low < x[i] < high else 0
+
+
+@cuda.jit
 def _leaky_relu(x, slope, y):
     i = cuda.grid(1)
     if i < y.size:
@@ -231,6 +246,21 @@ def relu6(x: DeviceArray) -> DeviceArray:
 def relu6_vjp(grad_y: DeviceArray, x: DeviceArray) -> DeviceArray:
     """``dL/dx = dL/dy * [0 < x < 6]``."""
     return _elementwise(_relu6_vjp, [grad_y, x])
+
+
+def hardtanh(x: DeviceArray, min_val: float, max_val: float) -> DeviceArray:
+    """``y = min(max(x, min_val), max_val)``, the bounds in the input's dtype."""
+    x = as_device(x)
+    return _elementwise(_hardtanh, [x], x.dtype.type(min_val), x.dtype.type(max_val))
+
+
+def hardtanh_vjp(
+    grad_y: DeviceArray, x: DeviceArray, min_val: float, max_val: float
+) -> DeviceArray:
+    """``dL/dx = dL/dy * [min_val < x < max_val]`` (0 at the bounds, as torch)."""
+    x = as_device(x)
+    low, high = x.dtype.type(min_val), x.dtype.type(max_val)
+    return _elementwise(_hardtanh_vjp, [grad_y, x], low, high)
 
 
 def leaky_relu(x: DeviceArray, negative_slope: float) -> DeviceArray:

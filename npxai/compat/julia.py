@@ -67,8 +67,8 @@ How RelevancePropagation.jl differs from npxai's defaults, rule by rule and laye
   for ``EpsilonGammaBox`` with Julia's form written out). The same holds for ``ZeroRule`` on a
   batch norm with a fused ReLU under ``LRP(model)``. Julia's model check accepts only ReLU-like
   activations (``relu``, ``gelu``, ``swish``, ``mish``): :func:`lrp` accepts ``ReLU``, ``GELU``
-  and ``SiLU`` (swish) and rejects ``ReLU6``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``Hardsigmoid``
-  and ``Hardswish`` unless ``skip_checks=True``.
+  and ``SiLU`` (swish) and rejects ``ReLU6``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``Hardsigmoid``,
+  ``Hardswish`` and ``Hardtanh`` unless ``skip_checks=True``.
 - Residual sums. ``SkipConnection`` and ``Parallel`` split ``R`` in proportion to each branch's
   output over ``stabilize_denom(sum)`` with :data:`STABILIZER`, whatever the composite: npxai's
   ``Add`` gets ``EpsilonRule(STABILIZER)`` here (npxai: ``NormRule()``).

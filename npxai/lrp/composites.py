@@ -4,9 +4,9 @@ A composite is a list of ``(selector, rule)`` entries applied in order over the 
 layers (in registration order, which is execution order for npxai's containers); a later entry
 overrides an earlier one. Layers that no entry selects get :data:`DEFAULTS`: Linear and Conv2d
 the ZeroRule (as RelevancePropagation.jl), max pooling the gradient (winner takes all),
-concatenation the gradient (the exact split back into the inputs' slices), average pooling and
-sums the NormRule, a gated product the ProductRule (relevance to the signal), batch norm (when not folded by ``canonize``),
-activations, dropout, flatten and identity the PassRule. A layer for which nothing applies
+concatenation the gradient (the exact split back into the inputs' slices), average pooling,
+means, padding, upsampling and sums the NormRule, a gated product the ProductRule (relevance to the signal), layer norm the LayerNormRule, batch norm (when not folded by ``canonize``),
+activations, dropout, flatten, reshape, permute and identity the PassRule. A layer for which nothing applies
 (``Softmax``: strip it), or a rule that cannot run on its layer, stops the analyzer's
 construction with an :class:`~npxai.errors.LRPCompatibilityError` naming it.
 
@@ -29,6 +29,7 @@ from .rules import (
     FlatRule,
     GeneralizedGammaRule,
     GradientRule,
+    LayerNormRule,
     NormRule,
     PassRule,
     ProductRule,
@@ -45,9 +46,10 @@ LayerList = list[tuple[str, Layer]]
 DEFAULTS: tuple[tuple[tuple[type, ...], Rule], ...] = (
     (kinds.PARAMETRIC, ZeroRule()),
     (kinds.MAX_POOLS + kinds.CONCATENATIONS, GradientRule()),
-    (kinds.AVERAGE_POOLS + kinds.SUMS, NormRule()),
+    (kinds.AVERAGE_POOLS + kinds.MEANS + kinds.RESAMPLING + kinds.SUMS, NormRule()),
     (kinds.SHAPE_PRESERVING, PassRule()),
     (kinds.PRODUCTS, ProductRule()),
+    (kinds.LAYER_NORMS, LayerNormRule()),
 )
 
 __all__ = [

@@ -13,10 +13,18 @@ from .. import layers as L
 PARAMETRIC = (L.Linear, L.Conv2d)
 #: Average pooling: a fixed linear map of the input (z-type rules without parameters).
 AVERAGE_POOLS = (L.AvgPool2d, L.AdaptiveAvgPool2d)
+#: Means over whole axes (``torch.mean``): a fixed linear map, as average pooling.
+MEANS = (L.Mean,)
+#: Padding and upsampling: fixed linear maps that move, copy or interpolate the input's values
+#: (``ConstantPad2d`` with a nonzero value is affine: its border absorbs relevance, as a bias).
+RESAMPLING = (L.ZeroPad2d, L.ConstantPad2d, L.Upsample)
 #: Max pooling: a piecewise linear map (z-type rules run through its gradient).
 MAX_POOLS = (L.MaxPool2d,)
 #: Batch norm left unfolded: a fixed affine map ``s x + t`` of the input, of the input's shape.
 BATCH_NORMS = (L.BatchNorm1d, L.BatchNorm2d)
+#: Layer norms: normalisation over a sample's axes, linear once its standard deviation is held
+#: fixed (the LN-rule of Ali et al. 2022).
+LAYER_NORMS = (L.LayerNorm, L.LayerNorm2d)
 #: Sums: a residual block's ``y = a + b``, a graph's ``y = sum_i x_i``.
 SUMS = (L.Add,)
 #: Concatenation: its gradient splits the relevance back into the inputs' slices, exactly.
@@ -25,14 +33,15 @@ CONCATENATIONS = (L.Concat,)
 PRODUCTS = (L.Mul,)
 #: Element-wise activations.
 ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid, L.SiLU, L.Hardsigmoid, L.Hardswish,
-               L.GELU)  # fmt: skip
-#: Layers whose output holds the input's values (reshaped, for ``Flatten``).
-PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten)
+               L.GELU, L.Hardtanh)  # fmt: skip
+#: Layers whose output holds the input's values, re-arranged (``Flatten``, ``Reshape``,
+#: ``Permute``) or not: relevance passes through their VJP, which moves each value back.
+PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten, L.Reshape, L.Permute)
 
 #: Fixed linear (affine) maps of their input: z-type rules run on them without parameters.
-FIXED_LINEAR = AVERAGE_POOLS + BATCH_NORMS
+FIXED_LINEAR = AVERAGE_POOLS + MEANS + RESAMPLING + BATCH_NORMS
 #: Layers whose output has the input's size, through which relevance may pass unchanged.
 SHAPE_PRESERVING = ACTIVATIONS + PASS_THROUGH + BATCH_NORMS
 #: Every layer kind LRP has a rule for, in the order error messages list them.
-SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + BATCH_NORMS + SUMS + CONCATENATIONS
-             + PRODUCTS + ACTIVATIONS + PASS_THROUGH)  # fmt: skip
+SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + MEANS + RESAMPLING + BATCH_NORMS
+             + LAYER_NORMS + SUMS + CONCATENATIONS + PRODUCTS + ACTIVATIONS + PASS_THROUGH)  # fmt: skip

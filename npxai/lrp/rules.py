@@ -54,7 +54,15 @@ from ..reference.modifiers import (
     square,
     stabilize,
 )
-from .kinds import FIXED_LINEAR, MAX_POOLS, PARAMETRIC, PRODUCTS, SHAPE_PRESERVING, SUMS
+from .kinds import (
+    FIXED_LINEAR,
+    LAYER_NORMS,
+    MAX_POOLS,
+    PARAMETRIC,
+    PRODUCTS,
+    SHAPE_PRESERVING,
+    SUMS,
+)
 
 __all__ = [
     "STABILIZERS",
@@ -86,6 +94,7 @@ __all__ = [
     "AlphaBetaRule",
     "ZBoxRule",
     "AveragePoolRule",
+    "LayerNormRule",
     "ProductRule",
     "RULES",
     "rules_for",
@@ -153,8 +162,10 @@ class Rule:
 
 
 class PassRule(Rule):
-    """``R_in = R_out``: for layers whose output has the input's shape (activations, dropout,
-    identity, flatten, and batch norm left unfolded)."""
+    """``R_in = R_out``: for layers whose output has the input's values or size (activations,
+    dropout, identity, and batch norm left unfolded); on the layers that re-arrange the values
+    (flatten, reshape, permute) each output's relevance goes back to the input it holds, through
+    the layer's VJP."""
 
     layers = SHAPE_PRESERVING
 
@@ -217,9 +228,10 @@ class ZeroRule(EpsilonRule):
 
 
 class NormRule(EpsilonRule):
-    """The z-rule without parameters, for average pooling and residual sums (Zennit's ``Norm``):
-    ``R_in = x * (A^T (R_out / stab(A x)))`` for the layer's fixed linear map ``A`` (an unfolded
-    batch norm's is affine, ``s x + t``: the shift ``t`` is part of ``z``); for a sum
+    """The z-rule without parameters, for average pooling, means, padding, upsampling and residual
+    sums (Zennit's ``Norm``): ``R_in = x * (A^T (R_out / stab(A x)))`` for the layer's fixed
+    linear map ``A`` (an unfolded batch norm's is affine, ``s x + t``: the shift ``t`` is part of
+    ``z``; so is a ``ConstantPad2d``'s border value, whose outputs pass nothing back); for a sum
     ``y = a + b``: ``R_a = a R / stab(a + b)``, ``R_b = b R / stab(a + b)``."""
 
 
@@ -429,6 +441,23 @@ class AveragePoolRule(EpsilonRule):
         return super().supports(layer) and layer.dilation == (1, 1)
 
 
+class LayerNormRule(EpsilonRule):
+    """The LN-rule of Ali et al. 2022 ("XAI for Transformers: Better Explanations through
+    Conservative Propagation"; RelevancePropagation.jl's ``LayerNormRule``) for ``LayerNorm`` and
+    ``LayerNorm2d``: the standard deviation ``sigma = sqrt(var(x) + eps)`` is held constant, so
+    the layer is the linear map ``y = A x + b``, ``A_ji = w_j (delta_ij - 1/K) / sigma`` over the
+    ``K`` normalised entries, and relevance flows through it as the epsilon rule's::
+
+        R_i = x_i sum_j A_ji s_j = x_i ((w s)_i - mean_j (w s)_j) / sigma,   s = R_out / stab(y)
+
+    (``epsilon=0``: LRP-0). Without a bias, ``sum_j A_ji x_i = y_j``, so ``sum_i R_i = sum_j R_j``:
+    it conserves; a bias absorbs its share ``b_j s_j``. RelevancePropagation.jl writes the same in
+    two steps, its ZeroRule on the affine part and then ``R_i = x_i (s'_i - mean(s'))``, ``s' =
+    R' / stab(x - mean(x))``, equal but for where the stabiliser sits."""
+
+    layers = LAYER_NORMS
+
+
 class ProductRule(Rule):
     """A product ``y = a * b`` where one factor is a gate (a squeeze-and-excitation scale, an
     attention weight): ``split="signal"`` (default) gives the relevance to the other factor, the
@@ -458,7 +487,8 @@ class ProductRule(Rule):
 #: Every rule, in the order error messages name them (a layer's rules: :func:`rules_for`).
 RULES: tuple[type[Rule], ...] = (
     NormRule, EpsilonRule, ZeroRule, GammaRule, GeneralizedGammaRule, WSquareRule, FlatRule,
-    ZPlusRule, AlphaBetaRule, ZBoxRule, GradientRule, AveragePoolRule, PassRule, ProductRule,
+    ZPlusRule, AlphaBetaRule, ZBoxRule, GradientRule, AveragePoolRule, LayerNormRule, PassRule,
+    ProductRule,
 )  # fmt: skip
 
 

@@ -15,13 +15,14 @@ from .. import layers as L
 from ..backend import backend_modules
 from ..device import add, deliver, is_device, multiply, to_host, zeros_like
 from ..module import Record, Signal
-from .kinds import PARAMETRIC
+from .kinds import PARAMETRIC, PASS_THROUGH
 from .rules import (
     ELEMENTWISE,
     STABILIZERS,
     AveragePoolRule,
     EpsilonRule,
     GradientRule,
+    LayerNormRule,
     LinearRule,
     PassRule,
     ProductRule,
@@ -221,6 +222,16 @@ def product_step(record: Record, rule: ProductRule, relevance: np.ndarray) -> tu
     return tuple(parts)
 
 
+def layer_norm_step(
+    record: Record, rule: LayerNormRule, relevance: np.ndarray, backend: str
+) -> np.ndarray:
+    """:class:`~npxai.lrp.rules.LayerNormRule`: ``R_in = x * (A^T (R_out / stab(y)))``, ``A^T``
+    the layer's VJP with its standard deviation held fixed (its output is ``y = A x + b``)."""
+    check_stabilizer(rule)
+    s = ratio(backend_modules(backend).lrp, relevance, record.output, rule)
+    return multiply(record.input, record.layer.vjp_fixed_std(record.input, s, backend))
+
+
 def as_average_pool(record: Record) -> Record:
     """A max pool's record seen as the average pool with the same window (for AveragePoolRule)."""
     pool = record.layer
@@ -231,13 +242,17 @@ def as_average_pool(record: Record) -> Record:
 def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
     """One layer's relevance step: ``R_in`` from ``R_out`` under ``rule``."""
     if isinstance(rule, PassRule):
-        return relevance.reshape(record.input.shape)  # Flatten changes the shape, not the values
+        if isinstance(record.layer, PASS_THROUGH):  # values re-arranged: put each one back
+            return record.layer.vjp(record.input, record.output, relevance, backend)
+        return relevance  # an activation or a batch norm: R_in = R_out
     if isinstance(rule, GradientRule):
         return record.layer.vjp(record.input, record.output, relevance, backend)
     if isinstance(record.layer, L.Add):
         return sum_step(record, rule, relevance, backend)
     if isinstance(rule, ProductRule):
         return product_step(record, rule, relevance)
+    if isinstance(rule, LayerNormRule):
+        return layer_norm_step(record, rule, relevance, backend)
     if isinstance(rule, AveragePoolRule):
         record = as_average_pool(record)
     return linear_step(record, rule, relevance, backend)

@@ -32,6 +32,18 @@ def relu6_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where((x > 0) & (x < 6), grad_y, 0)
 
 
+def hardtanh(x: np.ndarray, min_val: float, max_val: float) -> np.ndarray:
+    """``y = min(max(x, min_val), max_val)``, the bounds in the input's dtype (NaN stays NaN)."""
+    return np.clip(x, x.dtype.type(min_val), x.dtype.type(max_val))
+
+
+def hardtanh_vjp(grad_y: np.ndarray, x: np.ndarray, min_val: float, max_val: float) -> np.ndarray:
+    """``dL/dx = dL/dy * [min_val < x < max_val]``: 0 at the bounds themselves, as torch (and at
+    a NaN)."""
+    inside = (x > x.dtype.type(min_val)) & (x < x.dtype.type(max_val))
+    return np.where(inside, grad_y, 0)
+
+
 def leaky_relu(x: np.ndarray, negative_slope: float) -> np.ndarray:
     """``y = x`` where ``x > 0``, else ``negative_slope * x``."""
     return np.where(x > 0, x, x * negative_slope)
