@@ -52,6 +52,18 @@ def _leaf(module: Any) -> Module | None:
         return layers.Dropout(m.p)
     if name == "GELU":
         return layers.GELU(m.approximate)
+    if name == "LayerNorm":
+        return layers.LayerNorm(m.normalized_shape, m.eps, m.elementwise_affine, m.bias is not None)
+    if name == "Hardtanh":
+        return layers.Hardtanh(m.min_val, m.max_val)
+    if name == "ZeroPad2d":
+        return layers.ZeroPad2d(tuple(m.padding))
+    if name == "ConstantPad2d":
+        return layers.ConstantPad2d(tuple(m.padding), m.value)
+    if name == "Upsample":
+        if m.recompute_scale_factor:
+            raise ConversionError("Upsample with recompute_scale_factor=True")
+        return layers.Upsample(m.size, m.scale_factor, m.mode, m.align_corners)
     if name in ("ReLU", "ReLU6", "Tanh", "Sigmoid", "SiLU", "Hardsigmoid", "Hardswish", "Identity"):
         return getattr(layers, name)()
     return None

@@ -750,27 +750,25 @@ def _sigmoid(im: _Importer, node: Any) -> list[int] | None:
 
 
 def _erf(im: _Importer, node: Any) -> list[int] | None:
-    """torch's erf form of GELU: ``Div(x, sqrt 2) -> Erf -> Add(., 1) -> Mul(x, .) -> Mul(., 0.5)``."""
-    chain, value = [], node.output[0]
-    for op, constant in (("Add", 1.0), ("Mul", None), ("Mul", 0.5)):
-        readers = im.consumers.get(value, [])
-        if len(readers) != 1 or readers[0].op_type != op:
-            break
-        other = [v for v in readers[0].input if v != value]
-        if constant is not None and not (
-            len(other) == 1 and im.is_constant(other[0])
-            and np.allclose(im.constants[other[0]], constant)
-        ):  # fmt: skip
-            break
-        chain.append((readers[0], other))
-        value = readers[0].output[0]
+    """torch's erf form of GELU, ``x * 0.5 * (1 + erf(x / sqrt 2))``: ``Div(x, sqrt 2) -> Erf ->
+    Add(., 1)``, then ``Mul`` by ``x`` and by ``0.5`` in either order (TorchScript's exporter
+    multiplies by ``x`` first, the dynamo one by ``0.5``)."""
     divide = next((n for n in im.order if node.input[0] in n.output), None)
-    if (len(chain) == 3 and divide is not None and divide.op_type == "Div"
-            and chain[1][1] == [divide.input[0]] and divide.input[0] in im.activations
-            and np.allclose(im.constants.get(divide.input[1], 0), math.sqrt(2))):  # fmt: skip
-        source = im.activations[divide.input[0]][0]
-        im.add(chain[2][0], L.GELU(), [source], hint=node.name)
-        return [id(n) for n, _ in chain]
+    add = _only_reader(im, node.output[0], "Add")
+    first = add and _only_reader(im, add.output[0], "Mul")
+    second = first and _only_reader(im, first.output[0], "Mul")
+    if (second is not None and divide is not None and divide.op_type == "Div"
+            and divide.input[0] in im.activations
+            and np.allclose(im.constants.get(divide.input[1], 0), math.sqrt(2))
+            and np.allclose(_constant_input(im, add, node.output[0]), 1)):  # fmt: skip
+        x = divide.input[0]
+        others = [[v for v in first.input if v != add.output[0]],
+                  [v for v in second.input if v != first.output[0]]]  # fmt: skip
+        half = [o for o in others if len(o) == 1 and o[0] in im.constants]
+        if (len(half) == 1 and np.allclose(im.constants[half[0][0]], 0.5)
+                and [x] in others):  # fmt: skip
+            im.add(second, L.GELU(), [im.activations[x][0]], hint=node.name)
+            return [id(add), id(first), id(second)]
     im.fail(node, "Erf outside torch's pattern of GELU (x * 0.5 * (1 + erf(x / sqrt 2))) is "
                   "not supported")  # fmt: skip
 
@@ -897,10 +895,26 @@ def _reshape_like(im: _Importer, node: Any, shape: tuple[int, ...]) -> None:
         im.add(node, L.Reshape(tuple(shape[1:])), [value])
 
 
-def _reshape(im: _Importer, node: Any) -> None:
-    x = im.activation(node, 0)[1]
+def _reshape(im: _Importer, node: Any) -> list | None:
+    """``Reshape`` to a per-sample shape; or, flattened over the batch and read back by one
+    ``Gather`` along axis 0 that takes each sample's values in order (how the dynamo exporter
+    writes ``as_strided`` on a contiguous tensor, in ConvNeXt's head), the reshape that pair is."""
+    value, x = im.activation(node, 0)
     target = _target_shape(x.shape, im.constant(node, 1), _attributes(node))
-    _reshape_like(im, node, x.reshape(target).shape)
+    shape = x.reshape(target).shape
+    gather = _only_reader(im, node.output[0], "Gather")
+    if len(shape) == 1 and gather is not None and gather.input[0] == node.output[0]:
+        indices = im.constants.get(gather.input[1])
+        axis = _attributes(gather).get("axis", 0)
+        size = x.size // x.shape[0]
+        if (axis == 0 and indices is not None and indices.ndim > 1
+                and indices.shape[0] == x.shape[0] and indices.size == x.size
+                and np.array_equal(indices.reshape(x.shape[0], -1),
+                                   np.arange(x.size).reshape(x.shape[0], size))):  # fmt: skip
+            im.add(gather, L.Reshape(indices.shape[1:]), [value], output=gather.output[0])
+            return [id(gather)]
+    _reshape_like(im, node, shape)
+    return None
 
 
 def _flatten(im: _Importer, node: Any) -> None:

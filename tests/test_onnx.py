@@ -152,3 +152,52 @@ def test_lrp_on_an_imported_resnet18_equals_zennit_with_its_resnet_canonizer(pre
     expected = zennit_relevance(model, PRESETS[preset][0]([ResNetCanonizer()]), x, [1, 3], 1000)
     e = ZC.lrp(graph, PRESETS[preset][1](), backend="numba")(x, target=[1, 3])
     assert relative(e.attribution, expected) < 1e-10
+
+
+@pytest.mark.parametrize(
+    "opset, dynamo",
+    [(13, False), (14, False), (16, False), (17, False), (18, True), (21, True)],
+)
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "convnext_tiny"])
+def test_opsets_13_to_21(name, opset, dynamo):
+    """Older opsets write Hardswish as x * HardSigmoid(x) (before 14) and LayerNorm as its
+    ReduceMean/Sub/Pow/Sqrt/Div pattern (before 17); the import recognises or runs their parts."""
+    model = torchvision_model(name).double()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            proto = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset).model_proto
+        else:
+            f = io.BytesIO()
+            torch.onnx.export(model, (x,), f, dynamo=False, opset_version=opset)
+            proto = onnx.load_from_string(f.getvalue())
+    assert proto.opset_import[0].version == opset
+    graph = from_onnx(proto)
+    if name == "convnext_tiny":
+        assert sum(isinstance(m, npxai.layers.LayerNorm) for _, m, _ in graph.nodes()) == 23
+    xd = x.clone().requires_grad_()
+    out = exact_hardsigmoid(model)(xd)
+    out[:, 3].sum().backward()
+    np.testing.assert_allclose(graph(x.numpy(), backend="numba"), out.detach().numpy(),
+                               rtol=1e-10, atol=1e-10 * np.abs(out.detach().numpy()).max())  # fmt: skip
+    gradient = npxai.Gradient(graph, backend="numba")(x.numpy(), target=3).attribution
+    assert relative(gradient, xd.grad.numpy()) < 1e-10
+
+
+def test_from_torch_walks_the_new_torch_layers():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.ZeroPad2d((1, 0, 2, 1)), torch.nn.Conv2d(2, 3, 3), torch.nn.Hardtanh(-0.5, 0.5),
+        torch.nn.Upsample(scale_factor=2, mode="bilinear"), torch.nn.ConstantPad2d(1, 0.3),
+        torch.nn.Flatten(1), torch.nn.LayerNorm(288),
+    ).double()  # fmt: skip
+    model = npxai.from_torch(net)
+    assert isinstance(model, npxai.Sequential)  # walked, not exported: torch's keys
+    assert list(model.state_dict()) == ["1.weight", "1.bias", "6.weight", "6.bias"]
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    out = net(x)
+    out[:, 1].sum().backward()
+    assert relative(model(x.detach().numpy()), out.detach().numpy()) < 1e-12
+    gradient = npxai.gradient(model, x.detach().numpy(), 1, backend="numba")
+    assert relative(gradient, x.grad.numpy()) < 1e-10
