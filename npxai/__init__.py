@@ -45,7 +45,7 @@ from .heatmaps import concept_grid, heatmap, overlay, save_heatmap
 from .init import manual_seed
 from .io import load
 from .module import Layer, Module, Record, Trace
-from .onnx_import import from_onnx
+from .onnx import from_onnx
 
 __version__ = "0.1.0"
 

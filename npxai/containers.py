@@ -243,11 +243,26 @@ class Graph(Module):
         values = {self.input: x}
         for name in self._constants:
             values[name] = self.parameter_as(name, x.dtype, device=is_device(x))
-        for name, module, inputs in self.nodes():
+        last = self._last_reads()
+        for index, (name, module, inputs) in enumerate(self.nodes()):
             args = tuple(values[value] for value in inputs)
             values[name] = module._run(args if len(args) > 1 else args[0], join(key, name),
                                        trace, backend)  # fmt: skip
+            for value in last.get(index, ()):
+                del values[value]  # read by no later node: freed (unless the trace keeps it)
         return values[self.output]
+
+    def _last_reads(self) -> dict[int, list[str]]:
+        """The values each node is the last to read (by node index), the output excepted."""
+        last = {}
+        for index, (_, _, inputs) in enumerate(self.nodes()):
+            for value in inputs:
+                last[value] = index
+        drops: dict[int, list[str]] = {}
+        for value, index in last.items():
+            if value != self.output:
+                drops.setdefault(index, []).append(value)
+        return drops
 
     def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
         signals = {self.output: signal}

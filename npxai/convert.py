@@ -148,7 +148,7 @@ def _through_onnx(module: Any, input_shape: tuple[int, ...] | None, reason: str)
     import torch
 
     from .errors import LoadError
-    from .onnx_import import from_onnx
+    from .onnx import from_onnx
 
     shape = _example_shape(module) if input_shape is None else tuple(input_shape)
     if shape is None:

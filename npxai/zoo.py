@@ -274,7 +274,7 @@ def onnx_model(path: Path) -> ReadyModel:
     """An ONNX image classifier (:func:`npxai.from_onnx`): its input's size and channels from the
     file, its class count from its output; RGB models get ImageNet's preprocessing, and ImageNet's
     class names when they have 1000 outputs."""
-    from .onnx_import import from_onnx
+    from .onnx import from_onnx
 
     graph = from_onnx(path)
     shape = graph.input_shape

@@ -39,9 +39,12 @@ def test_digits_command_prints_accuracy_and_digits(capsys):
     assert "digit 2:" not in out
 
 
-def test_importing_npxai_does_not_import_torch():
-    code = "import sys, npxai; npxai.models.vgg11(num_classes=2); print('torch' in sys.modules)"
+def test_importing_npxai_does_not_import_torch_or_onnx():
+    code = (
+        "import sys, npxai; npxai.models.vgg11(num_classes=2); "
+        "print('torch' in sys.modules, 'onnx' in sys.modules)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "False False"

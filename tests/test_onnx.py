@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 import npxai
-from npxai.onnx_import import from_onnx
+from npxai.onnx import from_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

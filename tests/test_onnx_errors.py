@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import npxai
 from npxai.errors import LoadError, MissingFileError
-from npxai.onnx_import import from_onnx
+from npxai.onnx import from_onnx
 
 onnx = pytest.importorskip("onnx")
 

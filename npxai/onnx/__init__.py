@@ -1,0 +1,99 @@
+"""``npxai.from_onnx``: an ONNX model as an :class:`npxai.Graph` with the file's weights.
+
+The file is parsed with the ``onnx`` package (protobuf; the ``onnx`` extra) and nothing of it is
+run: every initializer's size is checked against its dims before an array is made, external
+data is read only from the model's own folder, and the graph is walked once in topological
+order. Nodes whose inputs are all constants (shape arithmetic, ``Constant``) are folded with
+NumPy; every other node becomes an npxai layer (:data:`OPS`), run once on a zero example of the
+input's shape (batch 1, the numpy backend) so that the shapes of every value are known.
+
+Axis 0 is the batch: a reshape keeps it (``Reshape``'s target is the per-sample shape), and no
+layer may mix samples. Patterns of older exporters are recognised: ``x * sigmoid(x)`` is
+``SiLU``, torch's erf form of GELU (``Div(x, sqrt 2) -> Erf -> Add 1 -> Mul x -> Mul 0.5``) is
+``GELU``; ``MatMul`` by a constant and a following ``Add`` of a constant vector is ``Linear``; a
+constant added to a ``Conv``'s or ``Linear``'s output along its channels is their bias.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..containers import Graph
+from ..errors import LoadError
+from .fold import FOLDS
+from .importer import Importer, ancestors
+from .ops import OPS
+from .read import parse
+
+__all__ = ["FOLDS", "OPS", "from_onnx"]
+
+
+def walk(im: Importer) -> Graph:
+    """Every node in order: folded, or made a layer; the graph of the nodes the output needs."""
+    skip: set[int] = set()
+    for node in im.order:
+        if id(node) in skip:
+            continue
+        outputs = [v for v in node.output if v]
+        if all(not v or v in im.constants for v in node.input) and node.op_type in FOLDS:
+            try:
+                result = FOLDS[node.op_type](im, node)
+            except LoadError:
+                raise
+            except Exception as error:
+                im.fail(node, f"cannot fold its constant inputs ({error})")
+            for value, array in zip(outputs, result, strict=False):
+                im.constants[value] = array
+            continue
+        handler = OPS.get(node.op_type)
+        if handler is None:
+            im.fail(
+                node,
+                "this op is not supported; npxai imports "
+                + ", ".join(sorted(set(OPS) | set(FOLDS))),
+            )
+        skip.update(handler(im, node) or ())
+        for extra in outputs[1:]:
+            if extra not in im.activations and im.consumers.get(extra):
+                im.fail(node, f"its output {extra!r} is read, which npxai does not give")
+    if im.output_name not in im.activations:
+        raise LoadError(f"{im.where}: the output {im.output_name!r} is a constant")
+    return _graph(im, im.activations[im.output_name][0])
+
+
+def _graph(im: Importer, output: str) -> Graph:
+    needed = ancestors(im.nodes, output) | {output}
+    nodes = {name: node for name, node in im.nodes.items() if name in needed}
+    used = {v for _, inputs in nodes.values() for v in inputs}
+    constants = {k: v for k, v in im.graph_constants.items() if k in used}
+    graph = Graph(nodes, output=output, input="input", constants=constants)
+    object.__setattr__(graph, "input_shape", im.activations[im.input_name][1].shape[1:])
+    return graph
+
+
+def from_onnx(
+    source: str | os.PathLike | bytes | Any,
+    input_shape: tuple[int, ...] | None = None,
+    max_bytes: int | None = None,
+) -> Graph:
+    """An ONNX model (a path, its bytes or an ``onnx.ModelProto``) as an :class:`npxai.Graph`
+    with its weights, for the ops in :data:`OPS` (opsets 11 to 23 of the default domain).
+
+    ``input_shape`` is the per-sample shape (all but the batch axis) where the file's is not
+    fixed. ``max_bytes`` bounds the initializers' bytes (by default twice the model's size plus
+    64 MiB), each checked against its dims before it is read. Node names come from the weights'
+    names where one node reads a weight (``layer1.0.conv1.weight`` names the node
+    ``layer1.0.conv1``, so that the graph's state-dict keys are torch's), else from the ONNX
+    node's name.
+
+    The graph's ``input_shape`` is the per-sample input shape it was imported for.
+
+    Raises :class:`~npxai.errors.LoadError` naming the file and the node (its name and op type)
+    for anything it cannot import: an op it does not know (the message lists those it does), a
+    custom domain or an ONNX function, a cycle, a dangling input or missing initializer, an
+    initializer whose data does not match its dims, external data outside the model's folder,
+    a truncated or corrupt file.
+    """
+    model, folder, where, size = parse(source)
+    return walk(Importer(model, folder, where, size, max_bytes, input_shape))

@@ -1,0 +1,217 @@
+"""The state of one import: ONNX values are constants (arrays) or activations (an npxai value
+name and a zero example of its shape), and the npxai nodes made so far."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LayerInputError, LoadError
+from ..module import Module
+from .read import (
+    BUDGET_PER_BYTE,
+    EXAMPLE_BYTES,
+    FLOATS,
+    MIN_BUDGET,
+    OPSET_MAX,
+    OPSET_MIN,
+    array,
+    ordered,
+)
+
+
+class Importer:
+    """One import: ONNX values are constants (arrays) or activations (an npxai value name and a
+    zero example of its shape)."""
+
+    def __init__(self, model: Any, folder: Path | None, where: str, size: int, max_bytes: int | None,
+                 input_shape: tuple[int, ...] | None):  # fmt: skip
+        self.where = where
+        graph = model.graph
+        self._check_opsets(model)
+        budget = [BUDGET_PER_BYTE * size + MIN_BUDGET if max_bytes is None else max_bytes]
+        self.constants: dict[str, np.ndarray] = {}
+        for tensor in graph.initializer:
+            self.constants[tensor.name] = array(tensor, folder, where, budget)
+        if len(graph.sparse_initializer):
+            raise LoadError(f"{where}: sparse initializers are not read")
+        self.budget, self.folder = budget, folder
+        data_inputs = [i for i in graph.input if i.name not in self.constants]
+        if len(data_inputs) != 1:
+            raise LoadError(
+                f"{where}: npxai imports graphs with one data input; this one has "
+                f"{[i.name for i in data_inputs]}"
+            )
+        if len(graph.output) != 1:
+            raise LoadError(
+                f"{where}: npxai imports graphs with one output; this one has "
+                f"{[o.name for o in graph.output]}"
+            )
+        self.input_name = data_inputs[0].name
+        example = self._example(data_inputs[0], input_shape)
+        self.activations: dict[str, tuple[str, np.ndarray]] = {self.input_name: ("input", example)}
+        self.nodes: dict[str, tuple[Module, list[str]]] = {}
+        self.graph_constants: dict[str, np.ndarray] = {}
+        self.consumers: dict[str, list] = {}
+        order = ordered(list(graph.node), set(self.constants) | {self.input_name}, where)
+        for node in order:
+            for value in node.input:
+                self.consumers.setdefault(value, []).append(node)
+        self.order = order
+        self.output_name = graph.output[0].name
+        self.opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+    def _check_opsets(self, model: Any) -> None:
+        functions = {(f.domain, f.name) for f in model.functions}
+        for node in model.graph.node:
+            if (node.domain, node.op_type) in functions:
+                raise LoadError(
+                    f"{self.where}: node {node.name!r} calls the ONNX function "
+                    f"{node.domain}.{node.op_type}; functions are not imported (export with them "
+                    "inlined)"
+                )
+            if node.domain not in ("", "ai.onnx"):
+                raise LoadError(
+                    f"{self.where}: node {node.name!r} ({node.op_type}) is in the custom domain "
+                    f"{node.domain!r}; npxai imports only the default ONNX domain"
+                )
+        versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+        if not versions or not OPSET_MIN <= versions[0] <= OPSET_MAX:
+            raise LoadError(
+                f"{self.where}: opset {versions[0] if versions else None} of the default domain; "
+                f"npxai reads opsets {OPSET_MIN} to {OPSET_MAX}"
+            )
+
+    def _example(self, value: Any, input_shape: tuple[int, ...] | None) -> np.ndarray:
+        tensor = value.type.tensor_type
+        if tensor.elem_type not in (1, 11):
+            raise LoadError(
+                f"{self.where}: input {value.name!r} has element type {tensor.elem_type}; npxai "
+                "explains float32 (1) and float64 (11) inputs"
+            )
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        if input_shape is not None:
+            shape = tuple(int(n) for n in input_shape)
+            if len(shape) != len(dims) - 1 or any(
+                d is not None and d != n for d, n in zip(dims[1:], shape, strict=False)
+            ):
+                raise ValueError(
+                    f"input_shape={tuple(input_shape)} does not fit the input {value.name!r} of "
+                    f"dims {dims} (the per-sample shape: all but the batch axis)"
+                )
+        elif not dims or any(d is None or d <= 0 for d in dims[1:]):
+            raise LoadError(
+                f"{self.where}: input {value.name!r} has dims {dims}; pass "
+                "input_shape=(C, H, W) for the dims that are not fixed (all but the batch axis)"
+            )
+        else:
+            shape = tuple(dims[1:])
+        dtype = np.dtype(FLOATS[tensor.elem_type])
+        if math.prod(shape) * dtype.itemsize > EXAMPLE_BYTES:
+            raise LoadError(
+                f"{self.where}: input {value.name!r} of per-sample shape {shape} needs more "
+                f"than {EXAMPLE_BYTES} bytes; pass a smaller input_shape="
+            )
+        batch = dims[0] if dims and dims[0] else 1  # a fixed batch: the reshapes' targets hold it
+        return np.zeros((batch, *shape), dtype)
+
+    # --- values -----------------------------------------------------------------------------
+    def is_constant(self, value: str) -> bool:
+        return value in self.constants
+
+    def constant(self, node: Any, index: int, default: Any = None) -> Any:
+        if index >= len(node.input) or not node.input[index]:
+            return default
+        value = node.input[index]
+        if value not in self.constants:
+            self.fail(node, f"its input {index} ({value!r}) must be a constant")
+        return self.constants[value]
+
+    def activation(self, node: Any, index: int) -> tuple[str, np.ndarray]:
+        value = node.input[index]
+        if value not in self.activations:
+            self.fail(node, f"its input {index} ({value!r}) must not be a constant")
+        return self.activations[value]
+
+    def fail(self, node: Any, message: str) -> None:
+        raise LoadError(f"{self.where}: node {node.name!r} ({node.op_type}): {message}")
+
+    def add(self, node: Any, module: Module, inputs: list[str], hint: str | None = None,
+            output: str | None = None) -> str:  # fmt: skip
+        """Add ``module`` as an npxai node reading the npxai values ``inputs``; run it on their
+        examples; the ONNX value ``output`` (default: the node's first) becomes its output."""
+        name = self._name(hint or self.weight_hint(node) or scope_name(node.name) or node.output[0])
+        examples = []
+        for value in inputs:
+            if value in self.graph_constants:
+                examples.append(self.graph_constants[value])
+            else:
+                examples.append(next(e for n, e in self.activations.values() if n == value))
+        x = tuple(examples) if len(examples) > 1 else examples[0]
+        try:
+            module.check_input(x)
+            y = module.forward(x, "numpy")
+        except (LayerInputError, ValueError) as error:
+            self.fail(node, f"{module!r} cannot take inputs of shapes "
+                            f"{[e.shape for e in examples]}: {error}")  # fmt: skip
+        self.nodes[name] = (module, inputs)
+        self.activations[output or node.output[0]] = (name, y)
+        return name
+
+    def _name(self, hint: str) -> str:
+        name, n = hint, 2
+        taken = set(self.nodes) | set(self.graph_constants) | {"input"}
+        while name in taken:
+            name, n = f"{hint}_{n}", n + 1
+        return name
+
+    def graph_constant(self, value: str, array: np.ndarray) -> str:
+        name = value if value not in self.nodes and value != "input" else self._name(value)
+        if name in self.graph_constants and not np.array_equal(self.graph_constants[name], array):
+            name = self._name(value)
+        self.graph_constants[name] = array
+        return name
+
+    def alias(self, node: Any, index: int = 0) -> None:
+        self.activations[node.output[0]] = self.activation(node, index)
+
+    def weight_hint(self, node: Any, index: int = 1) -> str | None:
+        """The node's name from its weight's initializer (``layer1.0.conv1.weight`` names the
+        node ``layer1.0.conv1``, so that torch's state-dict keys hold) when no other node reads it."""
+        value = node.input[index] if index < len(node.input) else ""
+        if (
+            value.endswith(".weight")
+            and len(self.consumers.get(value, [])) == 1
+            and (value in self.constants)
+        ):
+            return value[: -len(".weight")]
+        return None
+
+
+def scope_name(name: str) -> str:
+    """torch's TorchScript exporter names nodes by module scope, ``/layer1/layer1.0/conv1/Conv``:
+    that is ``layer1.0.conv1`` (the last part is the op; ``/features/features.1/conv/conv.0/Conv``
+    is ``features.1.conv.0``)."""
+    parts = name.split("/")
+    if len(parts) < 3 or parts[0]:
+        return name
+    segments: list[str] = []  # a part that extends the last one replaces it: conv, conv.0
+    for part in parts[1:-1]:
+        if segments and part.startswith(segments[-1] + "."):
+            segments[-1] = part
+        else:
+            segments.append(part)
+    return ".".join(segments) or name
+
+
+def ancestors(nodes: dict, name: str) -> set[str]:
+    seen, stack = set(), [name]
+    while stack:
+        for value in nodes.get(stack.pop(), (None, []))[1]:
+            if value not in seen:
+                seen.add(value)
+                stack.append(value)
+    return seen

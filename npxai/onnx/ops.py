@@ -1,0 +1,566 @@
+"""The ONNX ops that become npxai layers (:data:`OPS`), and the patterns of older exporters that
+become the layer they spell."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import layers as L
+from ..module import Module
+from .fold import axes_of, target_shape
+from .importer import Importer
+from .read import DTYPES, attributes
+
+
+def _pads2d(im: Importer, node: Any, x: np.ndarray, kernel, stride, dilation) -> tuple:
+    """``((top, bottom), (left, right))`` from ``pads`` or ``auto_pad``."""
+    attrs = attributes(node)
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for n, k, s, d in zip(x.shape[2:], kernel, stride, dilation, strict=True):
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            small = total // 2
+            pads.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+        return tuple(pads)
+    if auto not in ("NOTSET", "VALID"):
+        im.fail(node, f"auto_pad={auto!r}")
+    p = attrs.get("pads", [0, 0, 0, 0]) if auto == "NOTSET" else [0, 0, 0, 0]
+    return (p[0], p[2]), (p[1], p[3])
+
+
+def _spatial(im: Importer, node: Any, x: np.ndarray, kernel: list) -> tuple:
+    if x.ndim != 4 or len(kernel) != 2:
+        im.fail(node, f"only 2-D {node.op_type} on (N, C, H, W) is supported, got input {x.shape}")
+    attrs = attributes(node)
+    stride = tuple(attrs.get("strides", [1, 1]))
+    dilation = tuple(attrs.get("dilations", [1, 1]))
+    return tuple(kernel), stride, dilation, _pads2d(im, node, x, kernel, stride, dilation)
+
+
+def _symmetric(im: Importer, node: Any, pads: tuple) -> tuple[int, int]:
+    if pads[0][0] != pads[0][1] or pads[1][0] != pads[1][1]:
+        im.fail(node, f"asymmetric padding {pads} of a pool is not supported")
+    return pads[0][0], pads[1][0]
+
+
+def _conv(im: Importer, node: Any) -> None:
+    value, x = im.activation(node, 0)
+    weight, bias = im.constant(node, 1), im.constant(node, 2)
+    kernel, stride, dilation, pads = _spatial(im, node, x, list(weight.shape[2:]))
+    group = attributes(node).get("group", 1)
+    padding = (
+        (pads[0][0], pads[1][0]) if pads[0][0] == pads[0][1] and pads[1][0] == pads[1][1] else pads
+    )
+    conv = L.Conv2d(weight.shape[1] * group, weight.shape[0], kernel, stride, padding, dilation,
+                    group, bias is not None)  # fmt: skip
+    conv.weight = weight
+    if bias is not None:
+        conv.bias = bias
+    im.add(node, conv, [value])
+
+
+def _linear(im: Importer, node: Any, x: tuple, weight: np.ndarray, bias: np.ndarray | None) -> None:
+    """``y = x W^T + b`` with ``W`` of shape ``(out, in)``."""
+    linear = L.Linear(weight.shape[1], weight.shape[0], bias is not None)
+    linear.weight = np.ascontiguousarray(weight)
+    if bias is not None:
+        linear.bias = np.broadcast_to(bias, (weight.shape[0],)).copy()
+    im.add(node, linear, [x[0]])
+
+
+def _gemm(im: Importer, node: Any) -> None:
+    attrs = attributes(node)
+    if attrs.get("transA", 0):
+        im.fail(node, "transA=1 (a transposed activation) is not supported")
+    x = im.activation(node, 0)
+    b = im.constant(node, 1)
+    weight = (b if attrs.get("transB", 0) else b.T) * attrs.get("alpha", 1.0)
+    c = im.constant(node, 2)
+    bias = None if c is None else c * attrs.get("beta", 1.0)
+    _linear(im, node, x, weight.astype(b.dtype), bias)
+
+
+def _matmul(im: Importer, node: Any) -> None:
+    if im.is_constant(node.input[1]) and im.constants[node.input[1]].ndim == 2:
+        x = im.activation(node, 0)
+        _linear(im, node, x, im.constants[node.input[1]].T, None)
+        return
+    a, b = im.activation(node, 0), im.activation(node, 1)
+    im.add(node, L.MatMul(), [a[0], b[0]])
+
+
+def _producer_layer(im: Importer, value: str) -> tuple[str, Module] | None:
+    name = im.activations[value][0]
+    return (name, im.nodes[name][0]) if name in im.nodes else None
+
+
+def _fold_bias(im: Importer, node: Any, value: str, constant: np.ndarray, sign: float) -> bool:
+    """A constant added to a Conv's or Linear's output along its channels becomes its bias, where
+    nothing else reads that output."""
+    produced = _producer_layer(im, value)
+    if produced is None or len(im.consumers.get(value, [])) != 1:
+        return False
+    name, layer = produced
+    y = im.activations[value][1]
+    if isinstance(layer, L.Linear):
+        channels, shape = layer.out_features, (layer.out_features,)
+        fits = (
+            constant.shape[-1:] == shape and constant.size == channels and constant.ndim <= y.ndim
+        )
+    elif isinstance(layer, L.Conv2d):
+        channels, shape = layer.out_channels, (layer.out_channels, 1, 1)
+        fits = constant.shape[-3:] == shape and constant.size == channels and constant.ndim <= 4
+    else:
+        return False
+    if not fits:
+        return False
+    add = sign * constant.reshape(-1).astype(layer.weight.dtype)
+    if layer.bias is None:
+        layer.register_parameter("bias", add)
+    else:
+        layer.bias = layer.bias + add
+    im.activations[node.output[0]] = (name, layer.forward(_example_input(im, name), "numpy"))
+    return True
+
+
+def _example_input(im: Importer, name: str) -> np.ndarray:
+    source = im.nodes[name][1][0]
+    return next(e for n, e in im.activations.values() if n == source)
+
+
+def _add_or_sub(im: Importer, node: Any) -> None:
+    sign = -1.0 if node.op_type == "Sub" else 1.0
+    a, b = node.input[0], node.input[1]
+    if im.is_constant(a) or im.is_constant(b):
+        if sign < 0 and im.is_constant(a):
+            im.fail(node, "a constant minus an activation is not supported")
+        value, constant = (b, im.constants[a]) if im.is_constant(a) else (a, im.constants[b])
+        if _fold_bias(im, node, value, constant, sign):
+            return
+        im.fail(node, "adding a constant is supported only as the bias of a Conv or Linear "
+                      "(along its output channels) whose output nothing else reads")  # fmt: skip
+    if sign < 0:
+        im.fail(node, "the difference of two activations is not supported")
+    (na, xa), (nb, xb) = im.activation(node, 0), im.activation(node, 1)
+    if xa.shape != xb.shape:
+        im.fail(node, f"adding activations of shapes {xa.shape} and {xb.shape} (broadcasting "
+                      "between activations is not supported)")  # fmt: skip
+    im.add(node, L.Add(), [na, nb])
+
+
+def _gate_second(im: Importer, first: str, second: str) -> tuple[str, str]:
+    """Mul's factors ordered (signal, gate): the gate is the output of a Sigmoid or Hardsigmoid
+    (a squeeze-and-excitation gate), so that ProductRule's default (gate=1) finds it."""
+    gates = (L.Sigmoid, L.Hardsigmoid)
+    first_layer = im.nodes.get(first, (None,))[0]
+    second_layer = im.nodes.get(second, (None,))[0]
+    if isinstance(first_layer, gates) and not isinstance(second_layer, gates):
+        return second, first
+    return first, second
+
+
+def _mul_or_div(im: Importer, node: Any) -> list[int] | None:
+    divide = node.op_type == "Div"
+    a, b = node.input[0], node.input[1]
+    if im.is_constant(a) or im.is_constant(b):
+        if divide and im.is_constant(a):
+            im.fail(node, "a constant divided by an activation is not supported")
+        value, constant = (b, im.constants[a]) if im.is_constant(a) else (a, im.constants[b])
+        if divide:
+            constant = 1 / constant
+        name = im.graph_constant(b if im.is_constant(b) else a, constant)
+        im.add(node, L.Mul(), [im.activations[value][0], name])
+        return None
+    if divide:
+        im.fail(node, "the quotient of two activations is not supported")
+    (na, _), (nb, _) = im.activation(node, 0), im.activation(node, 1)
+    im.add(node, L.Mul(), list(_gate_second(im, na, nb)))
+    return None
+
+
+def _single(factory: Callable[[Importer, Any, np.ndarray], Module]) -> Callable:
+    def handler(im: Importer, node: Any) -> None:
+        value, x = im.activation(node, 0)
+        im.add(node, factory(im, node, x), [value])
+
+    return handler
+
+
+def _sigmoid(im: Importer, node: Any) -> list[int] | None:
+    """``Sigmoid``, or with the ``Mul`` that reads it and its input ``x * sigmoid(x)``: ``SiLU``."""
+    value, x = im.activation(node, 0)
+    readers = im.consumers.get(node.output[0], [])
+    if (
+        len(readers) == 1
+        and readers[0].op_type == "Mul"
+        and set(readers[0].input) == {node.input[0], node.output[0]}
+    ):
+        im.add(readers[0], L.SiLU(), [value], hint=node.name)
+        return [id(readers[0])]
+    im.add(node, L.Sigmoid(), [value])
+    return None
+
+
+def _erf(im: Importer, node: Any) -> list[int] | None:
+    """torch's erf form of GELU, ``x * 0.5 * (1 + erf(x / sqrt 2))``: ``Div(x, sqrt 2) -> Erf ->
+    Add(., 1)``, then ``Mul`` by ``x`` and by ``0.5`` in either order (TorchScript's exporter
+    multiplies by ``x`` first, the dynamo one by ``0.5``)."""
+    divide = next((n for n in im.order if node.input[0] in n.output), None)
+    add = _only_reader(im, node.output[0], "Add")
+    first = add and _only_reader(im, add.output[0], "Mul")
+    second = first and _only_reader(im, first.output[0], "Mul")
+    if (second is not None and divide is not None and divide.op_type == "Div"
+            and divide.input[0] in im.activations
+            and np.allclose(im.constants.get(divide.input[1], 0), math.sqrt(2))
+            and np.allclose(_constant_input(im, add, node.output[0]), 1)):  # fmt: skip
+        x = divide.input[0]
+        others = [[v for v in first.input if v != add.output[0]],
+                  [v for v in second.input if v != first.output[0]]]  # fmt: skip
+        half = [o for o in others if len(o) == 1 and o[0] in im.constants]
+        if (len(half) == 1 and np.allclose(im.constants[half[0][0]], 0.5)
+                and [x] in others):  # fmt: skip
+            im.add(second, L.GELU(), [im.activations[x][0]], hint=node.name)
+            return [id(add), id(first), id(second)]
+    im.fail(node, "Erf outside torch's pattern of GELU (x * 0.5 * (1 + erf(x / sqrt 2))) is "
+                  "not supported")  # fmt: skip
+
+
+def _clip(im: Importer, node: Any, x: np.ndarray) -> Module:
+    attrs = attributes(node)
+    low = im.constant(node, 1, attrs.get("min"))
+    high = im.constant(node, 2, attrs.get("max"))
+    low = -math.inf if low is None else float(low)
+    high = math.inf if high is None else float(high)
+    if low == 0 and high == 6:
+        return L.ReLU6()
+    if low == 0 and high == math.inf:
+        return L.ReLU()
+    return L.Hardtanh(low, high)
+
+
+def _hardsigmoid(im: Importer, node: Any, x: np.ndarray) -> Module:
+    attrs = attributes(node)
+    if not (math.isclose(attrs.get("alpha", 0.2), 1 / 6, rel_tol=1e-6)
+            and attrs.get("beta", 0.5) == 0.5):  # fmt: skip
+        im.fail(node, f"HardSigmoid with alpha={attrs.get('alpha', 0.2)}, beta="
+                      f"{attrs.get('beta', 0.5)}; npxai's Hardsigmoid is torch's (1/6, 0.5)")  # fmt: skip
+    return L.Hardsigmoid()
+
+
+def _pool(im: Importer, node: Any) -> None:
+    value, x = im.activation(node, 0)
+    attrs = attributes(node)
+    kernel, stride, dilation, pads = _spatial(im, node, x, list(attrs["kernel_shape"]))
+    padding, ceil = _symmetric(im, node, pads), bool(attrs.get("ceil_mode", 0))
+    if node.op_type == "MaxPool":
+        if attrs.get("storage_order", 0):
+            im.fail(node, "storage_order=1")
+        pool = L.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil)
+    else:
+        if dilation != (1, 1):
+            im.fail(node, f"dilations {dilation} of an average pool")
+        pool = L.AvgPool2d(kernel, stride, padding, ceil, bool(attrs.get("count_include_pad", 0)))
+    im.add(node, pool, [value])
+
+
+def _only_reader(im: Importer, value: str, op: str) -> Any | None:
+    readers = im.consumers.get(value, [])
+    return readers[0] if len(readers) == 1 and readers[0].op_type == op else None
+
+
+def _constant_input(im: Importer, node: Any, value: str) -> np.ndarray | None:
+    """The constant that ``node`` reads beside ``value``, if it reads one."""
+    others = [v for v in node.input if v != value]
+    return im.constants.get(others[0]) if len(others) == 1 else None
+
+
+def _layer_norm_pattern(im: Importer, node: Any, x: np.ndarray, axes: list[int]) -> list | None:
+    """LayerNorm as exporters of opsets before 17 write it: ``d = x - mean(x)``, ``d /
+    sqrt(mean(d^2) + eps)``, then ``* weight + bias`` (both optional), means over the trailing
+    ``axes``. Returns the nodes it replaces (after adding the LayerNorm), or ``None``."""
+    source = node.input[0]
+    if axes != list(range(x.ndim - len(axes), x.ndim)):
+        return None
+    sub = _only_reader(im, node.output[0], "Sub")
+    if sub is None or list(sub.input) != [source, node.output[0]]:
+        return None
+    readers = im.consumers.get(sub.output[0], [])
+    pow_ = next((n for n in readers if n.op_type == "Pow"), None)
+    div = next((n for n in readers if n.op_type == "Div"), None)
+    if len(readers) != 2 or pow_ is None or div is None or div.input[0] != sub.output[0]:
+        return None
+    if not np.array_equal(_constant_input(im, pow_, sub.output[0]), 2):
+        return None
+    mean2 = _only_reader(im, pow_.output[0], "ReduceMean")
+    add = mean2 and _only_reader(im, mean2.output[0], "Add")
+    sqrt = add and _only_reader(im, add.output[0], "Sqrt")
+    eps = add and _constant_input(im, add, mean2.output[0])
+    if sqrt is None or eps is None or eps.size != 1 or div.input[1] != sqrt.output[0]:
+        return None
+    if axes_of(im, mean2, 1) is None or sorted(a % x.ndim for a in axes_of(im, mean2, 1)) != axes:
+        return None
+    chain, last, weight, bias = [sub, pow_, mean2, add, sqrt, div], div, None, None
+    mul = _only_reader(im, div.output[0], "Mul")
+    if mul is not None and _constant_input(im, mul, div.output[0]) is not None:
+        weight, last = _constant_input(im, mul, div.output[0]), mul
+        chain.append(mul)
+        plus = _only_reader(im, mul.output[0], "Add")
+        if plus is not None and _constant_input(im, plus, mul.output[0]) is not None:
+            bias, last = _constant_input(im, plus, mul.output[0]), plus
+            chain.append(plus)
+    shape = x.shape[axes[0] :]
+    norm = L.LayerNorm(shape, float(eps.reshape(-1)[0]), weight is not None, bias is not None)
+    if weight is not None:
+        norm.weight = np.broadcast_to(weight, shape).copy()
+    if bias is not None:
+        norm.bias = np.broadcast_to(bias, shape).copy()
+    im.add(node, norm, [im.activations[source][0]], output=last.output[0])
+    return [id(n) for n in chain]
+
+
+def _reduce_mean(im: Importer, node: Any) -> list | None:
+    value, x = im.activation(node, 0)
+    axes = axes_of(im, node, 1)
+    keep = bool(attributes(node).get("keepdims", 1))
+    axes = list(range(x.ndim)) if axes is None else sorted(a % x.ndim for a in axes)
+    if 0 in axes:
+        im.fail(node, "a mean over the batch axis 0")
+    replaced = keep and _layer_norm_pattern(im, node, x, axes)
+    if replaced:
+        return replaced
+    if x.ndim == 4 and axes == [2, 3]:
+        pool = im.add(node, L.AdaptiveAvgPool2d(1), [value],
+                      output=node.output[0] if keep else f"{node.output[0]}/pooled")  # fmt: skip
+        if not keep:
+            im.add(node, L.Flatten(1), [pool], hint=f"{pool}.flatten")
+        return
+    im.add(node, L.Mean(tuple(axes), keep), [value])
+
+
+def _reshape_like(im: Importer, node: Any, shape: tuple[int, ...]) -> None:
+    value, x = im.activation(node, 0)
+    if not shape or shape[0] != x.shape[0] or math.prod(shape) != x.size:
+        im.fail(node, f"reshaping {x.shape} to {shape} mixes the batch axis 0")
+    if len(shape) == 2 and x.ndim > 2:
+        im.add(node, L.Flatten(1), [value])
+    else:
+        im.add(node, L.Reshape(tuple(shape[1:])), [value])
+
+
+def _reshape(im: Importer, node: Any) -> list | None:
+    """``Reshape`` to a per-sample shape; or, flattened over the batch and read back by one
+    ``Gather`` along axis 0 that takes each sample's values in order (how the dynamo exporter
+    writes ``as_strided`` on a contiguous tensor, in ConvNeXt's head), the reshape that pair is."""
+    value, x = im.activation(node, 0)
+    target = target_shape(x.shape, im.constant(node, 1), attributes(node))
+    shape = x.reshape(target).shape
+    gather = _only_reader(im, node.output[0], "Gather")
+    if len(shape) == 1 and gather is not None and gather.input[0] == node.output[0]:
+        indices = im.constants.get(gather.input[1])
+        axis = attributes(gather).get("axis", 0)
+        size = x.size // x.shape[0]
+        if (axis == 0 and indices is not None and indices.ndim > 1
+                and indices.shape[0] == x.shape[0] and indices.size == x.size
+                and np.array_equal(indices.reshape(x.shape[0], -1),
+                                   np.arange(x.size).reshape(x.shape[0], size))):  # fmt: skip
+            im.add(gather, L.Reshape(indices.shape[1:]), [value], output=gather.output[0])
+            return [id(gather)]
+    _reshape_like(im, node, shape)
+    return None
+
+
+def _flatten(im: Importer, node: Any) -> None:
+    x = im.activation(node, 0)[1]
+    axis = attributes(node).get("axis", 1) % max(x.ndim, 1)
+    if axis == 0:
+        im.fail(node, "Flatten with axis=0 mixes the batch axis")
+    _reshape_like(im, node, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
+
+
+def _squeeze(im: Importer, node: Any) -> None:
+    x = im.activation(node, 0)[1]
+    axes = axes_of(im, node, 1)
+    _reshape_like(im, node, np.squeeze(x, axis=None if axes is None else tuple(axes)).shape)
+
+
+def _unsqueeze(im: Importer, node: Any) -> None:
+    x = im.activation(node, 0)[1]
+    axes = axes_of(im, node, 1)
+    y = x
+    for a in sorted(a % (x.ndim + len(axes)) for a in axes):
+        y = np.expand_dims(y, a)
+    _reshape_like(im, node, y.shape)
+
+
+def _concat(im: Importer, node: Any) -> None:
+    values = [im.activation(node, i)[0] for i in range(len(node.input))]
+    x = im.activation(node, 0)[1]
+    if len(values) == 1:
+        return im.alias(node)  # torch.cat of one tensor
+    axis = attributes(node)["axis"] % x.ndim
+    if axis == 0:
+        im.fail(node, "concatenation along the batch axis 0")
+    im.add(node, L.Concat(axis), values)
+
+
+def _batch_norm(im: Importer, node: Any, x: np.ndarray) -> Module:
+    attrs = attributes(node)
+    if attrs.get("training_mode", 0):
+        im.fail(node, "training_mode=1")
+    scale, bias, mean, var = (im.constant(node, i) for i in range(1, 5))
+    cls = L.BatchNorm2d if x.ndim == 4 else L.BatchNorm1d
+    norm = cls(len(scale), attrs.get("epsilon", 1e-5))
+    norm.weight, norm.bias, norm.running_mean, norm.running_var = scale, bias, mean, var
+    return norm
+
+
+def _layer_norm(im: Importer, node: Any) -> None:
+    value, x = im.activation(node, 0)
+    attrs = attributes(node)
+    axis = attrs.get("axis", -1) % x.ndim
+    if axis == 0:
+        im.fail(node, "a LayerNormalization over the batch axis")
+    scale, bias = im.constant(node, 1), im.constant(node, 2)
+    norm = L.LayerNorm(x.shape[axis:], attrs.get("epsilon", 1e-5), True, bias is not None)
+    norm.weight = np.broadcast_to(scale, x.shape[axis:]).copy()
+    if bias is not None:
+        norm.bias = np.broadcast_to(bias, x.shape[axis:]).copy()
+    im.add(node, norm, [value])
+
+
+def _softmax(im: Importer, node: Any, x: np.ndarray) -> Module:
+    axis = attributes(node).get("axis", -1 if im.opset >= 13 else 1) % x.ndim
+    if im.opset < 13 and axis != x.ndim - 1:
+        im.fail(node, f"Softmax of opset {im.opset} (over the flattened axes {axis}..) "
+                      "on more than the last axis")  # fmt: skip
+    if axis == 0:
+        im.fail(node, "a softmax over the batch axis")
+    return L.Softmax(axis)
+
+
+def _transpose(im: Importer, node: Any, x: np.ndarray) -> Module:
+    perm = list(attributes(node).get("perm", range(x.ndim - 1, -1, -1)))
+    if perm[0] != 0:
+        im.fail(node, f"perm {perm} moves the batch axis 0")
+    return L.Permute(perm)
+
+
+def _pad(im: Importer, node: Any, x: np.ndarray) -> Module:
+    """``Pad`` (constant mode) of the last two axes of ``(N, C, H, W)``: ``ConstantPad2d``."""
+    attrs = attributes(node)
+    if attrs.get("mode", "constant") != "constant":
+        im.fail(node, f"Pad mode {attrs['mode']!r} (only 'constant')")
+    pads = attrs.get("pads")
+    pads = [int(p) for p in (im.constant(node, 1) if pads is None else pads)]
+    axes = im.constant(node, 3)
+    full = [0] * (2 * x.ndim)
+    for i, axis in enumerate(range(x.ndim) if axes is None else (int(a) % x.ndim for a in axes)):
+        full[axis], full[x.ndim + axis] = pads[i], pads[len(pads) // 2 + i]
+    if x.ndim != 4 or any(full[a] or full[4 + a] for a in (0, 1)) or min(full) < 0:
+        im.fail(node, f"pads {pads} of an input {x.shape}: only non-negative pads of the last two "
+                      "axes of (N, C, H, W) are supported")  # fmt: skip
+    value = im.constant(node, 2, attrs.get("value", 0.0))
+    value = float(np.asarray(value).reshape(-1)[0]) if np.size(value) else 0.0
+    padding = (full[3], full[7], full[2], full[6])  # torch's (left, right, top, bottom)
+    return L.ZeroPad2d(padding) if value == 0 else L.ConstantPad2d(padding, value)
+
+
+def _resize(im: Importer, node: Any, x: np.ndarray) -> Module:
+    """``Resize`` of the last two axes of ``(N, C, H, W)``: ``Upsample``, nearest as torch exports
+    it (``asymmetric``, ``floor``) or bilinear (``half_pixel``/``pytorch_half_pixel``:
+    ``align_corners=False``; ``align_corners``: ``True``)."""
+    attrs = attributes(node)
+    mode = attrs.get("mode", "nearest")
+    transform = attrs.get("coordinate_transformation_mode", "half_pixel")
+    if x.ndim != 4 or attrs.get("antialias", 0) or attrs.get(
+        "keep_aspect_ratio_policy", "stretch") != "stretch":  # fmt: skip
+        im.fail(node, f"a Resize of input {x.shape} with {attrs}: only of (N, C, H, W), without "
+                      "antialiasing")  # fmt: skip
+    if mode == "nearest" and (transform, attrs.get("nearest_mode", "round_prefer_floor")) == (
+        "asymmetric", "floor"):  # fmt: skip
+        kind, corners = "nearest", None
+    elif mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        kind, corners = "bilinear", transform == "align_corners"
+    else:
+        im.fail(node, f"mode {mode!r} with coordinate_transformation_mode {transform!r} and "
+                      f"nearest_mode {attrs.get('nearest_mode')!r}: npxai has torch's nearest "
+                      "(asymmetric, floor) and bilinear")  # fmt: skip
+    scales, sizes = im.constant(node, 2), im.constant(node, 3)
+    if sizes is not None and np.size(sizes):
+        if list(sizes[:2]) != list(x.shape[:2]):
+            im.fail(node, f"sizes {list(sizes)} resize the batch or channel axis")
+        return L.Upsample(size=(int(sizes[2]), int(sizes[3])), mode=kind, align_corners=corners)
+    if scales is None or list(scales[:2]) != [1, 1]:
+        im.fail(node, f"scales {None if scales is None else list(scales)}: the batch and channel "
+                      "axes must keep their size")  # fmt: skip
+    factors = (float(scales[2]), float(scales[3]))
+    return L.Upsample(scale_factor=factors, mode=kind, align_corners=corners)
+
+
+def _identity(im: Importer, node: Any) -> None:
+    im.alias(node)
+
+
+def _cast(im: Importer, node: Any) -> None:
+    to = attributes(node)["to"]
+    x = im.activation(node, 0)[1]
+    if DTYPES.get(to) is not x.dtype.type:
+        im.fail(node, f"a cast of a {x.dtype} activation to data type {to}")
+    im.alias(node)
+
+
+def _gelu(im: Importer, node: Any, x: np.ndarray) -> Module:
+    return L.GELU(attributes(node).get("approximate", "none"))
+
+
+def _leaky(im: Importer, node: Any, x: np.ndarray) -> Module:
+    return L.LeakyReLU(attributes(node).get("alpha", 0.01))
+
+
+def _global_average(im: Importer, node: Any, x: np.ndarray) -> Module:
+    if x.ndim != 4:
+        im.fail(node, f"GlobalAveragePool of input {x.shape}; (N, C, H, W) expected")
+    return L.AdaptiveAvgPool2d(1)
+
+
+OPS: dict[str, Callable] = {
+    "Conv": _conv,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "Add": _add_or_sub,
+    "Sub": _add_or_sub,
+    "Mul": _mul_or_div,
+    "Div": _mul_or_div,
+    "Relu": _single(lambda im, node, x: L.ReLU()),
+    "Sigmoid": _sigmoid,
+    "Tanh": _single(lambda im, node, x: L.Tanh()),
+    "LeakyRelu": _single(_leaky),
+    "HardSigmoid": _single(_hardsigmoid),
+    "HardSwish": _single(lambda im, node, x: L.Hardswish()),
+    "Gelu": _single(_gelu),
+    "Erf": _erf,
+    "Clip": _single(_clip),
+    "Softmax": _single(_softmax),
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "GlobalAveragePool": _single(_global_average),
+    "ReduceMean": _reduce_mean,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Transpose": _single(_transpose),
+    "Concat": _concat,
+    "BatchNormalization": _single(_batch_norm),
+    "LayerNormalization": _layer_norm,
+    "Pad": _single(_pad),
+    "Resize": _single(_resize),
+    "Dropout": _identity,
+    "Identity": _identity,
+    "Cast": _cast,
+}
