@@ -155,7 +155,7 @@ class Graph(Module):
     def __init__(
         self,
         nodes: Mapping[str, tuple[Module, Sequence[str]]],
-        output: str | None = None,
+        output: str | Sequence[str] | None = None,
         input: str = "input",
         constants: Mapping[str, np.ndarray] | None = None,
     ):
@@ -207,12 +207,21 @@ class Graph(Module):
             self._inputs[name] = inputs
             known.add(name)
         output = list(nodes)[-1] if output is None else output
-        if output not in self._inputs:
-            raise ValueError(f"Graph: output {output!r} is not a node")
-        if input not in self._ancestors(output):
-            raise ValueError(f"Graph: the output {output!r} does not depend on the input {input!r}")
+        outputs = (output,) if isinstance(output, str) else tuple(output)
+        if not outputs or len(set(outputs)) != len(outputs):
+            raise ValueError(
+                f"Graph: output must name one node or several distinct ones, got {output!r}"
+            )
+        for name in outputs:
+            if name not in self._inputs:
+                raise ValueError(f"Graph: output {name!r} is not a node")
+            if input not in self._ancestors(name):
+                raise ValueError(
+                    f"Graph: the output {name!r} does not depend on the input {input!r}"
+                )
         object.__setattr__(self, "input", input)
-        object.__setattr__(self, "output", output)
+        object.__setattr__(self, "outputs", outputs)
+        object.__setattr__(self, "output", outputs[0] if len(outputs) == 1 else outputs)
 
     def _ancestors(self, name: str) -> set[str]:
         seen, stack = set(), [name]
@@ -230,6 +239,16 @@ class Graph(Module):
     def __getitem__(self, name: str) -> Module:
         """The module of node ``name``."""
         return self._modules[name]
+
+    def with_output(self, name: str) -> Graph:
+        """The graph of the nodes that output ``name`` needs, with that one output: the same
+        layer objects (weights shared) under the same keys."""
+        if name not in self._inputs:
+            raise ValueError(f"Graph.with_output: {name!r} is not a node")
+        needed = self._ancestors(name) | {name}
+        nodes = {n: (m, inputs) for n, m, inputs in self.nodes() if n in needed}
+        constants = {c: getattr(self, c) for c in self._constants if c in needed}
+        return Graph(nodes, output=name, input=self.input, constants=constants)
 
     def readers(self, value: str) -> list[str]:
         """The nodes that read ``value`` (the input's name or a node's)."""
@@ -250,6 +269,8 @@ class Graph(Module):
                                        trace, backend)  # fmt: skip
             for value in last.get(index, ()):
                 del values[value]  # read by no later node: freed (unless the trace keeps it)
+        if len(self.outputs) > 1:
+            return tuple(values[name] for name in self.outputs)
         return values[self.output]
 
     def _last_reads(self) -> dict[int, list[str]]:
@@ -260,11 +281,16 @@ class Graph(Module):
                 last[value] = index
         drops: dict[int, list[str]] = {}
         for value, index in last.items():
-            if value != self.output:
+            if value not in self.outputs:
                 drops.setdefault(index, []).append(value)
         return drops
 
     def _backward(self, trace: Trace, key: str, signal: Signal, step: Step) -> Signal:
+        if len(self.outputs) > 1:
+            raise ValueError(
+                f"this graph has the outputs {list(self.outputs)}; explain one of them: "
+                "graph.with_output(name)"
+            )
         signals = {self.output: signal}
         for name, module, inputs in reversed(self.nodes()):
             if name not in signals:

@@ -28,6 +28,11 @@ def target_indices(output: np.ndarray, target: Any) -> np.ndarray:
 
     ``output`` must be ``(N, K)`` (a device array is read on the host). Returns int64 indices when
     every row is one index, else float weights of ``output``'s dtype."""
+    if isinstance(output, tuple):
+        raise ValueError(
+            f"the model has {len(output)} outputs; explain one of them (a Graph's "
+            "with_output(name))"
+        )
     output = to_host(output)
     if output.ndim != 2:
         raise ValueError(

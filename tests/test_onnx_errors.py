@@ -169,3 +169,41 @@ def test_opsets_inputs_and_shapes_that_npxai_does_not_take_are_named():
 
 def test_npxai_exports_from_onnx():
     assert npxai.from_onnx is from_onnx
+
+
+def test_a_model_with_two_outputs_is_a_graph_with_two():
+    """Both outputs as onnxruntime computes them; each explained through ``with_output``, which
+    shares the layers; explaining the two-output graph itself names the way."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "conv.weight")
+    fc = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "fc.weight")
+    graph_proto = helper.make_graph(
+        [helper.make_node("Conv", ["x", "conv.weight"], ["c"], "conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"], "relu"),
+         helper.make_node("GlobalAveragePool", ["r"], ["p"], "pool"),
+         helper.make_node("Flatten", ["p"], ["f"], "flat"),
+         helper.make_node("Gemm", ["f", "fc.weight"], ["logits"], "fc", transB=1),
+         helper.make_node("Sigmoid", ["f"], ["gates"], "gate")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("logits", "gates")],
+        [w, fc],
+    )  # fmt: skip
+    proto = helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)],
+                              ir_version=10)  # onnxruntime reads up to 13  # fmt: skip
+    graph = from_onnx(proto)
+    assert graph.outputs == ("fc", "gate")
+    x = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for ours, theirs in zip(graph(x), session.run(None, {"x": x}), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="the model has 2 outputs; explain one of them"):
+        npxai.Gradient(graph)(x)
+    logits = graph.with_output("fc")
+    assert logits["conv"] is graph["conv"] and logits.output == "fc"
+    assert set(logits.state_dict()) == {"conv.weight", "fc.weight"}
+    np.testing.assert_allclose(logits(x), graph(x)[0])
+    e = npxai.Gradient(logits)(x.astype(np.float64), target=1)
+    assert e.attribution.shape == x.shape
+    with pytest.raises(ValueError, match="with_output: 'nope' is not a node"):
+        graph.with_output("nope")

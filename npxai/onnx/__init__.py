@@ -57,16 +57,22 @@ def walk(im: Importer) -> Graph:
         for extra in outputs[1:]:
             if extra not in im.activations and im.consumers.get(extra):
                 im.fail(node, f"its output {extra!r} is read, which npxai does not give")
-    if im.output_name not in im.activations:
-        raise LoadError(f"{im.where}: the output {im.output_name!r} is a constant")
-    return _graph(im, im.activations[im.output_name][0])
+    outputs = []
+    for name in im.output_names:
+        if name not in im.activations:
+            raise LoadError(f"{im.where}: the output {name!r} is a constant")
+        outputs.append(im.activations[name][0])
+    if len(set(outputs)) != len(outputs):
+        raise LoadError(f"{im.where}: the outputs {im.output_names} are not distinct values")
+    return _graph(im, outputs)
 
 
-def _graph(im: Importer, output: str) -> Graph:
-    needed = ancestors(im.nodes, output) | {output}
+def _graph(im: Importer, outputs: list[str]) -> Graph:
+    needed = set(outputs).union(*(ancestors(im.nodes, output) for output in outputs))
     nodes = {name: node for name, node in im.nodes.items() if name in needed}
     used = {v for _, inputs in nodes.values() for v in inputs}
     constants = {k: v for k, v in im.graph_constants.items() if k in used}
+    output = outputs[0] if len(outputs) == 1 else outputs
     graph = Graph(nodes, output=output, input="input", constants=constants)
     object.__setattr__(graph, "input_shape", im.activations[im.input_name][1].shape[1:])
     return graph

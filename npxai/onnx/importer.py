@@ -45,11 +45,8 @@ class Importer:
                 f"{where}: npxai imports graphs with one data input; this one has "
                 f"{[i.name for i in data_inputs]}"
             )
-        if len(graph.output) != 1:
-            raise LoadError(
-                f"{where}: npxai imports graphs with one output; this one has "
-                f"{[o.name for o in graph.output]}"
-            )
+        if not graph.output:
+            raise LoadError(f"{where}: the graph has no output")
         self.input_name = data_inputs[0].name
         example = self._example(data_inputs[0], input_shape)
         self.activations: dict[str, tuple[str, np.ndarray]] = {self.input_name: ("input", example)}
@@ -61,7 +58,7 @@ class Importer:
             for value in node.input:
                 self.consumers.setdefault(value, []).append(node)
         self.order = order
-        self.output_name = graph.output[0].name
+        self.output_names = [o.name for o in graph.output]
         self.opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
     def _check_opsets(self, model: Any) -> None:
