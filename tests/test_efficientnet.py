@@ -185,3 +185,25 @@ def test_epsilon_gamma_box_needs_the_sign_aware_gamma_here(ours, photos):
     print(f"\n  input relevance sums on chelsea, EpsilonGammaBox with: {sums}")
     assert abs(sums["GeneralizedGammaRule"]) < 10
     assert abs(sums["GammaRule"]) > 1e6
+
+
+def test_the_ports_onnx_export_imports_to_npxais_own_logits(theirs, ours, photos):
+    """The port with its pretrained weights, exported by torch.onnx.export and imported by
+    npxai.from_onnx: the logits of npxai's own constructor (whose batch norms the exporter has
+    folded into the convolutions: float32 rounding apart)."""
+    import io
+    import warnings
+
+    pytest.importorskip("onnx")
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(theirs, (torch.zeros(1, 3, 224, 224),), buffer, dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    graph = npxai.from_onnx(buffer.getvalue())
+    expected = ours(photos, backend="numba")
+    logits = graph(photos, backend="numba")
+    error = np.abs(logits - expected).max() / np.abs(expected).max()
+    print(f"\nONNX import against npxai's EfficientNet-Lite0: {error:.1e} of the largest logit")
+    assert error < 1e-5
+    assert (logits.argmax(1) == expected.argmax(1)).all()

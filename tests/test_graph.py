@@ -379,3 +379,71 @@ def test_a_graph_constant_scales_like_torch_and_takes_no_signal():
                                lrp.extras["relevance"]["pool"].sum((1, 2, 3)), rtol=1e-10)  # fmt: skip
     with pytest.raises(ValueError, match="constant 'c' must be a floating-point array"):
         npxai.Graph({"m": (L.Mul(), ["input", "c"])}, constants={"c": np.arange(3)})
+
+
+@st.composite
+def dags(draw) -> npxai.Graph:
+    """A random bias-free graph on (N, 2, 4, 4) inputs: ReLU convolutions, sums of values with one
+    channel count, concatenations and squeeze-and-excitation gates, read from any earlier value;
+    then a global pool and a linear map of the last value."""
+    channels = {"input": 2}  # of the (N, c, 4, 4) values
+    nodes: dict = {}
+
+    def add(name, module, inputs, c, spatial=True):
+        nodes[name] = (module, inputs)
+        if spatial:
+            channels[name] = c
+        return name
+
+    for i in range(draw(st.integers(2, 7))):
+        values = list(channels)
+        kind = draw(st.sampled_from(["conv", "add", "cat", "gate"]))
+        v = draw(st.sampled_from(values))
+        if kind == "add":
+            same = [w for w in values if channels[w] == channels[v]]
+            if len(same) > 1:
+                others = draw(st.lists(st.sampled_from(same), min_size=1, max_size=2))
+                add(f"add{i}", L.Add(), [v, *others], channels[v])
+                continue
+            kind = "conv"
+        if kind == "conv":
+            c = draw(st.integers(1, 3))
+            add(f"conv{i}", L.Conv2d(channels[v], c, 3, padding=1, bias=False), [v], c)
+            add(f"relu{i}", L.ReLU(), [f"conv{i}"], c)
+        elif kind == "cat":
+            w = draw(st.sampled_from(values))
+            add(f"cat{i}", L.Concat(1), [v, w], channels[v] + channels[w])
+        else:
+            c = channels[v]
+            add(f"squeeze{i}", L.AdaptiveAvgPool2d(1), [v], c, spatial=False)
+            add(f"excite{i}", L.Conv2d(c, c, 1, bias=False), [f"squeeze{i}"], c, spatial=False)
+            add(f"sigmoid{i}", L.Sigmoid(), [f"excite{i}"], c, spatial=False)
+            add(f"gate{i}", L.Mul(), [v, f"sigmoid{i}"], c)
+    last = list(channels)[-1]
+    add("pool", L.AdaptiveAvgPool2d(1), [last], channels[last], spatial=False)
+    add("flat", L.Flatten(), ["pool"], channels[last], spatial=False)
+    add("fc", L.Linear(channels[last], 3, bias=False), ["flat"], 3, spatial=False)
+    graph = npxai.Graph(nodes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    for _, module, _ in graph.nodes():  # float64 weights from the drawn seed
+        if isinstance(module, L.Conv2d | L.Linear):
+            module.weight = rng.standard_normal(module.weight.shape)
+    return graph
+
+
+@settings(max_examples=25, deadline=None)
+@given(dags(), st.integers(0, 2))
+def test_lrp0_conserves_node_by_node_on_drawn_dags(graph, target):
+    """LRP-0 on a bias-free graph of ReLU convolutions, sums, concatenations and gates: every
+    node passes on what it gets (a gate's sigmoid branch gets none: ProductRule gives the signal
+    all), so the input's relevance is the logit; without gates LRP-0 is input times gradient."""
+    x = np.abs(np.random.default_rng(0).standard_normal((2, 2, 4, 4)))
+    e = npxai.LRP(graph, zero_everywhere(), "logit", record=True, backend="numba")(x, target)
+    for key, _, _, out, into in e.extras["conservation"]:
+        np.testing.assert_allclose(into, out, rtol=1e-8, atol=1e-10, err_msg=key)
+    logits = graph(x)[:, target]
+    np.testing.assert_allclose(e.attribution.reshape(2, -1).sum(1), logits, rtol=1e-8,
+                               atol=1e-10)  # fmt: skip
+    if not any(isinstance(m, L.Mul) for _, m, _ in graph.nodes()):
+        grad = npxai.gradient(graph, x, target, backend="numba")
+        np.testing.assert_allclose(e.attribution, x * grad, rtol=1e-8, atol=1e-10)
