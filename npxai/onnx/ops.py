@@ -502,6 +502,15 @@ def _resize(im: Importer, node: Any, x: np.ndarray) -> Module:
     return L.Upsample(scale_factor=factors, mode=kind, align_corners=corners)
 
 
+def _shape(im: Importer, node: Any) -> None:
+    """``Shape`` of an activation: a constant, its example's shape (the batch axis as in the
+    example: 1, or the file's fixed batch; a reshape's target keeps axis 0 as the batch)."""
+    x = im.activation(node, 0)[1]
+    attrs = attributes(node)
+    shape = x.shape[attrs.get("start", 0) : attrs.get("end", x.ndim)]
+    im.constants[node.output[0]] = np.array(shape, np.int64)
+
+
 def _identity(im: Importer, node: Any) -> None:
     im.alias(node)
 
@@ -560,6 +569,7 @@ OPS: dict[str, Callable] = {
     "LayerNormalization": _layer_norm,
     "Pad": _single(_pad),
     "Resize": _single(_resize),
+    "Shape": _shape,
     "Dropout": _identity,
     "Identity": _identity,
     "Cast": _cast,
