@@ -609,8 +609,10 @@ def header(threads_and_versions: str, rate: float) -> str:
         for name in ("npxai", "torchvision", "zennit", "captum")
     )
     coretype = os.environ.get("OPENBLAS_CORETYPE", "unset")
+    blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
     return (
-        f"{threads}; GEMM rate: {rate / 1e9:.0f} GFLOP/s; OPENBLAS_CORETYPE: {coretype}\n"
+        f"{threads}; GEMM rate: {rate / 1e9:.0f} GFLOP/s; OPENBLAS_CORETYPE: {coretype}; "
+        f"OPENBLAS_NUM_THREADS: {blas_threads}\n"
         f"{versions}, {others}"
     )
 
