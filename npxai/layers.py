@@ -1175,6 +1175,99 @@ class Reshape(Layer):
         return f"shape={self.shape}"
 
 
+def _axis_of(dim: int, x: np.ndarray, name: str) -> int:
+    """``dim`` as an axis of ``x`` other than the batch axis 0, or a LayerInputError."""
+    if not -x.ndim <= dim < x.ndim or dim % x.ndim == 0:
+        raise LayerInputError(
+            f"{name}: dim={dim} must be an axis of the input other than the batch axis 0, got "
+            f"input of shape {x.shape}"
+        )
+    return dim % x.ndim
+
+
+class Slice(Layer):
+    """``y = x[..., start:stop:step, ...]`` along ``dim`` (Python's slice rules, ``None`` for an
+    open end; ``step >= 1``), never the batch axis: ONNX's ``Slice``, and ``x[:, 1:]``. VJP:
+    ``dL/dy`` put back into the slice, 0 elsewhere; under LRP the relevance goes back the same
+    way (the positions left out get none). Host backends only (on ``backend="cuda"`` a
+    :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, dim: int, start: int | None = None, stop: int | None = None, step: int = 1):
+        super().__init__()
+        for name, value in (("dim", dim), ("start", start), ("stop", stop), ("step", step)):
+            if not (_is_int(value) or (value is None and name in ("start", "stop"))):
+                raise ValueError(f"Slice: {name} must be an int, got {shown(value)}")
+        if step < 1:
+            raise ValueError(f"Slice: step must be >= 1, got {step}")
+        self.dim, self.start, self.stop, self.step = int(dim), start, stop, int(step)
+
+    def _index(self, x: np.ndarray) -> tuple:
+        index = [slice(None)] * x.ndim
+        index[_axis_of(self.dim, x, "Slice")] = slice(self.start, self.stop, self.step)
+        return tuple(index)
+
+    def check_input(self, x: np.ndarray) -> None:
+        if x[self._index(x)].size == 0:
+            raise LayerInputError(f"{self!r} keeps nothing of an input of shape {x.shape}")
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Slice does not run on the cuda backend yet; use backend='numba'")
+        return np.ascontiguousarray(x[self._index(x)])
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        grad_x = np.zeros(x.shape, grad_y.dtype)
+        grad_x[self._index(x)] = grad_y
+        return grad_x
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, start={self.start}, stop={self.stop}, step={self.step}"
+
+
+class Select(Layer):
+    """``y = x.select(dim, index)`` (``torch.select``: ``x[:, 0]`` for ``dim=1, index=0``, a
+    class token), the axis removed, never the batch axis: ONNX's ``Gather`` of one index. VJP:
+    ``dL/dy`` put back at ``index``, 0 elsewhere (under LRP, the relevance too). Host backends
+    only (on ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset()
+
+    def __init__(self, dim: int, index: int):
+        super().__init__()
+        for name, value in (("dim", dim), ("index", index)):
+            if not _is_int(value):
+                raise ValueError(f"Select: {name} must be an int, got {shown(value)}")
+        self.dim, self.index = int(dim), int(index)
+
+    def check_input(self, x: np.ndarray) -> None:
+        axis = _axis_of(self.dim, x, "Select")
+        if not -x.shape[axis] <= self.index < x.shape[axis]:
+            raise LayerInputError(
+                f"index {self.index} is out of range for axis {axis} of an input of shape {x.shape}"
+            )
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        if backend_or_default(backend) == "cuda":
+            raise BackendError("Select does not run on the cuda backend yet; use backend='numba'")
+        return np.ascontiguousarray(np.take(x, self.index, axis=self.dim % x.ndim))
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        grad_x = np.zeros(x.shape, grad_y.dtype)
+        index = [slice(None)] * x.ndim
+        index[self.dim % x.ndim] = self.index
+        grad_x[tuple(index)] = grad_y
+        return grad_x
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, index={self.index}"
+
+
 class Dropout(Layer):
     """Identity: npxai only runs inference, where dropout does nothing."""
 

@@ -638,3 +638,44 @@ def test_upsample_refuses_bad_arguments():
         repr(L.Upsample((2, 3), mode="bilinear", align_corners=True))
         == "Upsample(size=(2, 3), mode='bilinear', align_corners=True)"
     )
+
+
+@FEW
+@given(data=st.data(), dtype=dtypes)
+def test_slice_and_select_against_torch(data, dtype):
+    shape = tuple(data.draw(st.lists(st.integers(1, 5), min_size=2, max_size=4), label="shape"))
+    dim = data.draw(st.integers(1, len(shape) - 1), label="dim")
+    n = shape[dim]
+    start = data.draw(st.integers(-n, n - 1), label="start")
+    stop = data.draw(st.one_of(st.none(), st.integers(-n, n + 2)), label="stop")
+    step = data.draw(st.integers(1, 3), label="step")
+    x = random_input(data, shape, dtype)
+    index = [slice(None)] * len(shape)
+    index[dim] = slice(start, stop, step)
+    assume(x[tuple(index)].size > 0)
+    check(L.Slice(dim, start, stop, step), lambda t: t[tuple(index)], x)
+    at = data.draw(st.integers(-n, n - 1), label="index")
+    check(L.Select(dim, at), lambda t: t.select(dim, at), x)
+
+
+def test_slice_and_select_pass_relevance_back_and_refuse_what_they_cannot():
+    x = np.random.default_rng(0).standard_normal((2, 4, 3))
+    for layer in (L.Slice(1, 1, None, 2), L.Select(-1, 0)):
+        r, r_in = lrp_step(layer, R.PassRule(), x)
+        np.testing.assert_allclose(r_in.reshape(2, -1).sum(1), r.reshape(2, -1).sum(1))
+        assert npxai.LRP(npxai.Sequential(layer), C.EpsilonPlus()).rules["0"] == R.PassRule()
+    with pytest.raises(
+        LayerInputError, match="dim=0 must be an axis of the input other than the batch"
+    ):
+        L.Slice(0, 1)(x)
+    with pytest.raises(LayerInputError, match="keeps nothing of an input of shape \\(2, 4, 3\\)"):
+        L.Slice(1, 3, 1)(x)
+    with pytest.raises(LayerInputError, match="index 3 is out of range for axis 2"):
+        L.Select(2, 3)(x)
+    with pytest.raises(ValueError, match="Slice: step must be >= 1, got 0"):
+        L.Slice(1, step=0)
+    with pytest.raises(ValueError, match="Select: index must be an int, got 1.5"):
+        L.Select(1, 1.5)
+    for layer in (L.Slice(1, 1), L.Select(1, 0)):
+        with pytest.raises(BackendError, match="does not run on the cuda backend yet"):
+            layer.forward(x, backend="cuda")

@@ -124,7 +124,8 @@ def test_every_layer_lrp_takes_is_in_one_kind_and_has_a_default_rule():
                  L.LayerNorm: lambda: L.LayerNorm(2),
                  L.LayerNorm2d: lambda: L.LayerNorm2d(2), L.ZeroPad2d: lambda: L.ZeroPad2d(1),
                  L.ConstantPad2d: lambda: L.ConstantPad2d(1, 0.5),
-                 L.Upsample: lambda: L.Upsample(scale_factor=2)}.get(cls, cls)()  # fmt: skip
+                 L.Upsample: lambda: L.Upsample(scale_factor=2), L.Slice: lambda: L.Slice(1, 1),
+                 L.Select: lambda: L.Select(1, 0)}.get(cls, cls)()  # fmt: skip
         rule = C.default_rule(layer)
         assert rule is not None and rule.supports(layer), cls
         assert type(rule).__name__ in R.rules_for(layer)

@@ -201,3 +201,33 @@ def test_from_torch_walks_the_new_torch_layers():
     assert relative(model(x.detach().numpy()), out.detach().numpy()) < 1e-12
     gradient = npxai.gradient(model, x.detach().numpy(), 1, backend="numba")
     assert relative(gradient, x.grad.numpy()) < 1e-10
+
+
+class Tokens(torch.nn.Module):
+    """Slices and selections of activations, as transformers use them: a class token, a window."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Linear(4, 6)
+        self.head = torch.nn.Linear(6 + 6 * 2, 3)
+
+    def forward(self, x):  # x: (N, 5 tokens, 4)
+        h = torch.relu(self.embed(x))
+        first = h[:, 0]  # Gather of one index
+        window = h[:, 1:5:2].flatten(1)  # Slice with a step
+        return self.head(torch.cat([first, window], 1))
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_slices_and_selections_of_activations_import(dynamo):
+    torch.manual_seed(0)
+    net = Tokens().double().eval()
+    x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    graph = from_onnx(export(net, x.detach(), dynamo))
+    kinds = {type(m).__name__ for _, m, _ in graph.nodes()}
+    assert {"Select", "Slice"} <= kinds, kinds
+    out = net(x)
+    out[:, 2].sum().backward()
+    assert relative(graph(x.detach().numpy()), out.detach().numpy()) < 1e-12
+    gradient = npxai.gradient(graph, x.detach().numpy(), 2, backend="numba")
+    assert relative(gradient, x.grad.numpy()) < 1e-10

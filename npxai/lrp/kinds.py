@@ -35,8 +35,9 @@ PRODUCTS = (L.Mul,)
 ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid, L.SiLU, L.Hardsigmoid, L.Hardswish,
                L.GELU, L.Hardtanh)  # fmt: skip
 #: Layers whose output holds the input's values, re-arranged (``Flatten``, ``Reshape``,
-#: ``Permute``) or not: relevance passes through their VJP, which moves each value back.
-PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten, L.Reshape, L.Permute)
+#: ``Permute``), some of them (``Slice``, ``Select``: the others get no relevance) or all as they
+#: are: relevance passes through their VJP, which moves each value back.
+PASS_THROUGH = (L.Dropout, L.Identity, L.Flatten, L.Reshape, L.Permute, L.Slice, L.Select)
 
 #: Fixed linear (affine) maps of their input: z-type rules run on them without parameters.
 FIXED_LINEAR = AVERAGE_POOLS + MEANS + RESAMPLING + BATCH_NORMS

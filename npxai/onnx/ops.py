@@ -511,6 +511,58 @@ def _shape(im: Importer, node: Any) -> None:
     im.constants[node.output[0]] = np.array(shape, np.int64)
 
 
+def _gather(im: Importer, node: Any) -> None:
+    """``Gather`` of an activation along a non-batch axis by constant indices: one index is
+    ``Select``, evenly spaced increasing indices are a ``Slice``."""
+    value, x = im.activation(node, 0)
+    indices = im.constant(node, 1)
+    axis = attributes(node).get("axis", 0) % x.ndim
+    if axis == 0:
+        im.fail(node, "a gather along the batch axis 0")
+    size = x.shape[axis]
+    flat = np.asarray(indices).reshape(-1) % size
+    if indices.ndim == 0:
+        im.add(node, L.Select(axis, int(flat[0])), [value])
+        return
+    step = int(flat[1] - flat[0]) if len(flat) > 1 else 1
+    if (
+        indices.ndim != 1
+        or step < 1
+        or not np.array_equal(flat, flat[0] + step * np.arange(len(flat)))
+    ):
+        im.fail(node, f"a gather of the indices {indices.tolist()[:8]}: npxai takes one index "
+                      "(Select) or evenly spaced increasing ones (Slice)")  # fmt: skip
+    im.add(node, L.Slice(axis, int(flat[0]), int(flat[-1]) + 1, step), [value])
+
+
+def _slice(im: Importer, node: Any) -> None:
+    """``Slice`` of an activation by constant starts, ends, axes and steps: one ``Slice`` layer
+    per axis (the batch axis only where it is kept whole)."""
+    value, x = im.activation(node, 0)
+    starts, ends = im.constant(node, 1), im.constant(node, 2)
+    axes = im.constant(node, 3, np.arange(len(starts)))
+    steps = im.constant(node, 4, np.ones(len(starts), np.int64))
+    cuts = []
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        axis, kept = (
+            int(axis) % x.ndim,
+            range(x.shape[int(axis) % x.ndim])[int(start) : int(end) : int(step)],
+        )
+        if int(step) < 1:
+            im.fail(node, f"step {int(step)}: only increasing slices are supported")
+        if len(kept) == x.shape[axis]:
+            continue  # the whole axis
+        if axis == 0:
+            im.fail(node, "a slice of the batch axis 0")
+        cuts.append(L.Slice(axis, kept.start, kept.stop, kept.step))
+    if not cuts:
+        im.alias(node)
+        return
+    for i, cut in enumerate(cuts):
+        last = i == len(cuts) - 1
+        value = im.add(node, cut, [value], output=None if last else f"{node.output[0]}/{i}")
+
+
 def _identity(im: Importer, node: Any) -> None:
     im.alias(node)
 
@@ -570,6 +622,8 @@ OPS: dict[str, Callable] = {
     "Pad": _single(_pad),
     "Resize": _single(_resize),
     "Shape": _shape,
+    "Gather": _gather,
+    "Slice": _slice,
     "Dropout": _identity,
     "Identity": _identity,
     "Cast": _cast,
