@@ -57,6 +57,14 @@ def _param(layer: Layer, name: str, like: np.ndarray, backend: str | None) -> np
     return value.astype(like.dtype, copy=False)
 
 
+def _host_only(layer: Layer, backend: str | None) -> None:
+    """Raise :class:`~npxai.BackendError` on the cuda backend, which ``layer`` does not run on."""
+    if backend_or_default(backend) == "cuda":
+        raise BackendError(
+            f"{type(layer).__name__} does not run on the cuda backend yet; use backend='numba'"
+        )
+
+
 def _expect_ndim(x: np.ndarray, ndims: tuple[int, ...], layout: str) -> None:
     if x.ndim not in ndims:
         raise LayerInputError(f"expected input of shape {layout}, got shape {x.shape}")
@@ -465,10 +473,7 @@ class ConstantPad2d(Layer):
         _expect_ndim(x, (4,), "(N, C, H, W)")
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError(
-                f"{type(self).__name__} does not run on the cuda backend yet; use backend='numba'"
-            )
+        _host_only(self, backend)
         left, right, top, bottom = self.padding
         pads = ((0, 0), (0, 0), (top, bottom), (left, right))
         return np.pad(x, pads, constant_values=x.dtype.type(self.value))
@@ -573,8 +578,7 @@ class Upsample(Layer):
                 )
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError("Upsample does not run on the cuda backend yet; use backend='numba'")
+        _host_only(self, backend)
         return resample.upsample(x, *self._matrices(*x.shape[2:]))
 
     def vjp(
@@ -623,8 +627,7 @@ class Mean(Layer):
             )
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError("Mean does not run on the cuda backend yet; use backend='numba'")
+        _host_only(self, backend)
         return np.ascontiguousarray(x.mean(axis=self._axes(x.ndim), keepdims=self.keepdim))
 
     def vjp(
@@ -1117,8 +1120,7 @@ class Permute(Layer):
             )
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError("Permute does not run on the cuda backend yet; use backend='numba'")
+        _host_only(self, backend)
         return np.ascontiguousarray(x.transpose(self.dims))
 
     def vjp(
@@ -1213,8 +1215,7 @@ class Slice(Layer):
             raise LayerInputError(f"{self!r} keeps nothing of an input of shape {x.shape}")
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError("Slice does not run on the cuda backend yet; use backend='numba'")
+        _host_only(self, backend)
         return np.ascontiguousarray(x[self._index(x)])
 
     def vjp(
@@ -1251,8 +1252,7 @@ class Select(Layer):
             )
 
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError("Select does not run on the cuda backend yet; use backend='numba'")
+        _host_only(self, backend)
         return np.ascontiguousarray(np.take(x, self.index, axis=self.dim % x.ndim))
 
     def vjp(
@@ -1382,8 +1382,7 @@ class Concat(Layer):
                 )
 
     def forward(self, x: tuple[np.ndarray, ...], backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError("Concat does not run on the cuda backend yet; use backend='numba'")
+        _host_only(self, backend)
         return np.concatenate(x, axis=self._axis(x[0].ndim))
 
     def vjp(
@@ -1432,8 +1431,7 @@ class Mul(Layer):
             ) from None
 
     def forward(self, x: tuple[np.ndarray, np.ndarray], backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError("Mul does not run on the cuda backend yet; use backend='numba'")
+        _host_only(self, backend)
         return x[0] * x[1]
 
     def vjp(
@@ -1477,8 +1475,7 @@ class MatMul(Layer):
             ) from None
 
     def forward(self, x: tuple[np.ndarray, np.ndarray], backend: str | None = None) -> np.ndarray:
-        if backend_or_default(backend) == "cuda":
-            raise BackendError("MatMul does not run on the cuda backend yet; use backend='numba'")
+        _host_only(self, backend)
         return np.matmul(x[0], x[1])
 
     def vjp(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from test_lrp_zennit import PRESETS, randomise_batch_norms, zennit_relevance
 
 import npxai
 from npxai.onnx import from_onnx
@@ -44,13 +45,9 @@ def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:
     away from their initial values, evaluation mode."""
     torch.manual_seed(seed)
     model = getattr(torchvision.models, name)(weights=None).eval()
+    randomise_batch_norms(model)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
             if hasattr(module, "layer_scale"):  # ConvNeXt's is 1e-6: make the blocks count
                 module.layer_scale.uniform_(0.5, 1.5)
     return model
@@ -138,7 +135,6 @@ def test_lrp_on_an_imported_resnet18_equals_zennit_with_its_resnet_canonizer(pre
     """Zennit's ResNetCanonizer on the torch model against npxai.compat.zennit's preset on the
     ONNX graph (the exporter folded the batch norms; their eps is 0 here, where Zennit's merged
     batch norm is exact: with eps > 0 it computes x / sqrt(1 + eps), see compat.zennit)."""
-    from test_lrp_zennit import PRESETS, zennit_relevance
     from zennit.torchvision import ResNetCanonizer
 
     from npxai.compat import zennit as ZC
