@@ -222,6 +222,7 @@ class Graph(Module):
         object.__setattr__(self, "input", input)
         object.__setattr__(self, "outputs", outputs)
         object.__setattr__(self, "output", outputs[0] if len(outputs) == 1 else outputs)
+        object.__setattr__(self, "_drops", self._last_reads())  # the wiring is fixed from here
 
     def _ancestors(self, name: str) -> set[str]:
         seen, stack = set(), [name]
@@ -262,12 +263,11 @@ class Graph(Module):
         values = {self.input: x}
         for name in self._constants:
             values[name] = self.parameter_as(name, x.dtype, device=is_device(x))
-        last = self._last_reads()
         for index, (name, module, inputs) in enumerate(self.nodes()):
             args = tuple(values[value] for value in inputs)
             values[name] = module._run(args if len(args) > 1 else args[0], join(key, name),
                                        trace, backend)  # fmt: skip
-            for value in last.get(index, ()):
+            for value in self._drops.get(index, ()):
                 del values[value]  # read by no later node: freed (unless the trace keeps it)
         if len(self.outputs) > 1:
             return tuple(values[name] for name in self.outputs)

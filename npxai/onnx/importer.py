@@ -50,6 +50,8 @@ class Importer:
         self.input_name = data_inputs[0].name
         example = self._example(data_inputs[0], input_shape)
         self.activations: dict[str, tuple[str, np.ndarray]] = {self.input_name: ("input", example)}
+        #: each npxai value's example (the latest, after a bias is folded into its layer)
+        self.examples: dict[str, np.ndarray] = {"input": example}
         self.nodes: dict[str, tuple[Module, list[str]]] = {}
         self.graph_constants: dict[str, np.ndarray] = {}
         self.consumers: dict[str, list] = {}
@@ -141,12 +143,7 @@ class Importer:
         """Add ``module`` as an npxai node reading the npxai values ``inputs``; run it on their
         examples; the ONNX value ``output`` (default: the node's first) becomes its output."""
         name = self._name(hint or self.weight_hint(node) or scope_name(node.name) or node.output[0])
-        examples = []
-        for value in inputs:
-            if value in self.graph_constants:
-                examples.append(self.graph_constants[value])
-            else:
-                examples.append(next(e for n, e in self.activations.values() if n == value))
+        examples = [self.graph_constants.get(value, self.examples.get(value)) for value in inputs]
         x = tuple(examples) if len(examples) > 1 else examples[0]
         try:
             module.check_input(x)
@@ -156,6 +153,7 @@ class Importer:
                             f"{[e.shape for e in examples]}: {error}")  # fmt: skip
         self.nodes[name] = (module, inputs)
         self.activations[output or node.output[0]] = (name, y)
+        self.examples[name] = y
         return name
 
     def _name(self, hint: str) -> str:

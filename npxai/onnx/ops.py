@@ -124,13 +124,9 @@ def _fold_bias(im: Importer, node: Any, value: str, constant: np.ndarray, sign: 
         layer.register_parameter("bias", add)
     else:
         layer.bias = layer.bias + add
-    im.activations[node.output[0]] = (name, layer.forward(_example_input(im, name), "numpy"))
+    im.examples[name] = layer.forward(im.examples[im.nodes[name][1][0]], "numpy")
+    im.activations[node.output[0]] = (name, im.examples[name])
     return True
-
-
-def _example_input(im: Importer, name: str) -> np.ndarray:
-    source = im.nodes[name][1][0]
-    return next(e for n, e in im.activations.values() if n == source)
 
 
 def _add_or_sub(im: Importer, node: Any) -> None:
