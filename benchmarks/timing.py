@@ -55,10 +55,14 @@ def paired_long_medians(ours, theirs, repeats: int) -> tuple[float, float]:
 
 
 def match_threads() -> str:
-    """Give torch as many threads as Numba has; the header line naming them and the versions."""
+    """Give torch as many threads as Numba has; the header line naming them and the versions.
+    npxai's kernels are imported first: they choose Numba's TBB layer, which must happen before
+    ``get_num_threads`` starts Numba's threads (on another layer, otherwise)."""
+    import npxai.kernels.cpu  # noqa: F401
+
     threads = numba.get_num_threads()
     torch.set_num_threads(threads)
     return (
-        f"threads: {threads} (numba and torch)\n"
+        f"threads: {threads} (numba on {numba.threading_layer()}, and torch)\n"
         f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}"
     )

@@ -1,6 +1,8 @@
 """The backend switch: default, per call, process-wide and scoped; clear errors; no fallback."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,6 +91,20 @@ def test_kernels_run_on_numbas_tbb_layer():
 
     npxai.layers.ReLU()(np.ones((2, 3)))
     assert numba.threading_layer() == "tbb"
+
+
+def test_numba_threads_started_on_another_layer_are_refused_by_name():
+    """Numba starts its threads once, on the layer configured then: started first by something
+    else (here on its workqueue layer), they would run npxai's kernels there, silently."""
+    code = (
+        "import numba; numba.config.THREADING_LAYER = 'workqueue'; numba.get_num_threads()\n"
+        "import npxai.kernels.cpu"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    assert "BackendError: Numba's threads already run on its 'workqueue' layer" in result.stderr
+    assert "import npxai.kernels.cpu first, or set NUMBA_THREADING_LAYER" in result.stderr
 
 
 def test_tbb_is_loaded_from_the_tbb_package_by_its_path():

@@ -13,7 +13,9 @@ Numba asks the dynamic loader for TBB by name (``libtbb.so.12``), and the loader
 environment or a ``pip install --user``. So :func:`load_tbb` loads the library that pip installed
 by its absolute path first; a library already loaded is found by name. If no TBB can be loaded,
 importing this package raises :class:`~npxai.errors.BackendError` saying what to install; nothing
-falls back to another threading layer.
+falls back to another threading layer. Numba starts its thread pool once, on the layer configured
+then: if something started it on another layer before this package was imported (a call of
+``numba.get_num_threads()`` is enough), importing it raises ``BackendError`` too.
 """
 
 import ctypes
@@ -51,7 +53,25 @@ def load_tbb() -> str:
     )
 
 
+def started_layer() -> str | None:
+    """The threading layer Numba's thread pool already runs on, ``None`` if it has not started
+    (it starts at the first parallel kernel or ``numba.get_num_threads()``, with the layer that
+    ``numba.config.THREADING_LAYER`` names then)."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
+    running = started_layer()
+    if running not in (None, "tbb"):
+        raise BackendError(
+            f"Numba's threads already run on its {running!r} layer, started before npxai's "
+            "kernels were imported (by numba.get_num_threads() or another parallel function); "
+            "npxai's kernels run on TBB: import npxai.kernels.cpu first, or set "
+            "NUMBA_THREADING_LAYER to choose the layer yourself"
+        )
     numba.config.THREADING_LAYER = "tbb"
 if numba.config.THREADING_LAYER == "tbb":
     load_tbb()
