@@ -5,13 +5,16 @@ run: every initializer's size is checked against its dims before an array is mad
 data is read only from the model's own folder, and the graph is walked once in topological
 order. Nodes whose inputs are all constants (shape arithmetic, ``Constant``) are folded with
 NumPy; every other node becomes an npxai layer (:data:`OPS`), run once on a zero example of the
-input's shape (batch 1, the numpy backend) so that the shapes of every value are known.
+input's shape (batch 1, or the file's fixed batch; the numpy backend) so that the shapes of
+every value are known.
 
 Axis 0 is the batch: a reshape keeps it (``Reshape``'s target is the per-sample shape), and no
 layer may mix samples. Patterns of older exporters are recognised: ``x * sigmoid(x)`` is
-``SiLU``, torch's erf form of GELU (``Div(x, sqrt 2) -> Erf -> Add 1 -> Mul x -> Mul 0.5``) is
-``GELU``; ``MatMul`` by a constant and a following ``Add`` of a constant vector is ``Linear``; a
-constant added to a ``Conv``'s or ``Linear``'s output along its channels is their bias.
+``SiLU``; torch's erf form of GELU (``Div(x, sqrt 2) -> Erf -> Add 1``, then ``Mul`` by ``x``
+and by ``0.5`` in either order) is ``GELU``; LayerNorm's pattern before opset 17 is
+``LayerNorm``; ``MatMul`` by a constant and a following ``Add`` of a constant vector is
+``Linear``; a constant added to a ``Conv``'s or ``Linear``'s output along its channels is their
+bias.
 """
 
 from __future__ import annotations
