@@ -304,6 +304,7 @@ class Graph(Module):
 
     def __repr__(self) -> str:
         width = max(len(name) for name in self._inputs)
-        lines = [f"  ({name}): {module!r}".ljust(width + 6) + f"  <- {', '.join(inputs)}"
-                 for name, module, inputs in self.nodes()]  # fmt: skip
-        return f"Graph(input={self.input!r}, output={self.output!r}\n" + "\n".join(lines) + "\n)"
+        lines = [f"  ({name}): {repr(module).replace(chr(10), chr(10) + '  ')}".ljust(width + 6)
+                 + f"  <- {', '.join(inputs)}" for name, module, inputs in self.nodes()]  # fmt: skip
+        return (f"{type(self).__name__}(input={self.input!r}, output={self.output!r}\n"
+                + "\n".join(lines) + "\n)")  # fmt: skip

@@ -1310,7 +1310,10 @@ class Identity(Layer):
 
 class Add(Layer):
     """The sum of its inputs: ``y = a + b`` for a residual block's pair ``(a, b)``, ``y = sum_i
-    x_i`` for a graph node with more inputs (:class:`npxai.Graph`), all of one shape.
+    x_i`` for a graph node with more inputs (:class:`npxai.Graph`). Inputs of one shape run on
+    every backend; on the host backends they may also broadcast as in torch (a learned positional
+    embedding ``(1, S, E)`` added to tokens ``(N, S, E)``), each input's VJP then summed over the
+    axes it was broadcast along.
 
     It is a layer of its own so that a relevance rule can be assigned to it.
     """
@@ -1321,18 +1324,27 @@ class Add(Layer):
     def check_input(self, x: tuple[np.ndarray, ...]) -> None:
         if not isinstance(x, tuple) or len(x) < 2:
             raise LayerInputError("expected two or more inputs to add")
-        if len(x) == 2 and x[0].shape != x[1].shape:
-            raise LayerInputError(
-                f"the branch output {x[0].shape} and the shortcut output {x[1].shape} must have "
-                "one shape"
-            )
-        for i, a in enumerate(x[1:], 1):
-            if a.shape != x[0].shape:
+        try:
+            np.broadcast_shapes(*(a.shape for a in x))
+        except ValueError:
+            if len(x) == 2:
                 raise LayerInputError(
-                    f"input {i} {a.shape} and input 0 {x[0].shape} must have one shape"
-                )
+                    f"the branch output {x[0].shape} and the shortcut output {x[1].shape} must "
+                    "have one shape (or broadcast to one)"
+                ) from None
+            shape = x[0].shape
+            for i, a in enumerate(x[1:], 1):
+                try:
+                    shape = np.broadcast_shapes(shape, a.shape)
+                except ValueError:
+                    raise LayerInputError(
+                        f"input {i} {a.shape} and input 0 {x[0].shape} must have one shape (or "
+                        "broadcast to one)"
+                    ) from None
 
     def forward(self, x: tuple[np.ndarray, ...], backend: str | None = None) -> np.ndarray:
+        if any(a.shape != x[0].shape for a in x[1:]):
+            _host_only(self, backend)
         y = add(x[0], x[1])
         for a in x[2:]:
             y = add(y, a)
@@ -1345,13 +1357,17 @@ class Add(Layer):
         grad_y: np.ndarray,
         backend: str | None = None,
     ) -> tuple[np.ndarray, ...]:
-        return (grad_y,) * len(x)
+        return tuple(grad_y if a.shape == grad_y.shape else sum_to_shape(grad_y, a.shape)
+                     for a in x)  # fmt: skip
 
 
 class Concat(Layer):
     """``y = concatenate(x_1, x_2, ..., dim)`` (``torch.cat``): inputs of one dtype and one shape
-    but along ``dim``; its VJP splits ``dL/dy`` back into the inputs' slices. Host backends only
-    (on ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+    but along ``dim``; its VJP splits ``dL/dy`` back into the inputs' slices. An input with a
+    batch of 1 beside inputs of a batch of ``N`` (``dim`` not 0) is repeated ``N`` times first, as
+    a ViT's learned class token, ``torch.cat([token.expand(n, -1, -1), x], dim=1)``; its VJP is
+    summed over the batch. Host backends only (on ``backend="cuda"`` a
+    :class:`~npxai.BackendError`)."""
 
     vjp_reads = frozenset()  # the inputs' shapes only
 
@@ -1372,18 +1388,30 @@ class Concat(Layer):
             raise LayerInputError(
                 f"dim {self.dim} is out of range for inputs of shape {first.shape}"
             )
-        axis = self._axis(first.ndim)
+        axis, batch = self._axis(first.ndim), self._batch(x)
+
+        def lead(a: np.ndarray) -> tuple[int, ...]:  # the axes before dim, a batch of 1 repeated
+            return (batch if a.shape[0] == 1 else a.shape[0], *a.shape[1:axis]) if axis else ()
+
         for i, a in enumerate(x[1:], 1):
-            if (a.ndim != first.ndim or a.shape[:axis] != first.shape[:axis]
+            if (a.ndim != first.ndim or lead(a) != lead(first)
                     or a.shape[axis + 1 :] != first.shape[axis + 1 :] or a.dtype != first.dtype):  # fmt: skip
                 raise LayerInputError(
                     f"input {i} {a.dtype} {a.shape} and input 0 {first.dtype} {first.shape} must "
                     f"have one dtype and one shape but along dim {self.dim}"
                 )
 
+    @staticmethod
+    def _batch(x: tuple[np.ndarray, ...]) -> int:
+        """The batch: the largest of the inputs' first axes."""
+        return max(a.shape[0] for a in x)
+
     def forward(self, x: tuple[np.ndarray, ...], backend: str | None = None) -> np.ndarray:
         _host_only(self, backend)
-        return np.concatenate(x, axis=self._axis(x[0].ndim))
+        axis, batch = self._axis(x[0].ndim), self._batch(x)
+        if axis:
+            x = tuple(np.broadcast_to(a, (batch, *a.shape[1:])) for a in x)
+        return np.concatenate(x, axis=axis)
 
     def vjp(
         self,
@@ -1394,7 +1422,9 @@ class Concat(Layer):
     ) -> tuple[np.ndarray, ...]:
         axis = self._axis(grad_y.ndim)
         edges = np.cumsum([a.shape[axis] for a in x])[:-1]
-        return tuple(np.ascontiguousarray(part) for part in np.split(grad_y, edges, axis=axis))
+        parts = np.split(grad_y, edges, axis=axis)
+        return tuple(np.ascontiguousarray(part) if part.shape == a.shape
+                     else part.sum(axis=0, keepdims=True) for part, a in zip(parts, x, strict=True))  # fmt: skip
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -25,6 +25,8 @@ from ..module import Layer, Module, keys_within
 from . import kinds
 from .rules import (
     AlphaBetaRule,
+    AttnLRPRule,
+    CPLRPRule,
     EpsilonRule,
     FlatRule,
     GeneralizedGammaRule,
@@ -34,6 +36,7 @@ from .rules import (
     PassRule,
     ProductRule,
     Rule,
+    SoftmaxRule,
     ZBoxRule,
     ZeroRule,
     ZPlusRule,
@@ -49,7 +52,9 @@ DEFAULTS: tuple[tuple[tuple[type, ...], Rule], ...] = (
     (kinds.AVERAGE_POOLS + kinds.MEANS + kinds.RESAMPLING + kinds.SUMS, NormRule()),
     (kinds.SHAPE_PRESERVING, PassRule()),
     (kinds.PRODUCTS, ProductRule()),
+    (kinds.MATRIX_PRODUCTS, ProductRule("uniform")),
     (kinds.LAYER_NORMS, LayerNormRule()),
+    (kinds.ATTENTION, AttnLRPRule()),
 )
 
 __all__ = [
@@ -68,6 +73,8 @@ __all__ = [
     "EpsilonAlpha2Beta1Flat",
     "EpsilonGammaBox",
     "ExcitationBackprop",
+    "AttnLRP",
+    "CPLRP",
     "PRESETS",
 ]
 
@@ -304,9 +311,40 @@ def ExcitationBackprop() -> Composite:  # noqa: N802
     return Composite((ByType(L.Linear, L.Conv2d), ZPlusRule()), name="ExcitationBackprop")
 
 
+def AttnLRP(epsilon: float = 1e-6) -> Composite:  # noqa: N802
+    """AttnLRP (Achtibat et al., ICML 2024) for transformers: the epsilon rule on dense layers,
+    convolutions (a ViT's patch embedding) and sums (the residual connections, the positional
+    embedding); :class:`~npxai.lrp.rules.AttnLRPRule` in self-attention (the uniform rule on its
+    bilinear products, the softmax rule); :class:`~npxai.lrp.rules.LayerNormRule` (the variance
+    held constant); the identity rule on element-wise non-linearities (GELU, SiLU: their
+    PassRule default); on an attention written out as layers (an ONNX import), the softmax rule
+    on ``Softmax`` and the uniform rule on ``MatMul``."""
+    return Composite(
+        (ByType(L.Linear, L.Conv2d), EpsilonRule(epsilon)),
+        (ByType(L.Add), NormRule(epsilon)),
+        (ByType(*kinds.LAYER_NORMS), LayerNormRule(epsilon)),
+        (ByType(*kinds.ATTENTION), AttnLRPRule(epsilon)),
+        (ByType(*kinds.SOFTMAXES), SoftmaxRule()),
+        (ByType(*kinds.MATRIX_PRODUCTS), ProductRule("uniform", epsilon=epsilon)),
+        name="AttnLRP",
+    )
+
+
+def CPLRP(epsilon: float = 1e-6) -> Composite:  # noqa: N802
+    """CP-LRP (Ali et al., ICML 2022): AttnLRP with the attention weights held constant in
+    self-attention (:class:`~npxai.lrp.rules.CPLRPRule`: relevance flows through the values
+    only). On an attention written out as layers, give its ``A @ v`` ``MatMul`` the rule
+    ``ProductRule("signal", gate=0)`` by key, and nothing reaches the scores."""
+    return Composite(
+        *AttnLRP(epsilon).entries[:3],
+        (ByType(*kinds.ATTENTION), CPLRPRule(epsilon)),
+        name="CPLRP",
+    )
+
+
 #: Every preset, by name, in the order the catalogue lists them (``npxai.methods``).
 PRESETS: dict[str, Callable[..., Composite]] = {
     preset.__name__: preset
     for preset in (EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat,
-                   EpsilonGammaBox, ExcitationBackprop)
+                   EpsilonGammaBox, ExcitationBackprop, AttnLRP, CPLRP)
 }  # fmt: skip

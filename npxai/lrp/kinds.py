@@ -8,6 +8,7 @@ builds its peers' layer maps from these tuples. A new layer joins LRP by joining
 from __future__ import annotations
 
 from .. import layers as L
+from ..attention import MultiheadAttention
 
 #: ``z = W x + b`` with parameters a rule may modify (``W+``, ``W + gamma W+``, ...).
 PARAMETRIC = (L.Linear, L.Conv2d)
@@ -31,6 +32,12 @@ SUMS = (L.Add,)
 CONCATENATIONS = (L.Concat,)
 #: Element-wise products of two factors, one of them a gate (squeeze-and-excitation).
 PRODUCTS = (L.Mul,)
+#: Matrix products of two activations (``torch.matmul``): an attention's ``q k^T`` and ``A v``.
+MATRIX_PRODUCTS = (L.MatMul,)
+#: Softmax inside a model (an attention's weights; a trailing one is stripped before LRP).
+SOFTMAXES = (L.Softmax,)
+#: Self-attention as one layer: projections, bilinear products and softmax inside.
+ATTENTION = (MultiheadAttention,)
 #: Element-wise activations.
 ACTIVATIONS = (L.ReLU, L.ReLU6, L.LeakyReLU, L.Tanh, L.Sigmoid, L.SiLU, L.Hardsigmoid, L.Hardswish,
                L.GELU, L.Hardtanh)  # fmt: skip
@@ -45,4 +52,5 @@ FIXED_LINEAR = AVERAGE_POOLS + MEANS + RESAMPLING + BATCH_NORMS
 SHAPE_PRESERVING = ACTIVATIONS + PASS_THROUGH + BATCH_NORMS
 #: Every layer kind LRP has a rule for, in the order error messages list them.
 SUPPORTED = (PARAMETRIC + MAX_POOLS + AVERAGE_POOLS + MEANS + RESAMPLING + BATCH_NORMS
-             + LAYER_NORMS + SUMS + CONCATENATIONS + PRODUCTS + ACTIVATIONS + PASS_THROUGH)  # fmt: skip
+             + LAYER_NORMS + SUMS + CONCATENATIONS + PRODUCTS + MATRIX_PRODUCTS + SOFTMAXES
+             + ATTENTION + ACTIVATIONS + PASS_THROUGH)  # fmt: skip

@@ -55,12 +55,15 @@ from ..reference.modifiers import (
     stabilize,
 )
 from .kinds import (
+    ATTENTION,
     FIXED_LINEAR,
     LAYER_NORMS,
+    MATRIX_PRODUCTS,
     MAX_POOLS,
     PARAMETRIC,
     PRODUCTS,
     SHAPE_PRESERVING,
+    SOFTMAXES,
     SUMS,
 )
 
@@ -96,6 +99,9 @@ __all__ = [
     "AveragePoolRule",
     "LayerNormRule",
     "ProductRule",
+    "SoftmaxRule",
+    "AttnLRPRule",
+    "CPLRPRule",
     "RULES",
     "rules_for",
 ]
@@ -459,17 +465,27 @@ class LayerNormRule(EpsilonRule):
 
 
 class ProductRule(Rule):
-    """A product ``y = a * b`` where one factor is a gate (a squeeze-and-excitation scale, an
-    attention weight): ``split="signal"`` (default) gives the relevance to the other factor, the
-    signal, and none to the gate, ``R_signal = R``, ``R_gate = 0``; ``split="uniform"`` halves it,
-    ``R_a = R / 2``, ``R_b = R / 2`` (AttnLRP's uniform rule), each summed over the axes its factor
-    was broadcast along. ``gate`` is the gate's input position, 0 or 1 (default 1: ``x * g``, as
-    torch writes a squeeze-and-excitation block); with ``split="signal"`` the signal must have the
-    output's shape. Both conserve: ``sum R_a + sum R_b = sum R``."""
+    """A product of two factors. On ``y = a * b`` (``Mul``) where one factor is a gate (a
+    squeeze-and-excitation scale): ``split="signal"`` (default) gives the relevance to the other
+    factor, the signal, and none to the gate, ``R_signal = R``, ``R_gate = 0``; ``split="uniform"``
+    halves it, ``R_a = R / 2``, ``R_b = R / 2`` (AttnLRP's uniform rule), each summed over the axes
+    its factor was broadcast along. ``gate`` is the gate's input position, 0 or 1 (default 1:
+    ``x * g``, as torch writes a squeeze-and-excitation block); with ``split="signal"`` the signal
+    must have the output's shape.
 
-    layers = PRODUCTS
+    On a matrix product ``y_ij = sum_k a_ik b_kj`` (``MatMul``), each term's share of ``R_ij`` by
+    the epsilon rule, ``s = R / stab(y)``, is split the same way: ``"uniform"`` (AttnLRP's rule for
+    an attention's ``q k^T`` and ``A v``, Achtibat et al. 2024, Eq. 7)::
 
-    def __init__(self, split: str = "signal", gate: int = 1):
+        R_a = a * (s b^T) / 2,   R_b = b * (a^T s) / 2
+
+    and ``"signal"``: the signal takes it all (``R_b = b * (a^T s)`` for ``gate=0``: CP-LRP's
+    attention weights ``a = A``), the gate nothing. All conserve where no ``y`` is near 0:
+    ``sum R_a + sum R_b = sum R``. ``epsilon`` is the matrix product's stabiliser (``"sign"``)."""
+
+    layers = PRODUCTS + MATRIX_PRODUCTS
+
+    def __init__(self, split: str = "signal", gate: int = 1, epsilon: float = 1e-6):
         if not isinstance(split, str) or split not in ("signal", "uniform"):
             raise ValueError(
                 f"ProductRule: split must be 'signal' or 'uniform', got {shown(split)}"
@@ -479,16 +495,64 @@ class ProductRule(Rule):
                 f"ProductRule: gate must be 0 or 1 (the gate's input), got {shown(gate)}"
             )
         self.split, self.gate = split, gate
+        self.epsilon = finite_number(epsilon, "ProductRule: epsilon", minimum=0)
+        self.stabilizer = "sign"
 
     def _parameters(self) -> dict:
-        return {"split": self.split, "gate": self.gate}
+        return {"split": self.split, "gate": self.gate, "epsilon": self.epsilon}
+
+
+class SoftmaxRule(Rule):
+    """AttnLRP's softmax rule (Achtibat et al. 2024, Prop. 3.1): the first-order Taylor expansion
+    of ``y = softmax(x)`` at ``x`` itself, its bias term absorbed::
+
+        R_in_i = x_i (R_i - y_i sum_j R_j)        (along the softmax's dim)
+
+    which is the input times the gradient of ``sum_j y_j (R_j / y_j)``. It does not conserve: the
+    absorbed bias takes ``sum_j R_j - sum_i R_in_i = (sum_i x_i y_i) sum_j R_j + sum_j R_j -
+    sum_i x_i R_i``. An input of ``-inf`` (a masked score) gets 0."""
+
+    layers = SOFTMAXES
+
+
+class _AttentionRule(Rule):
+    """Common to the rules on ``MultiheadAttention``: the epsilon rule (``stabilizer="sign"``) on
+    its four projections, ``R_x = x * (W^T (R_q / stab(q)))`` and the same for ``k``, ``v``,
+    and on ``y = o W_o^T + b_o``."""
+
+    layers = ATTENTION
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = finite_number(epsilon, f"{type(self).__name__}: epsilon", minimum=0)
+        self.stabilizer = "sign"
+
+    def _parameters(self) -> dict:
+        return {"epsilon": self.epsilon}
+
+
+class AttnLRPRule(_AttentionRule):
+    """AttnLRP (Achtibat et al., ICML 2024) inside self-attention, per head: the epsilon rule on
+    the projections; the uniform rule (:class:`ProductRule`'s) on ``o = A v``, so ``A`` and ``v``
+    each take half of every term's relevance; the softmax rule (:class:`SoftmaxRule`) from ``A``
+    to the scores; an additive mask's share absorbed as a bias (``R = s' R_s / stab(s)`` for the
+    unmasked scores ``s'``); the uniform rule on ``s' = (q / sqrt(d)) k^T``. The same as LXT's
+    efficient mode on ``torch.nn.MultiheadAttention`` (relevance x gradient with the gradient of
+    ``q`` and ``k`` divided by 4, of ``v`` by 2) with ``epsilon`` to 0."""
+
+
+class CPLRPRule(_AttentionRule):
+    """CP-LRP (Ali et al., ICML 2022) inside self-attention: the attention weights ``A`` are held
+    constant, so ``o = A v`` is linear in ``v`` and all of its relevance goes there, ``R_v = v *
+    (A^T (R_o / stab(o)))``; ``q`` and ``k`` get none. Then the epsilon rule on the projections.
+    LXT's ``cp_LRP`` for torchvision's ViT (``query`` and ``key`` detached) with ``epsilon``
+    to 0."""
 
 
 #: Every rule, in the order error messages name them (a layer's rules: :func:`rules_for`).
 RULES: tuple[type[Rule], ...] = (
     NormRule, EpsilonRule, ZeroRule, GammaRule, GeneralizedGammaRule, WSquareRule, FlatRule,
     ZPlusRule, AlphaBetaRule, ZBoxRule, GradientRule, AveragePoolRule, LayerNormRule, PassRule,
-    ProductRule,
+    ProductRule, SoftmaxRule, AttnLRPRule, CPLRPRule,
 )  # fmt: skip
 
 

@@ -15,7 +15,8 @@ from .. import layers as L
 from ..backend import backend_modules
 from ..device import add, deliver, is_device, multiply, to_host, zeros_like
 from ..module import Record, Signal
-from .kinds import PARAMETRIC, PASS_THROUGH
+from .attention import attention_step, matmul_step, softmax_step
+from .kinds import ATTENTION, MATRIX_PRODUCTS, PARAMETRIC, PASS_THROUGH
 from .rules import (
     ELEMENTWISE,
     STABILIZERS,
@@ -27,6 +28,7 @@ from .rules import (
     PassRule,
     ProductRule,
     Rule,
+    SoftmaxRule,
     Term,
     identity,
     negative,
@@ -199,10 +201,13 @@ def sum_step(
     record: Record, rule: EpsilonRule, relevance: np.ndarray, backend: str
 ) -> tuple[np.ndarray, ...]:
     """``R_i = x_i R / stab(sum_i' x_i')`` for a sum (``R_a = a R / stab(a + b)``, ``R_b = b R /
-    stab(a + b)`` for a residual block's): its output (the trace's record) is the sum."""
+    stab(a + b)`` for a residual block's): its output (the trace's record) is the sum. An input
+    broadcast in the sum (a positional embedding) gets the sum of ``x_i R / stab(y)`` over the
+    outputs it reached."""
     check_stabilizer(rule)
     s = ratio(backend_modules(backend).lrp, relevance, record.output, rule)
-    return tuple(multiply(x, s) for x in record.input)
+    return tuple(multiply(x, s) if x.shape == s.shape else L.sum_to_shape(x * s, x.shape)
+                 for x in record.input)  # fmt: skip
 
 
 def product_step(record: Record, rule: ProductRule, relevance: np.ndarray) -> tuple:
@@ -249,7 +254,13 @@ def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
         return record.layer.vjp(record.input, record.output, relevance, backend)
     if isinstance(record.layer, L.Add):
         return sum_step(record, rule, relevance, backend)
+    if isinstance(record.layer, ATTENTION):
+        return attention_step(record, rule, relevance, backend)
+    if isinstance(rule, SoftmaxRule):
+        return softmax_step(record, relevance)
     if isinstance(rule, ProductRule):
+        if isinstance(record.layer, MATRIX_PRODUCTS):
+            return matmul_step(record, rule, relevance, backend)
         return product_step(record, rule, relevance)
     if isinstance(rule, LayerNormRule):
         return layer_norm_step(record, rule, relevance, backend)
