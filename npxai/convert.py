@@ -121,10 +121,35 @@ def _convert(module: Any, path: str) -> Module:
                 branch[f"relu{index // 2 + 1}"] = layers.ReLU()
         shortcut = _children(module, ["downsample"], path)
         return Residual(branch, shortcut or None, {"relu": layers.ReLU()})
+    if origin == "torchvision.models.vision_transformer" and kind == "VisionTransformer":
+        return _vision_transformer(module, where)
     raise ConversionError(
         f"cannot convert {where} of type {origin}.{kind}: npxai supports torch.nn Sequential trees "
-        "of its layer types and torchvision's VGG and ResNet"
+        "of its layer types and torchvision's VGG, ResNet and VisionTransformer"
     )
+
+
+def _vision_transformer(module: Any, where: str) -> Module:
+    """torchvision's ``VisionTransformer`` as :func:`npxai.models.vit` with its configuration
+    and weights (a patch-embedding convolution and torchvision's LayerNorm eps 1e-6 only)."""
+    from .models import vit
+
+    conv = module.conv_proj
+    if type(conv).__name__ != "Conv2d":
+        raise ConversionError(f"cannot convert {where}: a ViT with a convolutional stem")
+    blocks = list(module.encoder.layers)
+    norms = [module.encoder.ln] + [n for b in blocks for n in (b.ln_1, b.ln_2)]
+    if any(n.eps != 1e-6 for n in norms):
+        raise ConversionError(f"cannot convert {where}: a ViT whose LayerNorm eps is not 1e-6")
+    heads = module.heads
+    model = vit(
+        module.image_size, module.patch_size, len(blocks), blocks[0].num_heads,
+        module.hidden_dim, module.mlp_dim, heads.head.out_features, module.representation_size,
+        conv.in_channels,
+    )  # fmt: skip
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    model.load_state_dict(state, allow_nonfinite=True)  # from_torch checks, by full key
+    return model
 
 
 def _example_shape(module: Any) -> tuple[int, ...] | None:
@@ -185,8 +210,8 @@ def from_torch(
     """Convert a ``torch.nn.Module`` into an npxai model with the same weights.
 
     Walked module by module (same structure and keys): ``torch.nn.Sequential`` trees of the
-    layers in :mod:`npxai.layers`, and torchvision's ``VGG`` and ``ResNet`` (with ``BasicBlock``
-    or ``Bottleneck``). Any other module is exported to ONNX in memory (torch's exporter, in
+    layers in :mod:`npxai.layers`, torchvision's ``VGG`` and ``ResNet`` (with ``BasicBlock``
+    or ``Bottleneck``) and ``VisionTransformer`` (as :func:`npxai.models.vit`). Any other module is exported to ONNX in memory (torch's exporter, in
     evaluation mode: batch norms after convolutions are folded into them) and imported with
     :func:`npxai.from_onnx` into an :class:`npxai.Graph`, whose keys are torch's module paths
     where the exporter kept them; ``input_shape`` is the per-sample shape of the export's example

@@ -11,6 +11,7 @@ from numbers import Real
 
 import numpy as np
 
+from .attention import MultiheadAttention  # noqa: F401  (a leaf layer of its own file)
 from .backend import backend_modules, backend_or_default
 from .checks import finite_number, flag, positive_int, shown
 from .device import add
