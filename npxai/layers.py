@@ -1421,11 +1421,16 @@ class Concat(Layer):
         grad_y: np.ndarray,
         backend: str | None = None,
     ) -> tuple[np.ndarray, ...]:
+        return tuple(part if part.shape == a.shape else part.sum(axis=0, keepdims=True)
+                     for part, a in zip(self.split(grad_y, x), x, strict=True))  # fmt: skip
+
+    def split(self, grad_y: np.ndarray, x: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """``grad_y`` cut into the inputs' slices along ``dim``, each of the batch's size (a
+        repeated input's part per sample: LRP's relevance for it, which a graph constant
+        absorbs)."""
         axis = self._axis(grad_y.ndim)
         edges = np.cumsum([a.shape[axis] for a in x])[:-1]
-        parts = np.split(grad_y, edges, axis=axis)
-        return tuple(np.ascontiguousarray(part) if part.shape == a.shape
-                     else part.sum(axis=0, keepdims=True) for part, a in zip(parts, x, strict=True))  # fmt: skip
+        return tuple(np.ascontiguousarray(part) for part in np.split(grad_y, edges, axis=axis))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -1481,7 +1486,7 @@ class MatMul(Layer):
     the leading ones broadcast (``(N, H, T, D) @ (N, H, D, T)``, or a shared ``(D, E)`` factor).
     VJP: ``dL/da = dL/dy @ b^T`` and ``dL/db = a^T @ dL/dy``, each summed over the axes its factor
     was broadcast along. Host backends only (on ``backend="cuda"`` a
-    :class:`~npxai.BackendError`); no LRP rule takes it yet."""
+    :class:`~npxai.BackendError`); LRP: :class:`~npxai.rules.ProductRule`."""
 
     vjp_reads = frozenset({"input"})
 

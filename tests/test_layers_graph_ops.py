@@ -525,8 +525,9 @@ def test_matmul_refuses_inputs_that_do_not_fit_the_cuda_backend_and_lrp():
     w = torch.tensor(model["fc"].weight.astype(np.float64))
     (torch.matmul(t, t.transpose(1, 2)).flatten(1) @ w.T)[:, 0].sum().backward()
     assert_close(grad, t.grad.numpy(), np.float64)
-    with pytest.raises(LRPCompatibilityError, match=r"no rule covers layer 'gram' \(MatMul\)"):
-        npxai.LRP(model)
+    analyzer = npxai.LRP(model)  # MatMul's default: AttnLRP's uniform rule
+    assert analyzer.rules["gram"] == R.ProductRule("uniform")
+    assert np.isfinite(analyzer.attribute(x, target=0)).all()
 
 
 # -- ZeroPad2d, ConstantPad2d -------------------------------------------------------------------

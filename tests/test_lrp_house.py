@@ -113,8 +113,8 @@ def test_every_layer_lrp_takes_is_in_one_kind_and_has_a_default_rule():
     every = [cls for _, cls in inspect.getmembers(L, inspect.isclass)
              if issubclass(cls, Layer) and cls.__module__ == L.__name__
              and not cls.__name__.startswith("_")]  # fmt: skip
-    assert set(every) - set(kinds.SUPPORTED) == {L.Softmax, L.MatMul}
-    for cls in kinds.SUPPORTED:
+    assert set(every) <= set(kinds.SUPPORTED)
+    for cls in set(kinds.SUPPORTED) - {L.Softmax}:
         layer = {L.Linear: lambda: L.Linear(2, 2), L.Conv2d: lambda: L.Conv2d(1, 1, 1),
                  L.MaxPool2d: lambda: L.MaxPool2d(2), L.AvgPool2d: lambda: L.AvgPool2d(2),
                  L.AdaptiveAvgPool2d: lambda: L.AdaptiveAvgPool2d(1),
@@ -125,17 +125,18 @@ def test_every_layer_lrp_takes_is_in_one_kind_and_has_a_default_rule():
                  L.LayerNorm2d: lambda: L.LayerNorm2d(2), L.ZeroPad2d: lambda: L.ZeroPad2d(1),
                  L.ConstantPad2d: lambda: L.ConstantPad2d(1, 0.5),
                  L.Upsample: lambda: L.Upsample(scale_factor=2), L.Slice: lambda: L.Slice(1, 1),
-                 L.Select: lambda: L.Select(1, 0)}.get(cls, cls)()  # fmt: skip
+                 L.Select: lambda: L.Select(1, 0),
+                 L.MultiheadAttention: lambda: L.MultiheadAttention(4, 2)}.get(cls, cls)()  # fmt: skip
         rule = C.default_rule(layer)
         assert rule is not None and rule.supports(layer), cls
         assert type(rule).__name__ in R.rules_for(layer)
-    assert C.default_rule(L.Softmax(1)) is None
+    assert C.default_rule(L.Softmax(1)) is None  # a composite must name it (or strip it)
 
 
 def test_the_registries_hold_every_rule_and_preset():
     concrete = {cls for _, cls in inspect.getmembers(R, inspect.isclass)
                 if issubclass(cls, R.Rule) and cls.__module__ == R.__name__
-                and cls not in (R.Rule, R.LinearRule)}  # fmt: skip
+                and cls not in (R.Rule, R.LinearRule) and not cls.__name__.startswith("_")}  # fmt: skip
     assert set(R.RULES) == concrete and len(R.RULES) == len(concrete)
     functions = {name for name, f in inspect.getmembers(C, inspect.isfunction)
                  if f.__module__ == C.__name__ and name[0].isupper()}  # fmt: skip
@@ -145,7 +146,7 @@ def test_the_registries_hold_every_rule_and_preset():
 
 
 def test_which_rules_a_layer_takes_comes_from_the_rules():
-    assert R.rules_for(L.Softmax(1)) == ["GradientRule"]
+    assert R.rules_for(L.Softmax(1)) == ["GradientRule", "SoftmaxRule"]
     assert R.rules_for(L.ReLU()) == ["GradientRule", "PassRule"]
     assert R.rules_for(L.Add()) == ["NormRule", "EpsilonRule", "ZeroRule", "GradientRule"]
     assert "ZBoxRule" in R.rules_for(L.Linear(2, 2))

@@ -105,8 +105,12 @@ class LRP(Analyzer):
                 result = lrp_step(record, self.rules[record.key], relevance, backend)
                 if self.record:  # on the cuda backend: read on the host, layer by layer
                     relevances[record.key] = host = to_host(result)
-                    into = (  # a graph constant (no batch axis) absorbs what it gets
-                        sum(_per_sample(r) for r in host if r.ndim == relevance.ndim)
+                    into = (  # a graph constant without a batch axis absorbs what it gets
+                        sum(
+                            _per_sample(r)
+                            for r in host
+                            if r.shape[:1] == relevance.shape[:1] and r.ndim == relevance.ndim
+                        )
                         if isinstance(host, tuple)
                         else _per_sample(host)
                     )

@@ -5,10 +5,13 @@ layers (in registration order, which is execution order for npxai's containers);
 overrides an earlier one. Layers that no entry selects get :data:`DEFAULTS`: Linear and Conv2d
 the ZeroRule (as RelevancePropagation.jl), max pooling the gradient (winner takes all),
 concatenation the gradient (the exact split back into the inputs' slices), average pooling,
-means, padding, upsampling and sums the NormRule, a gated product the ProductRule (relevance to the signal), layer norm the LayerNormRule, batch norm (when not folded by ``canonize``),
-activations, dropout, flatten, reshape, permute and identity the PassRule. A layer for which nothing applies
-(``Softmax``: strip it), or a rule that cannot run on its layer, stops the analyzer's
-construction with an :class:`~npxai.errors.LRPCompatibilityError` naming it.
+means, padding, upsampling and sums the NormRule, a gated product the ProductRule (relevance to
+the signal), a matrix product AttnLRP's uniform ProductRule, self-attention the AttnLRPRule, layer
+norm the LayerNormRule, batch norm (when not folded by ``canonize``), activations, dropout,
+flatten, reshape, permute and identity the PassRule. A layer for which nothing applies
+(``Softmax``: a composite must name its rule, as AttnLRP does, or a trailing one is stripped), or
+a rule that cannot run on its layer, stops the analyzer's construction with an
+:class:`~npxai.errors.LRPCompatibilityError` naming it.
 
 The presets are functions returning a composite; :data:`PRESETS` lists them by name.
 """

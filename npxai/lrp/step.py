@@ -202,12 +202,11 @@ def sum_step(
 ) -> tuple[np.ndarray, ...]:
     """``R_i = x_i R / stab(sum_i' x_i')`` for a sum (``R_a = a R / stab(a + b)``, ``R_b = b R /
     stab(a + b)`` for a residual block's): its output (the trace's record) is the sum. An input
-    broadcast in the sum (a positional embedding) gets the sum of ``x_i R / stab(y)`` over the
-    outputs it reached."""
+    broadcast in the sum (a positional embedding, a graph constant that absorbs its share) gets
+    its share per sample, in the output's shape."""
     check_stabilizer(rule)
     s = ratio(backend_modules(backend).lrp, relevance, record.output, rule)
-    return tuple(multiply(x, s) if x.shape == s.shape else L.sum_to_shape(x * s, x.shape)
-                 for x in record.input)  # fmt: skip
+    return tuple(multiply(x, s) if x.shape == s.shape else x * s for x in record.input)
 
 
 def product_step(record: Record, rule: ProductRule, relevance: np.ndarray) -> tuple:
@@ -251,6 +250,8 @@ def step(record: Record, rule: Rule, relevance: Signal, backend: str) -> Signal:
             return record.layer.vjp(record.input, record.output, relevance, backend)
         return relevance  # an activation or a batch norm: R_in = R_out
     if isinstance(rule, GradientRule):
+        if isinstance(record.layer, L.Concat):  # a repeated input's share per sample
+            return record.layer.split(relevance, record.input)
         return record.layer.vjp(record.input, record.output, relevance, backend)
     if isinstance(record.layer, L.Add):
         return sum_step(record, rule, relevance, backend)
