@@ -13,7 +13,7 @@ from torchvision.models.vision_transformer import VisionTransformer
 
 import npxai
 from npxai import layers as L
-from npxai.composites import AttnLRP, CPLRP
+from npxai.composites import CPLRP, AttnLRP
 from npxai.errors import LayerInputError
 from npxai.models import vit
 from npxai.module import Record

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import npxai
 from npxai import layers as L
-from npxai.errors import BackendError, LayerInputError, LRPCompatibilityError
+from npxai.errors import BackendError, LayerInputError
 from npxai.lrp import composites as C
 from npxai.lrp import rules as R
 from npxai.module import Record
