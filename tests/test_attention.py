@@ -392,3 +392,25 @@ def test_attention_rules_print_and_refuse_other_layers():
                   npxai.composites.Composite((npxai.composites.ByType(L.Linear), CPLRPRule())))  # fmt: skip
     with pytest.raises(ValueError, match="AttnLRPRule: epsilon"):
         AttnLRPRule(-1.0)
+
+
+def test_crp_on_a_transformer_neuron_of_an_mlp_layer():
+    """CRP with a neuron of an MLP layer as the concept (``channel_axis=-1``: the same unit of
+    every token). On a bias-free ViT under CP-LRP every step below the layer conserves, so each
+    concept's input relevance sums to its relevance at the layer; the concepts together carry
+    all of the layer's relevance."""
+    config = {"num_layers": 2, "num_heads": 2, "head_dim": 2, "patch_size": 4, "seed": 5}
+    model = bias_free_vit(config)
+    x = np.random.default_rng(6).standard_normal((2, 3, 8, 8))
+    layer = "encoder.layers.encoder_layer_1.mlp.0"
+    lrp = npxai.LRP(model, CPLRP(0.0), output_relevance="logit")
+    crp = npxai.CRP(lrp, layer, npxai.IndexedFeatures(*range(8)), channel_axis=-1)
+    explanation = crp(x, target=1)
+    assert explanation.attribution.shape == (2, 8, 3, 8, 8)
+    per_concept = explanation.attribution.sum(axis=(2, 3, 4))
+    assert relative_error(per_concept, explanation.extras["concept_relevance"]) < 1e-7
+    top = npxai.CRP(lrp, layer, npxai.TopNFeatures(2), channel_axis=-1)(x, target=1)
+    best = np.argsort(-explanation.extras["layer_relevance"], axis=1, kind="stable")[:, :2]
+    assert (top.extras["channels"] == best).all()
+    with pytest.raises(ValueError, match="CRP: channel_axis must be 1 or -1, got 2"):
+        npxai.CRP(lrp, layer, npxai.TopNFeatures(2), channel_axis=2)

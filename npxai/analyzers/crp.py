@@ -116,6 +116,10 @@ class CRP(Analyzer):
     ``R^(c)_in = LRP_{L -> input}([channel = c] * R_L)``, ``R_L`` the LRP relevance arriving at
     ``L``'s output (see :mod:`npxai.analyzers.crp`).
 
+    ``channel_axis`` is the axis of ``L``'s output that holds its channels: 1 (default: a
+    convolution's ``(N, C, H, W)``, a dense layer's ``(N, F)``) or -1 for a transformer's token
+    features ``(N, S, F)`` (a neuron of an MLP layer: the same unit of every token).
+
     ``layer`` is a key of ``model.named_modules()`` (a container means its last leaf's output)
     or an int indexing the model's leaf layers in order (negative from the end), as in the LRP
     analyzer's table. ``features`` selects the concepts: :class:`TopNFeatures` or
@@ -141,6 +145,7 @@ class CRP(Analyzer):
         features: Features,
         batch_size: int | None = None,
         progress: bool = True,
+        channel_axis: int = 1,
     ):
         if not isinstance(lrp_analyzer, LRP):
             raise TypeError(f"CRP needs an npxai LRP analyzer, got {type(lrp_analyzer).__name__}")
@@ -153,6 +158,9 @@ class CRP(Analyzer):
         super().__init__(lrp_analyzer.model, lrp_analyzer.backend)
         self.lrp, self.features, self.batch_size = lrp_analyzer, features, batch_size
         self.progress = check_progress(progress, "CRP")
+        if channel_axis not in (1, -1) or isinstance(channel_axis, bool):
+            raise ValueError(f"CRP: channel_axis must be 1 or -1, got {channel_axis!r}")
+        self.channel_axis = channel_axis
         self.layer = leaf_key(lrp_analyzer.model, layer, "CRP", index=True)
         channels = _known_channels(dict(lrp_analyzer.model.named_modules())[self.layer])
         if channels is not None:
@@ -168,7 +176,10 @@ class CRP(Analyzer):
         indices = target_indices(trace.output, target)
         seed = output_seed(trace.output, indices, self.lrp.output_relevance == "logit")
         relevance = self.relevance_at_layer(trace, seed)  # R_L, (N, C, ...)
-        layer_relevance = relevance.reshape(*relevance.shape[:2], -1).sum(axis=2)  # R_c, (N, C)
+        if relevance.ndim < 2:
+            raise ValueError(f"CRP: layer {self.layer!r} outputs {relevance.shape}: no channels")
+        channel_first = np.moveaxis(relevance, self.channel_axis, 1)
+        layer_relevance = channel_first.reshape(*channel_first.shape[:2], -1).sum(axis=2)  # R_c
         channels = self.features.select(layer_relevance, self.layer)  # (N, k)
         n, k = channels.shape
         rows = np.repeat(np.arange(n), k)  # (sample, concept) rows, sample-major
@@ -215,13 +226,18 @@ class CRP(Analyzer):
         ``[channel = c] * R_L[n]``; every layer after it runs its LRP rule on its record
         gathered at ``rows`` (each sample repeated once per concept)."""
         rules, backend = self.lrp.rules, trace.backend
-        mask = np.zeros((len(rows), relevance.shape[1]), relevance.dtype)
+        axis = self.channel_axis % relevance.ndim
+        mask = np.zeros((len(rows), relevance.shape[axis]), relevance.dtype)
         mask[np.arange(len(rows)), channels] = 1
-        masked = relevance[rows] * mask.reshape(mask.shape + (1,) * (relevance.ndim - 2))
-        reached = False
+        shape = [len(rows)] + [1] * (relevance.ndim - 1)
+        shape[axis] = relevance.shape[axis]
+        masked = relevance[rows] * mask.reshape(shape)
+        reached, batch = False, len(relevance)
 
-        def gather(a: Signal) -> Signal:
-            return tuple(t[rows] for t in a) if isinstance(a, tuple) else a[rows]
+        def gather(a: Signal, ndim: int) -> Signal:  # a graph constant (a batch of 1, or none)
+            if isinstance(a, tuple):  # stays as it is
+                return tuple(t[rows] if t.ndim == ndim and len(t) == batch else t for t in a)
+            return a[rows]
 
         def step(record: Record, signal: Signal) -> Signal:
             nonlocal reached
@@ -231,8 +247,9 @@ class CRP(Analyzer):
                 x = record.input
                 zeros = [np.zeros((len(rows), *a.shape[1:]), a.dtype) for a in _as_tuple(x)]
                 return tuple(zeros) if isinstance(x, tuple) else zeros[0]
-            rows_record = Record(record.key, record.layer, gather(record.input),
-                                 gather(record.output))  # fmt: skip
+            ndim = record.output.ndim
+            rows_record = Record(record.key, record.layer, gather(record.input, ndim),
+                                 gather(record.output, ndim))  # fmt: skip
             return lrp_step(rows_record, rules[record.key], signal, backend)
 
         return self.model.backward(trace, masked, step)
