@@ -275,3 +275,90 @@ def concept_grid(
     if path is not None:
         figure.savefig(path, format="png")
     return figure
+
+
+def patch_map(relevance: np.ndarray, patch_size: int) -> np.ndarray:
+    """A ViT's per-token relevance as a map of the image, ``(N, 1, H, W)``: ``relevance`` is
+    ``(N, S)`` or ``(N, S, E)`` (summed over ``E``), the tokens of a ``g x g`` grid of patches
+    in row-major order, ``S = g^2``, or with a class token first, ``S = g^2 + 1`` (dropped); each
+    patch's relevance fills its ``patch_size x patch_size`` pixels (``H = W = g patch_size``).
+    With ``record=True`` LRP keeps the tokens' relevance, e.g. at the positional embedding's sum
+    (``extras["relevance"]["encoder.pos_sum"][0]`` for :func:`npxai.models.vit`)."""
+    from .checks import positive_int
+
+    patch_size = positive_int(patch_size, "patch_map: patch_size")
+    relevance = np.asarray(relevance)
+    if relevance.ndim not in (2, 3):
+        raise ValueError(f"patch_map needs relevance of shape (N, S) or (N, S, E), got "
+                         f"{relevance.shape}")  # fmt: skip
+    tokens = relevance.sum(axis=2) if relevance.ndim == 3 else relevance
+    count = tokens.shape[1]
+    grid = int(round(np.sqrt(count)))
+    if grid * grid != count:
+        grid = int(round(np.sqrt(count - 1)))
+        if grid * grid != count - 1:
+            raise ValueError(
+                f"patch_map: {count} tokens are neither a square grid of patches nor one with a "
+                "class token first"
+            )
+        tokens = tokens[:, 1:]
+    maps = tokens.reshape(len(tokens), 1, grid, grid)
+    return np.kron(maps, np.ones((1, 1, patch_size, patch_size), maps.dtype))
+
+
+def token_colours(relevance: np.ndarray, cmap: str = "bwr") -> np.ndarray:
+    """uint8 RGB colours ``(S, 3)`` for the relevance ``(S,)`` of ``S`` tokens: scaled as the
+    ``"attribution"`` preset scales a map (centered, no outliers clipped: the largest ``|R|`` at
+    the colormap's ends, 0 white in ``bwr``)."""
+    values = np.asarray(relevance, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"token relevance must have shape (S,), got {values.shape}")
+    return colorize(scale_maps(values[None], "centered", 0)[0], cmap)
+
+
+def _check_tokens(tokens: list[str], relevance: np.ndarray) -> None:
+    if not all(isinstance(t, str) for t in tokens) or len(tokens) != len(relevance):
+        raise ValueError(
+            f"give one string per token and one relevance each: {len(tokens)} tokens, "
+            f"relevance of shape {np.shape(relevance)}"
+        )
+
+
+def text_heatmap(tokens: list[str], relevance: np.ndarray, cmap: str = "bwr") -> str:
+    """The tokens as terminal text, each on a background of its relevance's colour
+    (:func:`token_colours`; 24-bit ANSI colours, black letters), separated by spaces."""
+    _check_tokens(tokens, relevance)
+    parts = []
+    for token, (r, g, b) in zip(tokens, token_colours(relevance, cmap), strict=True):
+        parts.append(f"\x1b[48;2;{r};{g};{b}m\x1b[38;2;0;0;0m{token}\x1b[0m")
+    return " ".join(parts)
+
+
+def save_text_heatmap(
+    tokens: list[str],
+    relevance: np.ndarray,
+    path: str | os.PathLike,
+    cmap: str = "bwr",
+    width: int = 640,
+) -> None:
+    """The tokens as a PNG image, each on a box of its relevance's colour (:func:`token_colours`),
+    in lines of at most ``width`` pixels."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    _check_tokens(tokens, relevance)
+    font = ImageFont.load_default()
+    colours = token_colours(relevance, cmap)
+    sizes = [font.getbbox(t)[2:] for t in tokens]
+    line, pad = max([h for _, h in sizes] + [10]) + 8, 4
+    boxes, x, y = [], pad, pad
+    for w, _ in sizes:
+        if x + w + 2 * pad > width and x > pad:
+            x, y = pad, y + line
+        boxes.append((x, y, x + w + 2 * pad, y + line - 4))
+        x += w + 3 * pad
+    image = Image.new("RGB", (width, y + line + pad), "white")
+    draw = ImageDraw.Draw(image)
+    for token, box, colour in zip(tokens, boxes, colours, strict=True):
+        draw.rectangle(box, fill=tuple(int(c) for c in colour))
+        draw.text((box[0] + pad, box[1] + 2), token, fill="black", font=font)
+    image.save(path, format="PNG")

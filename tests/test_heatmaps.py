@@ -204,3 +204,39 @@ def test_bad_heatmap_options_are_named():
             npxai.heatmap(a, outlier_perc=bad)
     with pytest.raises(ValueError, match="sample 3 is out of range for a batch of 1"):
         npxai.save_heatmap(a, "/tmp/unused.png", sample=3)
+
+
+def test_patch_map_puts_each_token_on_its_patch():
+    tokens = np.arange(2 * 5 * 3, dtype=np.float64).reshape(2, 5, 3)  # a class token, 2 x 2 grid
+    maps = npxai.heatmaps.patch_map(tokens, 3)
+    assert maps.shape == (2, 1, 6, 6)
+    per_patch = tokens[:, 1:].sum(axis=2).reshape(2, 2, 2)
+    for i in range(2):
+        for j in range(2):
+            assert (
+                maps[:, 0, 3 * i : 3 * i + 3, 3 * j : 3 * j + 3] == per_patch[:, i, j, None, None]
+            ).all()
+    assert (
+        npxai.heatmaps.patch_map(tokens[:, 1:, 0], 1)[:, 0] == tokens[:, 1:, 0].reshape(2, 2, 2)
+    ).all()
+    with pytest.raises(ValueError, match="7 tokens are neither a square grid"):
+        npxai.heatmaps.patch_map(np.zeros((1, 7)), 2)
+    with pytest.raises(ValueError, match="patch_size must be a positive int"):
+        npxai.heatmaps.patch_map(np.zeros((1, 4)), 0)
+
+
+def test_text_heatmaps_colour_tokens_by_relevance(tmp_path):
+    from PIL import Image
+
+    relevance = np.array([0.5, -1.0, 0.0, 1.0])
+    text = npxai.heatmaps.text_heatmap(["a", "b", "c", "d"], relevance)
+    assert "\x1b[48;2;0;0;255m\x1b[38;2;0;0;0mb\x1b[0m" in text  # -max: bwr's blue end
+    assert "\x1b[48;2;255;0;0m\x1b[38;2;0;0;0md\x1b[0m" in text  # +max: its red end
+    assert "\x1b[48;2;255;255;255m\x1b[38;2;0;0;0mc\x1b[0m" in text  # 0: white
+    path = tmp_path / "tokens.png"
+    npxai.heatmaps.save_text_heatmap(["a", "b", "c", "d"], relevance, path)
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+    colours = {tuple(p) for p in pixels}
+    assert {(0, 0, 255), (255, 0, 0)} <= colours
+    with pytest.raises(ValueError, match="one string per token and one relevance each: 2 tokens"):
+        npxai.heatmaps.text_heatmap(["a", "b"], relevance)
