@@ -54,6 +54,8 @@ def _leaf(module: Any) -> Module | None:
         return layers.GELU(m.approximate)
     if name == "LayerNorm":
         return layers.LayerNorm(m.normalized_shape, m.eps, m.elementwise_affine, m.bias is not None)
+    if name == "RMSNorm":
+        return layers.RMSNorm(m.normalized_shape, m.eps, m.elementwise_affine)
     if name == "Hardtanh":
         return layers.Hardtanh(m.min_val, m.max_val)
     if name == "ZeroPad2d":

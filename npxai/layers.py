@@ -824,6 +824,77 @@ class LayerNorm2d(_LayerNorm):
         return f"{self.num_channels}, eps={self.eps}"
 
 
+class RMSNorm(Layer):
+    """``torch.nn.RMSNorm``: each sample scaled over its trailing axes of shape
+    ``normalized_shape``, ``y = x / rms * weight``, ``rms = sqrt(mean(x^2) + eps)``; ``eps=None``
+    (torch's default) is the machine epsilon of the input's dtype. VJP: ``dL/dx = (g - x_hat
+    mean(g x_hat)) / rms``, ``g = dL/dy * weight``, ``x_hat = x / rms``. NumPy on both host
+    backends (on ``backend="cuda"`` a :class:`~npxai.BackendError`)."""
+
+    vjp_reads = frozenset({"input"})
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        eps: float | None = None,
+        elementwise_affine: bool = True,
+    ):
+        super().__init__()
+        shape = (normalized_shape,) if _is_int(normalized_shape) else normalized_shape
+        if (not isinstance(shape, tuple | list) or not shape
+                or not all(_is_int(n) and n >= 1 for n in shape)):  # fmt: skip
+            raise ValueError(
+                "RMSNorm: normalized_shape must be a positive int or a non-empty tuple of them, "
+                f"got {shown(normalized_shape)}"
+            )
+        self.normalized_shape = tuple(int(n) for n in shape)
+        self.eps = None if eps is None else finite_number(eps, "RMSNorm: eps", minimum=0)
+        self.elementwise_affine = flag(elementwise_affine, "RMSNorm: elementwise_affine")
+        weight = np.ones(self.normalized_shape, np.float32)
+        self.register_parameter("weight", weight if self.elementwise_affine else None)
+
+    def check_input(self, x: np.ndarray) -> None:
+        k = len(self.normalized_shape)
+        if x.ndim <= k or x.shape[x.ndim - k :] != self.normalized_shape:
+            layout = ", ".join(map(str, self.normalized_shape))
+            raise LayerInputError(
+                f"expected input of shape (N, ..., {layout}), got shape {x.shape}"
+            )
+
+    def _parts(self, x: np.ndarray, backend: str | None) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """``(1 / rms, weight (1 if absent), the normalised axes)``."""
+        _host_only(self, backend)
+        axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))
+        eps = np.finfo(x.dtype).eps if self.eps is None else self.eps
+        inv_rms = 1 / np.sqrt((x * x).mean(axis=axes, keepdims=True) + x.dtype.type(eps))
+        weight = x.dtype.type(1) if self.weight is None else self.weight.astype(x.dtype)
+        return inv_rms, weight, axes
+
+    def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+        inv_rms, weight, _ = self._parts(x, backend)
+        return x * inv_rms * weight
+
+    def vjp(
+        self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        inv_rms, weight, axes = self._parts(x, backend)
+        g, x_hat = grad_y * weight, x * inv_rms
+        return (g - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)) * inv_rms
+
+    def vjp_fixed_std(
+        self, x: np.ndarray, grad_y: np.ndarray, backend: str | None = None
+    ) -> np.ndarray:
+        """The VJP of ``x' -> x' * weight / rms`` with ``rms`` held at its value for ``x``:
+        ``dL/dy * weight / rms`` (LRP's :class:`~npxai.lrp.rules.LayerNormRule`)."""
+        inv_rms, weight, _ = self._parts(x, backend)
+        return grad_y * weight * inv_rms
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
+
+
 class ReLU(Layer):
     """``y = max(x, 0)``; ``inplace`` is accepted for torch compatibility and has no effect."""
 

@@ -405,6 +405,43 @@ def test_layer_norm_rule_is_the_epsilon_rule_on_the_map_with_its_std_fixed(epsil
         assert_close(ours[n, :, i, j], x[n, :, i, j] * (a.T @ s), np.float64)
 
 
+@FEW
+@given(data=st.data(), dtype=dtypes)
+def test_rms_norm(data, dtype):
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label="shape")
+    k = data.draw(st.integers(1, len(shape) - 1), label="normalised axes")
+    normalized = tuple(shape[len(shape) - k :])
+    affine = data.draw(st.booleans(), label="affine")
+    eps = data.draw(st.sampled_from([None, 1e-5, 0.5]), label="eps")
+    args = (normalized[0] if k == 1 else normalized, eps, affine)
+    theirs = randomise(torch.nn.RMSNorm(*args), data.draw(st.integers(0, 99), label="seed"))
+    x = random_input(data, shape, dtype) * 3 + 1
+    weight = 1 if theirs.weight is None else theirs.weight.detach().numpy()
+    axes = tuple(range(-k, 0))
+    inv_rms = 1 / np.sqrt((x.astype(np.float64) ** 2).mean(axis=axes).min() + (eps or 0))
+    # dL/dx = (g - x_hat mean(g x_hat)) / rms cancels terms of size |g w| / rms
+    check(L.RMSNorm(*args), theirs, x, lambda g: float(np.abs(g * weight).max() * inv_rms))
+    assert isinstance(npxai.from_torch(torch.nn.Sequential(theirs))[0], L.RMSNorm)
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_rms_norm_under_the_layer_norm_rule_is_the_identity_rule(backend):
+    """With the root mean square held fixed, RMSNorm is the diagonal map ``w / rms``: the
+    LN-rule with epsilon 0 passes each entry's relevance through unchanged."""
+    rng = np.random.default_rng(7)
+    rms = L.RMSNorm(5)
+    rms.load_state_dict({"weight": rng.standard_normal(5)})
+    x = rng.standard_normal((3, 4, 5))
+    r, ours = lrp_step(rms, R.LayerNormRule(0.0), x, backend)
+    np.testing.assert_allclose(ours, r, rtol=1e-12)
+    r, ours = lrp_step(rms, R.LayerNormRule(0.1), x, backend)
+    y = rms(x)
+    np.testing.assert_allclose(ours, y * r / (y + 0.1 * np.where(y >= 0, 1, -1)), rtol=1e-12)
+    assert isinstance(C.default_rule(rms), R.LayerNormRule)
+    with pytest.raises(BackendError, match="RMSNorm does not run on the cuda backend"):
+        rms.forward(x, "cuda")
+
+
 @pytest.mark.parametrize("backend", HOST)
 def test_layer_norm_rule_conserves_relevance_without_a_bias(backend):
     rng = np.random.default_rng(6)

@@ -121,7 +121,7 @@ def test_every_layer_lrp_takes_is_in_one_kind_and_has_a_default_rule():
                  L.BatchNorm1d: lambda: L.BatchNorm1d(2),
                  L.BatchNorm2d: lambda: L.BatchNorm2d(2), L.Permute: lambda: L.Permute([0, 1]),
                  L.Reshape: lambda: L.Reshape((-1,)), L.Mean: lambda: L.Mean(1),
-                 L.LayerNorm: lambda: L.LayerNorm(2),
+                 L.LayerNorm: lambda: L.LayerNorm(2), L.RMSNorm: lambda: L.RMSNorm(2),
                  L.LayerNorm2d: lambda: L.LayerNorm2d(2), L.ZeroPad2d: lambda: L.ZeroPad2d(1),
                  L.ConstantPad2d: lambda: L.ConstantPad2d(1, 0.5),
                  L.Upsample: lambda: L.Upsample(scale_factor=2), L.Slice: lambda: L.Slice(1, 1),

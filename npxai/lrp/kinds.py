@@ -23,9 +23,9 @@ RESAMPLING = (L.ZeroPad2d, L.ConstantPad2d, L.Upsample)
 MAX_POOLS = (L.MaxPool2d,)
 #: Batch norm left unfolded: a fixed affine map ``s x + t`` of the input, of the input's shape.
 BATCH_NORMS = (L.BatchNorm1d, L.BatchNorm2d)
-#: Layer norms: normalisation over a sample's axes, linear once its standard deviation is held
-#: fixed (the LN-rule of Ali et al. 2022).
-LAYER_NORMS = (L.LayerNorm, L.LayerNorm2d)
+#: Layer norms: normalisation over a sample's axes, linear once its standard deviation (RMSNorm:
+#: its root mean square) is held fixed (the LN-rule of Ali et al. 2022).
+LAYER_NORMS = (L.LayerNorm, L.LayerNorm2d, L.RMSNorm)
 #: Sums: a residual block's ``y = a + b``, a graph's ``y = sum_i x_i``.
 SUMS = (L.Add,)
 #: Concatenation: its gradient splits the relevance back into the inputs' slices, exactly.

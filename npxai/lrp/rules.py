@@ -456,7 +456,9 @@ class LayerNormRule(EpsilonRule):
 
         R_i = x_i sum_j A_ji s_j = x_i ((w s)_i - mean_j (w s)_j) / sigma,   s = R_out / stab(y)
 
-    (``epsilon=0``: LRP-0). Without a bias, ``sum_j A_ji x_i = y_j``, so ``sum_i R_i = sum_j R_j``:
+    (``epsilon=0``: LRP-0). On ``RMSNorm``, ``y = w x / rms`` with ``rms`` held constant, the map
+    is diagonal: ``R_i = x_i w_i s_i / rms = y_i s_i`` (AttnLRP's identity rule for it, ``R_i =
+    R_out_i`` with ``epsilon=0``). Without a bias, ``sum_j A_ji x_i = y_j``, so ``sum_i R_i = sum_j R_j``:
     it conserves; a bias absorbs its share ``b_j s_j``. RelevancePropagation.jl writes the same in
     two steps, its ZeroRule on the affine part and then ``R_i = x_i (s'_i - mean(s'))``, ``s' =
     R' / stab(x - mean(x))``, equal but for where the stabiliser sits."""
