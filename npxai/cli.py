@@ -314,8 +314,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             model = zoo.LENET_DIGITS
-    if model == zoo.LENET_DIGITS:
-        ready = zoo.ready_model(zoo.LENET_DIGITS)
+    if model in (zoo.LENET_DIGITS, zoo.VIT_DIGITS):
+        ready = zoo.ready_model(model)
         test = load(files("npxai.reference_models") / "digits_test.npz")
         name, x = "digit0", test["x"][:1]
         source = f"held-out digit 0 of the bundled test set (label {int(test['y'][0])})"
@@ -466,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--model",
-        choices=(zoo.EFFICIENTNET, zoo.LENET_DIGITS),
+        choices=(zoo.EFFICIENTNET, zoo.LENET_DIGITS, zoo.VIT_DIGITS),
         default=zoo.EFFICIENTNET,
         help=f"the model ({zoo.EFFICIENTNET})",
     )

