@@ -577,3 +577,13 @@ def test_explain_with_an_onnx_model_reads_its_classes_from_the_graph(tmp_path, d
     assert "small.onnx with the weights in the file" in result.stderr
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(names) == 2 and all("-class-" in n for n in names), names
+
+
+def test_demo_with_the_digits_vit_writes_every_method(tmp_path):
+    result = npxai_cli("demo", "--model", "vit-digits", "--out", "gallery", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "vit-digits on held-out digit 0" in result.stdout
+    assert "1. digit 7 (7)" in result.stdout
+    written = sorted(p.name for p in (tmp_path / "gallery").iterdir())
+    assert written == sorted([f"digit0_{m}_7-digit-7.png" for m in EVERY_METHOD] + ["input.png"])
+    assert "LRP-AttnLRP" in EVERY_METHOD and "LRP-CPLRP" in EVERY_METHOD
