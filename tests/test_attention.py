@@ -414,3 +414,39 @@ def test_crp_on_a_transformer_neuron_of_an_mlp_layer():
     assert (top.extras["channels"] == best).all()
     with pytest.raises(ValueError, match="CRP: channel_axis must be 1 or -1, got 2"):
         npxai.CRP(lrp, layer, npxai.TopNFeatures(2), channel_axis=2)
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_broadcast_sum_and_class_token_concat_match_torch(backend):
+    """``Add`` of tokens and a positional embedding ``(1, S, E)``, ``Concat`` of a class token
+    ``(1, 1, E)`` repeated along the batch: forward and VJP as torch's ``+`` and ``cat`` of
+    ``expand``; LRP gives the broadcast input its share per sample."""
+    rng = np.random.default_rng(3)
+    x, pos, token = (
+        rng.standard_normal((3, 4, 2)),
+        rng.standard_normal((1, 5, 2)),
+        rng.standard_normal((1, 1, 2)),
+    )
+    xt, post, tokent = (torch.tensor(a, requires_grad=True) for a in (x, pos, token))
+    joined = torch.cat([tokent.expand(3, -1, -1), xt], dim=1)
+    summed = joined + post
+    g = rng.standard_normal(summed.shape)
+    summed.backward(torch.tensor(g))
+    cat, add = L.Concat(1), L.Add()
+    ours_joined = cat.forward((token, x), backend)
+    ours_summed = add.forward((ours_joined, pos), backend)
+    assert_close(ours_summed, summed.detach().numpy(), np.float64)
+    g_joined, g_pos = add.vjp((ours_joined, pos), ours_summed, g, backend)
+    g_token, g_x = cat.vjp((token, x), ours_joined, g_joined, backend)
+    for ours, theirs in ((g_pos, post), (g_token, tokent), (g_x, xt)):
+        assert_close(ours, theirs.grad.numpy(), np.float64)
+    r_joined, r_pos = npxai.lrp.step(Record("add", add, (ours_joined, pos), ours_summed),
+                                     npxai.rules.NormRule(0.0), g, backend)  # fmt: skip
+    assert r_pos.shape == (3, 5, 2)  # per sample: the constant's share, absorbed
+    assert_close(r_joined + r_pos, g, np.float64)
+    r_token, r_x = npxai.lrp.step(Record("cat", cat, (token, x), ours_joined),
+                                  npxai.rules.GradientRule(), r_joined, backend)  # fmt: skip
+    assert r_token.shape == (3, 1, 2) and (r_token == r_joined[:, :1]).all()
+    with pytest.raises(LayerInputError, match=r"the branch output \(3, 4, 2\) and the shortcut "
+                       r"output \(1, 5, 2\) must have one shape \(or broadcast to one\)"):  # fmt: skip
+        npxai.Graph({"add": (L.Add(), ["input", "pos"])}, constants={"pos": pos})(x)
