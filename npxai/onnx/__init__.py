@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from ..containers import Graph
 from ..errors import LoadError
 from .fold import FOLDS
@@ -48,6 +50,8 @@ def walk(im: Importer) -> Graph:
                 im.fail(node, f"cannot fold its constant inputs ({error})")
             for value, array in zip(outputs, result, strict=False):
                 im.constants[value] = array
+            if any(v in im.shadows for v in node.input):
+                _shadow(im, node, outputs, result)
             continue
         handler = OPS.get(node.op_type)
         if handler is None:
@@ -64,10 +68,27 @@ def walk(im: Importer) -> Graph:
     for name in im.output_names:
         if name not in im.activations:
             raise LoadError(f"{im.where}: the output {name!r} is a constant")
-        outputs.append(im.activations[name][0])
+        producer = next(n for n in im.order if name in n.output)
+        outputs.append(im.batch_first(producer, name, f"the output {name!r}")[0])
     if len(set(outputs)) != len(outputs):
         raise LoadError(f"{im.where}: the outputs {im.output_names} are not distinct values")
     return _graph(im, outputs)
+
+
+def _shadow(im: Importer, node: Any, outputs: list[str], result: list) -> None:
+    """The folded node's outputs for a batch of 2 (its inputs' shadows for theirs), where they
+    differ from those for the example's batch."""
+    primary = {v: im.constants[v] for v in node.input if v in im.shadows}
+    im.constants.update({v: im.shadows[v] for v in primary})
+    try:
+        shadows = FOLDS[node.op_type](im, node)
+    except Exception:  # a value that only the example's batch gives (an exporter's check)
+        shadows = []
+    finally:
+        im.constants.update(primary)
+    for value, shadow, array in zip(outputs, shadows, result, strict=False):
+        if np.shape(shadow) != np.shape(array) or not np.array_equal(shadow, array):
+            im.shadows[value] = shadow
 
 
 def _graph(im: Importer, outputs: list[str]) -> Graph:
