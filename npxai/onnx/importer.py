@@ -56,9 +56,12 @@ class Importer:
         if not graph.output:
             raise LoadError(f"{where}: the graph has no output")
         self.input_name = data_inputs[0].name
-        #: whether the file leaves the batch free (then the example's batch is 1, with shadows)
-        self.dynamic_batch = False
         example = self._example(data_inputs[0], input_shape)
+        first = data_inputs[0].type.tensor_type.shape.dim[:1]
+        #: whether the file leaves the batch free (the example's batch is then 1, with shadows)
+        self.dynamic_batch = not (first and first[0].HasField("dim_value") and first[0].dim_value)
+        #: a batch of 1 fixed by the file: it floats (:mod:`npxai.onnx.layout`)
+        self.free_batch = not self.dynamic_batch and example.shape[0] == 1
         self.activations: dict[str, tuple[str, np.ndarray]] = {self.input_name: ("input", example)}
         #: each npxai value's example (the latest, after a bias is folded into its layer)
         self.examples: dict[str, np.ndarray] = {"input": example}
@@ -129,9 +132,6 @@ class Importer:
                 f"than {EXAMPLE_BYTES} bytes; pass a smaller input_shape="
             )
         batch = dims[0] if dims and dims[0] else 1  # a fixed batch: the reshapes' targets hold it
-        self.dynamic_batch = not (dims and dims[0])
-        #: a batch of 1 fixed by the file: it floats (:mod:`npxai.onnx.layout`)
-        self.free_batch = batch == 1 and not self.dynamic_batch
         return np.zeros((batch, *shape), dtype)
 
     # --- values -----------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class Importer:
         name, x = self.activations[value]
         layout = self.layout(value)
         perm, shape, result = layout.canonical(x.shape)
-        base = scope_name(node.name)
+        base = scope_name(node.name) or node.output[0]
         if perm != tuple(range(x.ndim)):
             name = self.add(node, L.Permute(perm), [name], f"{base}.permute", value)
         if shape != self.activations[value][1].shape:

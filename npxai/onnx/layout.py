@@ -183,8 +183,8 @@ def _advance(j: int, need: int, target: tuple[int, ...]) -> tuple[int, int]:
 def _batch_dim(bounds: list[int], before: int, batch: int, target: tuple[int, ...]) -> int:
     """The target axis that can hold the batch (``before`` elements before it, in ``T``'s memory
     order): the one whose range holds it; for a batch of 1 between two axes, an axis of size 1
-    there (the batch alone), else a ``ValueError``: a batch of 1 fixed by the file does not say
-    which of two axes it joins."""
+    there (the batch alone), else a ``ValueError``: a target that does not grow with the batch
+    does not say which of the two it joins."""
     candidates = [j for j in range(len(target))
                   if bounds[j] <= before and before * batch <= bounds[j + 1]]  # fmt: skip
     if not candidates:
@@ -195,6 +195,7 @@ def _batch_dim(bounds: list[int], before: int, batch: int, target: tuple[int, ..
     if alone:
         return alone[0]
     raise ValueError(
-        f"a batch of 1 fixed by the file could join axis {candidates[0]} or {candidates[1]} of "
-        "the target; export with a dynamic batch axis or a batch of 2 or more"
+        f"the batch (1 in the example) could join axis {candidates[0]} or {candidates[1]} of the "
+        "target, which does not grow with the batch (a constant shape, not computed from the "
+        "input's)"
     )
