@@ -413,21 +413,20 @@ def test_constants_added_and_subtracted_are_graph_constants():
 
 def test_what_cannot_keep_the_samples_apart_names_the_node_and_op():
     swap = helper.make_node("Transpose", ["x"], ["t"], "swap", perm=[1, 0, 2])
-    with pytest.raises(LoadError, match="node 'swap' \\(Transpose\\): perm \\[1, 0, 2\\] moves "
-                       "the batch axis 0; the output 'y' needs the batch alone on axis 0"):  # fmt: skip
+    moved = "node 'swap' \\(Transpose\\): perm \\[1, 0, 2\\] moves the batch axis 0; "
+    with pytest.raises(LoadError, match=moved + "the output 'y' needs the batch alone on axis 0"):
         from_onnx(one_node([swap, helper.make_node("Relu", ["t"], ["y"], "relu")]))
-    with pytest.raises(LoadError, match="node 'swap' \\(Transpose\\): perm .*; node 'norm' "
-                       "\\(ReduceMean\\) needs the batch alone on axis 0 of 't'"):  # fmt: skip
-        from_onnx(one_node([swap, helper.make_node("ReduceMean", ["t"], ["y"], "norm", axes=[2])]))
+    mean = helper.make_node("ReduceMean", ["t"], ["y"], "mean", axes=[2])
+    with pytest.raises(LoadError, match=moved + "node 'mean' \\(ReduceMean\\) needs the batch"):
+        from_onnx(one_node([swap, mean]))
     softmax = helper.make_node("Softmax", ["t"], ["y"], "softmax", axis=1)
-    with pytest.raises(LoadError, match="node 'softmax' \\(Softmax\\): a softmax over the batch "
-                       "axis \\(axis 1\\)"):  # fmt: skip
+    with pytest.raises(LoadError, match="'softmax' \\(Softmax\\): a softmax over the batch axis"):
         from_onnx(one_node([swap, softmax]))
     expand = helper.make_node("Expand", ["x", "shape"], ["y"], "expand")
-    with pytest.raises(LoadError, match="node 'expand' \\(Expand\\): expanding an activation of "
-                       "shape \\(1, 2, 3\\) by \\(1, 4, 2, 3\\) is not supported"):  # fmt: skip
+    with pytest.raises(LoadError, match="'expand' \\(Expand\\): expanding an activation of shape "
+                       "\\(1, 2, 3\\) by \\(1, 4, 2, 3\\) is not supported"):  # fmt: skip
         from_onnx(one_node([expand], [("shape", np.array([1, 4, 2, 3]))]))
     reshape = helper.make_node("Reshape", ["t", "shape"], ["y"], "reshape")
-    with pytest.raises(LoadError, match="node 'reshape' \\(Reshape\\): reshaping \\(2, 1, 3\\) to "
-                       "\\(2, 3\\): the batch \\(1 in the example\\) could join axis 0 or 1"):  # fmt: skip
+    with pytest.raises(LoadError, match="'reshape' \\(Reshape\\): reshaping \\(2, 1, 3\\) to "
+                       "\\(2, 3\\): the batch \\(1 in the example\\) could join"):  # fmt: skip
         from_onnx(one_node([swap, reshape], [("shape", np.array([2, 3]))]))

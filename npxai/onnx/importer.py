@@ -185,8 +185,9 @@ class Importer:
         self.set_layout(value, result)
         return (*self.activations[value], result)
 
-    def batch_first(self, node: Any, value: str, reader: str | None = None) -> tuple[str,
-                                                                                   np.ndarray]:  # fmt: skip
+    def batch_first(
+        self, node: Any, value: str, reader: str | None = None
+    ) -> tuple[str, np.ndarray]:
         """The ONNX activation ``value`` with the batch alone on axis 0 (the npxai value's own
         layout), made so where it is not; else a ``LoadError`` naming the node that moved or
         merged the batch and the reader (``node``, or ``reader``) that needs it there."""

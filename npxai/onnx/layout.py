@@ -4,9 +4,10 @@ between two nodes that keep the samples apart. npxai's layers take the batch on 
 importer holds such a value ``T`` as an npxai value ``X`` whose axis 0 is the batch and a
 :class:`Layout`: ``T`` is ``X`` transposed and reshaped. A ``Transpose`` only changes the
 layout; a ``Reshape`` changes it and may split axes of ``X`` (an npxai ``Reshape`` that keeps the
-batch first); a node that needs the batch elsewhere than on axis 0 alone gets ``X`` made so
-(``Permute`` and ``Reshape`` nodes, :meth:`Layout.canonical`) where that is possible, and a
-:class:`~npxai.errors.LoadError` naming the node that moved or merged it where it is not.
+batch first); a node that needs an axis of ``T`` as an axis of its own, or the batch alone on
+axis 0, gets ``X`` made so (``Permute`` and ``Reshape`` nodes, :meth:`Layout.canonical`) where
+that is possible, and a :class:`~npxai.errors.LoadError` naming the node that moved or merged
+the batch where it is not.
 
 Where the file fixes the batch at 1, its axes do not say where the batch is (an axis of size 1
 joins either neighbour): the batch then *floats*, in no axis of ``T`` (it is 1), and joins the
@@ -26,8 +27,9 @@ import numpy as np
 class Layout:
     """``T = X.transpose(order).reshape(...)``, ``T``'s axis ``j`` merging the next ``groups[j]``
     axes of that transposition (its members; none: an axis of size 1). ``X``'s axis 0 is the
-    batch; where ``order`` does not hold it, a batch of 1 that floats (see the module). ``mixed``, where ``T`` does not have the batch alone on axis 0: the error naming the
-    node that moved or merged it."""
+    batch; where ``order`` does not hold it, a batch of 1 that floats (see the module).
+    ``mixed``, where ``T`` does not have the batch alone on axis 0: the error naming the node
+    that moved or merged it."""
 
     order: tuple[int, ...]
     groups: tuple[int, ...]
@@ -77,10 +79,12 @@ class Layout:
 
     def example(self, x: np.ndarray) -> np.ndarray:
         """``T``'s values for ``X = x``."""
-        return x.transpose(self.order).reshape(self.shape(x.shape))
+        order = self.order if 0 in self.order else (0, *self.order)
+        return x.transpose(order).reshape(self.shape(x.shape))
 
-    def canonical(self, x_shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...],
-                                                             Layout]:  # fmt: skip
+    def canonical(
+        self, x_shape: tuple[int, ...]
+    ) -> tuple[tuple[int, ...], tuple[int, ...], Layout]:
         """``(perm, shape, layout)``: ``X.transpose(perm).reshape(shape)`` holds ``T`` with each
         axis of ``T`` one axis of its own but for the batch's (the batch, and what the batch's axis
         merges before and after it), in ``T``'s order after the batch; ``layout`` is its layout.
@@ -111,8 +115,13 @@ class Layout:
         return perm, tuple(shape), Layout(tuple(order), tuple(groups), self.mixed)
 
 
-def regroup(layout: Layout, x_shape: tuple[int, ...], target: tuple[int, ...],
-            batch_dim: int | None, free: bool = False) -> tuple[tuple[int, ...], Layout]:  # fmt: skip
+def regroup(
+    layout: Layout,
+    x_shape: tuple[int, ...],
+    target: tuple[int, ...],
+    batch_dim: int | None,
+    free: bool = False,
+) -> tuple[tuple[int, ...], Layout]:
     """``T`` reshaped to ``target``: ``(shape, layout)`` where ``X.reshape(shape)`` (axes of ``X``
     split, the batch kept first and whole) holds it with ``layout``. ``batch_dim`` is the axis of
     ``target`` that holds the batch where the importer knows it (the dim that follows the batch

@@ -148,8 +148,9 @@ def _fold_bias(im: Importer, node: Any, value: str, constant: np.ndarray, sign: 
     y, layout = im.activations[value][1], im.layout(value)
     if isinstance(layer, L.Linear):
         channels, shape = layer.out_features, (layer.out_features,)
+        last = layout.members()[-1] == (y.ndim - 1,)  # T's last axis is the Linear's
         fits = (constant.shape[-1:] == shape and constant.size == channels
-                and constant.ndim <= len(layout.groups) and layout.members()[-1] == (y.ndim - 1,))  # fmt: skip
+                and constant.ndim <= len(layout.groups) and last)  # fmt: skip
     elif isinstance(layer, L.Conv2d):
         channels, shape = layer.out_channels, (layer.out_channels, 1, 1)
         fits = (constant.shape[-3:] == shape and constant.size == channels
