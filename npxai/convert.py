@@ -168,7 +168,9 @@ def _example_shape(module: Any) -> tuple[int, ...] | None:
 
 def _through_onnx(module: Any, input_shape: tuple[int, ...] | None, reason: str) -> Module:
     """``module`` exported to ONNX in memory (torch's TorchScript exporter, evaluation mode, a
-    free batch axis) and imported with :func:`npxai.from_onnx`."""
+    free batch axis) and imported with :func:`npxai.from_onnx`. The example requires grad (with
+    autograd on), so that torch's ``MultiheadAttention`` and ``TransformerEncoderLayer`` skip
+    their fused fast paths, which the exporter refuses, and write attention out as layers."""
     import io
     import warnings
 
@@ -183,12 +185,12 @@ def _through_onnx(module: Any, input_shape: tuple[int, ...] | None, reason: str)
             f"{reason}; to export it to ONNX instead, pass input_shape= (the per-sample shape)"
         )
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
-    example = torch.zeros((1, *shape), dtype=dtype)
+    example = torch.zeros((1, *shape), dtype=dtype, requires_grad=True)
     buffer = io.BytesIO()
     training = module.training
     module.eval()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.enable_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["input"],
                               dynamic_axes={"input": {0: "batch"}})  # fmt: skip

@@ -8,19 +8,42 @@ NumPy; every other node becomes an npxai layer (:data:`OPS`), run once on a zero
 input's shape (batch 1, or the file's fixed batch; the numpy backend) so that the shapes of
 every value are known.
 
-Axis 0 is the batch: a reshape keeps it (``Reshape``'s target is the per-sample shape), and no
-layer may mix samples. Patterns of older exporters are recognised: ``x * sigmoid(x)`` is
-``SiLU``; torch's erf form of GELU (``Div(x, sqrt 2) -> Erf -> Add 1``, then ``Mul`` by ``x``
-and by ``0.5`` in either order) is ``GELU``; LayerNorm's pattern before opset 17 is
-``LayerNorm``; ``MatMul`` by a constant and a following ``Add`` of a constant vector is
-``Linear``; a constant added to a ``Conv``'s or ``Linear``'s output along its channels is their
-bias.
+No layer may mix samples. The input's axis 0 is the batch, and npxai's layers take it on axis 0;
+an exporter may move it or merge it with another axis between layers that keep the samples
+apart (torch's attention: ``(N, S, E) -> (S, N, E)``, the heads ``(N * H, S, d)``, the tokens
+``(S * N, E)``). The importer follows it (:mod:`npxai.onnx.layout`): a ``Transpose`` or
+``Reshape`` that moves or merges it changes how the ONNX value lies in its npxai value, and
+``Permute`` and ``Reshape`` nodes are added where a layer needs an axis of its own; where the
+file leaves the batch free, the shapes computed from ``Shape`` are also computed for a batch of 2
+to tell which axis of a target holds it; where the file fixes it at 1, it floats. A node that
+would need the batch elsewhere (a softmax over it, a ``Reshape`` that splits it, an output
+without it on axis 0) is a ``LoadError`` naming the node and the one that moved it.
+
+So transformers exported from torch import as layers (TorchScript's exporter at opsets 14 and
+up, and the dynamo one, with a free or a fixed batch): torchvision's ``VisionTransformer``,
+``nn.MultiheadAttention`` (either ``need_weights``, with a fixed ``attn_mask``) and
+``nn.TransformerEncoderLayer``: the projections ``Linear``, the head split ``Reshape``/``Select``,
+``q k^T`` and ``A v`` ``MatMul`` of two activations, the scale a ``Mul`` by a constant (q and k by
+its square root each, from TorchScript's exporter), the mask an ``Add`` of a constant,
+``Softmax``; a class token (``Expand`` of a constant by the batch) is the constant, which
+:class:`~npxai.layers.Concat` repeats along the batch; a positional embedding (an ``Add`` of a
+constant that is no bias) a graph constant read by :class:`~npxai.layers.Add`. Export with
+autograd on: under ``torch.no_grad()`` torch takes its fused fast path
+(``aten::_native_multi_head_attention``), which TorchScript's exporter refuses.
+
+Patterns of older exporters are recognised: ``x * sigmoid(x)`` is ``SiLU``; torch's erf form of
+GELU (``Div(x, sqrt 2) -> Erf -> Add 1``, then ``Mul`` by ``x`` and by ``0.5`` in either order)
+is ``GELU``; LayerNorm's pattern before opset 17 is ``LayerNorm``; ``MatMul`` by a constant and
+a following ``Add`` of a constant vector is ``Linear``; a constant added to a ``Conv``'s or
+``Linear``'s output along its channels is their bias.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+import numpy as np
 
 from ..containers import Graph
 from ..errors import LoadError
@@ -48,6 +71,8 @@ def walk(im: Importer) -> Graph:
                 im.fail(node, f"cannot fold its constant inputs ({error})")
             for value, array in zip(outputs, result, strict=False):
                 im.constants[value] = array
+            if any(v in im.shadows for v in node.input):
+                _shadow(im, node, outputs, result)
             continue
         handler = OPS.get(node.op_type)
         if handler is None:
@@ -64,10 +89,27 @@ def walk(im: Importer) -> Graph:
     for name in im.output_names:
         if name not in im.activations:
             raise LoadError(f"{im.where}: the output {name!r} is a constant")
-        outputs.append(im.activations[name][0])
+        producer = next(n for n in im.order if name in n.output)
+        outputs.append(im.batch_first(producer, name, f"the output {name!r}")[0])
     if len(set(outputs)) != len(outputs):
         raise LoadError(f"{im.where}: the outputs {im.output_names} are not distinct values")
     return _graph(im, outputs)
+
+
+def _shadow(im: Importer, node: Any, outputs: list[str], result: list) -> None:
+    """The folded node's outputs for a batch of 2 (its inputs' shadows for theirs), where they
+    differ from those for the example's batch."""
+    primary = {v: im.constants[v] for v in node.input if v in im.shadows}
+    im.constants.update({v: im.shadows[v] for v in primary})
+    try:
+        shadows = FOLDS[node.op_type](im, node)
+    except Exception:  # a value that only the example's batch gives (an exporter's check)
+        shadows = []
+    finally:
+        im.constants.update(primary)
+    for value, shadow, array in zip(outputs, shadows, result, strict=False):
+        if np.shape(shadow) != np.shape(array) or not np.array_equal(shadow, array):
+            im.shadows[value] = shadow
 
 
 def _graph(im: Importer, outputs: list[str]) -> Graph:
@@ -96,7 +138,9 @@ def from_onnx(
     ``layer1.0.conv1``, so that the graph's state-dict keys are torch's), else from the ONNX
     node's name.
 
-    The graph's ``input_shape`` is the per-sample input shape it was imported for.
+    The graph's ``input_shape`` is the per-sample input shape it was imported for. It runs at any
+    batch, whatever batch the file fixes: each sample through the file's function of one.
+    Transformers import written out as layers (see the module's docstring).
 
     Raises :class:`~npxai.errors.LoadError` naming the file and the node (its name and op type)
     for anything it cannot import: an op it does not know (the message lists those it does), a

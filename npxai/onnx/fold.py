@@ -110,6 +110,29 @@ def _fold_constant_of_shape(im: Importer, node: Any) -> list:
     return [np.full(shape, value.reshape(-1)[0], value.dtype)]
 
 
+def _fold_expand(im: Importer, node: Any) -> list:
+    """``Expand``: the data broadcast to the shape (both ways, as ONNX broadcasts); a class
+    token expanded along the batch is the token for the example's batch of 1."""
+    data, shape = _inputs(im, node)[:2]
+    shape = np.broadcast_shapes(data.shape, tuple(int(n) for n in shape))
+    nbytes = math.prod(shape) * data.dtype.itemsize
+    if nbytes > im.budget[0]:
+        im.fail(node, f"a constant of shape {shape} needs {nbytes} bytes, more than the budget")
+    im.budget[0] -= nbytes
+    return [np.broadcast_to(data, shape).copy()]
+
+
+def _fold_shape(im: Importer, node: Any) -> list:
+    shape = _inputs(im, node)[0].shape
+    attrs = attributes(node)
+    return [np.array(shape[attrs.get("start", 0) : attrs.get("end", len(shape))], np.int64)]
+
+
+def _fold_mod(im: Importer, node: Any) -> list:
+    a, b = _inputs(im, node)[:2]
+    return [np.fmod(a, b) if attributes(node).get("fmod", 0) else np.mod(a, b)]
+
+
 FOLDS: dict[str, Callable] = {
     "Constant": _fold_constant,
     "Cast": _fold_cast,
@@ -125,6 +148,11 @@ FOLDS: dict[str, Callable] = {
     "Sub": _binary(np.subtract),
     "Mul": _binary(np.multiply),
     "Div": _binary(lambda a, b: a // b if a.dtype.kind in "iu" else a / b),
+    "Mod": _fold_mod,
+    "Shape": _fold_shape,
+    "Equal": _binary(np.equal),
+    "Where": lambda im, node: [np.where(*_inputs(im, node)[:3])],
+    "Expand": _fold_expand,
     "Sqrt": _unary(np.sqrt),
     "Neg": _unary(np.negative),
     "Transpose": lambda im, node: [
