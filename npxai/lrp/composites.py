@@ -336,13 +336,12 @@ def AttnLRP(epsilon: float = 1e-6) -> Composite:  # noqa: N802
 def CPLRP(epsilon: float = 1e-6) -> Composite:  # noqa: N802
     """CP-LRP (Ali et al., ICML 2022): AttnLRP with the attention weights held constant in
     self-attention (:class:`~npxai.lrp.rules.CPLRPRule`: relevance flows through the values
-    only). On an attention written out as layers, give its ``A @ v`` ``MatMul`` the rule
-    ``ProductRule("signal", gate=0)`` by key, and nothing reaches the scores."""
-    return Composite(
-        *AttnLRP(epsilon).entries[:3],
-        (ByType(*kinds.ATTENTION), CPLRPRule(epsilon)),
-        name="CPLRP",
-    )
+    only). On an attention written out as layers, add ``(Keys(...), ProductRule("signal",
+    gate=0))`` for its ``A @ v`` ``MatMul`` layers: the scores then receive nothing (each
+    ``MatMul`` is told apart only by its key)."""
+    entries = [e if e[0] != ByType(*kinds.ATTENTION) else (e[0], CPLRPRule(epsilon))
+               for e in AttnLRP(epsilon).entries]  # fmt: skip
+    return Composite(*entries, name="CPLRP")
 
 
 #: Every preset, by name, in the order the catalogue lists them (``npxai.methods``).

@@ -206,7 +206,14 @@ def sum_step(
     its share per sample, in the output's shape."""
     check_stabilizer(rule)
     s = ratio(backend_modules(backend).lrp, relevance, record.output, rule)
-    return tuple(multiply(x, s) if x.shape == s.shape else x * s for x in record.input)
+    return tuple(multiply(x, s) if x.shape == s.shape else _share(x, s) for x in record.input)
+
+
+def _share(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """A broadcast input's share ``x s`` in ``s``'s shape, 0 where ``s = 0`` (a mask's ``-inf``
+    where its score passes no relevance)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(s == 0, 0, x * s)
 
 
 def product_step(record: Record, rule: ProductRule, relevance: np.ndarray) -> tuple:
