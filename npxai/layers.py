@@ -716,6 +716,26 @@ class BatchNorm2d(_BatchNorm):
     layout = "(N, C, H, W)"
 
 
+def _normalized_shape(value: object, owner: str) -> tuple[int, ...]:
+    """``normalized_shape`` (a positive int or a non-empty tuple of them) as a tuple."""
+    shape = (value,) if _is_int(value) else value
+    if (not isinstance(shape, tuple | list) or not shape
+            or not all(_is_int(n) and n >= 1 for n in shape)):  # fmt: skip
+        raise ValueError(
+            f"{owner}: normalized_shape must be a positive int or a non-empty tuple of them, "
+            f"got {shown(value)}"
+        )
+    return tuple(int(n) for n in shape)
+
+
+def _expect_trailing(x: np.ndarray, shape: tuple[int, ...]) -> None:
+    """``x`` of shape ``(N, ..., *shape)``, else :class:`LayerInputError`."""
+    k = len(shape)
+    if x.ndim <= k or x.shape[x.ndim - k :] != shape:
+        layout = ", ".join(map(str, shape))
+        raise LayerInputError(f"expected input of shape (N, ..., {layout}), got shape {x.shape}")
+
+
 class _LayerNorm(Layer):
     """Normalisation of each sample over some of its axes, ``y = (x - mean) / sqrt(var + eps) * w
     + b`` (biased variance), with ``w``, ``b`` (keys ``weight``, ``bias``) of those axes' shape;
@@ -767,14 +787,7 @@ class LayerNorm(_LayerNorm):
         bias: bool = True,
     ):
         super().__init__()
-        shape = (normalized_shape,) if _is_int(normalized_shape) else normalized_shape
-        if (not isinstance(shape, tuple | list) or not shape
-                or not all(_is_int(n) and n >= 1 for n in shape)):  # fmt: skip
-            raise ValueError(
-                "LayerNorm: normalized_shape must be a positive int or a non-empty tuple of them, "
-                f"got {shown(normalized_shape)}"
-            )
-        self.normalized_shape = tuple(int(n) for n in shape)
+        self.normalized_shape = _normalized_shape(normalized_shape, "LayerNorm")
         self.eps = finite_number(eps, "LayerNorm: eps", minimum=0)
         self.elementwise_affine = flag(elementwise_affine, "LayerNorm: elementwise_affine")
         has_bias = flag(bias, "LayerNorm: bias") and self.elementwise_affine
@@ -786,12 +799,7 @@ class LayerNorm(_LayerNorm):
         return ndim - len(self.normalized_shape), ndim
 
     def check_input(self, x: np.ndarray) -> None:
-        k = len(self.normalized_shape)
-        if x.ndim <= k or x.shape[x.ndim - k :] != self.normalized_shape:
-            layout = ", ".join(map(str, self.normalized_shape))
-            raise LayerInputError(
-                f"expected input of shape (N, ..., {layout}), got shape {x.shape}"
-            )
+        _expect_trailing(x, self.normalized_shape)
 
     def extra_repr(self) -> str:
         return (
@@ -840,26 +848,14 @@ class RMSNorm(Layer):
         elementwise_affine: bool = True,
     ):
         super().__init__()
-        shape = (normalized_shape,) if _is_int(normalized_shape) else normalized_shape
-        if (not isinstance(shape, tuple | list) or not shape
-                or not all(_is_int(n) and n >= 1 for n in shape)):  # fmt: skip
-            raise ValueError(
-                "RMSNorm: normalized_shape must be a positive int or a non-empty tuple of them, "
-                f"got {shown(normalized_shape)}"
-            )
-        self.normalized_shape = tuple(int(n) for n in shape)
+        self.normalized_shape = _normalized_shape(normalized_shape, "RMSNorm")
         self.eps = None if eps is None else finite_number(eps, "RMSNorm: eps", minimum=0)
         self.elementwise_affine = flag(elementwise_affine, "RMSNorm: elementwise_affine")
         weight = np.ones(self.normalized_shape, np.float32)
         self.register_parameter("weight", weight if self.elementwise_affine else None)
 
     def check_input(self, x: np.ndarray) -> None:
-        k = len(self.normalized_shape)
-        if x.ndim <= k or x.shape[x.ndim - k :] != self.normalized_shape:
-            layout = ", ".join(map(str, self.normalized_shape))
-            raise LayerInputError(
-                f"expected input of shape (N, ..., {layout}), got shape {x.shape}"
-            )
+        _expect_trailing(x, self.normalized_shape)
 
     def _parts(self, x: np.ndarray, backend: str | None) -> tuple[np.ndarray, np.ndarray, tuple]:
         """``(1 / rms, weight (1 if absent), the normalised axes)``."""

@@ -39,17 +39,21 @@ def torch_lenet() -> torch.nn.Sequential:
     )
 
 
-def main() -> None:
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_train, x_test, y_train, y_test)``: scikit-learn's digits scaled to [0, 1], N x 1 x 8
+    x 8 float32, split 80/20, stratified, ``random_state=0``."""
     from sklearn.datasets import load_digits  # training needs scikit-learn; the tests do not
     from sklearn.model_selection import train_test_split
 
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None]
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.2, random_state=0, stratify=digits.target
-    )
+    return train_test_split(x, digits.target, test_size=0.2, random_state=0, stratify=digits.target)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x_train, x_test, y_train, y_test = digits_split()
     model = torch_lenet()
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     xt, yt = torch.tensor(x_train), torch.tensor(y_train)

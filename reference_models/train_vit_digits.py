@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.numpy import save_file
 from torchvision.models.vision_transformer import VisionTransformer
+from train_lenet_digits import digits_split  # the script's folder is on the path
 
 HERE = Path(__file__).parent
 CONFIG = dict(
@@ -59,16 +60,9 @@ def random_shift(images: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    from sklearn.datasets import load_digits  # training needs scikit-learn; the tests do not
-    from sklearn.model_selection import train_test_split
-
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[:, None]
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.2, random_state=0, stratify=digits.target
-    )
+    x_train, x_test, y_train, y_test = digits_split()  # LeNet's split
     held_out = np.load(HERE / "digits_test.npz")
     assert np.array_equal(held_out["x"], x_test) and np.array_equal(held_out["y"], y_test)
     model = torch_vit()
