@@ -1398,7 +1398,8 @@ class Add(Layer):
             if len(x) == 2:
                 raise LayerInputError(
                     f"the branch output {x[0].shape} and the shortcut output {x[1].shape} must "
-                    "have one shape (or broadcast to one)"
+                    "have one shape (or broadcast to one: a positional embedding of (1, S, E) "
+                    "takes S tokens, no more)"
                 ) from None
             shape = x[0].shape
             for i, a in enumerate(x[1:], 1):

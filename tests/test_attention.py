@@ -124,6 +124,8 @@ def test_multihead_attention_refuses_bad_arguments_by_name():
         L.MultiheadAttention(8, 2, attn_mask=np.zeros((3, 3)), is_causal=True)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
         L.MultiheadAttention(8, 2, dropout=1.0)
+    with pytest.raises(npxai.BackendError, match="MultiheadAttention does not run on the cuda"):
+        L.MultiheadAttention(8, 2).forward(np.zeros((1, 2, 8)), "cuda")
 
 
 def test_multihead_attention_input_errors_name_the_layer():
@@ -448,5 +450,6 @@ def test_broadcast_sum_and_class_token_concat_match_torch(backend):
                                   npxai.rules.GradientRule(), r_joined, backend)  # fmt: skip
     assert r_token.shape == (3, 1, 2) and (r_token == r_joined[:, :1]).all()
     with pytest.raises(LayerInputError, match=r"the branch output \(3, 4, 2\) and the shortcut "
-                       r"output \(1, 5, 2\) must have one shape \(or broadcast to one\)"):  # fmt: skip
+                       r"output \(1, 5, 2\) must have one shape \(or broadcast to one: a positional "
+                       r"embedding of \(1, S, E\) takes S tokens, no more\)"):  # fmt: skip
         npxai.Graph({"add": (L.Add(), ["input", "pos"])}, constants={"pos": pos})(x)
