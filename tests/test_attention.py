@@ -273,11 +273,7 @@ def test_attnlrp_and_cplrp_equal_lxts_efficient_mode(variant, config):
     for backend in HOST:
         analyzer = npxai.LRP(ours, composite, output_relevance="logit", backend=backend)
         relevance = analyzer.attribute(x, target=2)
-        assert relevance_error(relevance, expected) < 1e-7
-
-
-def relevance_error(actual, expected):
-    return relative_error(actual, expected)
+        assert relative_error(relevance, expected) < 1e-7
 
 
 CONFIGS = st.fixed_dictionaries({
