@@ -8,6 +8,7 @@ from .gradient import Gradient, InputTimesGradient
 from .guided import DeconvNet, GuidedBackprop
 from .integrated_gradients import IntegratedGradients
 from .lrp import LRP, conservation_table
+from .occlusion import Occlusion
 from .smoothgrad import SmoothGrad
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "IndexedFeatures",
     "IntegratedGradients",
     "LRP",
+    "Occlusion",
     "conservation_table",
     "SmoothGrad",
     "TopNFeatures",
