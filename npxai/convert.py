@@ -157,11 +157,12 @@ def _vision_transformer(module: Any, where: str) -> Module:
 def _example_shape(module: Any) -> tuple[int, ...] | None:
     """The per-sample input shape an export can use: ``(C, 224, 224)`` for a first ``Conv2d`` of
     ``C`` input channels, ``(F,)`` for a first ``Linear`` of ``F`` features."""
+    import torch
+
     for layer in module.modules():
-        name = type(layer).__name__
-        if name == "Conv2d":
+        if isinstance(layer, torch.nn.Conv2d):
             return (layer.in_channels, 224, 224)
-        if name == "Linear":
+        if isinstance(layer, torch.nn.Linear):
             return (layer.in_features,)
     return None
 

@@ -112,6 +112,13 @@ def test_occlusion_of_a_linear_model_is_its_definition():
     np.testing.assert_allclose(ours.attribution[0], total / count, rtol=1e-12)
     assert ours.extras["positions"] == 3
 
+    class Dot(torch.nn.Module):  # a torch module of the user's own: converted, not called
+        def forward(self, a):
+            return a @ torch.tensor(w.T)
+
+    with pytest.raises(npxai.ConversionError, match="cannot convert the module.*input_shape="):
+        npxai.Occlusion(Dot(), (3,))
+
 
 def test_occlusion_refuses_bad_input_by_name():
     model = npxai.from_torch(torch_cnn())

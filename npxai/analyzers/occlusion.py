@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +33,8 @@ def forward_function(model: Any, backend: str | None) -> Callable[[np.ndarray], 
     """``x -> scores (N, K)``: an npxai model (or a torch module, converted) run on ``backend``,
     or any other callable as it is (a scikit-learn ``predict_proba``, a remote service), its
     result read as a float array."""
-    if isinstance(model, Module) or type(model).__module__.startswith("torch"):
+    torch = sys.modules.get("torch")  # a torch module exists only once torch is imported
+    if isinstance(model, Module) or (torch is not None and isinstance(model, torch.nn.Module)):
         module = as_model(model)
         return lambda x: module(x, backend=backend)
     if not callable(model):
