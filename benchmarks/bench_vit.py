@@ -95,10 +95,8 @@ def lxt_patch(variant: str = "attnlrp") -> None:
 
 def worker(folder: Path, library: str, method: str, repeats: int, quick: bool) -> dict:
     """Load, warm up, time ``repeats`` calls; the median and this process's peak memory."""
-    import time
-
     import torch
-    from timing import match_threads
+    from timing import match_threads, median_time
 
     match_threads()
     x = np.load(folder / "x.npy")
@@ -132,14 +130,9 @@ def worker(folder: Path, library: str, method: str, repeats: int, quick: bool) -
             net(t)[0, 0].backward()
             return t * t.grad if library == "lxt" else t.grad
 
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
+    seconds = median_time(call, repeats)  # one warm-up call, then the median of repeats
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": statistics.median(times), "peak_mb": peak}
+    return {"seconds": seconds, "peak_mb": peak}
 
 
 def run(folder: Path, library: str, method: str, repeats: int, quick: bool) -> dict:
