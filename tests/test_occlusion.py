@@ -1,7 +1,6 @@
 """Occlusion against its definition evaluated with torch in float64 (1e-12) and against Captum's
 ``Occlusion`` (1e-6: Captum 0.9.0 in float64, with torch's default dtype float64 too, is not the
-float64 definition: 2.7e-8 relative where one measurement looked, a float32 step inside it), on
-a CNN given as
+float64 definition, a float32 step inside it), on a CNN given as
 an npxai model, a torch module and a plain callable, hypothesis-drawn windows, strides,
 baselines, targets and batch sizes; on a linear model, written out position by position; its
 errors by name."""

@@ -86,11 +86,12 @@ def attention_step(
     else:
         r_weights, r_v = matrix_product(p.weights, p.v, p.o, r_o, uniform, backend)
         r_scores = softmax_relevance(p.scores, p.weights, r_weights, 3)
-        c = x.dtype.type(1 / np.sqrt(layer.head_dim))
-        products = np.matmul(p.q * c, p.k.transpose(_T))  # the scores before the mask
+        q = p.q * x.dtype.type(1 / np.sqrt(layer.head_dim))
+        products = p.scores  # the scores before the mask: without one, the scores themselves
         if layer.mask(t.shape[1]) is not None:  # the mask is a bias: it absorbs its share
+            products = np.matmul(q, p.k.transpose(_T))
             r_scores = products * ratio(r_scores, np.where(np.isfinite(p.scores), p.scores, 1))
-        r_q, r_k = matrix_product(p.q * c, p.k.transpose(_T), products, r_scores, uniform, backend)
+        r_q, r_k = matrix_product(q, p.k.transpose(_T), products, r_scores, uniform, backend)
         shares = [r_q, r_k.transpose(_T), r_v]
     r_x = None
     for share, z, (w, _) in zip(shares, (p.q, p.k, p.v), layer.projections(t), strict=True):
