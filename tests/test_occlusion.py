@@ -3,7 +3,7 @@
 float64 definition, a float32 step inside it), on a CNN given as
 an npxai model, a torch module and a plain callable, hypothesis-drawn windows, strides,
 baselines, targets and batch sizes; on a linear model, written out position by position; its
-errors by name."""
+errors by name; against Zennit 0.5.1's ``Occlusion`` where the two definitions meet."""
 
 import contextlib
 import itertools
@@ -90,6 +90,31 @@ def torch_occlusion(net, x, window, strides, baseline, target) -> np.ndarray:
             total += drop[:, None, None, None] * mask
             count += mask
     return (total / count).numpy()
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_occlusion_of_tiling_windows_is_zennits_with_the_window_occluded(backend):
+    """Zennit 0.5.1's ``Occlusion`` (Zennit 1.0 is not on PyPI) is another quantity: its default
+    keeps only the window, and it sums the score of each occluded input over the window without
+    a difference or an average, its windows wrapping round the edges (``mask.roll``). With the
+    window occluded instead (``occlude_independent(..., invert=True)``) and windows that tile the
+    input (stride = window, sizes divisible), each entry is in one window and its map is
+    ``f(x_w)``: npxai's is ``f(x) - f(x_w)``, that map subtracted from the output."""
+    from functools import partial
+
+    from zennit.attribution import Occlusion as ZennitOcclusion
+    from zennit.attribution import occlude_independent
+
+    net = torch_cnn()
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 10))
+    occlude = partial(occlude_independent, fill_fn=torch.zeros_like, invert=True)
+    zennit = ZennitOcclusion(net, occlusion_fn=occlude, window=(3, 4, 5), stride=(3, 4, 5))
+    one_hot = torch.eye(3, dtype=torch.float64)[[2, 0]]
+    output, theirs = zennit(torch.tensor(x), lambda out: out * one_hot)  # the score, a function
+    f_x = (output * one_hot).sum(1).detach().numpy()[:, None, None, None]
+    ours = npxai.Occlusion(npxai.from_torch(net), (3, 4, 5), (3, 4, 5), backend=backend)(x, [2, 0])
+    np.testing.assert_allclose(ours.attribution, f_x - theirs.numpy(), rtol=1e-12, atol=1e-12)
+    assert ours.extras["positions"] == 2 * 2
 
 
 def test_occlusion_of_a_linear_model_is_its_definition():
