@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npxai
+from npxai.analyzers.gradient_shap import GradientShap
 from npxai.analyzers.noise import (
     NT_TYPES,
     InterpolationAugmentation,
@@ -282,10 +283,9 @@ def test_seeded_runs_repeat_in_both_dtypes_any_batch_size_and_backend(
         first = make("numpy", batch)(x, TARGET).attribution
         assert first.dtype == dtype
         np.testing.assert_array_equal(make("numpy", batch)(x, TARGET).attribution, first)
-        scale = np.abs(first).max() if nt_type != "vargrad" else None
         for backend, size in [("numpy", 64), ("numba", batch)]:
             other = make(backend, size)(x, TARGET).attribution
-            assert_close(other, first, dtype, scale)
+            assert_close(other, first, dtype)
     other = NoiseTunnel(npxai.Gradient(ours), nt_type, 5, 0.3, seed + 1)(x, TARGET).attribution
     assert not np.allclose(other, NoiseTunnel(npxai.Gradient(ours), nt_type, 5, 0.3, seed)(
         x, TARGET).attribution)  # fmt: skip
@@ -350,6 +350,9 @@ def test_wrapper_errors(cnn):
     with pytest.raises(ValueError, match=r"baseline of shape \(3,\) does not broadcast to the "
                                          r"input \(3, 2, 8, 8\)"):  # fmt: skip
         InterpolationAugmentation(gradient, 4, baseline=np.zeros(3))(x)
+    with pytest.raises(ValueError, match=r"InterpolationAugmentation: GradCAM's attribution has "
+                                         r"shape \(3, 1, 8, 8\), not the input's \(3, 2, 8, 8\)"):  # fmt: skip
+        InterpolationAugmentation(npxai.GradCAM(ours, "conv1"), 2)(x)
     with pytest.raises(TypeError, match="x must be a float32 or float64 array"):
         NoiseTunnel(gradient)(x.astype(np.int64))
 
@@ -365,3 +368,41 @@ def test_vargrad_of_a_constant_attribution_is_exactly_zero_in_float32():
     w = linear[0].weight[1]
     copies = np.full((7, 40), w, np.float32)
     assert ((copies**2).mean(0) - copies.mean(0) ** 2 != 0).any()  # the unshifted formula
+
+
+class Terminal:
+    """A stream that says it is a terminal, keeping what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bars_count_the_batches_only_if_asked(cnn, monkeypatch, progress):
+    _, ours, x = cnn  # 3 samples: 3 copies at batch 4 are 3 batches
+    stream = Terminal()
+    monkeypatch.setattr("sys.stderr", stream)
+    gradient = npxai.Gradient(ours)
+    NoiseTunnel(gradient, nt_samples=3, batch_size=4, progress=progress)(x)
+    NoiseAugmentation(gradient, 3, batch_size=4, progress=progress)(x)
+    InterpolationAugmentation(gradient, 3, batch_size=4, progress=progress)(x)
+    GradientShap(ours, x[:1], 3, batch_size=4, progress=progress)(x)
+    expected = "".join(
+        f"\r{name}: 1/3 batches\r{name}: 2/3 batches\r{name}: 3/3 batches\n"
+        for name in (
+            "NoiseTunnel",
+            "NoiseAugmentation",
+            "InterpolationAugmentation",
+            "GradientShap",
+        )
+    )
+    assert stream.text == (expected if progress else "")

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..checks import finite_number, positive_int, shown
 from ..device import to_host
+from ..explanation import Explanation
 from ..gradient import target_indices
 from ..module import Module
 from ..progress import Progress, check_progress
@@ -83,7 +84,7 @@ class GradientShap(Analyzer):
         self.batch_size = positive_int(batch_size, "GradientShap: batch_size")
         self.progress = check_progress(progress, "GradientShap")
 
-    def __call__(self, x: Any, target: Target = None) -> Any:
+    def __call__(self, x: Any, target: Target = None) -> Explanation:
         trace = self.model.trace(x, self.backend)
         x = to_host(trace.input)  # the draws are made on the host, the same on every backend
         if self.baselines.shape[1:] != x.shape[1:]:
@@ -97,7 +98,9 @@ class GradientShap(Analyzer):
         rng = np.random.default_rng(self.seed)
         chosen = rng.integers(len(baselines), size=(n, samples)).ravel()  # row r = k * N + i
         alphas = rng.random((n, samples)).astype(x.dtype).reshape(-1, *(1,) * (x.ndim - 1))
-        differences = []  # the rows' x~ - b, made with their points (one batch at a time)
+        # gradients_in_batches calls points(rows) just before it yields those rows: their
+        # x~ - b is kept from there for the product (one batch at a time)
+        differences = []
 
         def points(rows: np.ndarray) -> np.ndarray:
             noisy = x[rows % samples]

@@ -10,10 +10,10 @@ analyzer's heatmap preset. What they share:
   of the inner analyzer's model on its backend; every copy explains that same output (as Captum,
   which repeats the given target for each copy, and ExplainableAI.jl, whose
   ``AugmentationSelector`` passes the clean input's selection on).
-- The copies ``x_k`` (``k = 1..m`` for each of the ``N`` samples) are made on the host, row ``r``
-  being copy ``r // N`` of sample ``r % N``, ``batch_size`` rows at a time; each batch goes through
-  the inner analyzer with its rows' targets, and the results are summed as they come, so at most
-  ``batch_size`` copies and their attributions are in memory at once.
+- The copies ``x_k`` (``k = 0..m-1`` for each of the ``N`` samples) are made on the host, row
+  ``r`` being copy ``r // N`` of sample ``r % N``, ``batch_size`` rows at a time; each batch goes
+  through the inner analyzer with its rows' targets, and the results are summed as they come, so
+  at most ``batch_size`` copies and their attributions are in memory at once.
 - The inner analyzer sees a copy as its input: ``InputTimesGradient`` multiplies by the noisy copy
   ``x + e`` (as Captum's ``NoiseTunnel(InputXGradient)``), ``IntegratedGradients`` integrates from
   its baseline to the copy and multiplies by ``x + e - b`` (as Captum's
@@ -93,8 +93,8 @@ class _Wrapper(Analyzer):
         shifted: bool = False,
         **extras: Any,
     ) -> Explanation:
-        """Explain ``x`` (``host``: it on the host, checked) from ``m = len(weights)`` copies of
-        each sample, ``make_copies(rows)`` making the given rows' copies, run through the inner
+        """Explain ``x`` (``host``: the same batch as a checked host array) from ``m =
+        len(weights)`` copies of each sample, ``make_copies(rows)`` making the given rows' copies, run through the inner
         analyzer (or ``attribute``). The attribution is ``combine(first, second)``, where per
         sample ``first = sum_k w_k (a_k - c)`` and ``second = sum_k w_k (a_k - c)^2``, ``a_k``
         copy ``k``'s attribution and ``c`` copy 0's if ``shifted``, else 0 (the shift keeps a
@@ -176,7 +176,9 @@ class NoiseTunnel(_Wrapper):
     is copy-major and seeded. Any ``abs`` is the inner analyzer's, applied to each copy before
     combining (Captum's ``Saliency`` takes ``|gradient|`` by default; npxai's ``Gradient`` is
     signed: ``attribute(..., abs=True)`` asks for Captum's). Defaults are Captum's
-    (``nt_samples=5``, ``stdevs=1.0``). ``batch_size``: copies per call of the inner analyzer.
+    (``nt_samples=5``, ``stdevs=1.0``). ``batch_size``: rows (copies of one sample each) per
+    call of the inner analyzer. ``progress``: a progress bar over the batches on standard error
+    when it is a terminal (:class:`npxai.progress.Progress`), as for the other wrappers.
     """
 
     def __init__(
@@ -327,7 +329,8 @@ class InterpolationAugmentation(_Wrapper):
     chosen on ``x``. ``InterpolationAugmentation(Gradient(model), n, b, method)`` is
     ``IntegratedGradients(model, n, b, method)`` (as ExplainableAI.jl defines its
     ``IntegratedGradients``). ``baseline`` is a number or an array broadcastable to the input
-    (ExplainableAI.jl's ``input_ref``, default zero).
+    (ExplainableAI.jl's ``input_ref``, default zero). The inner analyzer's attribution must
+    have the input's shape (not Grad-CAM's or CRP's).
 
     Deliberate difference: the default ``method="riemann_trapezoid"`` takes ExplainableAI.jl's
     points ``alpha_k = k/(n-1)``, ``k = 0..n-1``, both ends included, with the trapezoid's
@@ -378,7 +381,16 @@ class InterpolationAugmentation(_Wrapper):
             sample = rows % len(host)
             return baseline[sample] + alphas[rows // len(host)] * difference[sample]
 
+        def times_difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+            if first.shape != host.shape:
+                raise ValueError(
+                    f"InterpolationAugmentation: {type(self.analyzer).__name__}'s attribution "
+                    f"has shape {first.shape}, not the input's {host.shape}: it cannot be "
+                    "multiplied by x - baseline"
+                )
+            return difference * first
+
         return self.explain(
-            x, host, target, self.weights, path_points,
-            lambda first, second: difference * first, method=self.method, n=self.n,
+            x, host, target, self.weights, path_points, times_difference, method=self.method,
+            n=self.n,
         )  # fmt: skip
