@@ -82,9 +82,13 @@ def test_gradient_shap_equals_captums_on_the_same_draws(net, monkeypatch, backen
     assert_close(e.attribution, expected, np.float64)
     assert e.analyzer == "GradientShap" and e.heatmap_preset == "attribution"
     assert e.extras == {"n_samples": n, "stdevs": stdevs, "baselines": 4}
-    again = GradientShap(ours, baselines, n, stdevs, seed).attribute(
-        torch.tensor(x), n_samples=n, stdevs=stdevs, target=torch.tensor(TARGET)
-    )  # Captum's call; the same seed, the same draws
+    again = GradientShap(ours, np.zeros((1, 2, 6, 6)), 2, seed=seed).attribute(
+        torch.tensor(x),
+        torch.tensor(baselines),
+        n_samples=n,
+        stdevs=stdevs,
+        target=torch.tensor(TARGET),
+    )  # Captum's call, its arguments replacing the analyzer's; the same seed, the same draws
     assert_close(again, expected, np.float64)
 
 

@@ -222,6 +222,16 @@ def test_the_target_is_chosen_once_on_the_clean_input(cnn):
     assert_close(e.attribution, gradients.mean(axis=0), np.float64)
     e = InterpolationAugmentation(npxai.Gradient(ours), 4)(x)
     np.testing.assert_array_equal(e.target, clean)
+    # per-class weights: every copy explains sum_k w_k f_k
+    weights = np.array([0.5, -1.0, 0.0, 2.0, 0.25])
+    e = NoiseTunnel(npxai.Gradient(ours), nt_samples=m, stdevs=stdevs, seed=seed)(x, weights)
+    np.testing.assert_array_equal(e.target, np.tile(weights, (3, 1)))
+    weighted = []
+    for k in range(m):
+        xt = torch.tensor(x + stdevs * eps[k], requires_grad=True)
+        (theirs(xt) * torch.tensor(weights)).sum().backward()
+        weighted.append(xt.grad.numpy())
+    assert_close(e.attribution, np.mean(weighted, axis=0), np.float64)
 
 
 @pytest.mark.parametrize("method", ["riemann_left", "riemann_right", "riemann_middle",
@@ -406,3 +416,24 @@ def test_progress_bars_count_the_batches_only_if_asked(cnn, monkeypatch, progres
         )
     )
     assert stream.text == (expected if progress else "")
+
+
+@pytest.mark.slow
+def test_wrappers_on_the_cuda_backend_keep_a_device_input_there():
+    """Under Numba's CUDA simulator (tests/conftest.py) unless NPXAI_TEST_CUDA=device."""
+    from numba import cuda
+
+    npxai.manual_seed(0)
+    model = npxai.Sequential(npxai.layers.Linear(6, 5), npxai.layers.ReLU(),
+                             npxai.layers.Linear(5, 3))  # fmt: skip
+    x = np.random.default_rng(0).standard_normal((2, 6))
+    for make in [
+        lambda backend: NoiseTunnel(npxai.Gradient(model, backend=backend), "vargrad", 3, 0.3, 1),
+        lambda backend: InterpolationAugmentation(npxai.LRP(model, backend=backend), 3),
+        lambda backend: GradientShap(model, np.zeros((1, 6)), 3, 0.1, 1, backend=backend),
+    ]:
+        expected = make("numpy")(x, 1).attribution
+        e = make("cuda")(cuda.to_device(x), 1)
+        assert hasattr(e.attribution, "copy_to_host") and hasattr(e.input, "copy_to_host")
+        assert_close(e.attribution.copy_to_host(), expected, np.float64)
+        assert_close(make("cuda")(x, 1).attribution, expected, np.float64)
