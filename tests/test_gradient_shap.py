@@ -5,6 +5,8 @@
 (within five standard errors of the Monte-Carlo mean, the spread measured with torch); seeds,
 batch sizes, backends; the errors."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -51,15 +53,14 @@ def documented_draws(seed: int, n: int, x: np.ndarray, baselines: int, stdevs: f
 
 def torch_gradient_shap(net, x, baselines, target, chosen, alphas, noise, dtype):
     """``1/n sum_k (x~_k - b_k) * grad f_t(alpha_k x~_k + (1 - alpha_k) b_k)`` in torch."""
-    total = 0
+    net, total = copy.deepcopy(net).to(dtype), 0  # the caller's net stays float64
     for k in range(len(chosen)):
         noisy = torch.tensor(x + noise[k], dtype=dtype)
         base = torch.tensor(baselines[chosen[k]], dtype=dtype)
         a = torch.tensor(alphas[k], dtype=dtype).reshape(-1, *(1,) * (x.ndim - 1))
         point = (a * noisy + (1 - a) * base).requires_grad_()
-        net.to(dtype)(point)[torch.arange(len(x)), torch.as_tensor(target)].sum().backward()
+        net(point)[torch.arange(len(x)), torch.as_tensor(target)].sum().backward()
         total = total + (noisy - base) * point.grad
-    net.double()
     return (total / len(chosen)).detach().numpy()
 
 
