@@ -37,7 +37,7 @@ def _check_baselines(baselines: Any) -> np.ndarray:
 
 class GradientShap(Analyzer):
     """``R(x) = 1/n sum_k (x~_k - b_k) * d f_t(z_k) / d z``, ``z_k = alpha_k x~_k + (1 - alpha_k)
-    b_k``, for each sample ``x`` of the batch and ``k = 1..n`` (``n = n_samples``), where
+    b_k``, for each sample ``x`` of the batch and ``k = 0..n-1`` (``n = n_samples``), where
 
     - ``x~_k = x + stdevs * eps_k``, ``eps_k ~ N(0, I)``: a noisy copy (``stdevs`` absolute, the
       same for every sample, default 0: no noise);
@@ -45,8 +45,9 @@ class GradientShap(Analyzer):
       (``(B, *sample shape)``);
     - ``alpha_k ~ U[0, 1)``.
 
-    This is Captum 0.9.0's ``GradientShap``: the difference is taken to the noisy copy ``x~_k``,
-    not to ``x``. Its expectation, with ``stdevs=0``, is ``E_b[(x - b) * int_0^1 d f_t(b +
+    This is Captum 0.9.0's ``GradientShap`` (with its default ``multiply_by_inputs=True``; the
+    gradients alone are not offered): the difference is taken to the noisy copy ``x~_k``, not to
+    ``x``. Its expectation, with ``stdevs=0``, is ``E_b[(x - b) * int_0^1 d f_t(b +
     a (x - b)) / d x da]``, the mean over the baselines of IntegratedGradients' exact integral:
     with one baseline it is :class:`~npxai.analyzers.integrated_gradients.IntegratedGradients`
     with ``n`` uniformly random points of weight ``1/n``. On a linear model every term is
