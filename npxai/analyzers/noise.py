@@ -334,9 +334,10 @@ class InterpolationAugmentation(_Wrapper):
 
     Deliberate difference: the default ``method="riemann_trapezoid"`` takes ExplainableAI.jl's
     points ``alpha_k = k/(n-1)``, ``k = 0..n-1``, both ends included, with the trapezoid's
-    weights (``1/(n-1)``, halved at the ends); ExplainableAI.jl gives each point ``1/n`` (its
-    current loop also adds an ``(n+1)``-th point, ``b + n/(n-1) (x - b)``, past ``x``, before
-    dividing by ``n``). Both need ``n >= 2`` for these points."""
+    weights (``1/(n-1)``, halved at the ends); ExplainableAI.jl gives each point ``1/n`` (the
+    loop of its ``src/input_augmentation.jl``, 2026, also adds an ``(n+1)``-th point,
+    ``b + n/(n-1) (x - b)``, past ``x``, before dividing by ``n``). Both need ``n >= 2`` for
+    these points."""
 
     def __init__(
         self,
