@@ -110,11 +110,12 @@ def _both(ratio: np.ndarray, signal: np.ndarray) -> np.ndarray:
 def _with_gradient(
     multipliers: np.ndarray, small: np.ndarray, gradient: Callable[[], np.ndarray]
 ) -> np.ndarray:
-    """``multipliers`` with the gradient (computed only if needed) where ``small`` (one half's
-    mask, for both halves)."""
-    if not small.any():
-        return multipliers
-    return np.where(np.concatenate([small, small]), gradient(), multipliers)
+    """``multipliers`` (a new array, changed in place) with the gradient, computed only if
+    needed, where ``small`` (one half's mask, for both halves)."""
+    if small.any():
+        halves = (2, *small.shape)
+        np.copyto(multipliers.reshape(halves), gradient().reshape(halves), where=small)
+    return multipliers
 
 
 def rescale_step(backend: str, eps: float) -> Step:
