@@ -118,7 +118,7 @@ def test_deeplift_shap_equals_captums(name, backend):
     assert explanation.extras["delta"].shape == expected_delta.shape == (8,)
     assert explanation.output.shape == (2, 3)
     assert np.array_equal(explanation.target, [1, 2])
-    attribution = DeepLiftShap(model, baselines[:2], backend=backend).attribute(
+    attribution = DeepLiftShap(net, baselines[:2], backend=backend).attribute(  # a torch module
         x, torch.tensor(baselines), target=[1, 2]
     )
     assert_close(attribution, expected, np.float64)

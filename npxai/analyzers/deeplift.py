@@ -192,9 +192,9 @@ class _Rescale(Analyzer):
 
     def _no_cuda(self) -> str:
         return (
-            f"{type(self).__name__} does not run on the cuda backend (its kernels have no "
-            "element-wise division and selection for the Rescale rule); use backend='numba' "
-            "or 'numpy'"
+            f"{type(self).__name__} does not run on the cuda backend (npxai's cuda kernels have "
+            "no element-wise subtraction, division or selection, which the Rescale rule needs); "
+            "use backend='numba' or 'numpy'"
         )
 
     def _input(self, x: Any) -> tuple[np.ndarray, str]:
