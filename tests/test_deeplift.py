@@ -1,9 +1,12 @@
-"""DeepLift and DeepLiftShap against Captum 0.9.0's (float64, 1e-10) on ReLU CNNs with max
-pooling, average pooling and batch norm (eval mode, drawn running statistics) and on an MLP
-with ReLU, Sigmoid and LeakyReLU, on the numpy and numba backends; summation to delta on drawn
-shapes; the Rescale and max-pool rules written out in NumPy on small nets; the gradient where
-the input equals the baseline (torch autograd); the two backends against each other; Captum's
-hook order where two non-linear modules follow each other; the errors by name."""
+"""DeepLift and DeepLiftShap against Captum 0.9.0's, attributions and multipliers
+(``multiply_by_inputs=False``), float64 to 1e-10, on ReLU CNNs with max pooling, average pooling
+and batch norm (eval mode, drawn running statistics) and on an MLP with ReLU, Sigmoid and
+LeakyReLU, on the numpy and numba backends, several targets, random baselines and inputs that
+equal their baseline in places (the gradient fallback); summation to delta on drawn shapes
+(float64 1e-12, float32 1e-5 of the summed terms); the Rescale and max-pool rules written out in
+NumPy on small nets; torch's gradient where the input is the baseline; the two backends against
+each other; Captum's hook order where two non-linear modules follow each other; the errors by
+name."""
 
 import warnings
 
@@ -118,6 +121,11 @@ def test_deeplift_shap_equals_captums(name, backend):
     assert explanation.extras["delta"].shape == expected_delta.shape == (8,)
     assert explanation.output.shape == (2, 3)
     assert np.array_equal(explanation.target, [1, 2])
+    multipliers = captum(
+        lambda net: CaptumDeepLiftShap(net, multiply_by_inputs=False), net, x, baselines, [1, 2]
+    )
+    ours = DeepLiftShap(model, baselines, multiply_by_inputs=False, backend=backend)(x, [1, 2])
+    assert_close(ours.attribution, multipliers, np.float64)
     attribution = DeepLiftShap(net, baselines[:2], backend=backend).attribute(  # a torch module
         x, torch.tensor(baselines), target=[1, 2]
     )
@@ -215,11 +223,12 @@ def test_max_pool_rule_by_hand():
         assert_close(attribution.reshape(4), expected, np.float64)
 
 
-def test_gradient_where_input_is_baseline():
+@pytest.mark.parametrize("name", ["cnn_max", "mlp"])
+def test_gradient_where_input_is_baseline(name):
     """``x = x0``: every ``Delta z`` is 0, each non-linearity passes its gradient, and the
     multipliers are torch's input gradient; the attribution is zero."""
-    net = torch_cnn("max")
-    x = np.random.default_rng(0).standard_normal((2, 2, 8, 8))
+    net = NETS[name]()
+    x = np.random.default_rng(0).standard_normal((2, *SHAPES[name]))
     xt = torch.tensor(x, requires_grad=True)
     net(xt)[:, 2].sum().backward()
     model = npxai.from_torch(net)
