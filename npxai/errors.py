@@ -41,6 +41,15 @@ class LRPCompatibilityError(ValueError):
         self.key, self.layer_type, self.rule, self.takes = key, layer_type, rule, takes
 
 
+class UnsupportedLayerError(ValueError):
+    """A model holds a layer that an analyzer has no rule for; ``key`` and ``layer_type`` say
+    which."""
+
+    def __init__(self, message: str, key: str, layer_type: str):
+        super().__init__(message)
+        self.key, self.layer_type = key, layer_type
+
+
 class UnknownModelError(ValueError):
     """A model or architecture name that the zoo does not know, or bad constructor arguments."""
 
