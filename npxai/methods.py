@@ -30,6 +30,7 @@ from .analyzers import (
     GuidedBackprop,
     InputTimesGradient,
     IntegratedGradients,
+    Occlusion,
     SmoothGrad,
 )
 from .lrp import composites, rules
@@ -44,6 +45,7 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     GradCAM,
     GuidedBackprop,
     DeconvNet,
+    Occlusion,
 )
 
 
@@ -73,7 +75,10 @@ class Setting:
     - ``cam_layer``: GradCAM's feature layer, a key of ``model.named_modules()``;
     - ``low``, ``high``: the smallest and largest values an input can take (scalars or arrays
       broadcastable to the input), the box of ``EpsilonGammaBox``'s first layer;
-    - ``seed``: SmoothGrad's noise seed, so that a run can be repeated.
+    - ``seed``: the seed of every method that draws random numbers, so that a run can be
+      repeated;
+    - ``shape``: the shape of one input ``(C, H, W)``, which sizes the windows and superpixels
+      of the model-agnostic methods.
 
     The analyzers run on the current default backend (``npxai.use_backend``).
     """
@@ -82,6 +87,17 @@ class Setting:
     low: float | np.ndarray = 0.0
     high: float | np.ndarray = 1.0
     seed: int = 0
+    shape: tuple[int, int, int] = (3, 224, 224)
+
+    @property
+    def occlusion_window(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """Occlusion's window, all channels and an eighth of the image's side, and its strides,
+        half the window: ``(3, 28, 28)`` and ``(3, 14, 14)`` for 224-pixel images, 15 x 15 = 225
+        positions; single pixels for 8-pixel digits."""
+        c, h, w = self.shape
+        side = max(1, min(h, w) // 8)
+        step = max(1, side // 2)
+        return (c, side, side), (c, step, step)
 
 
 @dataclass(frozen=True)
@@ -93,15 +109,16 @@ class Method:
     build: Callable[[Module, Setting], Analyzer]
 
 
-def _analyzer_method(cls: type[Analyzer]) -> Method:
-    def build(model: Module, setting: Setting) -> Analyzer:
-        if cls is GradCAM:
-            return GradCAM(model, setting.cam_layer)
-        if cls is SmoothGrad:
-            return SmoothGrad(model, seed=setting.seed)
-        return cls(model)
+#: How the catalogue builds the analyzers that need more than the model.
+BUILDERS: dict[type[Analyzer], Callable[[Module, Setting], Analyzer]] = {
+    GradCAM: lambda model, setting: GradCAM(model, setting.cam_layer),
+    SmoothGrad: lambda model, setting: SmoothGrad(model, seed=setting.seed),
+    Occlusion: lambda model, setting: Occlusion(model, *setting.occlusion_window),
+}
 
-    return Method(cls.__name__, summary(cls), build)
+
+def _analyzer_method(cls: type[Analyzer]) -> Method:
+    return Method(cls.__name__, summary(cls), BUILDERS.get(cls, lambda model, setting: cls(model)))
 
 
 def _lrp_method(name: str, preset: Callable[..., composites.Composite]) -> Method:

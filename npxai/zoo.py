@@ -134,9 +134,10 @@ class ReadyModel:
             ) from None
 
     def setting(self, seed: int = 0) -> Setting:
-        """The :class:`~npxai.methods.Setting` of this model: its GradCAM layer, and the input
-        box ``(0 - mean) / std`` to ``(1 - mean) / std``."""
-        return Setting(self.cam_layer, -self.mean / self.std, (1 - self.mean) / self.std, seed)
+        """The :class:`~npxai.methods.Setting` of this model: its GradCAM layer, the input box
+        ``(0 - mean) / std`` to ``(1 - mean) / std``, and its input's shape."""
+        low, high = -self.mean / self.std, (1 - self.mean) / self.std
+        return Setting(self.cam_layer, low, high, seed, (self.channels, self.size, self.size))
 
 
 def constructors() -> dict[str, Callable[..., Module]]:

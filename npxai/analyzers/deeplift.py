@@ -45,8 +45,9 @@ Differences from Captum:
 - Where a non-linear module's output goes straight into another one (``ReLU`` then
   ``MaxPool2d``, as in VGG; ``MaxPool2d`` then ``ReLU``), Captum's tensor hooks hand the first
   one the signal before the second one's rule has replaced it: the second one, in effect, passes
-  its gradient, and summation to delta fails. npxai applies every layer's rule (the chain rule of
-  multipliers); the two agree where a linear layer stands between any two non-linear ones.
+  its gradient, and summation to delta fails (Captum issue #1104, fixed by its pull request
+  #1843, not in 0.9.0). npxai applies every layer's rule (the chain rule of multipliers); the
+  two agree where a linear layer stands between any two non-linear ones.
 - The Rescale rule covers all of npxai's element-wise activations (Captum's only ``ReLU``,
   ``ELU``, ``LeakyReLU``, ``Sigmoid``, ``Tanh`` and ``Softplus``; it backpropagates the
   gradient of the others, ``GELU``, ``SiLU``, ``ReLU6``, ...).
