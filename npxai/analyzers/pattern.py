@@ -31,8 +31,8 @@ when the analyzer is built. Biases take no part in the backward walk. iNNvestiga
 rescales the signal at bottleneck layers to ``[-1, 1]`` (its ``reverse_project_bottleneck_layers``);
 here nothing is rescaled.
 
-Patterns are float64 ``(fit``, :meth:`save`, :meth:`load`); the backward walk runs in the input's
-dtype on the analyzer's backend (``numpy``, ``numba`` or ``cuda``).
+Patterns are float64 (``fit``, ``save``, ``load``); the backward walk runs in the input's dtype
+on the analyzer's backend (``numpy``, ``numba`` or ``cuda``).
 """
 
 from __future__ import annotations
@@ -84,9 +84,7 @@ def _parametric_layers(model: Module, owner: str) -> dict[str, Layer]:
                 name,
             )
     if not found:
-        raise UnsupportedLayerError(
-            f"{owner}: the model has no Linear or Conv2d layer to learn a pattern for", "", ""
-        )
+        raise ValueError(f"{owner}: the model has no Linear or Conv2d layer to learn a pattern for")
     return found
 
 
@@ -112,7 +110,7 @@ class PatternNet(Analyzer):
         self.estimator = estimator
         self._layers = _parametric_layers(self.model, owner)
         self._patterns: dict[str, np.ndarray] | None = None
-        self._kernels: dict[tuple[str, str], Any] = {}
+        self._kernels: dict[tuple[str, str, bool], Any] = {}  # by key, dtype, on the device
 
     @property
     def patterns(self) -> dict[str, np.ndarray]:
@@ -237,7 +235,7 @@ class PatternNet(Analyzer):
             if record.key not in self._layers:
                 return backprop(record, signal)
             dtype = record.output.dtype
-            cache = (record.key, np.dtype(dtype).str)
+            cache = (record.key, np.dtype(dtype).str, backend == "cuda")
             if cache not in self._kernels:
                 kernel = self._kernel(record.key).astype(dtype)
                 self._kernels[cache] = to_device(kernel) if backend == "cuda" else kernel
