@@ -113,8 +113,8 @@ def data(shape: tuple[int, ...], n: int = 48, seed: int = 3) -> np.ndarray:
 
 def balanced(model: npxai.Sequential, x: np.ndarray, seed: int) -> npxai.Sequential:
     """``model`` with standard-normal weights over ``sqrt(fan_in)`` (float64) and each unit's
-    bias set, layer by layer, to minus its pre-activation's median on ``x``: every unit is active
-    on about half the inputs."""
+    bias set, layer by layer, to minus a quantile (from 0.3 to 0.7, unit by unit) of its
+    pre-activation on ``x``: every unit is active on 30% to 70% of the inputs, no two alike."""
     rng = np.random.default_rng(seed)
     for key, layer in model.named_modules():
         if isinstance(layer, L.Linear | L.Conv2d):
@@ -122,7 +122,9 @@ def balanced(model: npxai.Sequential, x: np.ndarray, seed: int) -> npxai.Sequent
             layer.weight = rng.standard_normal(w.shape) / np.sqrt(np.prod(w.shape[1:]))
             layer.bias = np.zeros(w.shape[0])
             z = model.trace(x, "numpy")[key].output
-            layer.bias = -np.median(np.moveaxis(z, 1, -1).reshape(-1, w.shape[0]), axis=0)
+            rows = np.moveaxis(z, 1, -1).reshape(-1, w.shape[0])
+            quantiles = np.linspace(0.3, 0.7, w.shape[0])
+            layer.bias = -np.array([np.quantile(rows[:, j], q) for j, q in enumerate(quantiles)])
     return model
 
 
