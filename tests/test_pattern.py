@@ -8,6 +8,8 @@ kind passing the signal as torch's gradient; fitting in batches against fitting 
 .npz round trip; the numpy, numba and cuda (simulator) backends against each other; the errors
 by name."""
 
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -336,10 +338,15 @@ def test_load_errors(tmp_path):
     np.savez(pickled, **{**stored, "0": np.array([print], dtype=object)})
     with pytest.raises(PatternFileError, match="not a readable .npz pattern file"):
         PatternNet(model).load(pickled)
-    text = tmp_path / "text.npz"
+    text, truncated, member, single = (tmp_path / name for name in ("t", "z", "m", "s.npy"))
     text.write_text("not a zip")
-    with pytest.raises(PatternFileError, match="not a readable .npz pattern file"):
-        PatternNet(model).load(text)
+    truncated.write_bytes(path.read_bytes()[:100])
+    with zipfile.ZipFile(member, "w") as archive:
+        archive.writestr("0.txt", "not an array")
+    np.save(single, np.zeros((7, 5)))
+    for bad in (text, truncated, member, single):
+        with pytest.raises(PatternFileError, match="not a readable .npz pattern file"):
+            PatternNet(model).load(bad)
     with pytest.raises(MissingFileError, match="no such pattern file"):
         PatternNet(model).load(tmp_path / "absent.npz")
 

@@ -1,4 +1,4 @@
-"""PatternNet and PatternAttribution (Kindermans et al., ICLR 2018), with patterns learned from data.
+"""PatternNet and PatternAttribution (Kindermans et al., ICLR 2018): patterns learned from data.
 
 For a linear model ``y = w^T x`` with data ``x = s + d`` (signal ``s = a y``, distractor ``d``),
 the weight ``w`` (what the gradient shows) filters the distractor out and need not point along
@@ -10,11 +10,11 @@ Both methods start from the explained output's value ``y_t`` (``R = y_t`` at ``o
 zero elsewhere; the paper's ``r^output = y``, iNNvestigate 1.x's seed) and walk back through the
 layers, reading the forward pass:
 
-- PatternNet (the signal estimate, sec. 4.1): at each ``Linear``/``Conv2d`` layer the signal
+- PatternNet (the signal estimate): at each ``Linear``/``Conv2d`` layer the signal
   goes back through the transposed map with the pattern in place of the weight,
   ``r_x = A^T r_y`` (``r_x[i] = sum_j a_ji r_y[j]``; the transposed convolution with kernel
   ``a``); for a linear model this is ``a y``, the signal;
-- PatternAttribution (sec. 4.2, the deep Taylor decomposition with the root point
+- PatternAttribution (the deep Taylor decomposition with the root point
   ``x0 = x - a+ (w^T x)``): the same walk with ``w ⊙ a`` (the element-wise product of weight and
   pattern) in place of the weight, ``r_x[i] = sum_j w_ji a_ji r_y[j]``; for a linear model this
   is ``w ⊙ a y``. The result is that backward signal, not multiplied by the input (as
@@ -48,7 +48,7 @@ from ..device import to_device, to_host
 from ..errors import NotFittedError, PatternFileError, UnsupportedLayerError
 from ..explanation import Explanation
 from ..gradient import output_seed, target_indices
-from ..io import check_file
+from ..io import DAMAGED, check_file
 from ..lrp import kinds as K
 from ..module import Layer, Module, Record, Signal, Step, check_input, vjp_step
 from .base import Analyzer, Target, to_numpy
@@ -118,8 +118,9 @@ class PatternNet(Analyzer):
         return dict(self._fitted())
 
     def fit(self, data: Any, batch_size: int | None = None) -> PatternNet:
-        """Learn the patterns from ``data``: an array ``(N, ...)`` of inputs, run ``batch_size``
-        rows at a time (default 32), or an iterable of such batches (then no ``batch_size``).
+        """Learn the patterns from ``data``: an array ``(N, ...)`` of inputs (or a torch tensor),
+        run ``batch_size`` rows at a time (default 32), or an iterable of such batches, used as
+        they come (then no ``batch_size``; a list is a list of batches).
         The model runs in float64 on the analyzer's backend; the statistics are summed over
         every batch (replacing any earlier patterns). Returns ``self``."""
         owner = type(self).__name__
@@ -145,9 +146,9 @@ class PatternNet(Analyzer):
         data = to_numpy(data)
         if isinstance(data, np.ndarray):
             data = check_input(data, f"{owner}.fit: data")
-            size = DEFAULT_BATCH_SIZE if batch_size is None else positive_int(
-                batch_size, f"{owner}.fit: batch_size"
-            )  # fmt: skip
+            size = DEFAULT_BATCH_SIZE
+            if batch_size is not None:
+                size = positive_int(batch_size, f"{owner}.fit: batch_size")
             return (data[start : start + size] for start in range(0, len(data), size))
         if batch_size is not None:
             raise ValueError(
@@ -179,7 +180,9 @@ class PatternNet(Analyzer):
         try:
             with np.load(path, allow_pickle=False) as archive:
                 stored = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, EOFError) as error:
+            if not all(isinstance(value, np.ndarray) for value in stored.values()):
+                raise ValueError("a member is not a .npy array")
+        except DAMAGED as error:
             raise PatternFileError(
                 f"{path}: not a readable .npz pattern file ({type(error).__name__}: "
                 f"{str(error)[:200]})"

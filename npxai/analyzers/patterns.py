@@ -1,4 +1,4 @@
-"""The pattern estimators of PatternNet and PatternAttribution (Kindermans et al. 2018, sec. 3).
+"""The pattern estimators of PatternNet and PatternAttribution (Kindermans et al., ICLR 2018).
 
 A ``Linear`` or ``Conv2d`` output unit computes ``y = w^T x`` (plus a bias) from its input ``x``:
 for a ``Linear`` unit ``x`` is the layer's input row and ``w`` the unit's weight row; for a
@@ -7,13 +7,14 @@ group's channels, ``C / groups * kh * kw`` values) and ``w`` the channel's kerne
 output position of every sample is one observation of ``(x, y)``. A pattern ``a`` has ``w``'s
 shape; the estimators are the paper's:
 
-- ``"linear"`` (``S_a``, sec. 3.2): over all observations,
+- ``"linear"`` (``S_a``): over all observations,
   ``a = cov[x, y] / (w^T cov[x, y])``, with ``cov[x, y] = E[x y] - E[x] E[y]``
   (``w^T cov[x, y] = var[y]``, so ``a = cov[x, y] / sigma_y^2``);
-- ``"two_component"`` (``S_a+-``, sec. 3.3), for ReLU networks: its positive part, the one a
-  ReLU passes, over the observations where the unit is active (``E+``: the mean over
-  ``y > 0``),
-  ``a+ = (E+[x y] - E+[x] E+[y]) / (w^T E+[x y] - w^T E+[x] E+[y])``.
+- ``"two_component"`` (``S_a+-``), for ReLU networks: its positive part, over the observations
+  where the unit is active (``E+``: the mean over ``y > 0``),
+  ``a+ = (E+[x y] - E+[x] E+[y]) / (w^T E+[x y] - w^T E+[x] E+[y])``; the negative part
+  ``a-`` (over ``y <= 0``) is not learned: a ReLU passes no signal there, and PatternNet and
+  PatternAttribution use ``a+`` alone, as the paper and iNNvestigate 1.x do.
 
 ``y`` is the layer's recorded output, bias included, so "active" means ``w^T x + b > 0``, the
 ReLU's gate when a ReLU follows; the covariances do not depend on the bias. A unit whose
