@@ -18,10 +18,11 @@ shape; the estimators are the paper's:
 
 ``y`` is the layer's recorded output, bias included, so "active" means ``w^T x + b > 0``, the
 ReLU's gate when a ReLU follows; the covariances do not depend on the bias. A unit whose
-denominator is exactly zero (never active, active once, or a constant input) gets the pattern
-``0`` (iNNvestigate 1.x divides by 1 there instead). Conventions that differ from iNNvestigate
-1.x (``innvestigate.tools.pattern``, whose ``"relu"`` pattern is ``S_a+``): its ``E+[y]`` is a
-mean over all observations, not over the active ones; here it is the paper's ``E+[y]``.
+denominator is exactly zero (one never active, or active on one observation only) gets the
+pattern ``0`` (iNNvestigate 1.x divides by 1 there instead, leaving the covariance). The other
+convention that differs from iNNvestigate 1.x (``innvestigate.tools.pattern``, whose ``"relu"``
+pattern is ``S_a+``): its ``E+[y]`` is the mean of the bias-free ``w^T x`` over all
+observations, not over the active ones; here it is the paper's ``E+[y]``.
 
 The statistics are streaming float64 sums, per output unit ``j``: the count ``n_j`` of
 observations it counts (all, or the active ones), ``sum x``, ``sum y`` and ``sum x y`` over them,
