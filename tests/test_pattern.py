@@ -1,6 +1,7 @@
 """PatternNet and PatternAttribution: the paper's linear toy problem (the pattern finds the signal
-direction, the weight does not); on small ReLU networks (Linear-ReLU-Linear, and a CNN with a
-strided, dilated, grouped convolution and max pooling) the patterns against the paper's formulas
+direction, the weight does not); on small ReLU networks (Linear-ReLU-Linear, a Linear over the
+positions of a sequence, and a CNN with a strided, dilated, grouped convolution and max pooling)
+the patterns against the paper's formulas
 evaluated in plain NumPy on an explicit im2col of the recorded layer inputs (float64, 1e-10), and
 the explanations against a backward pass written out with those patterns (NumPy, and torch
 autograd for the transposed convolutions and the max-pooling switches; 1e-10); every other layer
@@ -124,7 +125,8 @@ def balanced(model: npxai.Sequential, x: np.ndarray, seed: int) -> npxai.Sequent
             layer.weight = rng.standard_normal(w.shape) / np.sqrt(np.prod(w.shape[1:]))
             layer.bias = np.zeros(w.shape[0])
             z = model.trace(x, "numpy")[key].output
-            rows = np.moveaxis(z, 1, -1).reshape(-1, w.shape[0])
+            units_last = z if isinstance(layer, L.Linear) else np.moveaxis(z, 1, -1)
+            rows = units_last.reshape(-1, w.shape[0])
             quantiles = np.linspace(0.3, 0.7, w.shape[0])
             layer.bias = -np.array([np.quantile(rows[:, j], q) for j, q in enumerate(quantiles)])
     return model
@@ -132,6 +134,12 @@ def balanced(model: npxai.Sequential, x: np.ndarray, seed: int) -> npxai.Sequent
 
 def mlp() -> npxai.Sequential:
     return balanced(npxai.Sequential(L.Linear(5, 7), L.ReLU(), L.Linear(7, 3)), data((5,)), 1)
+
+
+def sequence() -> npxai.Sequential:
+    """A Linear applied to each of 3 positions of (3, 4) inputs, ReLU, flatten, Linear."""
+    model = npxai.Sequential(L.Linear(4, 6), L.ReLU(), L.Flatten(), L.Linear(18, 3))
+    return balanced(model, data((3, 4)), 5)
 
 
 def cnn() -> npxai.Sequential:
@@ -160,6 +168,16 @@ def mlp_backward(model, x, target, kernels) -> np.ndarray:
     r = np.zeros_like(y)
     r[np.arange(len(x)), target] = y[np.arange(len(x)), target]
     return ((r @ kernels["2"]) * (h > 0)) @ kernels["0"]
+
+
+def sequence_backward(model, x, target, kernels) -> np.ndarray:
+    """As :func:`mlp_backward`, the first Linear's rows being the positions of every sample."""
+    h = x @ model[0].weight.T.astype(np.float64) + model[0].bias
+    y = np.maximum(h, 0).reshape(len(x), -1) @ model[3].weight.T.astype(np.float64)
+    y += model[3].bias
+    r = np.zeros_like(y)
+    r[np.arange(len(x)), target] = y[np.arange(len(x)), target]
+    return ((r @ kernels["3"]).reshape(h.shape) * (h > 0)) @ kernels["0"]
 
 
 def cnn_backward(model, x, target, kernels) -> np.ndarray:
@@ -193,7 +211,11 @@ def cnn_backward(model, x, target, kernels) -> np.ndarray:
     return transposed(lambda v: F.conv2d(v, t(kernels["0"]), padding=1), xt, r).numpy()
 
 
-NETS = {"mlp": (mlp, (5,), mlp_backward), "cnn": (cnn, (2, 6, 6), cnn_backward)}
+NETS = {
+    "mlp": (mlp, (5,), mlp_backward),
+    "sequence": (sequence, (3, 4), sequence_backward),
+    "cnn": (cnn, (2, 6, 6), cnn_backward),
+}
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)

@@ -31,8 +31,9 @@ when the analyzer is built. Biases take no part in the backward walk. iNNvestiga
 rescales the signal at bottleneck layers to ``[-1, 1]`` (its ``reverse_project_bottleneck_layers``);
 here nothing is rescaled.
 
-Patterns are float64 (``fit``, ``save``, ``load``); the backward walk runs in the input's dtype
-on the analyzer's backend (``numpy``, ``numba`` or ``cuda``).
+Patterns are float64 (``fit``, ``save``, ``load``). ``fit`` runs the model in float64 on the
+analyzer's backend and sums the statistics with NumPy on the host; the backward walk runs in the
+input's dtype on the analyzer's backend (``numpy``, ``numba`` or ``cuda``).
 """
 
 from __future__ import annotations
