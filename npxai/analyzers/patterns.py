@@ -70,10 +70,12 @@ class Moments:
         the (active observations') covariance of ``x`` and ``y``; ``0`` where ``w^T cov == 0``."""
         w = self.layer.weight.reshape(len(self.count), -1).astype(np.float64)
         n = np.maximum(self.count, 1.0)[:, None]  # a unit with no observation has zero sums
-        cov = self.sum_xy / n - (self.sum_x / n) * (self.sum_y[:, None] / n)
-        var = (w * cov).sum(axis=1, keepdims=True)
-        a = np.divide(cov, var, out=np.zeros_like(cov), where=var != 0)
-        return a.reshape(self.layer.weight.shape)
+        cov = self.sum_xy / n
+        cov -= (self.sum_x / n) * (self.sum_y[:, None] / n)
+        var = np.einsum("jd,jd->j", w, cov)[:, None]  # w^T cov, unit by unit
+        np.divide(cov, var, out=cov, where=var != 0)
+        cov[(var == 0)[:, 0]] = 0.0
+        return cov.reshape(self.layer.weight.shape)
 
 
 def _linear_sums(x: np.ndarray, mask: np.ndarray, counted: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -87,23 +89,28 @@ def _conv_sums(
     layer: L.Conv2d, x: np.ndarray, mask: np.ndarray, counted: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     """A ``Conv2d`` layer's batch sums: every output position's input patch is an observation.
-    Built per kernel offset ``(i, j)`` from the padded input's strided window (no patch matrix
-    is made)."""
+    Built per kernel offset ``(i, j)`` from the padded input's strided window, one matrix product
+    per group over all samples and positions (no patch matrix is made)."""
     n, _, oh, ow = mask.shape
     out, cg, kh, kw = layer.weight.shape
     groups = layer.groups
     xp = pad2d(x, layer.explicit_padding())
     xg = xp.reshape(n, groups, cg, *xp.shape[-2:])
-    mask_g = mask.reshape(n, groups, out // groups, oh * ow)
-    counted_g = counted.reshape(n, groups, out // groups, oh * ow)
+
+    def by_group(a: np.ndarray) -> np.ndarray:  # (N, O, oh, ow) -> (G, O / G, N * oh * ow)
+        a = a.reshape(n, groups, out // groups, oh * ow).transpose(1, 2, 0, 3)
+        return a.reshape(groups, out // groups, n * oh * ow)
+
+    mask_g, counted_g = by_group(mask), by_group(counted)
     sum_x = np.zeros((groups, out // groups, cg, kh, kw))
     sum_xy = np.zeros_like(sum_x)
     for i in range(kh):
         for j in range(kw):
             patch = window(xg, (i, j), (oh, ow), layer.stride, layer.dilation)
-            patch_t = patch.reshape(n, groups, cg, oh * ow).swapaxes(-1, -2)
-            sum_x[..., i, j] = (mask_g @ patch_t).sum(axis=0)
-            sum_xy[..., i, j] = (counted_g @ patch_t).sum(axis=0)
+            rows = patch.reshape(n, groups, cg, oh * ow).transpose(1, 0, 3, 2)
+            rows = rows.reshape(groups, n * oh * ow, cg)  # (G, observations, C / G)
+            sum_x[..., i, j] = mask_g @ rows
+            sum_xy[..., i, j] = counted_g @ rows
     return (
         mask.sum(axis=(0, 2, 3)),
         sum_x.reshape(out, -1),
