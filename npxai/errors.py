@@ -70,12 +70,3 @@ class NotFittedError(RuntimeError):
 class PatternFileError(LoadError):
     """A pattern file that cannot be read or does not fit: another estimator, missing or
     unexpected layer keys, or a pattern whose shape is not its layer's weight's."""
-
-
-class UnsupportedLayerError(TypeError):
-    """A model holds a layer that an analyzer has no rule for; ``key`` and ``layer_type`` say
-    which."""
-
-    def __init__(self, message: str, key: str, layer_type: str):
-        super().__init__(message)
-        self.key, self.layer_type = key, layer_type
