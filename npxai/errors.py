@@ -51,3 +51,7 @@ class MissingExtraError(ImportError):
 
 class UsageError(ValueError):
     """A command line that names something unknown; reported with the usage, exit status 2."""
+
+
+class TooManyFeaturesError(ValueError):
+    """Exact Shapley values asked of more features than their ``2^M`` coalitions allow."""
