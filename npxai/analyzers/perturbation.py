@@ -122,7 +122,7 @@ class Game:
 
 class PerturbationAnalyzer(Analyzer):
     """The shared frame: ``model`` an npxai model, a torch module or any callable ``f(x) ->
-    scores (N, K)``; ``feature_mask`` the features (:func:`npxai.analyzers.features.feature_labels`);
+    scores (N, K)``; ``feature_mask`` the features (:mod:`npxai.analyzers.features`);
     ``baselines`` a number, an array of a sample's shape, or the batch's (or a batch of one);
     ``batch_size`` the rows of one model call. A subclass gives :meth:`feature_attribution`.
 

@@ -72,11 +72,14 @@ class ShapleyValues(PerturbationAnalyzer):
             m = table.shape[1]
             v = np.concatenate([[game.empty[n]], values[start : start + 2**m - 2], [game.full[n]]])
             start += 2**m - 2
-            size = table.sum(axis=1)
+            # |S|! (M - |S| - 1)! / M! = 1 / (M C(M - 1, |S|)), by the size of S
+            weight, size = (
+                1.0 / (m * np.array([math.comb(m - 1, s) for s in range(m)])),
+                table.sum(1),
+            )
             for i in range(m):
                 without = np.flatnonzero(table[:, i] == 0)  # S not containing i; S + i = S | 2^i
-                weight = 1.0 / (m * np.array([math.comb(m - 1, int(s)) for s in size[without]]))
-                phi[n, i] = weight @ (v[without + 2**i] - v[without])
+                phi[n, i] = weight[size[without]] @ (v[without + 2**i] - v[without])
         return phi, {}
 
     def attribute(
@@ -140,8 +143,9 @@ class ShapleyValueSampling(PerturbationAnalyzer):
             rank = np.empty_like(order)
             np.put_along_axis(rank, order, np.arange(m)[None], axis=1)
             ranks.append(rank)
-        present = [(rank[:, None, :] < np.arange(1, rank.shape[1])[None, :, None]).reshape(-1, rank.shape[1])
-                   for rank in ranks]  # fmt: skip  # the first k features, k = 1..m-1
+        # the coalitions of the first k features of each permutation, k = 1..m-1
+        present = [(rank[:, None] < np.arange(1, rank.shape[1])[:, None]).reshape(-1, rank.shape[1])
+                   for rank in ranks]  # fmt: skip
         rows = np.zeros((sum(map(len, present)), m_max), bool)
         start = 0
         for prefix in present:
@@ -287,8 +291,11 @@ class KernelSHAP(PerturbationAnalyzer):
     def feature_attribution(self, game: Game) -> tuple[np.ndarray, dict[str, Any]]:
         rng = np.random.default_rng(self.seed)
         m_max = int(game.counts.max())
-        drawn = [kernel_coalitions(int(m), 2 * int(m) + 2048 if self.n_samples is None else self.n_samples, rng)
-                 if m > 1 else (np.zeros((0, 1)), np.zeros(0)) for m in game.counts]  # fmt: skip
+        drawn = [
+            kernel_coalitions(int(m), self.n_samples or 2 * int(m) + 2048, rng)
+            if m > 1 else (np.zeros((0, 1)), np.zeros(0))
+            for m in game.counts
+        ]  # fmt: skip
         rows = np.zeros((sum(len(masks) for masks, _ in drawn), m_max), bool)
         start = 0
         for masks, _ in drawn:
