@@ -112,9 +112,12 @@ class Game:
         values = np.empty(len(samples))
         for start in range(0, len(samples), self.batch_size):
             rows = slice(start, start + self.batch_size)
-            which = samples[rows]
-            keep = present[rows][np.arange(len(which))[:, None], self.labels[which]]
-            inputs = np.where(keep, self.x[which], self.baseline[which])
+            which, chunk = samples[rows], present[rows]
+            runs = np.split(np.arange(len(which)), np.flatnonzero(np.diff(which)) + 1)
+            inputs = np.concatenate([  # one sample's rows at a time: its x, b and labels shared
+                np.where(np.take(chunk[run], self.labels[s], axis=1), self.x[s], self.baseline[s])
+                for run, s in zip(runs, which[[run[0] for run in runs]], strict=True)
+            ])  # fmt: skip
             scores = self.forward(inputs.reshape(len(which), *self.shape[1:]))
             values[rows] = explained_rows(scores, self.indices, which)
         return values

@@ -251,10 +251,14 @@ def kernel_shap_solve(
 ) -> np.ndarray:
     """``phi`` minimising ``sum_k w_k (values_k - z_k^T phi)^2`` subject to ``sum phi = total``
     (shap's: the last feature eliminated, ``phi_m = total - sum_{j<m} phi_j``, and the normal
-    equations of the rest solved)."""
+    equations of the rest solved); a ``LinAlgError`` where they are singular (their matrix of
+    rank below ``m - 1``)."""
     design = masks[:, :-1] - masks[:, -1:]
     weighted = weights[:, None] * design
-    rest = np.linalg.solve(design.T @ weighted, weighted.T @ (values - masks[:, -1] * total))
+    gram = design.T @ weighted
+    if np.linalg.matrix_rank(gram) < len(gram):
+        raise np.linalg.LinAlgError("the coalitions do not determine the Shapley values")
+    rest = np.linalg.solve(gram, weighted.T @ (values - masks[:, -1] * total))
     return np.append(rest, total - rest.sum())
 
 
@@ -269,7 +273,7 @@ class KernelSHAP(PerturbationAnalyzer):
     values. ``n_samples`` counts the coalitions besides the empty and full one (shap's
     ``nsamples``; Captum's counts those two too), by default shap's ``2 M + 2048``; the draws use
     ``np.random.default_rng(seed)``, sample after sample. Coalitions too few to determine the
-    fit (the weighted design of rank below ``M - 1``) are a ``ValueError``.
+    fit (see :func:`kernel_shap_solve`) are a ``ValueError``.
     ``extras["n_coalitions"]``: the coalitions used per sample."""
 
     def __init__(
@@ -310,14 +314,14 @@ class KernelSHAP(PerturbationAnalyzer):
             if game.counts[n] == 1:
                 phi[n, 0] = total
                 continue
-            design = (masks[:, :-1] - masks[:, -1:]) * np.sqrt(weights)[:, None]
-            if np.linalg.matrix_rank(design) < masks.shape[1] - 1:
+            try:
+                phi[n, : masks.shape[1]] = kernel_shap_solve(masks, weights, y, total)
+            except np.linalg.LinAlgError:
                 raise ValueError(
                     f"KernelSHAP: the {len(masks)} coalitions drawn for sample {n} do not "
                     f"determine the Shapley values of its {game.counts[n]} features; raise "
                     f"n_samples (got {shown(self.n_samples)})"
-                )
-            phi[n, : masks.shape[1]] = kernel_shap_solve(masks, weights, y, total)
+                ) from None
         return phi, {"n_coalitions": np.array([len(masks) for masks, _ in drawn])}
 
     def attribute(
