@@ -18,10 +18,10 @@ penalised)::
 
     sum_k pi_k (v(z_k) - beta_0 - z_k^T beta)^2 + alpha |beta|^2
 
-solved in closed form on the weighted-centred data (least squares of ``[sqrt(pi) Zc;
-sqrt(alpha) I] beta = [sqrt(pi) yc; 0]``, float64); ``alpha=0`` is weighted least squares (the
-minimum-norm solution where the coalitions do not determine it, as scikit-learn's
-``LinearRegression``). Each entry's attribution is its feature's ``beta_j`` (Captum's
+solved in closed form on the weighted-centred data ``Zc = sqrt(pi) (Z - z_mean)``, ``yc =
+sqrt(pi) (y - y_mean)`` (weighted means), in float64: ``(Zc^T Zc + alpha I) beta = Zc^T yc``;
+``alpha=0`` is weighted least squares, the minimum-norm solution where the coalitions do not
+determine it (as scikit-learn's ``LinearRegression``); ``beta_0 = y_mean - z_mean^T beta``. Each entry's attribution is its feature's ``beta_j`` (Captum's
 ``return_input_shape=True``).
 
 Defaults that differ from a peer: Captum's ``Lime`` fits ``Lasso(alpha=0.01)`` on every scalar
@@ -72,9 +72,12 @@ def ridge(
     total = weights.sum()
     z_mean, y_mean = weights @ z / total, weights @ y / total
     root = np.sqrt(weights)[:, None]
-    design = np.vstack([root * (z - z_mean), np.sqrt(alpha) * np.eye(z.shape[1])])
-    target = np.concatenate([root[:, 0] * (y - y_mean), np.zeros(z.shape[1])])
-    beta = np.linalg.lstsq(design, target, rcond=None)[0]
+    centred, target = root * (z - z_mean), root[:, 0] * (y - y_mean)
+    if alpha > 0:
+        gram = centred.T @ centred + alpha * np.eye(z.shape[1])
+        beta = np.linalg.solve(gram, centred.T @ target)
+    else:
+        beta = np.linalg.lstsq(centred, target, rcond=None)[0]
     return beta, float(y_mean - z_mean @ beta)
 
 

@@ -113,11 +113,13 @@ class Game:
         for start in range(0, len(samples), self.batch_size):
             rows = slice(start, start + self.batch_size)
             which, chunk = samples[rows], present[rows]
-            runs = np.split(np.arange(len(which)), np.flatnonzero(np.diff(which)) + 1)
-            inputs = np.concatenate([  # one sample's rows at a time: its x, b and labels shared
-                np.where(np.take(chunk[run], self.labels[s], axis=1), self.x[s], self.baseline[s])
-                for run, s in zip(runs, which[[run[0] for run in runs]], strict=True)
-            ])  # fmt: skip
+            starts = [0, *(np.flatnonzero(np.diff(which)) + 1)]
+            parts = [  # one sample's run of rows at a time: its x, b and labels shared
+                np.where(np.take(chunk[a:z], self.labels[which[a]], axis=1), self.x[which[a]],
+                         self.baseline[which[a]])
+                for a, z in zip(starts, [*starts[1:], len(which)], strict=True)
+            ]  # fmt: skip
+            inputs = parts[0] if len(parts) == 1 else np.concatenate(parts)
             scores = self.forward(inputs.reshape(len(which), *self.shape[1:]))
             values[rows] = explained_rows(scores, self.indices, which)
         return values
