@@ -125,14 +125,10 @@ class LIME(PerturbationAnalyzer):
 
     def feature_attribution(self, game: Game) -> tuple[np.ndarray, dict[str, Any]]:
         rng = np.random.default_rng(self.seed)
-        m_max, s = int(game.counts.max()), self.n_samples
-        draws = [rng.random((s, m)) < 0.5 for m in game.counts]
-        present = np.zeros((len(draws), s, m_max), bool)
-        for n, draw in enumerate(draws):
-            present[n, :, : draw.shape[1]] = draw
-        samples = np.repeat(np.arange(len(draws)), s)
-        values = game(samples, present.reshape(-1, m_max)).reshape(len(draws), s)
-        coefficients, intercepts = np.zeros((len(draws), m_max)), np.zeros(len(draws))
+        draws = [rng.random((self.n_samples, m)) < 0.5 for m in game.counts]
+        values = game.values(draws)
+        coefficients = np.zeros((len(draws), int(game.counts.max())))
+        intercepts = np.zeros(len(draws))
         for n, draw in enumerate(draws):
             weights = kernel_weights(game, n, draw, self.distance_mode, self.kernel_width)
             beta, intercepts[n] = ridge(draw.astype(np.float64), values[n], weights, self.alpha)

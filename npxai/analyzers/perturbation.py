@@ -87,7 +87,7 @@ class Game:
     """The games ``v_n`` of a batch (see :mod:`npxai.analyzers.perturbation`): ``game(samples,
     present)`` evaluates the coalitions ``present[r]`` (bool ``(R, M_max)``, one column per
     feature, features beyond a sample's count ignored) of samples ``samples[r]``, ``batch_size``
-    rows per model call. ``full`` and ``empty``: ``v_n(all)`` and ``v_n(none)`` (``(N,)``, float64,
+    rows per model call (:meth:`values`: per-sample blocks of coalitions). ``full`` and ``empty``: ``v_n(all)`` and ``v_n(none)`` (``(N,)``, float64,
     as every value returned)."""
 
     def __init__(
@@ -107,6 +107,16 @@ class Game:
         samples = np.arange(len(x))
         self.full = explained_rows(output, indices, samples).astype(np.float64)
         self.empty = self(samples, np.zeros((len(x), int(counts.max())), bool))
+
+    def values(self, coalitions: list[np.ndarray]) -> list[np.ndarray]:
+        """``v_n`` of each sample's coalitions ``coalitions[n]`` (``(R_n, M_n)``, 0/1), all
+        evaluated together, sample after sample."""
+        lengths = [len(block) for block in coalitions]
+        present = np.zeros((sum(lengths), int(self.counts.max())), bool)
+        for block, start in zip(coalitions, np.cumsum([0, *lengths[:-1]]), strict=True):
+            present[start : start + len(block), : block.shape[1]] = block
+        values = self(np.repeat(np.arange(len(coalitions)), lengths), present)
+        return np.split(values, np.cumsum(lengths)[:-1])
 
     def __call__(self, samples: np.ndarray, present: np.ndarray) -> np.ndarray:
         values = np.empty(len(samples))

@@ -58,25 +58,14 @@ class ShapleyValues(PerturbationAnalyzer):
                 f"{self.max_features} whose 2^M coalitions exact Shapley values enumerate; give "
                 "a feature_mask with fewer features, or use ShapleyValueSampling or KernelSHAP"
             )
-        m_max = int(game.counts.max())
         tables = [np.arange(2**m)[:, None] >> np.arange(m) & 1 for m in game.counts]
-        present = np.zeros((sum(2**m - 2 for m in game.counts), m_max), bool)
-        samples = np.repeat(np.arange(len(tables)), [2**m - 2 for m in game.counts])
-        start = 0
-        for table in tables:
-            present[start : start + len(table) - 2, : table.shape[1]] = table[1:-1]
-            start += len(table) - 2
-        values = game(samples, present)
-        phi, start = np.zeros((len(tables), m_max)), 0
+        values = game.values([table[1:-1] for table in tables])
+        phi = np.zeros((len(tables), int(game.counts.max())))
         for n, table in enumerate(tables):
-            m = table.shape[1]
-            v = np.concatenate([[game.empty[n]], values[start : start + 2**m - 2], [game.full[n]]])
-            start += 2**m - 2
+            v = np.concatenate([[game.empty[n]], values[n], [game.full[n]]])  # v[c]: S of bits c
+            m, size = table.shape[1], table.sum(axis=1)
             # |S|! (M - |S| - 1)! / M! = 1 / (M C(M - 1, |S|)), by the size of S
-            weight, size = (
-                1.0 / (m * np.array([math.comb(m - 1, s) for s in range(m)])),
-                table.sum(1),
-            )
+            weight = 1.0 / (m * np.array([math.comb(m - 1, s) for s in range(m)]))
             for i in range(m):
                 without = np.flatnonzero(table[:, i] == 0)  # S not containing i; S + i = S | 2^i
                 phi[n, i] = weight[size[without]] @ (v[without + 2**i] - v[without])
@@ -136,7 +125,6 @@ class ShapleyValueSampling(PerturbationAnalyzer):
 
     def feature_attribution(self, game: Game) -> tuple[np.ndarray, dict[str, Any]]:
         rng = np.random.default_rng(self.seed)
-        m_max = int(game.counts.max())
         ranks = []  # ranks[n][p, i]: the position of feature i in sample n's permutation p
         for m in game.counts:
             order = self.permutations(rng, int(m))
@@ -144,21 +132,14 @@ class ShapleyValueSampling(PerturbationAnalyzer):
             np.put_along_axis(rank, order, np.arange(m)[None], axis=1)
             ranks.append(rank)
         # the coalitions of the first k features of each permutation, k = 1..m-1
-        present = [(rank[:, None] < np.arange(1, rank.shape[1])[:, None]).reshape(-1, rank.shape[1])
-                   for rank in ranks]  # fmt: skip
-        rows = np.zeros((sum(map(len, present)), m_max), bool)
-        start = 0
-        for prefix in present:
-            rows[start : start + len(prefix), : prefix.shape[1]] = prefix
-            start += len(prefix)
-        values = game(np.repeat(np.arange(len(ranks)), list(map(len, present))), rows)
-        phi, start = np.zeros((len(ranks), m_max)), 0
+        values = game.values([(rank[:, None] < np.arange(1, rank.shape[1])[:, None])
+                              .reshape(-1, rank.shape[1]) for rank in ranks])  # fmt: skip
+        phi = np.zeros((len(ranks), int(game.counts.max())))
         for n, rank in enumerate(ranks):
             p, m = rank.shape
-            inner = values[start : start + p * (m - 1)].reshape(p, m - 1)
-            start += p * (m - 1)
+            inner = values[n].reshape(p, m - 1)
             v = np.hstack([np.full((p, 1), game.empty[n]), inner, np.full((p, 1), game.full[n])])
-            credit = np.diff(v, axis=1)  # credit[p, k]: the change when feature k of p joins
+            credit = np.diff(v, axis=1)  # credit[p, k]: the change as the feature at position k joins
             phi[n, :m] = np.take_along_axis(credit, rank, axis=1).mean(axis=0)
         return phi, {}
 
@@ -294,27 +275,20 @@ class KernelSHAP(PerturbationAnalyzer):
 
     def feature_attribution(self, game: Game) -> tuple[np.ndarray, dict[str, Any]]:
         rng = np.random.default_rng(self.seed)
-        m_max = int(game.counts.max())
         drawn = [
             kernel_coalitions(int(m), self.n_samples or 2 * int(m) + 2048, rng)
             if m > 1 else (np.zeros((0, 1)), np.zeros(0))
             for m in game.counts
         ]  # fmt: skip
-        rows = np.zeros((sum(len(masks) for masks, _ in drawn), m_max), bool)
-        start = 0
-        for masks, _ in drawn:
-            rows[start : start + len(masks), : masks.shape[1]] = masks
-            start += len(masks)
-        values = game(np.repeat(np.arange(len(drawn)), [len(masks) for masks, _ in drawn]), rows)
-        phi, start = np.zeros((len(drawn), m_max)), 0
+        values = game.values([masks for masks, _ in drawn])
+        phi = np.zeros((len(drawn), int(game.counts.max())))
         for n, (masks, weights) in enumerate(drawn):
             total = game.full[n] - game.empty[n]
-            y = values[start : start + len(masks)] - game.empty[n]
-            start += len(masks)
             if game.counts[n] == 1:
                 phi[n, 0] = total
                 continue
             try:
+                y = values[n] - game.empty[n]
                 phi[n, : masks.shape[1]] = kernel_shap_solve(masks, weights, y, total)
             except np.linalg.LinAlgError:
                 raise ValueError(
