@@ -21,8 +21,8 @@ penalised)::
 solved in closed form on the weighted-centred data ``Zc = sqrt(pi) (Z - z_mean)``, ``yc =
 sqrt(pi) (y - y_mean)`` (weighted means), in float64: ``(Zc^T Zc + alpha I) beta = Zc^T yc``;
 ``alpha=0`` is weighted least squares, the minimum-norm solution where the coalitions do not
-determine it (as scikit-learn's ``LinearRegression``); ``beta_0 = y_mean - z_mean^T beta``. Each entry's attribution is its feature's ``beta_j`` (Captum's
-``return_input_shape=True``).
+determine it (as scikit-learn's ``LinearRegression``); ``beta_0 = y_mean - z_mean^T beta``.
+Each entry's attribution is its feature's ``beta_j`` (Captum's ``return_input_shape=True``).
 
 Defaults that differ from a peer: Captum's ``Lime`` fits ``Lasso(alpha=0.01)`` on every scalar
 as a feature; the ``lime`` package fits ``Ridge(alpha=1)`` with its kernel on the cosine distance

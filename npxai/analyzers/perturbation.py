@@ -87,8 +87,8 @@ class Game:
     """The games ``v_n`` of a batch (see :mod:`npxai.analyzers.perturbation`): ``game(samples,
     present)`` evaluates the coalitions ``present[r]`` (bool ``(R, M_max)``, one column per
     feature, features beyond a sample's count ignored) of samples ``samples[r]``, ``batch_size``
-    rows per model call (:meth:`values`: per-sample blocks of coalitions). ``full`` and ``empty``: ``v_n(all)`` and ``v_n(none)`` (``(N,)``, float64,
-    as every value returned)."""
+    rows per model call (:meth:`values`: per-sample blocks of coalitions). ``full`` and
+    ``empty``: ``v_n(all)`` and ``v_n(none)`` (``(N,)``, float64, as every value returned)."""
 
     def __init__(
         self,

@@ -131,15 +131,19 @@ class ShapleyValueSampling(PerturbationAnalyzer):
             rank = np.empty_like(order)
             np.put_along_axis(rank, order, np.arange(m)[None], axis=1)
             ranks.append(rank)
-        # the coalitions of the first k features of each permutation, k = 1..m-1
-        values = game.values([(rank[:, None] < np.arange(1, rank.shape[1])[:, None])
-                              .reshape(-1, rank.shape[1]) for rank in ranks])  # fmt: skip
+        blocks = []  # the coalitions of the first k features of each permutation, k = 1..m-1
+        for rank in ranks:
+            first = rank[:, None] < np.arange(1, rank.shape[1])[:, None]
+            blocks.append(first.reshape(-1, rank.shape[1]))
+        values = game.values(blocks)
         phi = np.zeros((len(ranks), int(game.counts.max())))
         for n, rank in enumerate(ranks):
             p, m = rank.shape
             inner = values[n].reshape(p, m - 1)
             v = np.hstack([np.full((p, 1), game.empty[n]), inner, np.full((p, 1), game.full[n])])
-            credit = np.diff(v, axis=1)  # credit[p, k]: the change as the feature at position k joins
+            credit = np.diff(
+                v, axis=1
+            )  # credit[p, k]: the change as the feature at position k joins
             phi[n, :m] = np.take_along_axis(credit, rank, axis=1).mean(axis=0)
         return phi, {}
 
