@@ -296,3 +296,29 @@ def test_kernel_shap_is_shaps_kernel_explainer():
         assert relative_error(ours, phi) < 1e-10
     analyzer = KernelSHAP(f, 510, baselines=b)(x, 0).extras["feature_attribution"][0]
     assert relative_error(analyzer, phi) < 1e-12
+
+
+def test_captums_call_and_the_backends():
+    """``attribute`` with Captum's names (tensors too) is the analyzer built with those
+    settings; the numba backend gives the numpy backend's values."""
+    net = torch_cnn()
+    model = npxai.from_torch(net)
+    rng = np.random.default_rng(7)
+    x, b = rng.standard_normal((2, 3, 8, 10)), rng.standard_normal((2, 3, 8, 10))
+    mask = np.arange(80).reshape(8, 10) // 20  # (H, W): 4 features, every channel alike
+    for analyzer, n_samples, make in (
+        (ShapleyValues(model), {}, lambda backend: ShapleyValues(model, mask, b, backend=backend)),
+        (ShapleyValueSampling(model, 2, seed=1), {"n_samples": 6},
+         lambda backend: ShapleyValueSampling(model, 6, mask, b, seed=1, backend=backend)),
+        (KernelSHAP(model, 3, seed=1), {"n_samples": 9},
+         lambda backend: KernelSHAP(model, 9, mask, b, seed=1, backend=backend)),
+    ):  # fmt: skip
+        ours = analyzer.attribute(torch.tensor(x), target=torch.tensor([0, 2]),
+                                  baselines=torch.tensor(b), feature_mask=torch.tensor(mask),
+                                  perturbations_per_eval=3, **n_samples)  # fmt: skip
+        expected = make("numpy")(x, [0, 2])
+        assert relative_error(ours, expected.attribution) < 1e-12, analyzer
+        assert expected.extras["n_features"].tolist() == [4, 4]
+        assert relative_error(make("numba")(x, [0, 2]).attribution, expected.attribution) < 1e-12
+    phi = KernelSHAP(model, 9, mask, b, seed=1).attribute(x, [0, 2], return_input_shape=False)
+    assert relative_error(phi, expected.extras["feature_attribution"]) < 1e-12

@@ -14,6 +14,7 @@ the sample with the features outside ``S`` set to the baseline::
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 from abc import abstractmethod
 from collections.abc import Callable
@@ -88,7 +89,7 @@ class Game:
     present)`` evaluates the coalitions ``present[r]`` (bool ``(R, M_max)``, one column per
     feature, features beyond a sample's count ignored) of samples ``samples[r]``, ``batch_size``
     rows per model call (:meth:`values`: per-sample blocks of coalitions). ``full`` and
-    ``empty``: ``v_n(all)`` and ``v_n(none)`` (``(N,)``, float64, as every value returned)."""
+    :attr:`empty`: ``v_n(all)`` and ``v_n(none)`` (``(N,)``, float64, as every value returned)."""
 
     def __init__(
         self,
@@ -104,9 +105,12 @@ class Game:
         self.forward, self.shape, self.batch_size = forward, x.shape, batch_size
         self.x, self.baseline = x.reshape(len(x), -1), baseline.reshape(len(x), -1)
         self.labels, self.counts, self.indices = labels, counts, indices
-        samples = np.arange(len(x))
-        self.full = explained_rows(output, indices, samples).astype(np.float64)
-        self.empty = self(samples, np.zeros((len(x), int(counts.max())), bool))
+        self.full = explained_rows(output, indices, np.arange(len(x))).astype(np.float64)
+
+    @functools.cached_property
+    def empty(self) -> np.ndarray:
+        """``v_n(none)``, evaluated when first asked for (LIME does not)."""
+        return self(np.arange(len(self.x)), np.zeros((len(self.x), int(self.counts.max())), bool))
 
     def values(self, coalitions: list[np.ndarray]) -> list[np.ndarray]:
         """``v_n`` of each sample's coalitions ``coalitions[n]`` (``(R_n, M_n)``, 0/1), all
