@@ -322,3 +322,20 @@ def test_captums_call_and_the_backends():
         assert relative_error(make("numba")(x, [0, 2]).attribution, expected.attribution) < 1e-12
     phi = KernelSHAP(model, 9, mask, b, seed=1).attribute(x, [0, 2], return_input_shape=False)
     assert relative_error(phi, expected.extras["feature_attribution"]) < 1e-12
+
+
+def test_too_many_features_or_too_few_coalitions_are_refused_before_the_model_runs():
+    calls = []
+
+    def counted(a):
+        calls.append(len(a))
+        return a[:, :2]
+
+    x = np.zeros((1, 10_001))
+    for analyzer in (ShapleyValues(counted, np.arange(17)), KernelSHAP(counted)):
+        with pytest.raises(TooManyFeaturesError, match=f"{type(analyzer).__name__}: sample 0 has"):
+            analyzer(x[:, : 17 if isinstance(analyzer, ShapleyValues) else None])
+    assert not calls
+    with pytest.raises(ValueError, match="the 3 coalitions drawn for sample 0 do not determine"):
+        KernelSHAP(counted, 3)(np.zeros((1, 6)))
+    assert calls == [1]  # f(x) for the target, no coalition

@@ -88,7 +88,10 @@ class LIME(PerturbationAnalyzer):
     (:mod:`npxai.analyzers.features`), a grid of ``superpixel_size`` cells when not given;
     ``baselines``, ``batch_size`` and ``model`` as for every perturbation analyzer
     (:class:`~npxai.analyzers.perturbation.PerturbationAnalyzer`). ``extras["intercept"]``:
-    ``beta_0`` per sample."""
+    ``beta_0`` per sample. At most 10000 features (the surrogate's normal matrix is ``M x M``;
+    Captum warns above 10000 too)."""
+
+    max_features = (10_000, "that the surrogate's M x M normal matrix allows")
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..backend import backend_or_default
 from ..checks import positive_int, shown
+from ..errors import TooManyFeaturesError
 from ..explanation import Explanation
 from ..gradient import target_indices
 from ..module import Module, check_input
@@ -86,10 +87,11 @@ def broadcast_baselines(baselines: np.ndarray, x: np.ndarray, owner: str) -> np.
 
 class Game:
     """The games ``v_n`` of a batch (see :mod:`npxai.analyzers.perturbation`): ``game(samples,
-    present)`` evaluates the coalitions ``present[r]`` (bool ``(R, M_max)``, one column per
-    feature, features beyond a sample's count ignored) of samples ``samples[r]``, ``batch_size``
-    rows per model call (:meth:`values`: per-sample blocks of coalitions). ``full`` and
-    :attr:`empty`: ``v_n(all)`` and ``v_n(none)`` (``(N,)``, float64, as every value returned)."""
+    present)`` evaluates the coalitions ``present[r]`` (bool ``(R, M)``, one column per
+    feature, ``M`` at least each sample's count, columns beyond it ignored) of samples
+    ``samples[r]``, ``batch_size`` rows per model call (:meth:`values`: per-sample blocks of
+    coalitions). ``full`` and :attr:`empty`: ``v_n(all)`` and ``v_n(none)`` (``(N,)``, float64,
+    as every value returned)."""
 
     def __init__(
         self,
@@ -153,6 +155,10 @@ class PerturbationAnalyzer(Analyzer):
 
     heatmap_preset = "attribution"
 
+    #: The most features of a sample the method takes, and why (``None``: no limit); more is a
+    #: :class:`~npxai.errors.TooManyFeaturesError`, raised before the model runs.
+    max_features: tuple[int, str] | None = None
+
     def __init__(
         self,
         model: Any,
@@ -176,6 +182,13 @@ class PerturbationAnalyzer(Analyzer):
         x = check_input(x)
         baseline = broadcast_baselines(self.baselines, x, name)
         labels, counts = feature_labels(self.feature_mask, x, name)
+        if self.max_features is not None and counts.max() > self.max_features[0]:
+            n = int(np.argmax(counts > self.max_features[0]))
+            raise TooManyFeaturesError(
+                f"{name}: sample {n} has {counts[n]} features, more than the "
+                f"{self.max_features[0]} {self.max_features[1]}; give a feature_mask with fewer "
+                "features (superpixels)"
+            )
         output = self.forward(x)
         indices = target_indices(output, target)
         game = Game(self.forward, x, baseline, labels, counts, output, indices, self.batch_size)

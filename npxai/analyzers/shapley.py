@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from ..checks import flag, positive_int, shown
-from ..errors import TooManyFeaturesError
 from .base import Target, reject
 from .features import FeatureMask
 from .perturbation import Game, PerturbationAnalyzer, check_seed
@@ -32,13 +31,14 @@ from .perturbation import Game, PerturbationAnalyzer, check_seed
 class ShapleyValues(PerturbationAnalyzer):
     """Exact Shapley values by the subset formula (see :mod:`npxai.analyzers.shapley`), all
     ``2^M - 2`` coalitions besides the full and the empty one evaluated, as Captum's
-    ``ShapleyValues`` (which averages over all ``M!`` permutations: the same sum). More than
-    :attr:`max_features` features in a sample is a :class:`~npxai.errors.TooManyFeaturesError`
+    ``ShapleyValues`` (which averages over all ``M!`` permutations: the same sum). More than 16
+    features in a sample (:attr:`max_features`) is a :class:`~npxai.errors.TooManyFeaturesError`
     (give a ``feature_mask`` of fewer, or use :class:`ShapleyValueSampling` or
     :class:`KernelSHAP`)."""
 
     #: The most features exact Shapley values take (``2^16 - 2`` model evaluations per sample).
-    max_features = 16
+    max_features = (16, "whose 2^M coalitions exact Shapley values enumerate (use "
+                    "ShapleyValueSampling or KernelSHAP for more)")  # fmt: skip
 
     def __init__(
         self,
@@ -51,13 +51,6 @@ class ShapleyValues(PerturbationAnalyzer):
         super().__init__(model, feature_mask, baselines, batch_size, backend)
 
     def feature_attribution(self, game: Game) -> tuple[np.ndarray, dict[str, Any]]:
-        if game.counts.max() > self.max_features:
-            n = int(np.argmax(game.counts > self.max_features))
-            raise TooManyFeaturesError(
-                f"ShapleyValues: sample {n} has {game.counts[n]} features, more than the "
-                f"{self.max_features} whose 2^M coalitions exact Shapley values enumerate; give "
-                "a feature_mask with fewer features, or use ShapleyValueSampling or KernelSHAP"
-            )
         tables = [np.arange(2**m)[:, None] >> np.arange(m) & 1 for m in game.counts]
         values = game.values([table[1:-1] for table in tables])
         phi = np.zeros((len(tables), int(game.counts.max())))
@@ -125,26 +118,23 @@ class ShapleyValueSampling(PerturbationAnalyzer):
 
     def feature_attribution(self, game: Game) -> tuple[np.ndarray, dict[str, Any]]:
         rng = np.random.default_rng(self.seed)
-        ranks = []  # ranks[n][p, i]: the position of feature i in sample n's permutation p
-        for m in game.counts:
+        phi = np.zeros((len(game.counts), int(game.counts.max())))
+        for n, m in enumerate(game.counts):
             order = self.permutations(rng, int(m))
-            rank = np.empty_like(order)
+            rank = np.empty_like(order)  # rank[p, i]: the position of feature i in permutation p
             np.put_along_axis(rank, order, np.arange(m)[None], axis=1)
-            ranks.append(rank)
-        blocks = []  # the coalitions of the first k features of each permutation, k = 1..m-1
-        for rank in ranks:
-            first = rank[:, None] < np.arange(1, rank.shape[1])[:, None]
-            blocks.append(first.reshape(-1, rank.shape[1]))
-        values = game.values(blocks)
-        phi = np.zeros((len(ranks), int(game.counts.max())))
-        for n, rank in enumerate(ranks):
-            p, m = rank.shape
-            inner = values[n].reshape(p, m - 1)
-            v = np.hstack([np.full((p, 1), game.empty[n]), inner, np.full((p, 1), game.full[n])])
-            credit = np.diff(
-                v, axis=1
-            )  # credit[p, k]: the change as the feature at position k joins
-            phi[n, :m] = np.take_along_axis(credit, rank, axis=1).mean(axis=0)
+            # the coalitions of the first k features, k = 1..m-1, for as many permutations at a
+            # time as fill a model call (the coalitions of all of them could fill the memory)
+            group = max(1, -(-self.batch_size // max(int(m) - 1, 1)))
+            for start in range(0, len(rank), group):
+                ranks = rank[start : start + group]
+                first = (ranks[:, None] < np.arange(1, m)[:, None]).reshape(-1, m)
+                inner = game(np.full(len(first), n), first).reshape(len(ranks), m - 1)
+                v = np.hstack([np.full((len(ranks), 1), game.empty[n]), inner,
+                               np.full((len(ranks), 1), game.full[n])])  # fmt: skip
+                credit = np.diff(v, axis=1)  # credit[p, k]: the change as position k joins
+                phi[n, :m] += np.take_along_axis(credit, ranks, axis=1).sum(axis=0)
+            phi[n, :m] /= len(rank)
         return phi, {}
 
     def attribute(
@@ -259,7 +249,10 @@ class KernelSHAP(PerturbationAnalyzer):
     ``nsamples``; Captum's counts those two too), by default shap's ``2 M + 2048``; the draws use
     ``np.random.default_rng(seed)``, sample after sample. Coalitions too few to determine the
     fit (see :func:`kernel_shap_solve`) are a ``ValueError``.
-    ``extras["n_coalitions"]``: the coalitions used per sample."""
+    ``extras["n_coalitions"]``: the coalitions used per sample. At most 10000 features (the
+    fit's normal matrix is ``M x M``), as LIME."""
+
+    max_features = (10_000, "that the fit's M x M normal matrix allows")
 
     def __init__(
         self,
@@ -284,6 +277,17 @@ class KernelSHAP(PerturbationAnalyzer):
             if m > 1 else (np.zeros((0, 1)), np.zeros(0))
             for m in game.counts
         ]  # fmt: skip
+
+        def undetermined(n: int) -> ValueError:
+            return ValueError(
+                f"KernelSHAP: the {len(drawn[n][0])} coalitions drawn for sample {n} do not "
+                f"determine the Shapley values of its {game.counts[n]} features; raise n_samples "
+                f"(got {shown(self.n_samples)})"
+            )
+
+        for n, (masks, _) in enumerate(drawn):  # too few: refused before they are evaluated
+            if len(masks) < game.counts[n] - 1:
+                raise undetermined(n)
         values = game.values([masks for masks, _ in drawn])
         phi = np.zeros((len(drawn), int(game.counts.max())))
         for n, (masks, weights) in enumerate(drawn):
@@ -295,11 +299,7 @@ class KernelSHAP(PerturbationAnalyzer):
                 y = values[n] - game.empty[n]
                 phi[n, : masks.shape[1]] = kernel_shap_solve(masks, weights, y, total)
             except np.linalg.LinAlgError:
-                raise ValueError(
-                    f"KernelSHAP: the {len(masks)} coalitions drawn for sample {n} do not "
-                    f"determine the Shapley values of its {game.counts[n]} features; raise "
-                    f"n_samples (got {shown(self.n_samples)})"
-                ) from None
+                raise undetermined(n) from None
         return phi, {"n_coalitions": np.array([len(masks) for masks, _ in drawn])}
 
     def attribute(
