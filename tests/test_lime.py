@@ -176,7 +176,7 @@ def test_lime_refuses_bad_input_by_name():
     with pytest.raises(ValueError, match=r"feature_mask of shape \(2, 8, 10\) does not cover"):
         LIME(net, feature_mask=np.zeros((2, 8, 10), int))(x)
     with pytest.raises(TypeError, match="LIME: feature_mask must hold integer labels, got bool"):
-        LIME(net, feature_mask=np.zeros((8, 10), bool))(x)
+        LIME(net, feature_mask=np.zeros((8, 10), bool))
     with pytest.raises(TypeError, match="segmentation function's labels for sample 0 must hold"):
         LIME(net, feature_mask=lambda s: s[0])(x)
     with pytest.raises(ValueError, match="LIME: n_samples must be a positive int, got 0"):

@@ -245,7 +245,9 @@ def test_refuses_bad_input_by_name():
     with pytest.raises(ValueError, match=r"feature_mask of shape \(3, 6\) does not cover"):
         KernelSHAP(game, feature_mask=np.zeros((3, 6), int))(x)
     with pytest.raises(TypeError, match="feature_mask must hold integer labels, got float64"):
-        ShapleyValues(game, feature_mask=np.zeros(6))(x)
+        ShapleyValues(game, feature_mask=np.zeros(6))
+    with pytest.raises(TypeError, match="ShapleyValues.attribute: feature_mask must hold integer"):
+        ShapleyValues(game).attribute(x, feature_mask=torch.zeros(6))
     with pytest.raises(ValueError, match="ShapleyValueSampling: n_samples must be a positive int"):
         ShapleyValueSampling(game, 0)
     with pytest.raises(ValueError, match="KernelSHAP: n_samples must be a positive int"):

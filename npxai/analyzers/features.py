@@ -50,6 +50,19 @@ def grid_mask(shape: Sequence[int], size: int | Sequence[int]) -> np.ndarray:
     return np.ravel_multi_index(np.meshgrid(*cells, indexing="ij"), counts).astype(np.int64)
 
 
+def check_feature_mask(feature_mask: Any, owner: str) -> FeatureMask:
+    """The constructor's check: ``None``, a callable, or an array of integer labels (its shape
+    is checked against the input at the call)."""
+    if feature_mask is None or callable(feature_mask):
+        return feature_mask
+    mask = np.asarray(feature_mask)
+    if mask.dtype.kind not in "iu":
+        raise TypeError(
+            f"{owner}: feature_mask must hold integer labels, got {mask.dtype} {mask.shape}"
+        )
+    return mask
+
+
 def _labels(mask: Any, shape: tuple[int, ...], owner: str, what: str) -> np.ndarray:
     """``mask`` checked (integers, broadcastable to ``shape``) and broadcast to it."""
     mask = np.asarray(mask)

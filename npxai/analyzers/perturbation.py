@@ -29,7 +29,7 @@ from ..explanation import Explanation
 from ..gradient import target_indices
 from ..module import Module, check_input
 from .base import Analyzer, Target, as_model, to_numpy
-from .features import FeatureMask, feature_labels
+from .features import FeatureMask, check_feature_mask, feature_labels
 
 
 def forward_function(model: Any, backend: str | None) -> Callable[[np.ndarray], np.ndarray]:
@@ -171,9 +171,7 @@ class PerturbationAnalyzer(Analyzer):
         self.backend = None if backend is None else backend_or_default(backend)
         self.forward = forward_function(model, self.backend)
         self.model = model
-        if not (feature_mask is None or callable(feature_mask)):
-            feature_mask = np.asarray(feature_mask)
-        self.feature_mask = feature_mask
+        self.feature_mask = check_feature_mask(feature_mask, name)
         self.baselines = check_baselines(baselines, name)
         self.batch_size = positive_int(batch_size, f"{name}: batch_size")
 
@@ -220,10 +218,7 @@ class PerturbationAnalyzer(Analyzer):
         if baselines is not None:
             analyzer.baselines = check_baselines(to_numpy(baselines), name)
         if feature_mask is not None:
-            feature_mask = to_numpy(feature_mask)
-            analyzer.feature_mask = (
-                feature_mask if callable(feature_mask) else np.asarray(feature_mask)
-            )
+            analyzer.feature_mask = check_feature_mask(to_numpy(feature_mask), name)
         if perturbations_per_eval is not None:
             per_eval = positive_int(perturbations_per_eval, f"{name}: perturbations_per_eval")
             analyzer.batch_size = per_eval * len(np.asarray(x))
