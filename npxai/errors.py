@@ -70,3 +70,7 @@ class NotFittedError(RuntimeError):
 class PatternFileError(LoadError):
     """A pattern file that cannot be read or does not fit: another estimator, missing or
     unexpected layer keys, or a pattern whose shape is not its layer's weight's."""
+
+
+class TooManyFeaturesError(ValueError):
+    """Exact Shapley values asked of more features than their ``2^M`` coalitions allow."""

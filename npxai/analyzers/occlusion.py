@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,34 +24,9 @@ from ..backend import backend_or_default
 from ..checks import positive_int, shown
 from ..explanation import Explanation
 from ..gradient import target_indices
-from ..module import Module, check_input
-from .base import Analyzer, Target, as_model
-
-
-def forward_function(model: Any, backend: str | None) -> Callable[[np.ndarray], np.ndarray]:
-    """``x -> scores (N, K)``: an npxai model (or a torch module, converted) run on ``backend``,
-    or any other callable as it is (a scikit-learn ``predict_proba``, a remote service), its
-    result read as a float array."""
-    torch = sys.modules.get("torch")  # a torch module exists only once torch is imported
-    if isinstance(model, Module) or (torch is not None and isinstance(model, torch.nn.Module)):
-        module = as_model(model)
-        return lambda x: module(x, backend=backend)
-    if not callable(model):
-        raise TypeError(
-            "a model-agnostic analyzer needs an npxai Module, a torch.nn.Module or a callable "
-            f"f(x) -> scores of shape (N, K), got {type(model).__name__}"
-        )
-
-    def call(x: np.ndarray) -> np.ndarray:
-        scores = np.asarray(model(x))
-        if scores.ndim != 2 or len(scores) != len(x) or scores.dtype.kind not in "fiub":
-            raise ValueError(
-                f"the model callable must return scores of shape (N, K) = ({len(x)}, K) for "
-                f"{len(x)} inputs, got {scores.dtype} {scores.shape}"
-            )
-        return scores.astype(x.dtype, copy=False)
-
-    return call
+from ..module import check_input
+from .base import Analyzer, Target
+from .perturbation import broadcast_baselines, check_baselines, explained_rows, forward_function
 
 
 def _per_axis(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
@@ -93,10 +67,7 @@ class Occlusion(Analyzer):
         self.model = model
         self.window = _per_axis(sliding_window_shapes, len(sliding_window_shapes), "window")
         self.strides = _per_axis(strides, len(self.window), "strides")
-        baseline = np.asarray(baselines)
-        if baseline.dtype.kind not in "fiub" or not np.isfinite(baseline).all():
-            raise ValueError(f"Occlusion: baselines must be finite numbers, got {shown(baselines)}")
-        self.baselines = baseline
+        self.baselines = check_baselines(baselines, "Occlusion")
         self.batch_size = positive_int(batch_size, "Occlusion: batch_size")
 
     def _check(self, x: np.ndarray) -> np.ndarray:
@@ -118,20 +89,15 @@ class Occlusion(Analyzer):
                     f"Occlusion: stride {s} exceeds the window's {k} along axis {axis + 1}: "
                     "entries between windows would never be occluded"
                 )
-        try:
-            return np.broadcast_to(self.baselines.astype(x.dtype), x.shape)
-        except ValueError:
-            raise ValueError(
-                f"Occlusion: baselines of shape {self.baselines.shape} do not fit the input "
-                f"{x.shape}: give a number, a sample's shape {sample}, or the batch's"
-            ) from None
+        return broadcast_baselines(self.baselines, x, "Occlusion")
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         x = check_input(x)
         baseline = self._check(x)
         output = self.forward(x)
         indices = target_indices(output, target)
-        reference = explained_rows(output, indices, 1)
+        samples = np.arange(len(x))
+        reference = explained_rows(output, indices, samples)
         counts = [math.ceil((d - k) / s) + 1
                   for d, k, s in zip(x.shape[1:], self.window, self.strides, strict=True)]  # fmt: skip
         windows = [tuple(slice(i * s, i * s + k) for i, k, s in zip(index, self.window, self.strides, strict=True))
@@ -145,7 +111,9 @@ class Occlusion(Analyzer):
             for copy, window in zip(occluded, chunk, strict=True):
                 copy[(slice(None), *window)] = baseline[(slice(None), *window)]
             scores = self.forward(occluded.reshape(-1, *x.shape[1:]))
-            drops = np.tile(reference, len(chunk)) - explained_rows(scores, indices, len(chunk))
+            drops = np.tile(reference, len(chunk)) - explained_rows(
+                scores, indices, np.tile(samples, len(chunk))
+            )
             for drop, window in zip(drops.reshape(len(chunk), len(x)), chunk, strict=True):
                 total[(slice(None), *window)] += drop.reshape((-1,) + (1,) * (x.ndim - 1))
                 covered[window] += 1
@@ -156,10 +124,3 @@ class Occlusion(Analyzer):
     def __repr__(self) -> str:
         return (f"Occlusion({type(self.model).__name__}, window={self.window}, "
                 f"strides={self.strides})")  # fmt: skip
-
-
-def explained_rows(scores: np.ndarray, indices: np.ndarray, copies: int) -> np.ndarray:
-    """The explained output of ``copies`` stacked copies of the batch, copy-major."""
-    if indices.ndim == 2:
-        return (scores * np.tile(indices, (copies, 1))).sum(axis=1)
-    return scores[np.arange(len(scores)), np.tile(indices, copies)]
