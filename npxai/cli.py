@@ -37,9 +37,11 @@ from .errors import (
     BackendError,
     LayerInputError,
     LoadError,
+    LRPCompatibilityError,
     MissingExtraError,
     StateDictError,
     UnknownModelError,
+    UnsupportedLayerError,
     UsageError,
 )
 from .heatmaps import heatmap
@@ -182,11 +184,24 @@ class Sample(NamedTuple):
 
 
 def build_analyzers(
-    ready: zoo.ReadyModel, chosen: Sequence[methods.Method]
+    ready: zoo.ReadyModel,
+    chosen: Sequence[methods.Method],
+    every: bool = False,
+    patterns: str | None = None,
 ) -> list[tuple[str, Analyzer]]:
-    """Each chosen method's analyzer for the model, with its name."""
-    setting = ready.setting()
-    return [(method.name, method.build(ready.model, setting)) for method in chosen]
+    """Each chosen method's analyzer for the model, with its name. A method that does not apply
+    to the model (DeepLift or PatternNet on a transformer: a layer it has no rule for) is an
+    error, or, when ``every`` method was asked for, left out with a line on stderr saying why."""
+    setting = ready.setting(patterns=patterns)
+    built = []
+    for method in chosen:
+        try:
+            built.append((method.name, method.build(ready.model, setting)))
+        except (UnsupportedLayerError, LRPCompatibilityError) as error:
+            if not every:
+                raise
+            print(f"npxai: {method.name} left out: {error}", file=sys.stderr)
+    return built
 
 
 def explain_batch(
@@ -327,7 +342,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_input(ready, x, out / "input.png")
-    analyzers = build_analyzers(ready, chosen)
+    analyzers = build_analyzers(ready, chosen, every=True)
     written = explain_batch(ready, analyzers, [Sample(name, x)], None, out, (0, len(analyzers)))
     print(
         f"wrote {len(written)} heatmaps of the top class, one per method, and input.png to {out}/"
@@ -354,7 +369,11 @@ def run_explain(args: argparse.Namespace) -> int:
     if ready.note:
         print(f"npxai explain: {ready.name} with {ready.note}", file=sys.stderr)
     target = parse_target(ready, args.target)
-    analyzers, out = build_analyzers(ready, chosen), Path(args.out)
+    every = any(
+        part.strip().lower() == "all" for name in args.method or [] for part in name.split(",")
+    )
+    analyzers = build_analyzers(ready, chosen, every, args.patterns)
+    out = Path(args.out)
     written: list[Path] = []
     for batch in image_batches(ready, paths, args.batch_size, args.full_image):
         predicted = ready.model(np.concatenate([sample.x for sample in batch])).argmax(axis=1)
@@ -548,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write each raw attribution as a NumPy file beside its PNG, of the same name "
         "with .npy",
     )
+    explain.add_argument(
+        "--patterns",
+        metavar="FILE.npz",
+        help="PatternNet's and PatternAttribution's patterns, a file written by "
+        "npxai.PatternNet(model).fit(inputs).save(FILE.npz) (default: learnt from the sample "
+        "photos for RGB models, from the bundled digits for 8-pixel grey ones)",
+    )
     explain.add_argument("--backend", **backend)
     explain.add_argument(
         "--out",
@@ -597,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (
         BackendError,
+        LRPCompatibilityError,
+        UnsupportedLayerError,
         LoadError,
         StateDictError,
         LayerInputError,

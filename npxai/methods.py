@@ -1,12 +1,13 @@
 """Explanation methods by name: every analyzer that draws one heatmap per input, and LRP with
 each preset of :mod:`npxai.composites`, for the command line and for scripts.
 
-Names: the analyzer class names (``Gradient``, ``InputTimesGradient``, ``SmoothGrad``,
-``IntegratedGradients``, ``GradCAM``, ``GuidedBackprop``, ``DeconvNet``) and ``LRP-<Preset>``
-for each preset (``LRP-EpsilonPlusFlat``, ...). A name matches ignoring case, ``-`` and ``_``,
+Names: the analyzer class names (``Gradient``, ``InputTimesGradient``, ``SmoothGrad``, ...,
+:data:`ANALYZERS`) and ``LRP-<Preset>`` for each preset (``LRP-EpsilonPlusFlat``, ...). A name matches ignoring case, ``-`` and ``_``,
 and the ``LRP-`` prefix may be left out: ``lrp-epsilonplus``, ``EpsilonPlus`` and
 ``integrated_gradients`` are all fine; ``LRP`` alone is LRP's default, ``LRP-EpsilonPlusFlat``.
-``all`` is every method. CRP is left out: it draws one map per concept (see ``npxai.CRP``).
+``all`` is every method. CRP is left out: it draws one map per concept (see ``npxai.CRP``); so
+are the wrappers (``NoiseTunnel``, ``NoiseAugmentation``, ``InterpolationAugmentation``), which
+take another analyzer.
 
 Descriptions come from the first sentence of each class's or preset's docstring, so that they
 cannot drift from the code.
@@ -15,6 +16,7 @@ cannot drift from the code.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,17 +24,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from .analyzers import (
+    LIME,
     LRP,
     Analyzer,
     DeconvNet,
+    DeepLift,
+    DeepLiftShap,
     GradCAM,
     Gradient,
+    GradientShap,
     GuidedBackprop,
     InputTimesGradient,
     IntegratedGradients,
+    KernelSHAP,
     Occlusion,
+    PatternAttribution,
+    PatternNet,
+    ShapleyValues,
+    ShapleyValueSampling,
     SmoothGrad,
 )
+from .analyzers.features import grid_mask
+from .errors import UsageError
 from .lrp import composites, rules
 from .module import Module
 
@@ -45,7 +58,16 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     GradCAM,
     GuidedBackprop,
     DeconvNet,
+    DeepLift,
+    DeepLiftShap,
+    GradientShap,
+    PatternNet,
+    PatternAttribution,
     Occlusion,
+    LIME,
+    KernelSHAP,
+    ShapleyValueSampling,
+    ShapleyValues,
 )
 
 
@@ -78,7 +100,11 @@ class Setting:
     - ``seed``: the seed of every method that draws random numbers, so that a run can be
       repeated;
     - ``shape``: the shape of one input ``(C, H, W)``, which sizes the windows and superpixels
-      of the model-agnostic methods.
+      of the model-agnostic methods;
+    - ``patterns``: a file of PatternNet's patterns (:meth:`npxai.PatternNet.save`) that
+      PatternNet and PatternAttribution load, or ``None``: they then fit their patterns on
+      ``fit_data()``, inputs of the model's kind (``None`` if there are none: those two methods
+      are then refused).
 
     The analyzers run on the current default backend (``npxai.use_backend``).
     """
@@ -88,14 +114,36 @@ class Setting:
     high: float | np.ndarray = 1.0
     seed: int = 0
     shape: tuple[int, int, int] = (3, 224, 224)
+    patterns: str | os.PathLike | None = None
+    fit_data: Callable[[], np.ndarray] | None = None
+
+    @property
+    def baselines(self) -> np.ndarray:
+        """DeepLiftShap's and GradientShap's baselines: the black, the mid-grey and the white
+        input (``low``, their mean, ``high``), shape ``(3, C, H, W)``."""
+        low = np.broadcast_to(np.asarray(self.low, np.float32).reshape(-1, 1, 1), self.shape)
+        high = np.broadcast_to(np.asarray(self.high, np.float32).reshape(-1, 1, 1), self.shape)
+        return np.stack([low, (low + high) / 2, high])
+
+    @property
+    def superpixel_size(self) -> int:
+        """The side of LIME's, KernelSHAP's and ShapleyValueSampling's square superpixels: an
+        eighth of the image's, 8 x 8 = 64 features (28-pixel cells of a 224-pixel image, single
+        pixels of an 8-pixel digit)."""
+        return max(1, min(self.shape[1:]) // 8)
+
+    @property
+    def coarse_mask(self) -> np.ndarray:
+        """ShapleyValues' features: a 3 x 3 grid of cells, 2^9 = 512 coalitions."""
+        return grid_mask(self.shape, -(-max(self.shape[1:]) // 3))
 
     @property
     def occlusion_window(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """Occlusion's window, all channels and an eighth of the image's side, and its strides,
-        half the window: ``(3, 28, 28)`` and ``(3, 14, 14)`` for 224-pixel images, 15 x 15 = 225
+        """Occlusion's window, all channels and a seventh of the image's side, and its strides,
+        half the window: ``(3, 32, 32)`` and ``(3, 16, 16)`` for 224-pixel images, 13 x 13 = 169
         positions; single pixels for 8-pixel digits."""
         c, h, w = self.shape
-        side = max(1, min(h, w) // 8)
+        side = max(1, min(h, w) // 7)
         step = max(1, side // 2)
         return (c, side, side), (c, step, step)
 
@@ -109,11 +157,42 @@ class Method:
     build: Callable[[Module, Setting], Analyzer]
 
 
-#: How the catalogue builds the analyzers that need more than the model.
+def _fitted(cls: type[PatternNet], model: Module, setting: Setting) -> PatternNet:
+    """PatternNet or PatternAttribution with the setting's patterns, loaded or fitted."""
+    analyzer = cls(model)
+    if setting.patterns is not None:
+        return analyzer.load(setting.patterns)
+    if setting.fit_data is None:
+        raise UsageError(
+            f"{cls.__name__} needs patterns learnt from data: give a pattern file (--patterns "
+            "FILE.npz, written by npxai.PatternNet(model).fit(inputs).save(FILE.npz))"
+        )
+    return analyzer.fit(setting.fit_data())
+
+
+#: How the catalogue builds the analyzers that need more than the model. The model-agnostic
+#: methods get about 200 model evaluations each (512 for exact Shapley values on 3 x 3 cells):
+#: on EfficientNet-Lite0 and two cores, 10-25 s each.
 BUILDERS: dict[type[Analyzer], Callable[[Module, Setting], Analyzer]] = {
     GradCAM: lambda model, setting: GradCAM(model, setting.cam_layer),
     SmoothGrad: lambda model, setting: SmoothGrad(model, seed=setting.seed),
+    DeepLiftShap: lambda model, setting: DeepLiftShap(model, setting.baselines),
+    GradientShap: lambda model, setting: GradientShap(
+        model, setting.baselines, n_samples=20, seed=setting.seed
+    ),
+    PatternNet: lambda model, setting: _fitted(PatternNet, model, setting),
+    PatternAttribution: lambda model, setting: _fitted(PatternAttribution, model, setting),
     Occlusion: lambda model, setting: Occlusion(model, *setting.occlusion_window),
+    LIME: lambda model, setting: LIME(
+        model, n_samples=200, superpixel_size=setting.superpixel_size, seed=setting.seed
+    ),
+    KernelSHAP: lambda model, setting: KernelSHAP(
+        model, 200, grid_mask(setting.shape, setting.superpixel_size), seed=setting.seed
+    ),
+    ShapleyValueSampling: lambda model, setting: ShapleyValueSampling(
+        model, 3, grid_mask(setting.shape, setting.superpixel_size), seed=setting.seed
+    ),
+    ShapleyValues: lambda model, setting: ShapleyValues(model, setting.coarse_mask),
 }
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import inspect
 import math
+import os
 from collections.abc import Callable
 from functools import cached_property
 from importlib.resources import files
@@ -133,11 +134,27 @@ class ReadyModel:
                 f"model {self.name!r} has no layer with spatial feature maps"
             ) from None
 
-    def setting(self, seed: int = 0) -> Setting:
+    def setting(self, seed: int = 0, patterns: str | os.PathLike | None = None) -> Setting:
         """The :class:`~npxai.methods.Setting` of this model: its GradCAM layer, the input box
-        ``(0 - mean) / std`` to ``(1 - mean) / std``, and its input's shape."""
+        ``(0 - mean) / std`` to ``(1 - mean) / std``, its input's shape, and PatternNet's
+        pattern file or :meth:`pattern_data`."""
         low, high = -self.mean / self.std, (1 - self.mean) / self.std
-        return Setting(self.cam_layer, low, high, seed, (self.channels, self.size, self.size))
+        shape = (self.channels, self.size, self.size)
+        data = self.pattern_data if self.channels == 3 or self.size == 8 else None
+        return Setting(self.cam_layer, low, high, seed, shape, patterns, data)
+
+    def pattern_data(self) -> np.ndarray:
+        """Inputs PatternNet can learn its patterns from when no pattern file is given: the four
+        sample photos of :mod:`npxai.imagenet` for an RGB model, the 360 held-out digits bundled
+        with npxai for an 8-pixel grey one (as :meth:`prepare` makes them)."""
+        if self.channels == 3:
+            from .imagenet import SAMPLE_IMAGES, load_image, sample_image
+
+            return np.concatenate([self.prepare(load_image(sample_image(name)))
+                                   for name in SAMPLE_IMAGES])  # fmt: skip
+        return (
+            load(files("npxai.reference_models") / "digits_test.npz")["x"] - self.mean
+        ) / self.std
 
 
 def constructors() -> dict[str, Callable[..., Module]]:

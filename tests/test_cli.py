@@ -191,7 +191,7 @@ def test_method_names_ignore_case_dashes_and_the_lrp_prefix():
     assert sorted(m.name for m in chosen) == sorted(EVERY_METHOD)  # no repeats
     assert [f"LRP-{name}" for name in methods.presets()] == EVERY_METHOD[-len(methods.presets()) :]
     with pytest.raises(ValueError, match="known methods: Gradient, "):
-        methods.lookup(["Occlusion"])
+        methods.lookup(["Saliency"])
 
 
 def test_targets_by_index_or_name():
@@ -585,5 +585,57 @@ def test_demo_with_the_digits_vit_writes_every_method(tmp_path):
     assert "vit-digits on held-out digit 0" in result.stdout
     assert "1. digit 7 (7)" in result.stdout
     written = sorted(p.name for p in (tmp_path / "gallery").iterdir())
-    assert written == sorted([f"digit0_{m}_7-digit-7.png" for m in EVERY_METHOD] + ["input.png"])
+    left_out = ["DeepLift", "DeepLiftShap", "PatternNet", "PatternAttribution"]  # no LayerNorm rule
+    drawn = [m for m in EVERY_METHOD if m not in left_out]
+    assert written == sorted([f"digit0_{m}_7-digit-7.png" for m in drawn] + ["input.png"])
     assert "LRP-AttnLRP" in EVERY_METHOD and "LRP-CPLRP" in EVERY_METHOD
+    for method in left_out:
+        assert f"npxai: {method} left out: " in result.stderr
+    assert "'encoder.layers.encoder_layer_0.ln_1' (LayerNorm)" in result.stderr
+
+
+def test_pattern_methods_load_a_pattern_file_or_learn_from_bundled_inputs(tmp_path, digit_png):
+    """``--patterns FILE`` is loaded as it is; without it the digits models learn their patterns
+    from the bundled held-out digits; a model without such inputs asks for the file by name."""
+    model = zoo.lenet_digits().model
+    rng = np.random.default_rng(0)
+    npxai.PatternNet(model).fit(rng.random((64, 1, 8, 8), dtype=np.float32)).save(
+        tmp_path / "p.npz"
+    )
+    result = npxai_cli("explain", str(digit_png), "--model", "lenet-digits", "--method",
+                       "PatternNet,PatternAttribution", "--patterns", "p.npz", "--target", "3",
+                       "--save-attributions", "--out", "out", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    x = read_grey(digit_png)
+    for cls in (npxai.PatternNet, npxai.PatternAttribution):
+        expected = cls(model).load(tmp_path / "p.npz")(x, 3).attribution[0]
+        written = np.load(tmp_path / "out" / f"seven_{cls.__name__}_3-digit-3.npy")
+        np.testing.assert_allclose(written, expected, rtol=1e-6, atol=1e-9)
+    digits = npxai.load(BUNDLED / "digits_test.npz")["x"]
+    learnt = npxai.PatternNet(model).fit(digits)(x, 3).attribution[0]
+    result = npxai_cli("explain", str(digit_png), "--model", "lenet-digits", "--method",
+                       "PatternNet", "--target", "3", "--save-attributions", "--out", "bundled",
+                       cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    written = np.load(tmp_path / "bundled" / "seven_PatternNet_3-digit-3.npy")
+    np.testing.assert_allclose(written, learnt, rtol=1e-6, atol=1e-9)
+    grey16 = npxai.models.lenet(num_classes=10, in_channels=1, input_size=16)
+    from safetensors.numpy import save_file
+
+    save_file(grey16.state_dict(), tmp_path / "grey16.safetensors")
+    result = npxai_cli("explain", str(digit_png), "--model", "grey16.safetensors", "--arch",
+                       "lenet:in_channels=1,input_size=16", "--method", "PatternNet",
+                       cwd=tmp_path)  # fmt: skip
+    assert_user_error(
+        result, 2, "PatternNet needs patterns learnt from data", "--patterns FILE.npz"
+    )
+
+
+def test_a_method_named_for_a_model_it_cannot_explain_is_an_error(tmp_path, digit_png):
+    """Asked by name (not through 'all'), DeepLift on the ViT is an error naming the layer."""
+    result = npxai_cli("explain", str(digit_png), "--model", "vit-digits", "--method", "DeepLift",
+                       cwd=tmp_path)  # fmt: skip
+    assert_user_error(
+        result, 1, "DeepLift: layer 'encoder.layers.encoder_layer_0.ln_1' (LayerNorm)"
+    )
+    assert not (tmp_path / "npxai-heatmaps").exists()

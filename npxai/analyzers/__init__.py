@@ -5,15 +5,18 @@ model (or an analyzer) and called on a batch: ``explanation = Gradient(model)(x,
 from .base import Analyzer, analyze
 from .crp import CRP, IndexedFeatures, TopNFeatures
 from .deeplift import DeepLift, DeepLiftShap
+from .features import grid_mask
 from .gradcam import GradCAM
 from .gradient import Gradient, InputTimesGradient
 from .gradient_shap import GradientShap
 from .guided import DeconvNet, GuidedBackprop
 from .integrated_gradients import IntegratedGradients
+from .lime import LIME
 from .lrp import LRP, conservation_table
 from .noise import InterpolationAugmentation, NoiseAugmentation, NoiseTunnel
 from .occlusion import Occlusion
 from .pattern import PatternAttribution, PatternNet
+from .shapley import KernelSHAP, ShapleyValues, ShapleyValueSampling
 from .smoothgrad import SmoothGrad
 
 __all__ = [
@@ -30,14 +33,19 @@ __all__ = [
     "IndexedFeatures",
     "IntegratedGradients",
     "InterpolationAugmentation",
+    "KernelSHAP",
+    "LIME",
     "LRP",
     "NoiseAugmentation",
     "NoiseTunnel",
     "Occlusion",
     "PatternAttribution",
     "PatternNet",
+    "ShapleyValueSampling",
+    "ShapleyValues",
     "conservation_table",
     "SmoothGrad",
     "TopNFeatures",
     "analyze",
+    "grid_mask",
 ]
