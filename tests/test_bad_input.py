@@ -187,6 +187,19 @@ ANALYZERS = {
     "DeconvNet": lambda m: npxai.DeconvNet(m),
     "LRP": lambda m: npxai.LRP(m),
     "CRP": lambda m: npxai.CRP(npxai.LRP(m), "0", npxai.TopNFeatures(2)),
+    "DeepLift": lambda m: npxai.DeepLift(m),
+    "DeepLiftShap": lambda m: npxai.DeepLiftShap(m, np.zeros((2, 1, 8, 8))),
+    "GradientShap": lambda m: npxai.GradientShap(m, np.zeros((2, 1, 8, 8)), n_samples=2, seed=0),
+    "PatternNet": lambda m: npxai.PatternNet(m).fit(np.ones((4, 1, 8, 8))),
+    "PatternAttribution": lambda m: npxai.PatternAttribution(m).fit(np.ones((4, 1, 8, 8))),
+    "Occlusion": lambda m: npxai.Occlusion(m, (1, 4, 4), 4),
+    "LIME": lambda m: npxai.LIME(m, n_samples=4, superpixel_size=4, seed=0),
+    "KernelSHAP": lambda m: npxai.KernelSHAP(m, 4, npxai.grid_mask((1, 8, 8), 4), seed=0),
+    "ShapleyValueSampling": lambda m: npxai.ShapleyValueSampling(m, 2, seed=0),
+    "ShapleyValues": lambda m: npxai.ShapleyValues(m, npxai.grid_mask((1, 8, 8), 4)),
+    "NoiseTunnel": lambda m: npxai.NoiseTunnel(npxai.Gradient(m), nt_samples=2, seed=0),
+    "NoiseAugmentation": lambda m: npxai.NoiseAugmentation(npxai.LRP(m), n=2, seed=0),
+    "InterpolationAugmentation": lambda m: npxai.InterpolationAugmentation(npxai.Gradient(m), 2),
 }
 
 

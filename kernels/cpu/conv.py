@@ -260,15 +260,16 @@ def conv2d(
     length, rows = oh * ow, c * kh * kw
     w_mat = np.ascontiguousarray(weight.reshape(o, rows))
     y = np.empty((n, o, length), x.dtype)
+    if _is_pointwise((kh, kw), stride, padding):  # y[n] = W @ x[n]: no copy, one GEMM a sample
+        np.matmul(w_mat, x.reshape(n, c, length), out=y)
+        if bias is not None:
+            y += b[:, None]
+        return y.reshape(n, o, oh, ow)
     nb = _chunk(n, rows * length)
-    pointwise = _is_pointwise((kh, kw), stride, padding)
     for n0 in range(0, n, nb):
         count = min(nb, n - n0)
-        if pointwise and count == 1:
-            cols = x[n0].reshape(c, h * w)
-        else:
-            cols = workspace("im2col", (rows, count * length), x.dtype)
-            _im2col(x[n0 : n0 + count], cols, kh, kw, *stride, top, left, *dilation, oh, ow)
+        cols = workspace("im2col", (rows, count * length), x.dtype)
+        _im2col(x[n0 : n0 + count], cols, kh, kw, *stride, top, left, *dilation, oh, ow)
         if count == 1:
             np.matmul(w_mat, cols, out=y[n0])
             if bias is not None:
