@@ -1,5 +1,6 @@
 """Shared test helpers. torch is an oracle here only; npxai itself never imports it."""
 
+import contextlib
 import inspect
 import os
 
@@ -33,6 +34,17 @@ settings.load_profile("npxai")
 #: Relative tolerance per dtype, as the issues state them.
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
 TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
+
+
+@contextlib.contextmanager
+def float64_default():
+    """torch's default dtype float64 inside the block (Captum makes some tensors in it)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray, scale: float | None = None) -> float:

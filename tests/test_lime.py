@@ -8,7 +8,6 @@ agree to 1e-10; Captum's whole float32 pipeline with ``SkLearnRidge`` to 1e-5. O
 the surrogate is the model (1e-12); seeded runs repeat exactly; grid and SLIC superpixels; the
 errors by name."""
 
-import contextlib
 from unittest import mock
 
 import numpy as np
@@ -18,22 +17,12 @@ from captum._utils.models.linear_model import SkLearnRidge
 from captum._utils.models.model import Model
 from captum.attr import Lime
 from captum.attr._core.lime import get_exp_kernel_similarity_function
-from conftest import relative_error
+from conftest import float64_default, relative_error
 from sklearn.linear_model import LinearRegression, Ridge
 
 import npxai
 from npxai.analyzers.features import grid_mask
 from npxai.analyzers.lime import LIME
-
-
-@contextlib.contextmanager
-def float64_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def torch_cnn() -> torch.nn.Module:

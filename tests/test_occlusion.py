@@ -5,7 +5,6 @@ an npxai model, a torch module and a plain callable, hypothesis-drawn windows, s
 baselines, targets and batch sizes; on a linear model, written out position by position; its
 errors by name; against Zennit 0.5.1's ``Occlusion`` where the two definitions meet."""
 
-import contextlib
 import itertools
 import math
 
@@ -13,21 +12,11 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import Occlusion as CaptumOcclusion
-from conftest import relative_error
+from conftest import float64_default, relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npxai
-
-
-@contextlib.contextmanager
-def float64_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def torch_cnn() -> torch.nn.Module:

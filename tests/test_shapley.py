@@ -10,7 +10,6 @@ symmetry and the dummy property with hypothesis; KernelSHAP against the ``shap``
 coalitions and weights bit for bit given the same ``RandomState`` seed, its values to 1e-10);
 the errors by name."""
 
-import contextlib
 import itertools
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 import torch
 from captum.attr import ShapleyValues as CaptumShapleyValues
 from captum.attr import ShapleyValueSampling as CaptumShapleyValueSampling
-from conftest import relative_error
+from conftest import float64_default, relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,16 +30,6 @@ from npxai.analyzers.shapley import (
     kernel_shap_solve,
 )
 from npxai.errors import TooManyFeaturesError
-
-
-@contextlib.contextmanager
-def float64_default():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def game(a: np.ndarray) -> np.ndarray:
