@@ -39,3 +39,13 @@ def flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise TypeError(f"{name} must be True or False, got {shown(value)}")
     return bool(value)
+
+
+def optional_seed(value: Any, name: str) -> int | None:
+    """``value`` as an ``int`` if it is an integer ``>= 0`` (not a bool), or ``None``; else
+    ``ValueError``: a random generator's seed, ``np.random.default_rng(value)``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0 or None, got {shown(value)}")
+    return int(value)

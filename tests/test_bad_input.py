@@ -194,7 +194,7 @@ ANALYZERS = {
     "PatternAttribution": lambda m: npxai.PatternAttribution(m).fit(np.ones((4, 1, 8, 8))),
     "Occlusion": lambda m: npxai.Occlusion(m, (1, 4, 4), 4),
     "LIME": lambda m: npxai.LIME(m, n_samples=4, superpixel_size=4, seed=0),
-    "KernelSHAP": lambda m: npxai.KernelSHAP(m, 4, npxai.grid_mask((1, 8, 8), 4), seed=0),
+    "KernelSHAP": lambda m: npxai.KernelSHAP(m, 14, npxai.grid_mask((1, 8, 8), 4), seed=0),
     "ShapleyValueSampling": lambda m: npxai.ShapleyValueSampling(m, 2, seed=0),
     "ShapleyValues": lambda m: npxai.ShapleyValues(m, npxai.grid_mask((1, 8, 8), 4)),
     "NoiseTunnel": lambda m: npxai.NoiseTunnel(npxai.Gradient(m), nt_samples=2, seed=0),

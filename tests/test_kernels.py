@@ -48,7 +48,9 @@ def test_conv2d_and_its_vjp(case, bias, dtype, data):
     b = draw_array(data, (o,), dtype, "b") if bias else None
     args = (stride, padding, dilation, groups)
     y = conv.conv2d(x, w, b, *args)
-    assert_same(k_conv.conv2d(x, w, b, *args), y)
+    channels_last = data.draw(st.sampled_from([-1, 2**62]), label="DEPTHWISE_CHANNELS_LAST_MAX")
+    with mock.patch.object(k_conv, "DEPTHWISE_CHANNELS_LAST_MAX", channels_last):  # both paths
+        assert_same(k_conv.conv2d(x, w, b, *args), y)
     g = draw_array(data, y.shape, dtype, "g")
     flipped_from = data.draw(st.sampled_from([0, 2**62]), label="FLIPPED_MIN_SIZE")
     with mock.patch.object(k_conv, "FLIPPED_MIN_SIZE", flipped_from):  # both stride-1 paths

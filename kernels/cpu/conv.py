@@ -10,7 +10,8 @@ The input gradient of a stride-1 convolution is a convolution too (flipped kerne
 same paths where its output is large (or Winograd's); otherwise ``W^T @ dL/dy`` gives column
 gradients, which a parallel col2im kernel adds back onto the input positions they came from.
 Grouped convolutions use direct loops; depthwise ones (one input channel per group) loop over
-each output row with the kernel taps' valid range found once.
+each output row with the kernel taps' valid range found once, or, on small planes, run
+channels-last with the inner loop over the channels.
 """
 
 import numpy as np
@@ -29,6 +30,13 @@ CHUNK_ELEMENTS = 2**22
 #: GEMM it saves: ``python benchmarks/profile_conv.py`` times both on VGG16's layers).
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_TILES = 64
+
+#: Depthwise convolutions (one input channel per output channel) with at most this many output
+#: positions per channel run channels-last (a transposed copy in and out), the inner loop over the
+#: channels: on planes of 7 x 7 to 28 x 28 the per-channel loops are too short to vectorise
+#: (``python benchmarks/profile_conv.py --depthwise --batch 50`` times both on EfficientNet-Lite0's
+#: layers).
+DEPTHWISE_CHANNELS_LAST_MAX = 28 * 28
 
 #: A stride-1 input gradient is a flipped-kernel convolution (im2col) from this many output
 #: positions per sample, ``W^T @ dL/dy`` + col2im below (faster there: no kernel copy).
@@ -190,6 +198,30 @@ def _depthwise_conv(x, w, b, y, sh, sw, ph, pw, dh, dw):
 
 
 @njit(parallel=True, cache=True)
+def _depthwise_conv_channels_last(x, w, b, y, sh, sw, ph, pw, dh, dw):
+    # x: (N, H, W, C), w: (kh, kw, C), y: (N, oh, ow, C), one channel per group: the inner loop
+    # runs over the channels, contiguous, so small planes vectorise too
+    n, h, wd, c = x.shape
+    kh, kw = w.shape[0], w.shape[1]
+    oh, ow = y.shape[1], y.shape[2]
+    for task in prange(n * oh):
+        s, p = task // oh, task % oh
+        for q in range(ow):
+            for ch in range(c):
+                y[s, p, q, ch] = b[ch]
+            for i in range(kh):
+                hi = p * sh - ph + i * dh
+                if hi < 0 or hi >= h:
+                    continue
+                for j in range(kw):
+                    wi = q * sw - pw + j * dw
+                    if wi < 0 or wi >= wd:
+                        continue
+                    for ch in range(c):
+                        y[s, p, q, ch] += w[i, j, ch] * x[s, hi, wi, ch]
+
+
+@njit(parallel=True, cache=True)
 def _grouped_conv_vjp(g, w, gx, groups, sh, sw, ph, pw, dh, dw):
     n, c, h, wd = gx.shape
     o, cg, kh, kw = w.shape
@@ -247,6 +279,12 @@ def conv2d(
     oh, ow = conv2d_output_size((h, w), (kh, kw), stride, padding, dilation)
     top, _, left, _ = padding
     b = np.zeros(o, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    if groups > 1 and cg == 1 and o == c and oh * ow <= DEPTHWISE_CHANNELS_LAST_MAX:
+        x_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        w_last = np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))
+        y = np.empty((n, oh, ow, o), x.dtype)
+        _depthwise_conv_channels_last(x_last, w_last, b, y, *stride, top, left, *dilation)
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
     if groups > 1 and cg == 1:
         y = np.empty((n, o, oh, ow), x.dtype)
         _depthwise_conv(x, np.ascontiguousarray(weight), b, y, *stride, top, left, *dilation)

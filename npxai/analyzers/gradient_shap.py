@@ -7,14 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import finite_number, positive_int, shown
+from ..checks import finite_number, optional_seed, positive_int, shown
 from ..device import to_host
 from ..explanation import Explanation
 from ..gradient import target_indices
 from ..module import Module
 from ..progress import Progress, check_progress
 from .base import Analyzer, Target, gradients_in_batches, reject, repeat_targets, to_numpy
-from .noise import check_seed
 
 
 def _check_baselines(baselines: Any) -> np.ndarray:
@@ -81,7 +80,7 @@ class GradientShap(Analyzer):
         self.baselines = _check_baselines(baselines)
         self.n_samples = positive_int(n_samples, "GradientShap: n_samples")
         self.stdevs = finite_number(stdevs, "GradientShap: stdevs", minimum=0)
-        self.seed = check_seed(seed, "GradientShap")
+        self.seed = optional_seed(seed, "GradientShap: seed")
         self.batch_size = positive_int(batch_size, "GradientShap: batch_size")
         self.progress = check_progress(progress, "GradientShap")
 

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import finite_number, positive_int, shown
+from ..checks import finite_number, optional_seed, positive_int, shown
 from .base import Target, reject
 from .features import FeatureMask, grid_mask
-from .perturbation import Game, PerturbationAnalyzer, check_seed
+from .perturbation import Game, PerturbationAnalyzer
 
 
 def kernel_weights(game: Game, n: int, present: np.ndarray, mode: str, width: float) -> np.ndarray:
@@ -121,7 +121,7 @@ class LIME(PerturbationAnalyzer):
             )
         self.distance_mode = distance_mode
         self.alpha = finite_number(alpha, "LIME: alpha", minimum=0)
-        self.seed = check_seed(seed, "LIME")
+        self.seed = optional_seed(seed, "LIME: seed")
 
     def _grid(self, sample: np.ndarray) -> np.ndarray:
         return grid_mask(sample.shape, self.superpixel_size)

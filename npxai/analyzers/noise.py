@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import finite_number, positive_int, shown
+from ..checks import finite_number, optional_seed, positive_int, shown
 from ..device import deliver, is_device, to_host
 from ..explanation import Explanation
 from ..gradient import target_indices
@@ -51,15 +51,6 @@ NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
 
 #: ``(copies, targets) -> attributions``: the inner analyzer on one batch of copies.
 Attribute = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def check_seed(seed: Any, owner: str) -> int | None:
-    """``seed`` if it is an int ``>= 0`` or ``None``, else ``ValueError`` naming ``owner``."""
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
-    ):
-        raise ValueError(f"{owner}: seed must be an int >= 0 or None, got {shown(seed)}")
-    return None if seed is None else int(seed)
 
 
 class _Wrapper(Analyzer):
@@ -199,7 +190,7 @@ class NoiseTunnel(_Wrapper):
         self.nt_type = nt_type
         self.nt_samples = positive_int(nt_samples, "NoiseTunnel: nt_samples")
         self.stdevs = finite_number(stdevs, "NoiseTunnel: stdevs", minimum=0)
-        self.seed = check_seed(seed, "NoiseTunnel")
+        self.seed = optional_seed(seed, "NoiseTunnel: seed")
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         return self._tunnel(x, target)
@@ -303,7 +294,7 @@ class NoiseAugmentation(_Wrapper):
             noise_level = finite_number(noise_level, "NoiseAugmentation: noise_level", 0)
         elif std is None:
             self.std = 1.0
-        self.noise_level, self.seed = noise_level, check_seed(seed, "NoiseAugmentation")
+        self.noise_level, self.seed = noise_level, optional_seed(seed, "NoiseAugmentation: seed")
 
     def __call__(self, x: Any, target: Target = None) -> Explanation:
         host = check_input(to_host(x))

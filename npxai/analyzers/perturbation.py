@@ -228,12 +228,3 @@ class PerturbationAnalyzer(Analyzer):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, backend={self.backend!r})"
-
-
-def check_seed(seed: Any, owner: str) -> int | None:
-    """``seed`` if it is ``None`` or an int ``>= 0``, else ``ValueError``."""
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
-    ):
-        raise ValueError(f"{owner}: seed must be an int >= 0 or None, got {shown(seed)}")
-    return seed

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import flag, positive_int, shown
+from ..checks import flag, optional_seed, positive_int, shown
 from .base import Target, reject
 from .features import FeatureMask
-from .perturbation import Game, PerturbationAnalyzer, check_seed
+from .perturbation import Game, PerturbationAnalyzer
 
 
 class ShapleyValues(PerturbationAnalyzer):
@@ -107,7 +107,7 @@ class ShapleyValueSampling(PerturbationAnalyzer):
         super().__init__(model, feature_mask, baselines, batch_size, backend)
         self.n_samples = positive_int(n_samples, "ShapleyValueSampling: n_samples")
         self.antithetic = flag(antithetic, "ShapleyValueSampling: antithetic")
-        self.seed = check_seed(seed, "ShapleyValueSampling")
+        self.seed = optional_seed(seed, "ShapleyValueSampling: seed")
 
     def permutations(self, rng: np.random.Generator, m: int) -> np.ndarray:
         """One sample's permutations ``(n_samples, m)``."""
@@ -268,7 +268,7 @@ class KernelSHAP(PerturbationAnalyzer):
         self.n_samples = (
             None if n_samples is None else positive_int(n_samples, "KernelSHAP: n_samples")
         )
-        self.seed = check_seed(seed, "KernelSHAP")
+        self.seed = optional_seed(seed, "KernelSHAP: seed")
 
     def feature_attribution(self, game: Game) -> tuple[np.ndarray, dict[str, Any]]:
         rng = np.random.default_rng(self.seed)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import shown
+from ..checks import optional_seed
 from ..device import to_host
 from ..gradient import target_indices
 from ..module import Module
@@ -66,11 +66,8 @@ class SmoothGrad(Analyzer):
         self.noise_level = _check_scale(noise_level, "noise_level")
         self.sigma = None if sigma is None else _check_scale(sigma, "sigma")
         self.batch_size = _check_positive_int(batch_size, "batch_size")
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
-        ):
-            raise ValueError(f"SmoothGrad: seed must be an int >= 0 or None, got {shown(seed)}")
-        self.seed, self.progress = seed, check_progress(progress, "SmoothGrad")
+        self.seed = optional_seed(seed, "SmoothGrad: seed")
+        self.progress = check_progress(progress, "SmoothGrad")
 
     def __call__(self, x: Any, target: Target = None) -> Any:
         trace = self.model.trace(x, self.backend)
