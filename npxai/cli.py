@@ -39,6 +39,7 @@ from .errors import (
     LoadError,
     LRPCompatibilityError,
     MissingExtraError,
+    NotFittedError,
     StateDictError,
     UnknownModelError,
     UnsupportedLayerError,
@@ -191,13 +192,17 @@ def build_analyzers(
 ) -> list[tuple[str, Analyzer]]:
     """Each chosen method's analyzer for the model, with its name. A method that does not apply
     to the model (DeepLift or PatternNet on a transformer: a layer it has no rule for) is an
-    error, or, when ``every`` method was asked for, left out with a line on stderr saying why."""
+    error, or, when ``every`` method was asked for, left out with a line on stderr saying why;
+    so is PatternNet without patterns (no ``--patterns`` file, no bundled inputs to learn from),
+    a usage error when named."""
     setting = ready.setting(patterns=patterns)
     built = []
     for method in chosen:
         try:
             built.append((method.name, method.build(ready.model, setting)))
-        except (UnsupportedLayerError, LRPCompatibilityError) as error:
+        except (UnsupportedLayerError, LRPCompatibilityError, NotFittedError) as error:
+            if not every and isinstance(error, NotFittedError):
+                raise UsageError(str(error)) from None
             if not every:
                 raise
             print(f"npxai: {method.name} left out: {error}", file=sys.stderr)
@@ -571,8 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--patterns",
         metavar="FILE.npz",
         help="PatternNet's and PatternAttribution's patterns, a file written by "
-        "npxai.PatternNet(model).fit(inputs).save(FILE.npz) (default: learnt from the sample "
-        "photos for RGB models, from the bundled digits for 8-pixel grey ones)",
+        "npxai.PatternNet(model).fit(inputs).save(FILE.npz) (default for 8-pixel grey models: "
+        "learnt from the bundled digits; needed for the others)",
     )
     explain.add_argument("--backend", **backend)
     explain.add_argument(

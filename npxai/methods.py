@@ -45,7 +45,7 @@ from .analyzers import (
     SmoothGrad,
 )
 from .analyzers.features import grid_mask
-from .errors import UsageError
+from .errors import NotFittedError
 from .lrp import composites, rules
 from .module import Module
 
@@ -104,7 +104,7 @@ class Setting:
     - ``patterns``: a file of PatternNet's patterns (:meth:`npxai.PatternNet.save`) that
       PatternNet and PatternAttribution load, or ``None``: they then fit their patterns on
       ``fit_data()``, inputs of the model's kind (``None`` if there are none: those two methods
-      are then refused).
+      then raise :class:`~npxai.errors.NotFittedError`).
 
     The analyzers run on the current default backend (``npxai.use_backend``).
     """
@@ -163,9 +163,10 @@ def _fitted(cls: type[PatternNet], model: Module, setting: Setting) -> PatternNe
     if setting.patterns is not None:
         return analyzer.load(setting.patterns)
     if setting.fit_data is None:
-        raise UsageError(
-            f"{cls.__name__} needs patterns learnt from data: give a pattern file (--patterns "
-            "FILE.npz, written by npxai.PatternNet(model).fit(inputs).save(FILE.npz))"
+        raise NotFittedError(
+            f"{cls.__name__} needs patterns learnt from a data set of the model's inputs: give a "
+            "pattern file (npxai explain --patterns FILE.npz, written by "
+            "npxai.PatternNet(model).fit(inputs).save(FILE.npz))"
         )
     return analyzer.fit(setting.fit_data())
 

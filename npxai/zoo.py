@@ -140,18 +140,14 @@ class ReadyModel:
         pattern file or :meth:`pattern_data`."""
         low, high = -self.mean / self.std, (1 - self.mean) / self.std
         shape = (self.channels, self.size, self.size)
-        data = self.pattern_data if self.channels == 3 or self.size == 8 else None
+        data = self.pattern_data if self.channels == 1 and self.size == 8 else None
         return Setting(self.cam_layer, low, high, seed, shape, patterns, data)
 
     def pattern_data(self) -> np.ndarray:
-        """Inputs PatternNet can learn its patterns from when no pattern file is given: the four
-        sample photos of :mod:`npxai.imagenet` for an RGB model, the 360 held-out digits bundled
-        with npxai for an 8-pixel grey one (as :meth:`prepare` makes them)."""
-        if self.channels == 3:
-            from .imagenet import SAMPLE_IMAGES, load_image, sample_image
-
-            return np.concatenate([self.prepare(load_image(sample_image(name)))
-                                   for name in SAMPLE_IMAGES])  # fmt: skip
+        """Inputs PatternNet can learn its patterns from when no pattern file is given, for an
+        8-pixel grey model: the 360 held-out digits bundled with npxai. (No such set ships for
+        RGB models: four photos leave most classes' last-layer statistics empty, and those
+        classes' explanations zero.)"""
         return (
             load(files("npxai.reference_models") / "digits_test.npz")["x"] - self.mean
         ) / self.std

@@ -627,7 +627,7 @@ def test_pattern_methods_load_a_pattern_file_or_learn_from_bundled_inputs(tmp_pa
                        "lenet:in_channels=1,input_size=16", "--method", "PatternNet",
                        cwd=tmp_path)  # fmt: skip
     assert_user_error(
-        result, 2, "PatternNet needs patterns learnt from data", "--patterns FILE.npz"
+        result, 2, "PatternNet needs patterns learnt from a data set", "--patterns FILE.npz"
     )
 
 
