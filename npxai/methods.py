@@ -173,7 +173,7 @@ def _fitted(cls: type[PatternNet], model: Module, setting: Setting) -> PatternNe
 
 #: How the catalogue builds the analyzers that need more than the model. The model-agnostic
 #: methods get about 200 model evaluations each (512 for exact Shapley values on 3 x 3 cells):
-#: on EfficientNet-Lite0 and two cores, 10-25 s each.
+#: on EfficientNet-Lite0 and two cores, 7-17 s each (`npxai demo` prints them).
 BUILDERS: dict[type[Analyzer], Callable[[Module, Setting], Analyzer]] = {
     GradCAM: lambda model, setting: GradCAM(model, setting.cam_layer),
     SmoothGrad: lambda model, setting: SmoothGrad(model, seed=setting.seed),
