@@ -1,0 +1,2 @@
+"""Evaluation metrics of explanations: ``metric(model, x, attribution, target, ...)``, see
+:mod:`npxai.metrics.base` for the shared arguments."""

@@ -1,0 +1,154 @@
+"""What every metric shares: the call ``metric(model, x, attribution, target, ...)``, the model
+as a function ``x -> scores (N, K)``, the attribution checked against the input, and the explained
+output of many (perturbed) inputs, evaluated ``batch_size`` rows per model call.
+
+- ``model``: an npxai model (run on ``backend``), a ``torch.nn.Module`` (converted with
+  :func:`npxai.from_torch`) or any callable ``f(x) -> scores (N, K)``;
+- ``x``: the batch ``(N, *sample)``, float32 or float64;
+- ``attribution``: an array ``(N, *a)`` whose sample shape ``a`` broadcasts to ``sample`` (a
+  channel-summed map ``(N, 1, H, W)`` of an image ``(N, C, H, W)``), a torch tensor, an
+  :class:`~npxai.Explanation`, or an explainer (an analyzer, or any callable ``explain(x, target)``
+  returning one of these) that is run on ``x`` for the targets. Grad-CAM's explanation gives its
+  input-resolution map (``extras["upsampled"]``). The attribution's entries are the *features* a
+  perturbation metric orders: perturbing feature ``j`` changes every entry of ``x`` that it
+  broadcasts to (all channels of a pixel for a channel-summed map);
+- ``target``: what each sample explains, as for an analyzer (``None``: the arg-max output; see
+  :func:`npxai.gradient.target_indices`); an explained output is the target's score
+  ``f(x)_t`` (with ``softmax=True``: ``softmax(f(x))_t``), or ``sum_k w_k f(x)_k`` for per-class
+  weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..analyzers.base import Target, to_numpy
+from ..analyzers.perturbation import explained_rows, forward_function
+from ..backend import backend_or_default
+from ..checks import flag, positive_int, shown
+from ..explanation import Explanation
+from ..gradient import target_indices
+from ..module import check_input
+
+#: An attribution as a metric takes it (see :mod:`npxai.metrics.base`).
+Attribution = np.ndarray | Explanation | Callable[..., Any]
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """``exp(s_k - max s) / sum_j exp(s_j - max s)`` along the last axis, in float64."""
+    shifted = np.asarray(scores, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def attribution_array(value: Any, x: np.ndarray, owner: str) -> np.ndarray:
+    """``value`` (an array, a torch tensor or an :class:`Explanation`) as a float64 array ``(N,
+    *a)`` whose sample shape broadcasts to ``x``'s, else ``ValueError`` naming ``attribution``."""
+    if isinstance(value, Explanation):
+        value = value.extras.get("upsampled", value.attribution)
+    array = np.asarray(to_numpy(value))
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{owner}: attribution must be a numeric array, got {array.dtype}")
+    fits = array.ndim == x.ndim and len(array) == len(x)
+    fits = fits and all(a in (1, s) for a, s in zip(array.shape[1:], x.shape[1:], strict=True))
+    if not fits:
+        raise ValueError(
+            f"{owner}: attribution of shape {array.shape} does not fit the input {x.shape}: give "
+            f"one map per sample, ({len(x)}, {', '.join(map(str, x.shape[1:]))}), or one whose "
+            "sample axes are the input's or 1 (a channel-summed map)"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"{owner}: attribution has NaN or infinite entries")
+    return array.astype(np.float64)
+
+
+def explain(explainer: Any, x: np.ndarray, target: np.ndarray, owner: str) -> np.ndarray:
+    """The attribution of ``x`` for ``target``: ``explainer`` itself if it is one, else the result
+    of calling it (an analyzer, or ``explain(x, target)``), checked by :func:`attribution_array`."""
+    if callable(explainer) and not isinstance(explainer, np.ndarray):
+        explainer = explainer(x, target)
+    return attribution_array(explainer, x, owner)
+
+
+@dataclass
+class Inputs:
+    """One metric call's checked arguments: ``forward`` the model as ``x -> scores (N, K)``,
+    ``x`` the batch, ``output`` its scores, ``target`` indices ``(N,)`` or weights ``(N, K)``,
+    ``attribution`` float64 ``(N, *a)`` (``None`` until asked for), ``batch_size`` the rows
+    of one model call, ``softmax`` whether explained outputs are probabilities."""
+
+    forward: Callable[[np.ndarray], np.ndarray]
+    x: np.ndarray
+    output: np.ndarray
+    target: np.ndarray
+    attribution: np.ndarray | None
+    batch_size: int
+    softmax: bool
+    owner: str
+
+    def explained(self, scores: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        """The explained output (float64) of each row of ``scores``, row ``r`` an input made
+        from sample ``samples[r]``."""
+        if self.softmax:
+            scores = softmax(scores)
+        return explained_rows(np.asarray(scores, np.float64), self.target, samples)
+
+    @property
+    def full(self) -> np.ndarray:
+        """The explained output of each sample of ``x`` itself, ``(N,)``."""
+        return self.explained(self.output, np.arange(len(self.x)))
+
+    def evaluate(
+        self, make_rows: Callable[[np.ndarray], np.ndarray], samples: np.ndarray
+    ) -> np.ndarray:
+        """The explained outputs ``(R,)`` of ``R = len(samples)`` inputs, ``batch_size`` rows
+        per model call: ``make_rows(rows)`` builds the inputs of row numbers ``rows`` (shape
+        ``(len(rows), *sample)``) only when their batch runs, row ``r`` made from sample
+        ``samples[r]``."""
+        values = np.empty(len(samples))
+        for start in range(0, len(samples), self.batch_size):
+            rows = np.arange(start, min(start + self.batch_size, len(samples)))
+            inputs = make_rows(rows).astype(self.x.dtype, copy=False)
+            values[rows] = self.explained(self.forward(inputs), samples[rows])
+        return values
+
+
+def prepare(
+    owner: str,
+    model: Any,
+    x: Any,
+    attribution: Any,
+    target: Target,
+    batch_size: int = 64,
+    softmax: bool = False,
+    backend: str | None = None,
+    needs_attribution: bool = True,
+) -> Inputs:
+    """Check a metric's common arguments (``owner`` names the metric in errors), run the model
+    on ``x`` once and resolve the targets and the attribution (an explainer runs here, once)."""
+    batch_size = positive_int(batch_size, f"{owner}: batch_size")
+    softmax = flag(softmax, f"{owner}: softmax")
+    backend = None if backend is None else backend_or_default(backend)
+    forward = forward_function(model, backend)
+    x = check_input(to_numpy(x))
+    output = np.asarray(to_numpy(forward(x)))
+    if output.ndim != 2 or len(output) != len(x):
+        raise ValueError(
+            f"{owner}: the model must return scores of shape (N, K) = ({len(x)}, K), got "
+            f"{output.shape}"
+        )
+    indices = target_indices(output, to_numpy(target))
+    array = explain(attribution, x, indices, owner) if needs_attribution else None
+    return Inputs(forward, x, output, indices, array, batch_size, softmax, owner)
+
+
+def check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:
+    """``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {shown(value)}")
+    return value
