@@ -60,32 +60,45 @@ class PerturbationCurve:
 
 
 def feature_ranks(values: np.ndarray, order: str) -> np.ndarray:
-    """The rank (``0`` first) of each feature, ``values (N, M)`` the attribution per feature:
+    """The rank (``0`` first, int32 where it fits) of each feature, ``values (N, M)`` the
+    attribution per feature:
     ``"morf"`` descending, ties in index order (a stable sort); ``"lerf"`` that order reversed,
     so that the two orders are each other's mirror image also where values tie."""
     first = np.argsort(-values, axis=1, kind="stable")
     if order == "lerf":
         first = first[:, ::-1]
-    ranks = np.empty(first.shape, dtype=np.int64)
+    ranks = np.empty(first.shape, dtype=np.int32 if values.shape[1] < 2**31 else np.int64)
     np.put_along_axis(ranks, first, np.arange(values.shape[1])[None], axis=1)
     return ranks
+
+
+def check_step_rule(
+    features_in_step: int | None, steps: int | None, owner: str
+) -> tuple[int | None, int | None]:
+    """``features_in_step`` and ``steps``, each ``None`` or a positive int, at most one given."""
+    if features_in_step is not None and steps is not None:
+        raise ValueError(f"{owner}: give features_in_step or steps, not both")
+    if features_in_step is not None:
+        features_in_step = positive_int(features_in_step, f"{owner}: features_in_step")
+    if steps is not None:
+        steps = positive_int(steps, f"{owner}: steps")
+    return features_in_step, steps
 
 
 def step_counts(
     n_features: int, features_in_step: int | None, steps: int | None, default_steps: int | None,
     owner: str,
 ) -> np.ndarray:  # fmt: skip
-    """``c_0..c_S``, the features perturbed after each step, from one of ``features_in_step``
+    """``c_0..c_S``, the features perturbed after each step, from ``features_in_step``
     (``c_k = min(k m, M)``, ``S = ceil(M / m)``) or ``steps`` (``c_k = floor(k M / S)``, at most
-    ``M`` steps); neither: ``default_steps`` steps (at most ``M``), or one feature a step."""
-    if features_in_step is not None and steps is not None:
-        raise ValueError(f"{owner}: give features_in_step or steps, not both")
+    ``M`` steps), as :func:`check_step_rule` returned them; neither: ``default_steps`` steps (at
+    most ``M``), or one feature a step."""
     if features_in_step is not None:
-        size = positive_int(features_in_step, f"{owner}: features_in_step")
-        return np.minimum(np.arange(math.ceil(n_features / size) + 1) * size, n_features)
+        return np.minimum(
+            np.arange(math.ceil(n_features / features_in_step) + 1) * features_in_step, n_features
+        )
     if steps is None:
         steps = n_features if default_steps is None else min(default_steps, n_features)
-    steps = positive_int(steps, f"{owner}: steps")
     if steps > n_features:
         raise ValueError(
             f"{owner}: steps must be at most the number of features ({n_features}), got {steps}"

@@ -22,7 +22,14 @@ import numpy as np
 from ..analyzers.base import Target
 from ..checks import optional_seed, positive_int, shown
 from .base import Inputs, check_choice, prepare
-from .curves import ORDERS, PerturbationCurve, feature_ranks, perturbed_scores, step_counts
+from .curves import (
+    ORDERS,
+    PerturbationCurve,
+    check_step_rule,
+    feature_ranks,
+    perturbed_scores,
+    step_counts,
+)
 from .imputers import check_imputer, replacement
 
 #: The step count of deletion, insertion and the symmetric relevance gain when neither
@@ -44,8 +51,12 @@ def _feature_curve(
     return scores, counts / values.shape[1]
 
 
-def _prepare(owner, model, x, attribution, target, order, imputer, seed, batch_size, softmax,
-             backend) -> tuple[Inputs, Any, int | None]:  # fmt: skip
+def _prepare(
+    owner: str, model: Any, x: Any, attribution: Any, target: Target, order: str, imputer: Any,
+    seed: Any, batch_size: int, softmax: bool, backend: str | None,
+) -> tuple[Inputs, Any, int | None]:  # fmt: skip
+    """The common checks (``order``, ``imputer``, ``seed`` before the model runs), then
+    :func:`npxai.metrics.base.prepare`."""
     check_choice(order, ORDERS, f"{owner}: order")
     imputer = check_imputer(imputer, owner)
     seed = optional_seed(seed, f"{owner}: seed")
@@ -81,6 +92,7 @@ def pixel_flipping(
     ``np.argsort`` is not stable).
     """
     owner = "pixel_flipping"
+    features_in_step, steps = check_step_rule(features_in_step, steps, owner)
     inputs, imputer, seed = _prepare(owner, model, x, attribution, target, order, imputer, seed,
                                      batch_size, softmax, backend)  # fmt: skip
     scores, fractions = _feature_curve(inputs, features_in_step, steps, None, order, imputer, seed,
@@ -103,6 +115,7 @@ def deletion(
     deleted (0 to 1, RISE's), lower is better.
     """
     owner = "deletion"
+    features_in_step, steps = check_step_rule(features_in_step, steps, owner)
     inputs, imputer, seed = _prepare(owner, model, x, attribution, target, "morf", imputer, seed,
                                      batch_size, softmax, backend)  # fmt: skip
     scores, fractions = _feature_curve(inputs, features_in_step, steps, DEFAULT_STEPS, "morf",
@@ -125,6 +138,7 @@ def insertion(
     its kernel and border (:mod:`npxai.metrics.imputers`).
     """
     owner = "insertion"
+    features_in_step, steps = check_step_rule(features_in_step, steps, owner)
     inputs, imputer, seed = _prepare(owner, model, x, attribution, target, "morf", imputer, seed,
                                      batch_size, softmax, backend)  # fmt: skip
     scores, fractions = _feature_curve(inputs, features_in_step, steps, DEFAULT_STEPS, "morf",
@@ -165,6 +179,7 @@ def symmetric_relevance_gain(
     better; 0 in expectation for a random attribution).
     """
     owner = "symmetric_relevance_gain"
+    features_in_step, steps = check_step_rule(features_in_step, steps, owner)
     inputs, imputer, seed = _prepare(owner, model, x, attribution, target, "morf", imputer, seed,
                                      batch_size, softmax, backend)  # fmt: skip
     curves = []
@@ -221,9 +236,9 @@ def region_perturbation(
     stable).
     """
     owner = "region_perturbation"
+    regions_evaluation = positive_int(regions_evaluation, f"{owner}: regions_evaluation")
     inputs, imputer, seed = _prepare(owner, model, x, attribution, target, order, imputer, seed,
                                      batch_size, softmax, backend)  # fmt: skip
-    regions_evaluation = positive_int(regions_evaluation, f"{owner}: regions_evaluation")
     x, attribution = inputs.x, inputs.attribution
     spatial = x.shape[2:]
     if not spatial or attribution.shape[2:] != spatial:
