@@ -329,3 +329,19 @@ def test_bad_input(dtype):
         region_perturbation(total, x, a, patch_size=2, regions_evaluation=0)
     with pytest.raises(ValueError, match=r"region_perturbation: needs inputs \(N, C, \*spatial\)"):
         region_perturbation(total, x, a[..., :1], patch_size=2)
+
+
+def test_an_explainer_runs_once_for_both_srg_curves():
+    """An explainer given for the attribution runs once, on x and the resolved targets, and the
+    curves equal those of its attribution given as an array."""
+    x, _, a, _ = batch(6, np.float64)
+    calls = []
+
+    def explain(z, target):
+        calls.append((z.shape, list(target)))
+        return a
+
+    gain = symmetric_relevance_gain(total, x, explain, steps=6, softmax=False)
+    assert calls == [((3, 3, 6, 6), [0, 0, 0])]
+    again = symmetric_relevance_gain(total, x, a, steps=6, softmax=False)
+    assert np.array_equal(gain.score, again.score)
