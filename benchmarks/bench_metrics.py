@@ -18,7 +18,9 @@ One function per metric, each a row of the table:
 
 The times are medians of ``--repeats`` calls, npxai's and Quantus's alternating after a pause
 (timing.paired_long_medians); "max |difference|" is the largest difference of the two curves
-(the two models differ by float32 rounding). torch gets as many threads as Numba
+(the two models differ by float32 rounding). "torch forwards" is the time of the forward passes
+Quantus makes (one batch of the inputs a step, the same count), torch alone: no implementation
+that runs that torch model the way Quantus does can be faster. torch gets as many threads as Numba
 (timing.match_threads). ``--profile``: Quantus's calls once more under cProfile, the functions of
 most cumulative time.
 """
@@ -76,13 +78,30 @@ def closest_divisor(total: int, features: int, steps: int) -> int:
     return min(divisors, key=lambda m: abs(-(-features // m) - steps))
 
 
-def compare(name: str, ours, theirs, difference, setup: Setup) -> None:
-    """Time both (untimed warm-up of npxai's kernels first), print a row, profile Quantus."""
+def torch_forwards(setup: Setup, calls: int) -> float:
+    """Seconds of ``calls`` forward passes of the torch model on the batch (no gradients)."""
+    import time
+
+    import torch
+
+    x = torch.from_numpy(setup.x)
+    with torch.no_grad():
+        setup.net(x)
+        start = time.perf_counter()
+        for _ in range(calls):
+            setup.net(x)
+    return time.perf_counter() - start
+
+
+def compare(name: str, ours, theirs, difference, setup: Setup, calls: int) -> None:
+    """Time both (untimed warm-up of npxai's kernels first), print a row, profile Quantus;
+    ``calls`` is the number of model calls Quantus makes."""
     from timing import paired_long_medians
 
     a, b = ours(), theirs()
     seconds_ours, seconds_theirs = paired_long_medians(ours, theirs, setup.args.repeats)
-    print(f"| {name} | {seconds_ours:.2f} | {seconds_theirs:.2f} | "
+    floor = torch_forwards(setup, calls)
+    print(f"| {name} | {seconds_ours:.2f} | {seconds_theirs:.2f} | {floor:.2f} | "
           f"{seconds_theirs / seconds_ours:.1f} | {difference(a, b):.1e} |", flush=True)  # fmt: skip
     if setup.args.profile:
         profile = cProfile.Profile()
@@ -112,7 +131,7 @@ def bench_pixel_flipping(setup: Setup) -> None:
 
     steps = -(-x[0].size // step)
     compare(f"pixel flipping, {steps} steps of {step} entries", ours, theirs,
-            lambda a, b: np.abs(a.scores[:, 1:] - np.array(b)).max(), setup)  # fmt: skip
+            lambda a, b: np.abs(a.scores[:, 1:] - np.array(b)).max(), setup, steps)  # fmt: skip
 
 
 def bench_region_perturbation(setup: Setup) -> None:
@@ -140,7 +159,7 @@ def bench_region_perturbation(setup: Setup) -> None:
         return np.abs(a.scores[:, :1] - a.scores[:, 1:] - np.array(b)).max()
 
     compare(f"region perturbation, {args.regions} patches of {args.patch_size}^2", ours, theirs,
-            difference, setup)  # fmt: skip
+            difference, setup, args.regions + 1)  # fmt: skip
 
 
 def main() -> None:
@@ -163,8 +182,8 @@ def main() -> None:
     print(f"EfficientNet-Lite0, {len(setup.x)} x 3 x 224 x 224, float32, Gradient attribution "
           f"({ties} tied entries), npxai batches of {args.batch_size} rows, Quantus one batch "
           f"of {len(setup.x)} inputs a step; medians of {args.repeats} calls\n")  # fmt: skip
-    print("| metric | npxai (s) | Quantus (s) | Quantus / npxai | max abs difference |\n"
-          "|---|---|---|---|---|")  # fmt: skip
+    print("| metric | npxai (s) | Quantus (s) | torch forwards (s) | Quantus / npxai | "
+          "max abs difference |\n|---|---|---|---|---|---|")  # fmt: skip
     bench_pixel_flipping(setup)
     bench_region_perturbation(setup)
 
