@@ -238,9 +238,9 @@ def test_bad_input(metric):
         metric(None, x, a, mask=mask[:4])
     with pytest.raises(ValueError, match=rf"{name}: mask of shape \(5, 6, 7\) does not fit"):
         metric(None, x, a, mask=mask[:, 0])
-    with pytest.raises(ValueError, match=rf"{name}: mask must hold only 0 and 1"):
+    with pytest.raises(ValueError, match=rf"{name}: mask must hold only 0 and 1 .*, got 0.5"):
         metric(None, x, a, mask=mask * 0.5)
-    with pytest.raises(ValueError, match=rf"{name}: mask must hold only 0 and 1"):
+    with pytest.raises(ValueError, match=rf"{name}: mask must hold only 0 and 1 .*, got nan"):
         metric(None, x, a, mask=np.where(mask, np.nan, 0.0))
     with pytest.raises(TypeError, match=rf"{name}: mask must be a bool or 0/1 array"):
         metric(None, x, a, mask=np.full(mask.shape, "a"))

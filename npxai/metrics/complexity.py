@@ -10,11 +10,12 @@ the input's channels here).
 
 The metrics measure the magnitudes ``|a_i|``: the Gini index and the entropy are defined for
 non-negative values only. Quantus's ``abs=False`` gives the same values for a non-negative
-attribution and, for one with a negative entry, NaN (entropy) or a number that is not a Gini
-index; npxai has no such option. Quantus's ``normalise`` divides the *whole batch* by its one
-largest ``|a|`` (``normalise_by_max`` over every axis), so a sample's value can depend on the
-others in the batch; npxai's ``normalise=True`` divides each sample by its own largest ``|a_i|``
-(Quantus's with ``normalise_func_kwargs={"normalise_axes": (1, 2, 3)}``).
+attribution; for one with a negative entry it gives NaN (entropy), a number that is not a Gini
+index, or the count of the *positive* entries above the threshold (effective complexity). npxai
+has no such option. Quantus's ``normalise`` divides the *whole batch* by its one largest ``|a|``
+(``normalise_by_max`` over every axis), so a sample's value can depend on the others in the
+batch; npxai's ``normalise=True`` divides each sample by its own largest ``|a_i|`` (Quantus's
+with ``normalise_func_kwargs={"normalise_axes": <the sample axes>}``).
 """
 
 from __future__ import annotations
@@ -60,12 +61,14 @@ def sparseness(
         G = sum_i (2 i - n - 1) v_(i) / (n sum_i v_i)
 
     Since ``sum_i (2 i - n - 1) = 0`` the ``ε`` only enlarges the denominator: ``G`` is the exact
-    Gini index ``G_0`` of ``|a|`` times ``S / (S + n ε)``, ``S = sum_i |a_i| / max |a|``; a
-    one-hot attribution gives ``(n - 1) / (n (1 + n ε))``, a uniform one 0. Without the
-    normalisation the factor depends on the attribution's scale (a gradient of magnitude 1e-7
-    loses half of its value), which is why it is the default. Quantus normalises by the batch's
-    largest ``|a|``, npxai by each sample's (see :mod:`npxai.metrics.complexity`): the two agree
-    exactly for a batch of one and within ``n ε / S`` relative otherwise.
+    Gini index ``G_0`` of ``|a|`` times ``S / (S + n ε)``, ``S = sum_i v_i - n ε`` (the sum of
+    the normalised magnitudes). With ``normalise=True`` a one-hot attribution gives
+    ``(n - 1) / (n (1 + n ε))``, a uniform one 0. Without the normalisation the factor depends
+    on the attribution's scale (magnitudes of 1e-7 halve the value), which is why it is the
+    default. Quantus normalises by the batch's largest ``|a|``, npxai by each sample's (see
+    :mod:`npxai.metrics.complexity`): the two are the same for a batch of one, and otherwise
+    Quantus's value is lower by at most a relative ``n ε / S_Q``, ``S_Q = sum_i |a_i| / (the
+    batch's largest |a|)``.
     """
     normalise = flag(normalise, "sparseness: normalise")
     array = attribution_only("sparseness", model, x, attribution, target, backend)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..analyzers.base import Target, to_numpy
-from ..checks import flag
+from ..checks import flag, shown
 from .base import Attribution, attribution_only
 
 
@@ -58,8 +58,12 @@ def features_and_mask(
             f"give ({len(array)}, {', '.join(map(str, array.shape[1:]))}) or sample axes of 1 "
             "(one mask for every channel)"
         )
-    if not np.isin(region, (0, 1)).all():
-        raise ValueError(f"{owner}: mask must hold only 0 and 1 (or False and True)")
+    binary = np.isin(region, (0, 1))
+    if not binary.all():
+        raise ValueError(
+            f"{owner}: mask must hold only 0 and 1 (or False and True), got "
+            f"{shown(region[~binary][0].item())}"
+        )
     region = np.broadcast_to(region.astype(bool), array.shape).reshape(len(array), -1)
     empty = np.flatnonzero(~region.any(axis=1))
     if len(empty):
