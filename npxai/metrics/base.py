@@ -154,3 +154,20 @@ def check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:
             f"{name} must be one of {', '.join(map(repr, choices))}, got {shown(value)}"
         )
     return value
+
+
+def attribution_only(
+    owner: str, model: Any, x: Any, attribution: Any, target: Target, backend: str | None = None
+) -> np.ndarray:
+    """The checked attribution (float64 ``(N, *a)``) of a metric whose value depends on the
+    attribution alone: with ``model=None`` the model is not run (``attribution`` must then be an
+    array, a tensor or an :class:`Explanation`, checked against ``x``); with a model, as
+    :func:`prepare` (the model runs once on ``x``, an explainer once for the targets)."""
+    if model is not None:
+        return prepare(owner, model, x, attribution, target, backend=backend).attribution
+    if callable(attribution) and not isinstance(attribution, np.ndarray):
+        raise TypeError(
+            f"{owner}: an explainer as attribution needs the model; with model=None give the "
+            "attribution itself (an array, a tensor or an Explanation)"
+        )
+    return attribution_array(attribution, check_input(to_numpy(x)), owner)
