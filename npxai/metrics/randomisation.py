@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -227,6 +228,12 @@ def mprt(
             f"{owner}: explainer must build the explainer of a model, explainer(model) -> "
             "analyzer, e.g. npxai.Gradient or functools.partial(npxai.LRP, composite=...); got "
             f"{shown(explainer)}"
+        )
+    torch = sys.modules.get("torch")  # a torch module exists only once torch is imported
+    if not (isinstance(model, Module) or (torch and isinstance(model, torch.nn.Module))):
+        raise TypeError(
+            f"{owner}: model must be an npxai Module or a torch.nn.Module (a model whose "
+            f"parameters can be randomised), got {type(model).__name__}"
         )
     model = as_model(model)
     keys = randomisable_layers(model, owner)
