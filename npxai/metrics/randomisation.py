@@ -81,18 +81,20 @@ def preprocessed(attribution: np.ndarray, normalise: bool, absolute: bool) -> np
 
 def reinitialised(layer: Layer, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """New values of ``layer``'s parameters and buffers as torch's ``reset_parameters`` makes
-    them: a Linear or Conv2d weight and bias each ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (drawn
-    from ``rng``, weight first: ``bound * (2 u - 1)``, ``u = rng.random(shape)``); a batch norm's
-    weight 1, bias 0, running mean 0 and running variance 1; a layer norm's (and an RMS norm's)
-    weight 1 and bias 0. Each value keeps its parameter's dtype."""
+    them: a Linear or Conv2d weight and bias each ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, drawn
+    from ``rng``, weight first: ``2 bound u - bound``, ``u = rng.random(shape, dtype)`` in float32
+    for a float32 parameter, else in float64 (then cast to the parameter's dtype); a batch norm's weight 1, bias 0, running mean 0 and running
+    variance 1; a layer norm's (and an RMS norm's) weight 1 and bias 0."""
     state = layer.state_dict()
     if isinstance(layer, Linear | Conv2d):
-        fan_in = math.prod(state["weight"].shape[1:])
-        bound = 1 / math.sqrt(fan_in)
-        return {
-            name: (bound * (2 * rng.random(value.shape) - 1)).astype(value.dtype)
-            for name, value in state.items()
-        }
+        values = {}
+        for name, value in state.items():
+            bound = value.dtype.type(1 / math.sqrt(math.prod(state["weight"].shape[1:])))
+            draw = rng.random(value.shape, np.float32 if value.dtype == np.float32 else np.float64)
+            draw *= 2 * bound
+            draw -= bound
+            values[name] = draw.astype(value.dtype, copy=False)
+        return values
     ones = {"weight", "running_var"}
     return {name: np.full_like(value, 1 if name in ones else 0) for name, value in state.items()}
 
@@ -246,17 +248,20 @@ def mprt(
     reference = explanation(model)
     original = compare(measure, reference, explanation(model), owner)
     order = keys[::-1] if layer_order == "top_down" else keys
-    randomised = copy.deepcopy(model)
+    # the model's tree copied, its arrays shared: a step replaces a layer's arrays, never writes
+    # into them
+    randomised = copy.deepcopy(model, {id(v): v for v in model.state_dict().values()})
     layers = dict(randomised.named_modules())
     scores = []
     for step, key in enumerate(order):
         layer = layers[key]
-        saved = {name: value.copy() for name, value in layer.state_dict().items()}
-        layer.load_state_dict(reinitialised(layer, rng))
+        saved = layer.state_dict() if layer_order == "independent" else {}
+        for name, value in reinitialised(layer, rng).items():
+            setattr(layer, name, value)  # a new array: the saved (the caller's) ones are kept
         if not skip_layers or step == len(order) - 1:
             scores.append(compare(measure, reference, explanation(randomised), owner))
-        if layer_order == "independent":
-            layer.load_state_dict(saved)
+        for name, value in saved.items():
+            setattr(layer, name, value)
     shown_layers = order[-1:] if skip_layers else order
     return MPRTResult(shown_layers, np.stack(scores, axis=1), original)
 
