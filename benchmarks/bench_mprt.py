@@ -78,7 +78,7 @@ def main() -> None:
         return values
 
     randomisation.reinitialised = recording
-    ours = mprt_once = None  # set by the runs below
+    ours = quantus_scores = None  # set by run_ours and run_theirs
 
     def run_ours():
         nonlocal ours
@@ -86,15 +86,15 @@ def main() -> None:
         ours = randomisation.mprt(model, x, npxai.Gradient, target, seed=0, backend="numba")
 
     def run_theirs():
-        nonlocal mprt_once
+        nonlocal quantus_scores
         replay(list(draws))
         metric = quantus.MPRT(disable_warnings=True)
-        mprt_once = metric(net, x, target, explain_func=gradient, softmax=False, batch_size=64)
+        quantus_scores = metric(net, x, target, explain_func=gradient, softmax=False, batch_size=64)
 
     run_ours()  # compiles the kernels; the draws for the first Quantus call
     run_theirs()
     seconds_ours, seconds_theirs = paired_long_medians(run_ours, run_theirs, args.repeats)
-    theirs = np.array([mprt_once[key] for key in ours.layers]).T
+    theirs = np.array([quantus_scores[key] for key in ours.layers]).T
     print(f"MPRT, VGG16, {args.n}x3x{args.side}x{args.side}, gradient, spearman, 16 layers")
     print(f"npxai   {seconds_ours:8.3f} s")
     print(
