@@ -150,5 +150,7 @@ def prepare(
 def check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:
     """``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {shown(value)}")
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(repr, choices))}, got {shown(value)}"
+        )
     return value

@@ -66,7 +66,13 @@ def infidelity(
     normalize = flag(normalize, f"{owner}: normalize")
     seed = optional_seed(seed, f"{owner}: seed")
     inputs = prepare(
-        owner, model, x, attribution, target, batch_size=batch_size, softmax=softmax,
+        owner,
+        model,
+        x,
+        attribution,
+        target,
+        batch_size=batch_size,
+        softmax=softmax,
         backend=backend,
     )
     x, attribution = inputs.x, inputs.attribution
@@ -163,7 +169,8 @@ def sensitivity_max(
 
     inputs = prepare(owner, model, x, explainer, target, batch_size=batch_size, backend=backend)
     x, target = inputs.x, inputs.target
-    n, rows = len(x), n * n_perturb_samples
+    n = len(x)
+    rows = n * n_perturb_samples
     original = inputs.attribution.reshape(n, -1)
     scale = np.linalg.norm(original, ord=order, axis=1)
     scale = np.where(scale == 0, 1.0, scale)
@@ -187,8 +194,12 @@ def sensitivity_max(
 
 def norm_order(value: Any, owner: str) -> float:
     """``norm_ord`` as the ``ord`` of :func:`numpy.linalg.norm` for vectors: ``"fro"`` is 2."""
-    if value == "fro":
+    if isinstance(value, str) and value == "fro":
         return 2.0
-    if isinstance(value, Real) and not isinstance(value, bool) and (value >= 1 or value == math.inf):
+    if (
+        isinstance(value, Real)
+        and not isinstance(value, bool)
+        and (value >= 1 or value == math.inf)
+    ):
         return float(value)
     raise ValueError(f"{owner}: norm_ord must be 'fro' or a number p >= 1, got {shown(value)}")
