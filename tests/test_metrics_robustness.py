@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import quantus
 import torch
 from captum.attr import Saliency
 from captum.metrics import infidelity as captum_infidelity
@@ -143,6 +144,28 @@ def test_sensitivity_max_is_captum_given_the_same_perturbations(norm_ord):
     )
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=0)
     assert ours.min() > 0.01
+
+
+def test_sensitivity_max_is_quantus_max_sensitivity_given_the_same_draws(monkeypatch):
+    rng = np.random.default_rng(5)
+    x = rng.random((3, 2, 6, 6))
+    model, target = torch_model(), np.array([0, 0, 2])
+    gradient = npxai.Gradient(npxai.from_torch(model))
+    ours = sensitivity_max(
+        model, x, gradient, target, perturb_radius=0.2, n_perturb_samples=5, seed=1
+    )
+    u = np.random.default_rng(1).uniform(-0.2, 0.2, (3, 5, 72))
+    steps = iter(range(5))  # Quantus draws the whole batch's noise once per step
+    monkeypatch.setattr(np.random, "uniform", lambda low, high, size: u[:, next(steps)])
+
+    def explain(model, inputs, targets, **kwargs):
+        inputs = torch.from_numpy(np.asarray(inputs, np.float64)).requires_grad_()
+        targets = torch.as_tensor(targets)
+        return Saliency(model).attribute(inputs, target=targets, abs=False).detach().numpy()
+
+    metric = quantus.MaxSensitivity(nr_samples=5, lower_bound=0.2, disable_warnings=True)
+    theirs = metric(model, x, target, explain(model, x, target), explain_func=explain)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -55,7 +55,8 @@ def infidelity(
     model call.
 
     Captum has no default perturbation (``perturb_func`` is required); ``stdev = 0.003`` is its
-    docstring's example. Captum requires an attribution of the input's shape and its forward
+    docstring's example. For float32 inputs ``x - I`` is rounded to float32 before the model
+    runs, ``I^T Phi`` is not. Captum requires an attribution of the input's shape and its forward
     function's raw output (here ``softmax=False`` by default); it computes the normalised value
     by its polynomial expansion, here directly. Quantus's ``Infidelity`` is another estimator
     (patches replaced by a baseline), not this one.
@@ -148,9 +149,11 @@ def sensitivity_max(
     generator too), called once per batch of rows. Row ``r = n * n_perturb_samples + s`` is
     perturbation ``s`` of sample ``n`` (Captum's order), drawn by ``rng =
     np.random.default_rng(seed)`` in that order (the same stream whatever ``batch_size``).
-    Defaults are Captum 0.9.0's. Differences: Captum draws ``u`` in float32 with torch's global
-    generator; Quantus's ``MaxSensitivity`` is another variant (a larger radius, normalised
-    explanations), not this one.
+    Defaults are Captum 0.9.0's; Captum draws ``u`` in float32 with torch's global generator.
+    Quantus 0.6.0's ``MaxSensitivity`` (``norm_numerator`` and ``norm_denominator`` Frobenius,
+    ``normalise=False``) is the same quantity, equal given the same ``u``, with other defaults:
+    ``nr_samples=200`` perturbations of radius ``lower_bound=0.2``, and no guard against a zero
+    norm (its ratio is then NaN or infinite).
     """
     owner = "sensitivity_max"
     radius = finite_number(perturb_radius, f"{owner}: perturb_radius", minimum=0)
