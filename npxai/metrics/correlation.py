@@ -1,0 +1,148 @@
+"""Faithfulness correlation (Bhatt et al. 2020, "Evaluating and Aggregating Feature-based Model
+Explanations"): how well the attribution summed over a random feature subset predicts the drop
+of the explained output when that subset is replaced by a baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from numbers import Real
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ..analyzers.base import Target
+from ..checks import finite_number, optional_seed, positive_int, shown
+from .base import Attribution, check_choice, prepare
+
+#: A named baseline: the value each replaced entry of sample ``x_n`` takes (Quantus's names).
+BASELINES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "black": lambda x: x.min(axis=tuple(range(1, x.ndim)), keepdims=True),
+    "white": lambda x: x.max(axis=tuple(range(1, x.ndim)), keepdims=True),
+    "mean": lambda x: x.mean(axis=tuple(range(1, x.ndim)), keepdims=True),
+}
+
+#: How the attribution sums and output drops of a sample's runs are correlated.
+SIMILARITIES = ("pearson", "spearman")
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson's ``r`` of each row of ``a`` with the same row of ``b`` (NaN for a constant row)."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+
+
+def faithfulness_correlation(
+    model: Any,
+    x: Any,
+    attribution: Attribution,
+    target: Target = None,
+    *,
+    nr_runs: int = 100,
+    subset_size: int = 224,
+    imputer: str | float | Callable[..., np.ndarray] = "black",
+    similarity: str = "pearson",
+    seed: int | None = None,
+    batch_size: int = 64,
+    softmax: bool = False,
+    backend: str | None = None,
+) -> np.ndarray:
+    """Faithfulness correlation per sample, ``(N,)``::
+
+        mu_F(f, g; x) = corr_{S in |S|-subsets of features} ( sum_{i in S} g(f, x)_i,
+                                                              f(x) - f(x_{[x_S = x_bar_S]}) ),
+
+    ``f`` the explained output (``softmax=True``: of the probabilities), ``g`` the attribution,
+    ``x_bar`` the baseline, over ``nr_runs`` subsets ``S`` of ``subset_size`` features drawn
+    uniformly without replacement. A feature is an attribution entry (a channel-summed map
+    replaces every channel of a chosen pixel and counts its attribution once).
+
+    ``imputer``: ``"black"`` (the sample's minimum), ``"white"`` (its maximum), ``"mean"`` (its
+    mean), a number, or ``impute(x (R, *sample), mask (R, *a) bool, rng) -> (R, *sample)`` (True =
+    replaced, ``rng`` the call's generator, after the subsets of the rows of the batch are
+    drawn). ``similarity``: ``"pearson"`` (Quantus's default) or ``"spearman"`` (Pearson of the
+    ranks, ties averaged); a constant series (e.g. an all-zero attribution) gives NaN.
+
+    Draws: ``rng = np.random.default_rng(seed)``; the subset of run ``r`` of sample ``n`` is the
+    ``(r * N + n)``-th call ``rng.choice(F, subset_size, replace=False)`` (run-major, Quantus's
+    order of ``np.random.choice`` calls), ``F`` the attribution entries per sample. All runs of
+    all samples run through the model ``batch_size`` rows per call.
+
+    Defaults are Quantus 0.6.0's ``FaithfulnessCorrelation``; it equals Quantus's per-sample
+    scores (``return_aggregate=False``) given the same subsets for an attribution of the input's
+    shape (Quantus's ``normalise`` divides the attribution by its maximum magnitude, which leaves
+    the correlation unchanged). Differences: Quantus draws entries of the attribution broadcast to
+    the input's shape (so a channel-summed map's pixel may be replaced in some channels only, and
+    counted once per channel) and requires ``subset_size`` below the number of *pixels*; here it
+    must be below the number of features ``F`` (``F`` itself would draw the same subset every
+    run), and ``nr_runs >= 2`` (a correlation needs two points).
+    """
+    owner = "faithfulness_correlation"
+    nr_runs = positive_int(nr_runs, f"{owner}: nr_runs")
+    if nr_runs < 2:
+        raise ValueError(f"{owner}: nr_runs must be at least 2 (a correlation needs two points)")
+    subset_size = positive_int(subset_size, f"{owner}: subset_size")
+    similarity = check_choice(similarity, SIMILARITIES, f"{owner}: similarity")
+    impute = imputer_function(imputer, owner)
+    seed = optional_seed(seed, f"{owner}: seed")
+    inputs = prepare(
+        owner,
+        model,
+        x,
+        attribution,
+        target,
+        batch_size=batch_size,
+        softmax=softmax,
+        backend=backend,
+    )
+    x, attribution = inputs.x, inputs.attribution
+    n, features = len(x), attribution[0].size
+    if subset_size >= features:
+        raise ValueError(
+            f"{owner}: subset_size must be below the {features} features (attribution entries) "
+            f"per sample, got {subset_size}"
+        )
+    flat = attribution.reshape(n, features)
+    rng = np.random.default_rng(seed)
+    sums = np.empty(n * nr_runs)
+
+    def make_rows(rows: np.ndarray) -> np.ndarray:
+        samples = rows % n
+        subsets = np.stack([rng.choice(features, subset_size, replace=False) for _ in rows])
+        sums[rows] = np.take_along_axis(flat[samples], subsets, axis=1).sum(axis=1)
+        mask = np.zeros((len(rows), features), bool)
+        np.put_along_axis(mask, subsets, True, axis=1)
+        mask = mask.reshape(len(rows), *attribution.shape[1:])
+        imputed = np.asarray(impute(x[samples].astype(np.float64), mask, rng))
+        if imputed.shape != (len(rows), *x.shape[1:]):
+            raise ValueError(
+                f"{owner}: imputer returned shape {imputed.shape}, expected the rows' shape "
+                f"{(len(rows), *x.shape[1:])}"
+            )
+        return imputed
+
+    samples = np.tile(np.arange(n), nr_runs)
+    drops = inputs.full[samples] - inputs.evaluate(make_rows, samples)
+    pairs = sums.reshape(nr_runs, n).T, drops.reshape(nr_runs, n).T
+    if similarity == "spearman":
+        pairs = tuple(rankdata(a, axis=1) for a in pairs)
+    return pearson(*pairs)
+
+
+def imputer_function(imputer: Any, owner: str) -> Callable[..., np.ndarray]:
+    """``imputer`` (a name of :data:`BASELINES`, a number or a function) as ``impute(x, mask,
+    rng)``."""
+    if callable(imputer):
+        return imputer
+    if isinstance(imputer, str) and imputer in BASELINES:
+        baseline = BASELINES[imputer]
+        return lambda x, mask, rng: np.where(mask, baseline(x), x)
+    if isinstance(imputer, Real) and not isinstance(imputer, bool):
+        value = finite_number(imputer, f"{owner}: imputer")
+        return lambda x, mask, rng: np.where(mask, value, x)
+    raise ValueError(
+        f"{owner}: imputer must be one of {', '.join(map(repr, BASELINES))}, a number or a "
+        f"function impute(x, mask, rng), got {shown(imputer)}"
+    )
