@@ -121,14 +121,9 @@ def test_bad_input():
         faithfulness_correlation(model, x, a, nr_runs=1, subset_size=2)
     with pytest.raises(ValueError, match="similarity must be one of 'pearson', 'spearman'"):
         faithfulness_correlation(model, x, a, subset_size=2, similarity="kendall")
-    with pytest.raises(ValueError, match="imputer must be one of 'black', 'white', 'mean'"):
+    with pytest.raises(ValueError, match="imputer must be a finite number, one of 'black'"):
         faithfulness_correlation(model, x, a, subset_size=2, imputer="blurry")
     with pytest.raises(ValueError, match="imputer must be a finite number"):
         faithfulness_correlation(model, x, a, subset_size=2, imputer=float("nan"))
-    with pytest.raises(
-        ValueError,
-        match=r"imputer returned shape \(64, 9\), expected the rows' shape \(64, 1, 3, 3\)",
-    ):
-        faithfulness_correlation(
-            model, x, a, subset_size=2, imputer=lambda x, mask, rng: x.reshape(len(x), -1)
-        )
+    with pytest.raises(ValueError, match=r"must return numbers of x's shape \(2, 1, 3, 3\)"):
+        faithfulness_correlation(model, x, a, subset_size=2, imputer=lambda x: x[:, 0])

@@ -345,3 +345,29 @@ def test_an_explainer_runs_once_for_both_srg_curves():
     assert calls == [((3, 3, 6, 6), [0, 0, 0])]
     again = symmetric_relevance_gain(total, x, a, steps=6, softmax=False)
     assert np.array_equal(gain.score, again.score)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_noisy_linear_imputer_curve(dtype):
+    # ROAD's imputation as a pixel-flipping imputer: step k of sample n is noisy_linear_imputation
+    # of x_n with its k most relevant pixels removed, the noise drawn row after row (sample-major,
+    # the unperturbed column left out) from default_rng(seed); the last step removes every
+    # pixel (its imputation is 0 plus noise). The model is the sum of the input.
+    from npxai.metrics.road import noisy_linear_imputation
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 2, 3, 3)).astype(dtype)
+    a = rng.standard_normal((2, 1, 3, 3))
+    curve = pixel_flipping(lambda r: r.reshape(len(r), -1).sum(1, keepdims=True), x, a, 0,
+                           features_in_step=3, imputer="noisy_linear", seed=4, batch_size=4,
+                           softmax=False)  # fmt: skip
+    draws = np.random.default_rng(4)
+    for n in range(2):
+        first = np.argsort(-a[n].ravel(), kind="stable")
+        expected = [x[n].astype(np.float64).sum()]
+        for k in (3, 6, 9):
+            mask = np.zeros(9, bool)
+            mask[first[:k]] = True
+            row = noisy_linear_imputation(x[n : n + 1], mask.reshape(1, 1, 3, 3), draws)
+            expected.append(row.astype(np.float64).sum())
+        assert_close(curve.scores[n], np.array(expected), dtype)

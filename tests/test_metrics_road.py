@@ -164,9 +164,19 @@ def test_bad_input():
         road(model, x, a, np.ones((2, 3)))
     with pytest.raises(ValueError, match="mask must be a bool array of shape"):
         noisy_linear_imputation(x, np.ones((2, 2, 4, 4), bool))
-    with pytest.raises(ValueError, match="sample 1 has every pixel removed"):
-        noisy_linear_imputation(x, np.arange(32).reshape(2, 1, 4, 4) >= 16)
     with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
         noisy_linear_imputation(x, x > 0, noise=float("inf"))
     with pytest.raises(ValueError, match="rng must be an int >= 0 or None"):
         noisy_linear_imputation(x, x > 0, rng=-3)
+
+
+def test_a_channel_with_every_pixel_removed_gets_the_minimum_norm_solution_zero():
+    # its system is singular (every constant solves it); sample 0, untouched, keeps its values
+    x = np.random.default_rng(3).normal(size=(2, 2, 4, 4))
+    mask = np.arange(32).reshape(2, 1, 4, 4) >= 16
+    out = noisy_linear_imputation(x, mask, noise=0.0)
+    np.testing.assert_array_equal(out[0], x[0])
+    np.testing.assert_array_equal(out[1], 0.0)
+    z = np.random.default_rng(4).standard_normal(x.shape)
+    noisy = noisy_linear_imputation(x, mask, 4, noise=0.5)
+    np.testing.assert_allclose(noisy[1], 0.5 * z[1], rtol=0, atol=1e-15)

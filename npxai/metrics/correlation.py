@@ -4,23 +4,15 @@ of the explained output when that subset is replaced by a baseline."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from numbers import Real
 from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
 
 from ..analyzers.base import Target
-from ..checks import finite_number, optional_seed, positive_int, shown
+from ..checks import optional_seed, positive_int
 from .base import Attribution, check_choice, prepare
-
-#: A named baseline: the value each replaced entry of sample ``x_n`` takes (Quantus's names).
-BASELINES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "black": lambda x: x.min(axis=tuple(range(1, x.ndim)), keepdims=True),
-    "white": lambda x: x.max(axis=tuple(range(1, x.ndim)), keepdims=True),
-    "mean": lambda x: x.mean(axis=tuple(range(1, x.ndim)), keepdims=True),
-}
+from .imputers import check_imputer, imputation
 
 #: How the attribution sums and output drops of a sample's runs are correlated.
 SIMILARITIES = ("pearson", "spearman")
@@ -42,7 +34,7 @@ def faithfulness_correlation(
     *,
     nr_runs: int = 100,
     subset_size: int = 224,
-    imputer: str | float | Callable[..., np.ndarray] = "black",
+    imputer: Any = "black",
     similarity: str = "pearson",
     seed: int | None = None,
     batch_size: int = 64,
@@ -59,10 +51,9 @@ def faithfulness_correlation(
     uniformly without replacement. A feature is an attribution entry (a channel-summed map
     replaces every channel of a chosen pixel and counts its attribution once).
 
-    ``imputer``: ``"black"`` (the sample's minimum), ``"white"`` (its maximum), ``"mean"`` (its
-    mean), a number, or ``impute(x (R, *sample), mask (R, *a) bool, rng) -> (R, *sample)`` (True =
-    replaced, ``rng`` the call's generator, after the subsets of the rows of the batch are
-    drawn). ``similarity``: ``"pearson"`` (Quantus's default) or ``"spearman"`` (Pearson of the
+    ``imputer``: as for the perturbation curves (:mod:`npxai.metrics.imputers`): ``"black"`` (the
+    sample's minimum, Quantus's default), ``"white"``, ``"mean"``, ``"blur"``, ``"uniform"``,
+    ``"noisy_linear"``, a number, or ``imputer(x) -> values of x's shape``. ``similarity``: ``"pearson"`` (Quantus's default) or ``"spearman"`` (Pearson of the
     ranks, ties averaged); a constant series (e.g. an all-zero attribution) gives NaN.
 
     Draws: ``rng = np.random.default_rng(seed)``; the subset of run ``r`` of sample ``n`` is the
@@ -85,7 +76,7 @@ def faithfulness_correlation(
         raise ValueError(f"{owner}: nr_runs must be at least 2 (a correlation needs two points)")
     subset_size = positive_int(subset_size, f"{owner}: subset_size")
     similarity = check_choice(similarity, SIMILARITIES, f"{owner}: similarity")
-    impute = imputer_function(imputer, owner)
+    imputer = check_imputer(imputer, owner)
     seed = optional_seed(seed, f"{owner}: seed")
     inputs = prepare(
         owner,
@@ -106,6 +97,7 @@ def faithfulness_correlation(
         )
     flat = attribution.reshape(n, features)
     rng = np.random.default_rng(seed)
+    impute = imputation(x, imputer, rng, owner)
     sums = np.empty(n * nr_runs)
 
     def make_rows(rows: np.ndarray) -> np.ndarray:
@@ -115,13 +107,7 @@ def faithfulness_correlation(
         mask = np.zeros((len(rows), features), bool)
         np.put_along_axis(mask, subsets, True, axis=1)
         mask = mask.reshape(len(rows), *attribution.shape[1:])
-        imputed = np.asarray(impute(x[samples].astype(np.float64), mask, rng))
-        if imputed.shape != (len(rows), *x.shape[1:]):
-            raise ValueError(
-                f"{owner}: imputer returned shape {imputed.shape}, expected the rows' shape "
-                f"{(len(rows), *x.shape[1:])}"
-            )
-        return imputed
+        return impute(samples, mask)
 
     samples = np.tile(np.arange(n), nr_runs)
     drops = inputs.full[samples] - inputs.evaluate(make_rows, samples)
@@ -129,20 +115,3 @@ def faithfulness_correlation(
     if similarity == "spearman":
         pairs = tuple(rankdata(a, axis=1) for a in pairs)
     return pearson(*pairs)
-
-
-def imputer_function(imputer: Any, owner: str) -> Callable[..., np.ndarray]:
-    """``imputer`` (a name of :data:`BASELINES`, a number or a function) as ``impute(x, mask,
-    rng)``."""
-    if callable(imputer):
-        return imputer
-    if isinstance(imputer, str) and imputer in BASELINES:
-        baseline = BASELINES[imputer]
-        return lambda x, mask, rng: np.where(mask, baseline(x), x)
-    if isinstance(imputer, Real) and not isinstance(imputer, bool):
-        value = finite_number(imputer, f"{owner}: imputer")
-        return lambda x, mask, rng: np.where(mask, value, x)
-    raise ValueError(
-        f"{owner}: imputer must be one of {', '.join(map(repr, BASELINES))}, a number or a "
-        f"function impute(x, mask, rng), got {shown(imputer)}"
-    )

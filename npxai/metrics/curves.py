@@ -12,6 +12,7 @@ only when its batch goes through the model, from the ranks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,11 +108,15 @@ def step_counts(
 
 
 def perturbed_scores(
-    inputs: Inputs, ranks: np.ndarray, counts: np.ndarray, imputed: np.ndarray, insertion: bool
+    inputs: Inputs,
+    ranks: np.ndarray,
+    counts: np.ndarray,
+    impute: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    insertion: bool,
 ) -> np.ndarray:
     """``scores (N, S + 1)`` of the curve (see the module), ``ranks (N, *a)`` the rank of the
     feature of each entry (``a`` broadcasting to the sample shape), ``counts`` the ``c_k``,
-    ``imputed`` the replacement values of ``x``. The column that is ``x`` itself (``k = 0`` of a
+    ``impute(samples, mask)`` the perturbed inputs (:func:`npxai.metrics.imputers.imputation`). The column that is ``x`` itself (``k = 0`` of a
     deletion curve, ``k = S`` of an insertion curve) is the explained output ``inputs.full``."""
     n, width = len(inputs.x), len(counts)
     unperturbed = width - 1 if insertion else 0
@@ -125,7 +130,7 @@ def perturbed_scores(
         replaced = ranks[m] < counts[k].reshape((len(rows),) + axes)
         if insertion:
             replaced = ~replaced
-        return np.where(replaced, imputed[m], inputs.x[m])
+        return impute(m, replaced)
 
     scores = np.empty((n, width))
     scores[:, columns] = inputs.evaluate(make_rows, samples).reshape(n, len(columns))

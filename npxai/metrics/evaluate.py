@@ -36,7 +36,7 @@ from .faithfulness import (
     symmetric_relevance_gain,
 )
 from .plots import save_curves
-from .randomisation import MPRTResult, mprt, random_logit
+from .randomisation import mprt, random_logit
 from .road import road
 from .robustness import infidelity, sensitivity_max
 
@@ -106,65 +106,125 @@ ROAD_PERCENTAGES = tuple(range(10, 100, 10))
 #: The metrics of ``npxai evaluate`` by name (see the module).
 METRICS: dict[str, Metric] = {
     "pixel-flipping": Metric(
-        lambda c: pixel_flipping(c.model, c.x, c.pixels, c.target, steps=100,
-                                 batch_size=c.batch_size, seed=c.seed),  # fmt: skip
-        _score, False, "100 steps, imputer black, most relevant first; AUC", _curve,
+        lambda c: pixel_flipping(
+            c.model,
+            c.x,
+            c.pixels,
+            c.target,
+            steps=min(100, c.pixels[0].size),
+            batch_size=c.batch_size,
+            seed=c.seed,
+        ),  # fmt: skip
+        _score,
+        False,
+        "100 steps (at most a pixel each), imputer black, most relevant first; AUC",
+        _curve,
     ),  # fmt: skip
     "region-perturbation": Metric(
-        lambda c: region_perturbation(c.model, c.x, c.pixels, c.target,
-                                      patch_size=c.patch_size(), batch_size=c.batch_size,
-                                      seed=c.seed),  # fmt: skip
-        _score, True, "patches of 8 x 8 on 224 x 224 images, 100 regions, imputer uniform; AOPC",
+        lambda c: region_perturbation(
+            c.model,
+            c.x,
+            c.pixels,
+            c.target,
+            patch_size=c.patch_size(),
+            batch_size=c.batch_size,
+            seed=c.seed,
+        ),  # fmt: skip
+        _score,
+        True,
+        "patches of 8 x 8 on 224 x 224 images, 100 regions, imputer uniform; AOPC",
         _curve,
     ),  # fmt: skip
     "deletion": Metric(
         lambda c: deletion(c.model, c.x, c.pixels, c.target, batch_size=c.batch_size, seed=c.seed),
-        _score, False, "100 steps, imputer 0; AUC", _curve,
+        _score,
+        False,
+        "100 steps (at most a pixel each), imputer 0; AUC",
+        _curve,
     ),  # fmt: skip
     "insertion": Metric(
         lambda c: insertion(c.model, c.x, c.pixels, c.target, batch_size=c.batch_size, seed=c.seed),
-        _score, True, "100 steps from the blurred image; AUC", _curve, "fraction of pixels inserted",
+        _score,
+        True,
+        "100 steps (at most a pixel each) from the blurred image; AUC",
+        _curve,
+        "fraction of pixels inserted",
     ),  # fmt: skip
     "srg": Metric(
-        lambda c: symmetric_relevance_gain(c.model, c.x, c.pixels, c.target,
-                                           batch_size=c.batch_size, seed=c.seed),  # fmt: skip
-        _score, True, "100 steps each way, imputer mean; AUC(lerf) - AUC(morf)", _gain_curves,
+        lambda c: symmetric_relevance_gain(
+            c.model, c.x, c.pixels, c.target, batch_size=c.batch_size, seed=c.seed
+        ),  # fmt: skip
+        _score,
+        True,
+        "100 steps (at most a pixel each) each way, imputer mean; AUC(lerf) - AUC(morf)",
+        _gain_curves,
     ),  # fmt: skip
     "road": Metric(
-        lambda c: road(c.model, c.x, c.pixels, c.target, percentages=ROAD_PERCENTAGES,
-                       batch_size=c.batch_size, seed=c.seed),  # fmt: skip
-        lambda r: r.mean(axis=1), False,
+        lambda c: road(
+            c.model,
+            c.x,
+            c.pixels,
+            c.target,
+            percentages=ROAD_PERCENTAGES,
+            batch_size=c.batch_size,
+            seed=c.seed,
+        ),  # fmt: skip
+        lambda r: r.mean(axis=1),
+        False,
         "10, 20, .., 90 % removed most relevant first, noisy linear imputation; mean accuracy",
-        lambda r: {"": (np.array(ROAD_PERCENTAGES) / 100, r)}, "fraction of pixels removed",
+        lambda r: {"": (np.array(ROAD_PERCENTAGES) / 100, r)},
+        "fraction of pixels removed",
         "target still predicted",
     ),  # fmt: skip
     "faithfulness-correlation": Metric(
-        lambda c: faithfulness_correlation(c.model, c.x, c.pixels, c.target, softmax=True,
-                                           batch_size=c.batch_size, seed=c.seed),  # fmt: skip
-        _same, True, "100 subsets of 224 pixels, imputer black, probabilities",
+        lambda c: faithfulness_correlation(
+            c.model,
+            c.x,
+            c.pixels,
+            c.target,
+            subset_size=min(224, c.pixels[0].size // 4),
+            softmax=True,
+            batch_size=c.batch_size,
+            seed=c.seed,
+        ),  # fmt: skip
+        _same,
+        True,
+        "100 subsets of 224 pixels (a quarter of smaller images), imputer black, probabilities",
     ),  # fmt: skip
     "infidelity": Metric(
-        lambda c: infidelity(c.model, c.x, c.attribution, c.target, batch_size=c.batch_size,
-                             seed=c.seed),  # fmt: skip
-        _same, False, "10 Gaussian perturbations of stdev 0.003, logits",
+        lambda c: infidelity(
+            c.model, c.x, c.attribution, c.target, batch_size=c.batch_size, seed=c.seed
+        ),  # fmt: skip
+        _same,
+        False,
+        "10 Gaussian perturbations of stdev 0.003, logits",
     ),  # fmt: skip
     "sensitivity-max": Metric(
-        lambda c: sensitivity_max(c.model, c.x, c.explainer, c.target, batch_size=c.batch_size,
-                                  seed=c.seed),  # fmt: skip
-        _same, False, "10 inputs in the L-inf ball of radius 0.02",
+        lambda c: sensitivity_max(
+            c.model, c.x, c.explainer, c.target, batch_size=c.batch_size, seed=c.seed
+        ),  # fmt: skip
+        _same,
+        False,
+        "10 inputs in the L-inf ball of radius 0.02",
     ),  # fmt: skip
     "mprt": Metric(
-        lambda c: mprt(c.model, c.x, c.make_explainer, c.target, batch_size=c.batch_size,
-                       seed=c.seed),  # fmt: skip
-        lambda r: r.last, False,
+        lambda c: mprt(
+            c.model, c.x, c.make_explainer, c.target, batch_size=c.batch_size, seed=c.seed
+        ),  # fmt: skip
+        lambda r: r.last,
+        False,
         "cascading from the output layer, Spearman; the similarity after the last layer",
-        lambda r: {"": (np.arange(1, len(r.layers) + 1), r.scores)}, "layers randomised",
+        lambda r: {"": (np.arange(1, len(r.layers) + 1), r.scores)},
+        "layers randomised",
         "Spearman similarity",
     ),  # fmt: skip
     "random-logit": Metric(
-        lambda c: random_logit(c.model, c.x, c.explainer, c.target, batch_size=c.batch_size,
-                               seed=c.seed),  # fmt: skip
-        _same, False, "one random other class, SSIM",
+        lambda c: random_logit(
+            c.model, c.x, c.explainer, c.target, batch_size=c.batch_size, seed=c.seed
+        ),  # fmt: skip
+        _same,
+        False,
+        "one random other class, SSIM",
     ),  # fmt: skip
     "sparseness": Metric(
         lambda c: sparseness(None, c.x, c.attribution), _same, True, "Gini index of |a|"
@@ -173,13 +233,18 @@ METRICS: dict[str, Metric] = {
         lambda c: complexity(None, c.x, c.attribution), _same, False, "entropy of |a| / sum |a|"
     ),
     "effective-complexity": Metric(
-        lambda c: effective_complexity(None, c.x, c.attribution), _same, False,
+        lambda c: effective_complexity(None, c.x, c.attribution),
+        _same,
+        False,
         "entries with |a| / max |a| > 1e-5",
     ),  # fmt: skip
     "completeness": Metric(
-        lambda c: np.abs(completeness(c.model, c.x, c.attribution, c.target,
-                                      batch_size=c.batch_size)),  # fmt: skip
-        _same, False, "|sum a - (f(x) - f(0))|, logits",
+        lambda c: np.abs(
+            completeness(c.model, c.x, c.attribution, c.target, batch_size=c.batch_size)
+        ),  # fmt: skip
+        _same,
+        False,
+        "|sum a - (f(x) - f(0))|, logits",
     ),  # fmt: skip
 }
 
@@ -280,8 +345,9 @@ def evaluate(
         explainer = make(model)
         attribution = explain(explainer, x, indices, f"evaluate: {method}")
         case = Case(model, x, indices, attribution, explainer, make, seed, batch_size)
-        values, results = evaluation.values.setdefault(method, {}), evaluation.results.setdefault(
-            method, {}
+        values, results = (
+            evaluation.values.setdefault(method, {}),
+            evaluation.results.setdefault(method, {}),
         )
         for name in names:
             start = time.perf_counter()

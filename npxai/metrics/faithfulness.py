@@ -30,7 +30,7 @@ from .curves import (
     perturbed_scores,
     step_counts,
 )
-from .imputers import check_imputer, replacement
+from .imputers import check_imputer, imputation
 
 #: The step count of deletion, insertion and the symmetric relevance gain when neither
 #: ``features_in_step`` nor ``steps`` is given.
@@ -46,8 +46,8 @@ def _feature_curve(
     values = attribution.reshape(len(attribution), -1)
     counts = step_counts(values.shape[1], features_in_step, steps, default_steps, inputs.owner)
     ranks = feature_ranks(values, order).reshape(attribution.shape)
-    imputed = replacement(inputs.x, imputer, np.random.default_rng(seed), inputs.owner)
-    scores = perturbed_scores(inputs, ranks, counts, imputed, insertion)
+    impute = imputation(inputs.x, imputer, np.random.default_rng(seed), inputs.owner)
+    scores = perturbed_scores(inputs, ranks, counts, impute, insertion)
     return scores, counts / values.shape[1]
 
 
@@ -254,6 +254,6 @@ def region_perturbation(
     for axis, size in enumerate(sizes):
         ranks = np.repeat(ranks, size, axis=axis + 1)
     counts = np.arange(min(regions_evaluation, sums.shape[1]) + 1)
-    imputed = replacement(x, imputer, np.random.default_rng(seed), owner)
-    scores = perturbed_scores(inputs, ranks[:, None], counts, imputed, insertion=False)
+    impute = imputation(x, imputer, np.random.default_rng(seed), owner)
+    scores = perturbed_scores(inputs, ranks[:, None], counts, impute, insertion=False)
     return PerturbationCurve(scores, counts / sums.shape[1], order, "aopc", order == "morf")

@@ -20,10 +20,17 @@ elsewhere. The imputers (``imputer``):
   (Samek et al.'s region perturbation). Quantus 0.6.0's batched perturbation draws one value
   per sample and step instead, shared by all entries perturbed in that step; and other bounds:
   :func:`uniform_draws`;
+- ``"noisy_linear"``: ROAD's noisy linear imputation (Rong et al. 2022,
+  :func:`npxai.metrics.road.noisy_linear_imputation`, noise 0.01): each perturbed pixel the
+  weighted mean of its neighbours given the kept ones, plus Gaussian noise. Its values depend on
+  which entries are perturbed, so it is computed per perturbed input (a sparse solve each; the
+  mask is the attribution's, ``(1 or C, H, W)`` per sample, images only);
 - a callable ``imputer(x) -> array of x's shape`` (e.g.
   ``functools.partial(gaussian_blur, sigma=2.0)``), its result checked.
 
-The named imputers are the entries of :data:`IMPUTERS`, ``name -> f(x, rng)``.
+The named imputers are the entries of :data:`IMPUTERS`, ``name -> f(x, rng)`` (fixed values),
+and of :data:`MASKED_IMPUTERS`, ``name -> f(x, mask, rng)`` (values that depend on the mask).
+A metric reaches both through :func:`imputation`.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..checks import shown
+from .road import noisy_linear_imputation
 
 #: The blur imputer's standard deviation in pixels (RISE's ``nsig``).
 BLUR_SIGMA = 5.0
@@ -79,15 +87,23 @@ IMPUTERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
 }
 
 
+#: The named imputers whose values depend on which entries are perturbed, ``name -> f(x, mask,
+#: rng) -> x`` with the entries under ``mask`` (True = perturbed) replaced.
+MASKED_IMPUTERS: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]] = {
+    "noisy_linear": noisy_linear_imputation,
+}
+
+
 def check_imputer(imputer: Any, owner: str) -> Any:
     """``imputer`` if it is a finite number, a name in :data:`IMPUTERS` or a callable, else
     ``ValueError`` naming ``imputer`` and the choices."""
     if isinstance(imputer, Real) and not isinstance(imputer, bool) and np.isfinite(imputer):
         return imputer
-    if (isinstance(imputer, str) and imputer in IMPUTERS) or callable(imputer):
+    names = (*IMPUTERS, *MASKED_IMPUTERS)
+    if (isinstance(imputer, str) and imputer in names) or callable(imputer):
         return imputer
     raise ValueError(
-        f"{owner}: imputer must be a finite number, one of {', '.join(map(repr, IMPUTERS))} or "
+        f"{owner}: imputer must be a finite number, one of {', '.join(map(repr, names))} or "
         f"a callable imputer(x) -> array of x's shape, got {shown(imputer)}"
     )
 
@@ -109,3 +125,17 @@ def replacement(x: np.ndarray, imputer: Any, rng: np.random.Generator, owner: st
     else:
         values = np.full(x.shape, imputer)
     return np.ascontiguousarray(values, dtype=x.dtype)
+
+
+def imputation(
+    x: np.ndarray, imputer: Any, rng: np.random.Generator, owner: str
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``impute(samples, mask)``: the perturbed inputs ``h`` of samples ``samples`` of ``x``
+    (rows ``(R, *sample)``, ``x``'s dtype), the entries under ``mask`` (bool ``(R, *a)``, ``a``
+    broadcasting to the sample shape) replaced as ``imputer`` (accepted by
+    :func:`check_imputer`) says."""
+    if isinstance(imputer, str) and imputer in MASKED_IMPUTERS:
+        masked = MASKED_IMPUTERS[imputer]
+        return lambda samples, mask: masked(x[samples], mask, rng)
+    values = replacement(x, imputer, rng, owner)
+    return lambda samples, mask: np.where(mask, values[samples], x[samples])

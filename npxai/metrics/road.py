@@ -45,29 +45,26 @@ NEIGHBOURS = (
 )
 
 
-def linear_imputation(x: np.ndarray, mask: np.ndarray, owner: str) -> np.ndarray:
+def linear_imputation(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``x`` (float64, ``(N, C, H, W)``) with the entries under ``mask`` (bool ``(N, 1 or C, H,
     W)``, a one-channel mask removing a pixel from every channel) replaced by the solution of the
-    module's linear system, without noise; ``ValueError`` naming ``owner`` when a sample's mask
-    channel removes every pixel (nothing to impute from)."""
+    module's linear system, without noise. A (sample, mask channel) with every pixel removed has
+    nothing to impute from: its system is singular (every constant solves it) and it gets the
+    minimum-norm solution, 0 (the end of a pixel-flipping curve; ROAD itself never removes
+    everything)."""
     n, c, h, w = x.shape
     m = mask.shape[1]
     groups = n * m
     # values[g, i, j, k]: group g = (sample, mask channel), k the channels that mask channel covers
     values = x.reshape(n, m, c // m, h, w).transpose(0, 1, 3, 4, 2).reshape(groups, h, w, c // m)
+    values = values.copy()
     removed = mask.reshape(groups, h, w)
     full = removed.all(axis=(1, 2))
-    if full.any():
-        g = int(np.flatnonzero(full)[0])
-        raise ValueError(
-            f"{owner}: sample {g // m}"
-            + (f", channel {g % m}," if m > 1 else "")
-            + " has every pixel removed, so there is nothing to impute it from: keep at least one"
-            " pixel of each channel"
-        )
+    values[full] = 0.0
+    removed = removed & ~full[:, None, None]
     unknowns = int(removed.sum())
     if unknowns == 0:
-        return x.copy()
+        return values.reshape(n, m, h, w, c // m).transpose(0, 1, 4, 2, 3).reshape(n, c, h, w)
     ids = np.full((groups, h + 2, w + 2), -1)
     ids[:, 1:-1, 1:-1][removed] = np.arange(unknowns)
     inside = np.zeros((groups, h + 2, w + 2), bool)
@@ -130,8 +127,9 @@ def noisy_linear_imputation(
     """The images ``x`` ``(N, C, H, W)`` with the entries under ``mask`` (bool ``(N, 1 or C, H,
     W)``, True = removed; a one-channel mask removes a pixel in every channel) replaced by noisy
     linear imputation (see :mod:`npxai.metrics.road`): ``v_p + noise * z_p``, ``z =
-    rng.standard_normal(x.shape)`` (``rng`` a generator or a seed), in ``x``'s dtype. Every
-    (sample, mask channel) must keep at least one pixel. Quantus's ``noisy_linear_imputation``
+    rng.standard_normal(x.shape)`` (``rng`` a generator or a seed), in ``x``'s dtype. A
+    (sample, mask channel) with every pixel removed becomes ``noise * z`` (its linear
+    imputation is 0, see :func:`linear_imputation`). Quantus's ``noisy_linear_imputation``
     takes one image and flat pixel indices instead of a mask, and draws its noise from
     ``np.random``."""
     owner = "noisy_linear_imputation"
@@ -145,7 +143,7 @@ def noisy_linear_imputation(
     if not isinstance(rng, np.random.Generator):
         rng = optional_seed(rng, f"{owner}: rng")
     z = np.random.default_rng(rng).standard_normal(x.shape)
-    imputed = linear_imputation(x.astype(np.float64), mask, owner)
+    imputed = linear_imputation(x.astype(np.float64), mask)
     return noisy(imputed, mask, z, noise).astype(x.dtype)
 
 
@@ -235,7 +233,7 @@ def road(
         z = np.stack(
             [np.random.default_rng(children[r]).standard_normal(x.shape[1:]) for r in rows]
         )
-        imputed = linear_imputation(x[samples].astype(np.float64), mask, owner)
+        imputed = linear_imputation(x[samples].astype(np.float64), mask)
         return noisy(imputed, mask, z, noise)
 
     # explained output of a one-hot arg-max: 1.0 where the predicted class is the target
