@@ -4,7 +4,10 @@
   folder (the small bundled digits model when the models extra is missing);
 - ``npxai explain IMAGE... --model NAME --method NAME``: one heatmap PNG per image and method
   (an IMAGE may be a folder or a quoted glob pattern), the images in batches;
-- ``npxai methods``: the methods, LRP composites and rules, described by their docstrings;
+- ``npxai evaluate IMAGE... --method NAME --metric NAME``: methods against metrics
+  (:mod:`npxai.metrics`), a table on stdout and the perturbation curves as PNG plots;
+- ``npxai methods``: the methods, LRP composites and rules, and the metrics, described by their
+  docstrings;
 - ``npxai digits``: the bundled digits model in the terminal (accuracy, and gradients as text).
 
 Exit status: 0 done; 1 something failed that the command line could not know (a missing or
@@ -16,6 +19,7 @@ argument), with the usage.
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import os
 import re
@@ -52,6 +56,10 @@ if TYPE_CHECKING:
 
     from .analyzers import Analyzer
 
+#: The ``--backend`` option's settings.
+BACKEND_OPTION = {"choices": BACKENDS, "default": None, "help": "numba (default), numpy or cuda"}
+#: The methods ``npxai evaluate`` compares without ``--method``.
+DEFAULT_EVALUATED = ("Gradient", "IntegratedGradients", "LRP")
 #: Side of the written heatmaps, in pixels (the caption strip comes below).
 PNG_SIZE = 224
 CAPTION_HEIGHT = 34
@@ -393,6 +401,52 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``npxai evaluate``: each method explains all the images once, each metric measures that
+    explanation; the table of means over the images on stdout, the curves as PNGs."""
+    from .metrics import evaluation
+
+    try:
+        chosen = methods.lookup(args.method or list(DEFAULT_EVALUATED))
+        metric_names = evaluation.metric_names(args.metric or list(evaluation.DEFAULT_METRICS))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.arch is not None:
+        zoo.parse_arch(args.arch)
+    paths = image_paths(args.images)
+    for path in paths:
+        check_aspect_ratio(path, *imagenet.image_size(path))
+    ready = zoo.ready_model(args.model, args.arch, args.key)
+    target = parse_target(ready, args.target)
+    every = any(
+        part.strip().lower() == "all" for name in args.method or [] for part in name.split(",")
+    )
+    kept = {name for name, _ in build_analyzers(ready, chosen, every, args.patterns)}
+    setting = ready.setting(patterns=args.patterns)
+    explainers = {method.name: functools.partial(method.build, setting=setting)
+                  for method in chosen if method.name in kept}  # fmt: skip
+    x = np.concatenate([sample.x for batch in image_batches(ready, paths, len(paths), False)
+                        for sample in batch])  # fmt: skip
+
+    def progress(method: str, metric: str, seconds: float) -> None:
+        print(f"{method}  {metric}  {seconds:.2f} s", file=sys.stderr)
+
+    result = evaluation.evaluate(ready.model, x, explainers, metric_names, target,
+                                 seed=args.seed, batch_size=args.batch_size,
+                                 progress=progress)  # fmt: skip
+    print(f"{ready.name}, {len(x)} image{'s' * (len(x) > 1)}: the mean over the images of each "
+          "metric's score per image\n")  # fmt: skip
+    print(result.table())
+    print()
+    for name in metric_names:
+        print(f"  {name}: {evaluation.METRICS[name].settings}")
+    written = result.save_curves(args.out)
+    if written:
+        print(f"\nwrote {len(written)} plots of the mean curves to {args.out}/: "
+              f"{', '.join(path.name for path in written)}")  # fmt: skip
+    return 0
+
+
 def run_methods(args: argparse.Namespace) -> int:
     """``npxai methods``: the analyzers, LRP composites and rules, one described item each."""
     width = max(shutil.get_terminal_size((100, 24)).columns, 60)
@@ -412,6 +466,12 @@ def run_methods(args: argparse.Namespace) -> int:
     print("\nLRP rules of npxai.rules (for composites of your own, in Python):")
     for name, cls in methods.rule_classes().items():
         item(name, methods.summary(cls))
+    from .metrics.evaluation import METRICS
+
+    print("\nMetrics of npxai.metrics (npxai evaluate --metric NAME):")
+    for name, metric in METRICS.items():
+        better = "higher" if metric.higher_is_better else "lower"
+        item(name, f"{metric.settings} ({better} is better)")
     note = ("Method names ignore case, '-' and '_'; the 'LRP-' prefix may be left out; 'LRP' alone "
             "is LRP-EpsilonPlusFlat (LRP's default); 'all' is every method above.")  # fmt: skip
     print("\n" + textwrap.fill(note, width))
@@ -455,6 +515,53 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def add_model_options(sub: argparse.ArgumentParser) -> None:
+    """The options of ``explain`` and ``evaluate`` that choose the model, the target, the
+    patterns and the backend."""
+    sub.add_argument(
+        "--model",
+        default=zoo.EFFICIENTNET,
+        metavar="NAME|PATH",
+        help=f"{', '.join(zoo.known_models())}, a weights file with --arch, or an ONNX "
+        f"model (model.onnx: needs the onnx package) (default {zoo.EFFICIENTNET}, pretrained: "
+        f"needs {MODELS_EXTRA})",
+    )
+    sub.add_argument(
+        "--arch",
+        metavar="NAME[:key=value,...]",
+        help="the npxai.models constructor for a weights file given as --model, with its "
+        "arguments, e.g. resnet18:num_classes=2",
+    )
+    sub.add_argument(
+        "--key",
+        metavar="KEY",
+        help="the entry of a training checkpoint that holds the weights, e.g. state_dict (a "
+        "'module.' prefix on every key, from DataParallel, is stripped)",
+    )
+    sub.add_argument(
+        "--target", metavar="CLASS", help="class index or name (default: the predicted class)"
+    )
+    sub.add_argument(
+        "--patterns",
+        metavar="FILE.npz",
+        help="PatternNet's and PatternAttribution's patterns, a file written by "
+        "npxai.PatternNet(model).fit(inputs).save(FILE.npz) (default for 8-pixel grey models: "
+        "learnt from the bundled digits; needed for the others)",
+    )
+    sub.add_argument("--backend", **BACKEND_OPTION)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``npxai`` argument parser; each subcommand's parser holds its function as ``run``."""
     parser = argparse.ArgumentParser(
@@ -472,7 +579,6 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run, parser=sub)
         return sub
 
-    backend = {"choices": BACKENDS, "default": None, "help": "numba (default), numpy or cuda"}
     demo = command(
         "demo",
         run_demo,
@@ -494,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=zoo.EFFICIENTNET,
         help=f"the model ({zoo.EFFICIENTNET})",
     )
-    demo.add_argument("--backend", **backend)
+    demo.add_argument("--backend", **BACKEND_OPTION)
 
     explain = command(
         "explain",
@@ -523,35 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="image files (PNG, JPEG, ...), folders (their image files, sorted) or quoted "
         "patterns ('photos/*.jpg', expanded by npxai)",
     )
-    explain.add_argument(
-        "--model",
-        default=zoo.EFFICIENTNET,
-        metavar="NAME|PATH",
-        help=f"{', '.join(zoo.known_models())}, a weights file with --arch, or an ONNX "
-        f"model (model.onnx: needs the onnx package) (default {zoo.EFFICIENTNET}, pretrained: "
-        f"needs {MODELS_EXTRA})",
-    )
-    explain.add_argument(
-        "--arch",
-        metavar="NAME[:key=value,...]",
-        help="the npxai.models constructor for a weights file given as --model, with its "
-        "arguments, e.g. resnet18:num_classes=2",
-    )
-    explain.add_argument(
-        "--key",
-        metavar="KEY",
-        help="the entry of a training checkpoint that holds the weights, e.g. state_dict (a "
-        "'module.' prefix on every key, from DataParallel, is stripped)",
-    )
+    add_model_options(explain)
     explain.add_argument(
         "--method",
         action="append",
         metavar="NAME",
         help="repeatable or comma-separated; 'all' for every method; 'npxai methods' lists them "
         "(default LRP-EpsilonPlusFlat)",
-    )
-    explain.add_argument(
-        "--target", metavar="CLASS", help="class index or name (default: the predicted class)"
     )
     explain.add_argument(
         "--batch-size",
@@ -573,18 +657,66 @@ def build_parser() -> argparse.ArgumentParser:
         "with .npy",
     )
     explain.add_argument(
-        "--patterns",
-        metavar="FILE.npz",
-        help="PatternNet's and PatternAttribution's patterns, a file written by "
-        "npxai.PatternNet(model).fit(inputs).save(FILE.npz) (default for 8-pixel grey models: "
-        "learnt from the bundled digits; needed for the others)",
-    )
-    explain.add_argument("--backend", **backend)
-    explain.add_argument(
         "--out",
         default="npxai-heatmaps",
         metavar="DIR",
         help="folder for the PNGs (default npxai-heatmaps)",
+    )
+
+    evaluate = command(
+        "evaluate",
+        run_evaluate,
+        "methods against metrics on your images",
+        textwrap.fill(
+            "Explain the images with each method once, measure each explanation with each metric "
+            "(npxai.metrics), print the table of methods against metrics (each cell the mean "
+            "over the images; 'npxai methods' lists the metrics and their settings) and write "
+            "the perturbation curves as PNG plots, one per metric, method beside method. The "
+            "perturbation metrics perturb whole pixels, ranked by the attribution summed over "
+            "the channels. Progress goes to stderr.",
+            90,
+        ),
+        epilog="examples:\n"
+        "  npxai evaluate cat.jpg dog.jpg --method gradient,lrp --metric deletion,insertion\n"
+        "  npxai evaluate photos/ --model lenet-digits --metric all --out curves",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("images", nargs="+", metavar="IMAGE",
+                          help="image files, folders or quoted patterns, as for explain")  # fmt: skip
+    add_model_options(evaluate)
+    evaluate.add_argument(
+        "--method",
+        action="append",
+        metavar="NAME",
+        help="repeatable or comma-separated, 'all' for every method (default "
+        f"{','.join(DEFAULT_EVALUATED)})",
+    )
+    evaluate.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME",
+        help="repeatable or comma-separated, 'all' for every metric; 'npxai methods' lists them "
+        "(default deletion,insertion,sparseness,complexity)",
+    )
+    evaluate.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        metavar="N",
+        help="perturbed inputs per model call (default 64)",
+    )
+    evaluate.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="seed of the metrics' random draws (default 0)",
+    )
+    evaluate.add_argument(
+        "--out",
+        default="npxai-evaluation",
+        metavar="DIR",
+        help="folder for the curve plots (default npxai-evaluation)",
     )
 
     command(

@@ -17,6 +17,7 @@ from PIL import Image
 
 import npxai
 from npxai import cli, imagenet, methods, zoo
+from npxai.metrics.evaluation import METRICS
 from npxai.models.efficientnet import WEIGHTS_PACKAGE
 
 BUNDLED = files("npxai.reference_models")
@@ -54,7 +55,7 @@ def digit_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_no_command_prints_the_help(tmp_path):
     result = npxai_cli(cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("demo", "explain", "methods", "digits"):
+    for command in ("demo", "explain", "evaluate", "methods", "digits"):
         assert command in result.stdout
 
 
@@ -68,6 +69,8 @@ def test_methods_lists_every_method_composite_and_rule(tmp_path):
     for name in names:
         assert f"  {name} " in result.stdout, name
     assert methods.summary(npxai.composites.EpsilonPlusFlat) in " ".join(result.stdout.split())
+    for name in METRICS:
+        assert f"  {name} " in result.stdout, name
 
 
 def test_demo_with_the_digits_model_writes_every_method(tmp_path):
@@ -639,3 +642,34 @@ def test_a_method_named_for_a_model_it_cannot_explain_is_an_error(tmp_path, digi
         result, 1, "DeepLift: layer 'encoder.layers.encoder_layer_0.ln_1' (LayerNorm)"
     )
     assert not (tmp_path / "npxai-heatmaps").exists()
+
+
+def test_evaluate_prints_the_table_and_writes_the_curves(tmp_path):
+    paths = digit_pngs(tmp_path / "digits", 3)
+    result = npxai_cli("evaluate", "digits", "--model", "lenet-digits", "--method",
+                       "gradient,lrp", "--metric", "deletion,sparseness,srg", "--seed", "2",
+                       "--out", "plots", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # the table's cells are the means of what npxai.metrics.evaluate gives for the same images
+    ready = zoo.ready_model(zoo.LENET_DIGITS)
+    x = np.concatenate([ready.prepare(imagenet.load_image(path)) for path in paths])
+    explainers = {"Gradient": npxai.Gradient, "LRP-EpsilonPlusFlat": npxai.LRP}
+    expected = npxai.metrics.evaluate(ready.model, x, explainers, ["deletion", "sparseness",
+                                                                   "srg"], seed=2)  # fmt: skip
+    assert expected.table() in result.stdout
+    assert "lenet-digits, 3 images" in result.stdout
+    assert "deletion: 100 steps" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "curves_deletion.png", "curves_srg.png"]  # fmt: skip
+    assert "LRP-EpsilonPlusFlat  srg" in result.stderr
+
+
+def test_evaluate_reports_unknown_metrics_and_methods(tmp_path, digit_png):
+    metric = npxai_cli("evaluate", str(digit_png), "--model", "lenet-digits", "--metric", "auc",
+                       cwd=tmp_path)  # fmt: skip
+    assert_user_error(metric, 2, "unknown metric 'auc'", "pixel-flipping")
+    method = npxai_cli("evaluate", str(digit_png), "--model", "lenet-digits", "--method", "x",
+                       cwd=tmp_path)  # fmt: skip
+    assert_user_error(method, 2, "unknown method")
+    seed = npxai_cli("evaluate", str(digit_png), "--seed", "-1", cwd=tmp_path)
+    assert_user_error(seed, 2, "expected an integer >= 0, got '-1'")

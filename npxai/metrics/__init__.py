@@ -20,7 +20,7 @@ from .axioms import completeness
 from .complexity import complexity, effective_complexity, sparseness
 from .correlation import faithfulness_correlation
 from .curves import PerturbationCurve
-from .evaluate import METRICS, Evaluation, evaluate
+from .evaluation import METRICS, Evaluation, evaluate
 from .faithfulness import (
     RelevanceGain,
     deletion,

@@ -62,6 +62,11 @@ class Case:
         """The attribution summed over the channel axis (axis 1), kept as an axis of 1."""
         return self.attribution.sum(axis=1, keepdims=True)
 
+    @property
+    def common(self) -> dict[str, int]:
+        """The arguments every model-running metric takes: ``batch_size`` and ``seed``."""
+        return {"batch_size": self.batch_size, "seed": self.seed}
+
     def patch_size(self) -> int:
         """Region perturbation's patch: an eighth of 64 pixels (8 on 224 x 224 images, Quantus's
         default), or 1 where that does not tile the image."""
@@ -103,150 +108,96 @@ def _same(result: np.ndarray) -> np.ndarray:
 
 ROAD_PERCENTAGES = tuple(range(10, 100, 10))
 
+
+def _pixel_flipping(c: Case) -> PerturbationCurve:
+    steps = min(100, c.pixels[0].size)
+    return pixel_flipping(c.model, c.x, c.pixels, c.target, steps=steps, **c.common)
+
+
+def _region_perturbation(c: Case) -> PerturbationCurve:
+    return region_perturbation(c.model, c.x, c.pixels, c.target, patch_size=c.patch_size(),
+                               **c.common)  # fmt: skip
+
+
+def _faithfulness_correlation(c: Case) -> np.ndarray:
+    subset_size = min(224, c.pixels[0].size // 4)
+    return faithfulness_correlation(c.model, c.x, c.pixels, c.target, subset_size=subset_size,
+                                    softmax=True, **c.common)  # fmt: skip
+
+
 #: The metrics of ``npxai evaluate`` by name (see the module).
 METRICS: dict[str, Metric] = {
     "pixel-flipping": Metric(
-        lambda c: pixel_flipping(
-            c.model,
-            c.x,
-            c.pixels,
-            c.target,
-            steps=min(100, c.pixels[0].size),
-            batch_size=c.batch_size,
-            seed=c.seed,
-        ),  # fmt: skip
-        _score,
-        False,
-        "100 steps (at most a pixel each), imputer black, most relevant first; AUC",
-        _curve,
-    ),  # fmt: skip
+        _pixel_flipping, _score, False,
+        "100 steps (at most a pixel each), imputer black, most relevant first; AUC", _curve,
+    ),
     "region-perturbation": Metric(
-        lambda c: region_perturbation(
-            c.model,
-            c.x,
-            c.pixels,
-            c.target,
-            patch_size=c.patch_size(),
-            batch_size=c.batch_size,
-            seed=c.seed,
-        ),  # fmt: skip
-        _score,
-        True,
-        "patches of 8 x 8 on 224 x 224 images, 100 regions, imputer uniform; AOPC",
-        _curve,
-    ),  # fmt: skip
+        _region_perturbation, _score, True,
+        "patches of 8 x 8 on 224 x 224 images, 100 regions, imputer uniform; AOPC", _curve,
+    ),
     "deletion": Metric(
-        lambda c: deletion(c.model, c.x, c.pixels, c.target, batch_size=c.batch_size, seed=c.seed),
-        _score,
-        False,
-        "100 steps (at most a pixel each), imputer 0; AUC",
-        _curve,
-    ),  # fmt: skip
+        lambda c: deletion(c.model, c.x, c.pixels, c.target, **c.common), _score, False,
+        "100 steps (at most a pixel each), imputer 0; AUC", _curve,
+    ),
     "insertion": Metric(
-        lambda c: insertion(c.model, c.x, c.pixels, c.target, batch_size=c.batch_size, seed=c.seed),
-        _score,
-        True,
-        "100 steps (at most a pixel each) from the blurred image; AUC",
-        _curve,
+        lambda c: insertion(c.model, c.x, c.pixels, c.target, **c.common), _score, True,
+        "100 steps (at most a pixel each) from the blurred image; AUC", _curve,
         "fraction of pixels inserted",
-    ),  # fmt: skip
+    ),
     "srg": Metric(
-        lambda c: symmetric_relevance_gain(
-            c.model, c.x, c.pixels, c.target, batch_size=c.batch_size, seed=c.seed
-        ),  # fmt: skip
-        _score,
-        True,
+        lambda c: symmetric_relevance_gain(c.model, c.x, c.pixels, c.target, **c.common),
+        _score, True,
         "100 steps (at most a pixel each) each way, imputer mean; AUC(lerf) - AUC(morf)",
         _gain_curves,
-    ),  # fmt: skip
+    ),
     "road": Metric(
-        lambda c: road(
-            c.model,
-            c.x,
-            c.pixels,
-            c.target,
-            percentages=ROAD_PERCENTAGES,
-            batch_size=c.batch_size,
-            seed=c.seed,
-        ),  # fmt: skip
-        lambda r: r.mean(axis=1),
-        False,
+        lambda c: road(c.model, c.x, c.pixels, c.target, percentages=ROAD_PERCENTAGES,
+                       **c.common),
+        lambda r: r.mean(axis=1), False,
         "10, 20, .., 90 % removed most relevant first, noisy linear imputation; mean accuracy",
-        lambda r: {"": (np.array(ROAD_PERCENTAGES) / 100, r)},
-        "fraction of pixels removed",
+        lambda r: {"": (np.array(ROAD_PERCENTAGES) / 100, r)}, "fraction of pixels removed",
         "target still predicted",
-    ),  # fmt: skip
+    ),
     "faithfulness-correlation": Metric(
-        lambda c: faithfulness_correlation(
-            c.model,
-            c.x,
-            c.pixels,
-            c.target,
-            subset_size=min(224, c.pixels[0].size // 4),
-            softmax=True,
-            batch_size=c.batch_size,
-            seed=c.seed,
-        ),  # fmt: skip
-        _same,
-        True,
+        _faithfulness_correlation, _same, True,
         "100 subsets of 224 pixels (a quarter of smaller images), imputer black, probabilities",
-    ),  # fmt: skip
+    ),
     "infidelity": Metric(
-        lambda c: infidelity(
-            c.model, c.x, c.attribution, c.target, batch_size=c.batch_size, seed=c.seed
-        ),  # fmt: skip
-        _same,
-        False,
+        lambda c: infidelity(c.model, c.x, c.attribution, c.target, **c.common), _same, False,
         "10 Gaussian perturbations of stdev 0.003, logits",
-    ),  # fmt: skip
+    ),
     "sensitivity-max": Metric(
-        lambda c: sensitivity_max(
-            c.model, c.x, c.explainer, c.target, batch_size=c.batch_size, seed=c.seed
-        ),  # fmt: skip
-        _same,
-        False,
-        "10 inputs in the L-inf ball of radius 0.02",
-    ),  # fmt: skip
+        lambda c: sensitivity_max(c.model, c.x, c.explainer, c.target, **c.common), _same,
+        False, "10 inputs in the L-inf ball of radius 0.02",
+    ),
     "mprt": Metric(
-        lambda c: mprt(
-            c.model, c.x, c.make_explainer, c.target, batch_size=c.batch_size, seed=c.seed
-        ),  # fmt: skip
-        lambda r: r.last,
-        False,
+        lambda c: mprt(c.model, c.x, c.make_explainer, c.target, **c.common),
+        lambda r: r.last, False,
         "cascading from the output layer, Spearman; the similarity after the last layer",
-        lambda r: {"": (np.arange(1, len(r.layers) + 1), r.scores)},
-        "layers randomised",
+        lambda r: {"": (np.arange(1, len(r.layers) + 1), r.scores)}, "layers randomised",
         "Spearman similarity",
-    ),  # fmt: skip
+    ),
     "random-logit": Metric(
-        lambda c: random_logit(
-            c.model, c.x, c.explainer, c.target, batch_size=c.batch_size, seed=c.seed
-        ),  # fmt: skip
-        _same,
-        False,
+        lambda c: random_logit(c.model, c.x, c.explainer, c.target, **c.common), _same, False,
         "one random other class, SSIM",
-    ),  # fmt: skip
+    ),
     "sparseness": Metric(
-        lambda c: sparseness(None, c.x, c.attribution), _same, True, "Gini index of |a|"
+        lambda c: sparseness(None, c.x, c.attribution), _same, True, "Gini index of |a|",
     ),
     "complexity": Metric(
-        lambda c: complexity(None, c.x, c.attribution), _same, False, "entropy of |a| / sum |a|"
+        lambda c: complexity(None, c.x, c.attribution), _same, False,
+        "entropy of |a| / sum |a|",
     ),
     "effective-complexity": Metric(
-        lambda c: effective_complexity(None, c.x, c.attribution),
-        _same,
-        False,
+        lambda c: effective_complexity(None, c.x, c.attribution), _same, False,
         "entries with |a| / max |a| > 1e-5",
-    ),  # fmt: skip
+    ),
     "completeness": Metric(
-        lambda c: np.abs(
-            completeness(c.model, c.x, c.attribution, c.target, batch_size=c.batch_size)
-        ),  # fmt: skip
-        _same,
-        False,
-        "|sum a - (f(x) - f(0))|, logits",
-    ),  # fmt: skip
-}
+        lambda c: np.abs(completeness(c.model, c.x, c.attribution, c.target,
+                                      batch_size=c.batch_size)),
+        _same, False, "|sum a - (f(x) - f(0))|, logits",
+    ),
+}  # fmt: skip
 
 #: What ``npxai evaluate`` runs without ``--metric``: the cheap ones.
 DEFAULT_METRICS = ("deletion", "insertion", "sparseness", "complexity")
