@@ -21,8 +21,13 @@ The times are medians of ``--repeats`` calls, npxai's and Quantus's alternating 
 (the two models differ by float32 rounding). "torch forwards" is the time of the forward passes
 Quantus makes (one batch of the inputs a step, the same count), torch alone: no implementation
 that runs that torch model the way Quantus does can be faster. torch gets as many threads as Numba
-(timing.match_threads). ``--profile``: Quantus's calls once more under cProfile, the functions of
-most cumulative time.
+(timing.match_threads). "npxai on the torch model" runs npxai's metric on the same torch model that
+Quantus runs, given as a callable ``x -> scores``: both then pay for the same model, and the
+difference is the metric's own work and how it batches (npxai: ``--batch-size`` rows of any steps,
+Quantus: the inputs of one step). ``--profile``: Quantus's calls once more under cProfile, the
+functions of most cumulative time. Then the metrics of the attribution alone (sparseness,
+complexity, the pointing game, relevance mass and rank accuracy with the upper left quarter as
+the mask), npxai's ``model=None`` beside Quantus, normalised per sample on both sides.
 """
 
 from __future__ import annotations
@@ -93,16 +98,31 @@ def torch_forwards(setup: Setup, calls: int) -> float:
     return time.perf_counter() - start
 
 
+def torch_function(net):
+    """The torch model as the callable ``x -> scores`` that npxai's metrics take (no gradients)."""
+    import torch
+
+    def scores(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).numpy()
+
+    return scores
+
+
 def compare(name: str, ours, theirs, difference, setup: Setup, calls: int) -> None:
-    """Time both (untimed warm-up of npxai's kernels first), print a row, profile Quantus;
-    ``calls`` is the number of model calls Quantus makes."""
+    """Time npxai on its own model, npxai on the torch model, and Quantus (an untimed warm-up of
+    npxai's kernels first), print a row, profile Quantus; ``ours(model)`` runs npxai's metric on
+    ``model``, ``calls`` is the number of model calls Quantus makes."""
     from timing import paired_long_medians
 
-    a, b = ours(), theirs()
-    seconds_ours, seconds_theirs = paired_long_medians(ours, theirs, setup.args.repeats)
+    own, on_torch = (lambda: ours(setup.model)), (lambda: ours(torch_function(setup.net)))
+    a, b = own(), theirs()
+    seconds_own, seconds_theirs = paired_long_medians(own, theirs, setup.args.repeats)
+    seconds_torch, _ = paired_long_medians(on_torch, lambda: None, setup.args.repeats)
     floor = torch_forwards(setup, calls)
-    print(f"| {name} | {seconds_ours:.2f} | {seconds_theirs:.2f} | {floor:.2f} | "
-          f"{seconds_theirs / seconds_ours:.1f} | {difference(a, b):.1e} |", flush=True)  # fmt: skip
+    print(f"| {name} | {seconds_own:.2f} | {seconds_torch:.2f} | {seconds_theirs:.2f} | "
+          f"{floor:.2f} | {seconds_theirs / seconds_own:.1f} | "
+          f"{seconds_theirs / seconds_torch:.1f} | {difference(a, b):.1e} |", flush=True)  # fmt: skip
     if setup.args.profile:
         profile = cProfile.Profile()
         profile.runcall(theirs)
@@ -119,8 +139,8 @@ def bench_pixel_flipping(setup: Setup) -> None:
     quantus_metric = quantus.PixelFlipping(features_in_step=step, perturb_baseline="black",
                                            normalise=False, abs=False, disable_warnings=True)  # fmt: skip
 
-    def ours():
-        return pixel_flipping(setup.model, x, setup.attribution, setup.target,
+    def ours(model):
+        return pixel_flipping(model, x, setup.attribution, setup.target,
                               features_in_step=step, imputer="black",
                               batch_size=setup.args.batch_size, backend="numba")  # fmt: skip
 
@@ -145,8 +165,8 @@ def bench_region_perturbation(setup: Setup) -> None:
         normalise=False, abs=False, disable_warnings=True,
     )  # fmt: skip
 
-    def ours():
-        return region_perturbation(setup.model, setup.x, setup.attribution, setup.target,
+    def ours(model):
+        return region_perturbation(model, setup.x, setup.attribution, setup.target,
                                    patch_size=args.patch_size, regions_evaluation=args.regions,
                                    imputer="black", batch_size=args.batch_size, backend="numba")  # fmt: skip
 
@@ -160,6 +180,46 @@ def bench_region_perturbation(setup: Setup) -> None:
 
     compare(f"region perturbation, {args.regions} patches of {args.patch_size}^2", ours, theirs,
             difference, setup, args.regions + 1)  # fmt: skip
+
+
+def bench_attribution_only(setup: Setup) -> None:
+    """Sparseness, complexity and the localisation metrics (a mask: the upper left quarter of
+    each image), npxai beside Quantus with per-sample normalisation on both sides."""
+    import quantus
+    from timing import paired_medians
+
+    from npxai import metrics
+
+    x, a = setup.x, setup.attribution
+    mask = np.zeros((len(x), 1, *x.shape[2:]), bool)
+    mask[:, :, : x.shape[2] // 2, : x.shape[3] // 2] = True
+    pixels = a.sum(axis=1, keepdims=True)
+    per_sample = {"normalise_func_kwargs": {"normalise_axes": (1, 2, 3)}, "disable_warnings": True}
+    rows = {
+        "sparseness": (lambda: metrics.sparseness(None, x, a),
+                       quantus.Sparseness(**per_sample), a),
+        "complexity": (lambda: metrics.complexity(None, x, a),
+                       quantus.Complexity(**per_sample), a),
+        "pointing game": (lambda: metrics.pointing_game(None, x, pixels, mask=mask),
+                          quantus.PointingGame(disable_warnings=True), pixels),
+        "relevance mass accuracy": (
+            lambda: metrics.relevance_mass_accuracy(None, x, pixels, mask=mask),
+            quantus.RelevanceMassAccuracy(disable_warnings=True), pixels),
+        "relevance rank accuracy": (
+            lambda: metrics.relevance_rank_accuracy(None, x, pixels, mask=mask),
+            quantus.RelevanceRankAccuracy(disable_warnings=True), pixels),
+    }  # fmt: skip
+    for name, (ours, metric, theirs_a) in rows.items():
+
+        def theirs(metric=metric, theirs_a=theirs_a):
+            return metric(model=setup.net, x_batch=x, y_batch=setup.target, a_batch=theirs_a,
+                          s_batch=mask.astype(np.float32), channel_first=True, device="cpu",
+                          batch_size=len(x))  # fmt: skip
+
+        difference = np.abs(np.asarray(ours(), float) - np.asarray(theirs(), float)).max()
+        seconds_ours, seconds_theirs = paired_medians(ours, theirs, 20 * setup.args.repeats)
+        print(f"| {name} | {1000 * seconds_ours:.2f} | {1000 * seconds_theirs:.2f} | "
+              f"{seconds_theirs / seconds_ours:.0f} | {difference:.1e} |", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -182,10 +242,16 @@ def main() -> None:
     print(f"EfficientNet-Lite0, {len(setup.x)} x 3 x 224 x 224, float32, Gradient attribution "
           f"({ties} tied entries), npxai batches of {args.batch_size} rows, Quantus one batch "
           f"of {len(setup.x)} inputs a step; medians of {args.repeats} calls\n")  # fmt: skip
-    print("| metric | npxai (s) | Quantus (s) | torch forwards (s) | Quantus / npxai | "
-          "max abs difference |\n|---|---|---|---|---|---|")  # fmt: skip
+    print("| metric | npxai (s) | npxai on the torch model (s) | Quantus (s) | torch forwards (s) "
+          "| Quantus / npxai | Quantus / npxai on torch | max abs difference |\n"
+          "|---|---|---|---|---|---|---|---|")  # fmt: skip
     bench_pixel_flipping(setup)
     bench_region_perturbation(setup)
+    print("\nThe metrics of the attribution alone (no model call), npxai's model=None, the same "
+          "attributions;\nmedians of --repeats x 20 calls\n\n"
+          "| metric | npxai (ms) | Quantus (ms) | Quantus / npxai | max abs difference |\n"
+          "|---|---|---|---|---|")  # fmt: skip
+    bench_attribution_only(setup)
 
 
 if __name__ == "__main__":
