@@ -1,7 +1,7 @@
 """npxai's evaluation metrics beside Quantus 0.6.0 on EfficientNet-Lite0, same work, one run.
 
     python benchmarks/bench_metrics.py [--images 8] [--steps 100] [--regions 100]
-        [--patch-size 8] [--batch-size 64] [--repeats 1] [--profile]
+        [--patch-size 8] [--batch-size N] [--repeats 1] [--profile]
 
 The model is the pretrained EfficientNet-Lite0 (the models extra): npxai's own
 (``npxai.models.efficientnet_lite0(pretrained=True)``, numba backend) beside the PyTorch port the
@@ -229,7 +229,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="pixel-flipping steps (about)")
     parser.add_argument("--regions", type=int, default=100, help="regions perturbed")
     parser.add_argument("--patch-size", type=int, default=8, help="region perturbation's patch")
-    parser.add_argument("--batch-size", type=int, default=64, help="npxai's rows per model call")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="npxai's rows per model call (default: the metrics' default)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per library")
     parser.add_argument("--profile", action="store_true", help="profile Quantus's calls")
     args = parser.parse_args()
@@ -240,7 +241,8 @@ def main() -> None:
     setup = load(args)
     ties = setup.attribution.size - np.unique(setup.attribution).size
     print(f"EfficientNet-Lite0, {len(setup.x)} x 3 x 224 x 224, float32, Gradient attribution "
-          f"({ties} tied entries), npxai batches of {args.batch_size} rows, Quantus one batch "
+          f"({ties} tied entries), npxai batches of {args.batch_size or 'the default'} rows, "
+          f"Quantus one batch "
           f"of {len(setup.x)} inputs a step; medians of {args.repeats} calls\n")  # fmt: skip
     print("| metric | npxai (s) | npxai on the torch model (s) | Quantus (s) | torch forwards (s) "
           "| Quantus / npxai | Quantus / npxai on torch | max abs difference |\n"

@@ -682,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     evaluate.add_argument("images", nargs="+", metavar="IMAGE",
-                          help="image files, folders or quoted patterns, as for explain")  # fmt: skip
+                          help="image files, folders or quoted patterns (as for explain)")  # fmt: skip
     add_model_options(evaluate)
     evaluate.add_argument(
         "--method",
@@ -701,9 +701,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--batch-size",
         type=positive_int,
-        default=64,
+        default=None,
         metavar="N",
-        help="perturbed inputs per model call (default 64)",
+        help="perturbed inputs per model call (default: as many as 16 images of 3 x 224 x 224 "
+        "hold, at most 64)",
     )
     evaluate.add_argument(
         "--seed",

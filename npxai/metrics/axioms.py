@@ -43,7 +43,7 @@ def completeness(
     baselines: Any = 0.0,
     tolerance: float | None = None,
     softmax: bool = False,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     backend: str | None = None,
 ) -> np.ndarray:
     """How far the attribution's sum is from the output's change from the baseline

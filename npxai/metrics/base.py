@@ -12,6 +12,10 @@ output of many (perturbed) inputs, evaluated ``batch_size`` rows per model call.
   input-resolution map (``extras["upsampled"]``). The attribution's entries are the *features* a
   perturbation metric orders: perturbing feature ``j`` changes every entry of ``x`` that it
   broadcasts to (all channels of a pixel for a channel-summed map);
+- ``batch_size``: the rows (inputs) of one model call; ``None`` (the default) takes as many as
+  hold about :data:`BATCH_ENTRIES` input entries (16 images of 3 x 224 x 224), at most
+  :data:`MAX_BATCH_SIZE`: larger batches of large inputs are slower per row, for npxai's models
+  and torch's alike (``benchmarks/bench_metrics.py --batch-size``);
 - ``target``: what each sample explains, as for an analyzer (``None``: the arg-max output; see
   :func:`npxai.gradient.target_indices`); an explained output is the target's score
   ``f(x)_t`` (with ``softmax=True``: ``softmax(f(x))_t``), or ``sum_k w_k f(x)_k`` for per-class
@@ -34,8 +38,21 @@ from ..explanation import Explanation
 from ..gradient import target_indices
 from ..module import check_input
 
+#: The input entries that one model call of a metric holds when ``batch_size`` is ``None``.
+BATCH_ENTRIES = 16 * 3 * 224 * 224
+#: The most rows of one model call when ``batch_size`` is ``None``.
+MAX_BATCH_SIZE = 64
+
 #: An attribution as a metric takes it (see :mod:`npxai.metrics.base`).
 Attribution = np.ndarray | Explanation | Callable[..., Any]
+
+
+def rows_per_call(batch_size: int | None, x: np.ndarray, owner: str) -> int:
+    """``batch_size`` checked, or for ``None`` the rows of :data:`BATCH_ENTRIES` entries of
+    ``x``'s samples (at least 1, at most :data:`MAX_BATCH_SIZE`)."""
+    if batch_size is None:
+        return max(1, min(MAX_BATCH_SIZE, BATCH_ENTRIES // max(1, x[0].size)))
+    return positive_int(batch_size, f"{owner}: batch_size")
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -124,18 +141,20 @@ def prepare(
     x: Any,
     attribution: Any,
     target: Target,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     softmax: bool = False,
     backend: str | None = None,
     needs_attribution: bool = True,
 ) -> Inputs:
     """Check a metric's common arguments (``owner`` names the metric in errors), run the model
     on ``x`` once and resolve the targets and the attribution (an explainer runs here, once)."""
-    batch_size = positive_int(batch_size, f"{owner}: batch_size")
+    if batch_size is not None:
+        positive_int(batch_size, f"{owner}: batch_size")  # checked before the model runs
     softmax = flag(softmax, f"{owner}: softmax")
     backend = None if backend is None else backend_or_default(backend)
     forward = forward_function(model, backend)
     x = check_input(to_numpy(x))
+    batch_size = rows_per_call(batch_size, x, owner)
     output = np.asarray(to_numpy(forward(x)))
     if output.ndim != 2 or len(output) != len(x):
         raise ValueError(

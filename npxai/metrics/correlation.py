@@ -37,7 +37,7 @@ def faithfulness_correlation(
     imputer: Any = "black",
     similarity: str = "pearson",
     seed: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     softmax: bool = False,
     backend: str | None = None,
 ) -> np.ndarray:
@@ -53,8 +53,9 @@ def faithfulness_correlation(
 
     ``imputer``: as for the perturbation curves (:mod:`npxai.metrics.imputers`): ``"black"`` (the
     sample's minimum, Quantus's default), ``"white"``, ``"mean"``, ``"blur"``, ``"uniform"``,
-    ``"noisy_linear"``, a number, or ``imputer(x) -> values of x's shape``. ``similarity``: ``"pearson"`` (Quantus's default) or ``"spearman"`` (Pearson of the
-    ranks, ties averaged); a constant series (e.g. an all-zero attribution) gives NaN.
+    ``"noisy_linear"``, a number, or ``imputer(x) -> values of x's shape``. ``similarity``:
+    ``"pearson"`` (Quantus's default) or ``"spearman"`` (Pearson of the ranks, ties averaged); a
+    constant series (e.g. an all-zero attribution) gives NaN.
 
     Draws: ``rng = np.random.default_rng(seed)``; the subset of run ``r`` of sample ``n`` is the
     ``(r * N + n)``-th call ``rng.choice(F, subset_size, replace=False)`` (run-major, Quantus's

@@ -116,8 +116,9 @@ def perturbed_scores(
 ) -> np.ndarray:
     """``scores (N, S + 1)`` of the curve (see the module), ``ranks (N, *a)`` the rank of the
     feature of each entry (``a`` broadcasting to the sample shape), ``counts`` the ``c_k``,
-    ``impute(samples, mask)`` the perturbed inputs (:func:`npxai.metrics.imputers.imputation`). The column that is ``x`` itself (``k = 0`` of a
-    deletion curve, ``k = S`` of an insertion curve) is the explained output ``inputs.full``."""
+    ``impute(samples, mask)`` the perturbed inputs (:func:`npxai.metrics.imputers.imputation`).
+    The column that is ``x`` itself (``k = 0`` of a deletion curve, ``k = S`` of an insertion
+    curve) is the explained output ``inputs.full``."""
     n, width = len(inputs.x), len(counts)
     unperturbed = width - 1 if insertion else 0
     columns = np.delete(np.arange(width), unperturbed)

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from ..analyzers.base import Target, as_model
-from ..checks import optional_seed, positive_int
+from ..checks import optional_seed
 from ..gradient import target_indices
 from ..module import Module, check_input
 from .axioms import completeness
-from .base import explain
+from .base import explain, rows_per_call
 from .complexity import complexity, effective_complexity, sparseness
 from .correlation import faithfulness_correlation
 from .curves import PerturbationCurve
@@ -275,7 +275,7 @@ def evaluate(
     target: Target = None,
     *,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: Callable[[str, str, float], None] | None = None,
 ) -> Evaluation:
     """Each method of ``explainers`` (a name and its factory ``make(model) -> analyzer``, e.g.
@@ -289,7 +289,7 @@ def evaluate(
     x = check_input(x)
     names = metric_names(metrics)
     seed = optional_seed(seed, "evaluate: seed")
-    batch_size = positive_int(batch_size, "evaluate: batch_size")
+    batch_size = rows_per_call(batch_size, x, "evaluate")
     indices = target_indices(model(x), target)
     evaluation = Evaluation(list(explainers), names)
     for method, make in explainers.items():

@@ -67,7 +67,7 @@ def _prepare(
 def pixel_flipping(
     model: Any, x: Any, attribution: Any, target: Target = None, *,
     features_in_step: int | None = None, steps: int | None = None, order: str = "morf",
-    imputer: Any = "black", seed: int | None = 0, batch_size: int = 64, softmax: bool = True,
+    imputer: Any = "black", seed: int | None = 0, batch_size: int | None = None, softmax: bool = True,
     backend: str | None = None,
 ) -> PerturbationCurve:  # fmt: skip
     """Pixel flipping (Bach et al. 2015; Quantus ``PixelFlipping``): the features sorted by
@@ -103,7 +103,7 @@ def pixel_flipping(
 def deletion(
     model: Any, x: Any, attribution: Any, target: Target = None, *,
     features_in_step: int | None = None, steps: int | None = None, imputer: Any = 0.0,
-    seed: int | None = 0, batch_size: int = 64, softmax: bool = True, backend: str | None = None,
+    seed: int | None = 0, batch_size: int | None = None, softmax: bool = True, backend: str | None = None,
 ) -> PerturbationCurve:  # fmt: skip
     """Petsiuk et al.'s (2018, RISE) deletion: the most relevant features first replaced by
     ``imputer`` (default the constant 0, RISE's), cumulatively, ``y_k = f(h(R < c_k))_t``; the
@@ -126,7 +126,7 @@ def deletion(
 def insertion(
     model: Any, x: Any, attribution: Any, target: Target = None, *,
     features_in_step: int | None = None, steps: int | None = None, imputer: Any = "blur",
-    seed: int | None = 0, batch_size: int = 64, softmax: bool = True, backend: str | None = None,
+    seed: int | None = 0, batch_size: int | None = None, softmax: bool = True, backend: str | None = None,
 ) -> PerturbationCurve:  # fmt: skip
     """Petsiuk et al.'s (2018, RISE) insertion: the curve starts from the input with every
     feature replaced by ``imputer`` (default ``"blur"``, RISE's blurred image) and puts the most
@@ -163,7 +163,7 @@ class RelevanceGain:
 def symmetric_relevance_gain(
     model: Any, x: Any, attribution: Any, target: Target = None, *,
     features_in_step: int | None = None, steps: int | None = None, imputer: Any = "mean",
-    seed: int | None = 0, batch_size: int = 64, softmax: bool = True, backend: str | None = None,
+    seed: int | None = 0, batch_size: int | None = None, softmax: bool = True, backend: str | None = None,
 ) -> RelevanceGain:  # fmt: skip
     """Blücher et al.'s (2024) symmetric relevance gain: two pixel-flipping curves of the same
     imputer, most relevant first (MIF, ``"morf"``) and least relevant first (LIF, ``"lerf"``,
@@ -209,7 +209,7 @@ def _patch_shape(patch_size: Any, spatial: tuple[int, ...], owner: str) -> tuple
 def region_perturbation(
     model: Any, x: Any, attribution: Any, target: Target = None, *, patch_size: Any = 8,
     regions_evaluation: int = 100, order: str = "morf", imputer: Any = "uniform",
-    seed: int | None = 0, batch_size: int = 64, softmax: bool = True, backend: str | None = None,
+    seed: int | None = 0, batch_size: int | None = None, softmax: bool = True, backend: str | None = None,
 ) -> PerturbationCurve:  # fmt: skip
     """Region perturbation (Samek et al. 2016; Quantus ``RegionPerturbation``): the input
     ``(N, C, *spatial)`` cut into non-overlapping patches of ``patch_size`` (an int, or one per

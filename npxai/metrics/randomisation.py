@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..analyzers.base import Analyzer, Target, as_model
-from ..checks import flag, optional_seed, positive_int, shown
+from ..checks import flag, optional_seed, shown
 from ..layers import Conv2d, Linear, RMSNorm, _BatchNorm, _LayerNorm
 from ..module import Layer, Module
 from .base import check_choice, explain, prepare
@@ -83,8 +83,9 @@ def reinitialised(layer: Layer, rng: np.random.Generator) -> dict[str, np.ndarra
     """New values of ``layer``'s parameters and buffers as torch's ``reset_parameters`` makes
     them: a Linear or Conv2d weight and bias each ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, drawn
     from ``rng``, weight first: ``2 bound u - bound``, ``u = rng.random(shape, dtype)`` in float32
-    for a float32 parameter, else in float64 (then cast to the parameter's dtype); a batch norm's weight 1, bias 0, running mean 0 and running
-    variance 1; a layer norm's (and an RMS norm's) weight 1 and bias 0."""
+    for a float32 parameter, else in float64 (then cast to the parameter's dtype); a batch
+    norm's weight 1, bias 0, running mean 0 and running variance 1; a layer norm's (and an RMS
+    norm's) weight 1 and bias 0."""
     state = layer.state_dict()
     if isinstance(layer, Linear | Conv2d):
         values = {}
@@ -170,7 +171,7 @@ def mprt(
     abs: bool = True,
     normalise: bool = True,
     seed: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     backend: str | None = None,
 ) -> MPRTResult:
     """The model parameter randomisation test (Adebayo et al. 2018; Quantus's ``MPRT``).
@@ -224,7 +225,6 @@ def mprt(
     absolute = flag(abs, f"{owner}: abs")
     normalise = flag(normalise, f"{owner}: normalise")
     rng = np.random.default_rng(optional_seed(seed, f"{owner}: seed"))
-    batch_size = positive_int(batch_size, f"{owner}: batch_size")
     if isinstance(explainer, Analyzer) or not callable(explainer):
         raise TypeError(
             f"{owner}: explainer must build the explainer of a model, explainer(model) -> "
@@ -239,10 +239,13 @@ def mprt(
         )
     model = as_model(model)
     keys = randomisable_layers(model, owner)
-    inputs = prepare(owner, model, x, None, target, backend=backend, needs_attribution=False)
+    inputs = prepare(owner, model, x, None, target, batch_size, backend=backend,
+                     needs_attribution=False)  # fmt: skip
 
     def explanation(of: Module) -> np.ndarray:
-        attribution = explain_batches(explainer(of), inputs.x, inputs.target, batch_size, owner)
+        attribution = explain_batches(
+            explainer(of), inputs.x, inputs.target, inputs.batch_size, owner
+        )
         return preprocessed(attribution, normalise, absolute)
 
     reference = explanation(model)
@@ -276,7 +279,7 @@ def random_logit(
     abs: bool = False,
     normalise: bool = True,
     seed: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     backend: str | None = None,
 ) -> np.ndarray:
     """The random logit test (Sixt et al. 2020; Quantus's ``RandomLogit``): per sample ``n``::
@@ -304,13 +307,13 @@ def random_logit(
     absolute = flag(abs, f"{owner}: abs")
     normalise = flag(normalise, f"{owner}: normalise")
     rng = np.random.default_rng(optional_seed(seed, f"{owner}: seed"))
-    batch_size = positive_int(batch_size, f"{owner}: batch_size")
     if not callable(explainer):
         raise TypeError(
             f"{owner}: explainer must be an analyzer or a callable explain(x, target), got "
             f"{shown(explainer)}"
         )
-    inputs = prepare(owner, model, x, None, target, backend=backend, needs_attribution=False)
+    inputs = prepare(owner, model, x, None, target, batch_size, backend=backend,
+                     needs_attribution=False)  # fmt: skip
     classes = inputs.output.shape[1]
     if inputs.target.ndim != 1:
         raise ValueError(f"{owner}: target must be class indices, not per-class weights")
@@ -318,7 +321,7 @@ def random_logit(
         raise ValueError(f"{owner}: the model must have at least 2 outputs, got {classes}")
     offsets = rng.integers(0, classes - 1, len(inputs.x))
     other = offsets + (offsets >= inputs.target)
-    a = explain_batches(explainer, inputs.x, inputs.target, batch_size, owner)
-    b = explain_batches(explainer, inputs.x, other, batch_size, owner)
+    a = explain_batches(explainer, inputs.x, inputs.target, inputs.batch_size, owner)
+    b = explain_batches(explainer, inputs.x, other, inputs.batch_size, owner)
     a, b = (preprocessed(e, normalise, absolute) for e in (a, b))
     return compare(measure, a, b, owner)

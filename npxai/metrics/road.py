@@ -173,7 +173,7 @@ def road(
     percentages: Iterable[float] = range(1, 100, 2),
     order: str = "morf",
     noise: float = 0.01,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     seed: int | None = None,
     backend: str | None = None,
 ) -> np.ndarray:

@@ -31,7 +31,7 @@ def infidelity(
     n_perturb_samples: int = 10,
     normalize: bool = False,
     seed: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     softmax: bool = False,
     backend: str | None = None,
 ) -> np.ndarray:
@@ -131,7 +131,7 @@ def sensitivity_max(
     norm_ord: str | float = "fro",
     perturb_func: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     seed: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     backend: str | None = None,
 ) -> np.ndarray:
     """Max-sensitivity per sample, ``(N,)``::

@@ -3,7 +3,8 @@
 ``(N, *d)`` and returns ``(N,)`` in float64, the value of sample ``n`` comparing ``a[n]`` with
 ``b[n]``.
 
-- :func:`spearman`: Spearman's rank correlation of the flattened samples (``scipy.stats.spearmanr``);
+- :func:`spearman`: Spearman's rank correlation of the flattened samples
+  (``scipy.stats.spearmanr``);
 - :func:`ssim`: the structural similarity of ``skimage.metrics.structural_similarity`` as Quantus
   calls it (its ``similarity_func.ssim``: uniform window, ``data_range`` from the pair);
 - :func:`hog_similarity`: the Pearson correlation of the two maps' histograms of oriented
