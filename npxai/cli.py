@@ -703,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="perturbed inputs per model call (default: as many as 16 images of 3 x 224 x 224 "
+        help="perturbed inputs per model call (default: as many as 8 images of 3 x 224 x 224 "
         "hold, at most 64)",
     )
     evaluate.add_argument(

@@ -97,10 +97,10 @@ def test_bad_arguments():
         metrics.evaluate(model, DIGITS, {"Gradient": npxai.Gradient}, batch_size=0)
 
 
-def test_the_default_batch_size_holds_16_imagenet_images():
+def test_the_default_batch_size_holds_8_imagenet_images():
     from npxai.metrics.base import rows_per_call
 
-    assert rows_per_call(None, np.zeros((1, 3, 224, 224)), "m") == 16
+    assert rows_per_call(None, np.zeros((1, 3, 224, 224)), "m") == 8
     assert rows_per_call(None, np.zeros((1, 1, 8, 8)), "m") == 64
     assert rows_per_call(None, np.zeros((1, 3, 1000, 1000)), "m") == 1
     assert rows_per_call(5, np.zeros((1, 3, 224, 224)), "m") == 5
@@ -114,4 +114,4 @@ def test_the_default_batch_size_holds_16_imagenet_images():
 
     x = np.random.default_rng(0).random((9, 3, 224, 224), dtype=np.float32)
     metrics.pixel_flipping(model, x, x.sum(axis=1, keepdims=True), 0, steps=2, softmax=False)
-    assert calls == [9, 16, 2]  # x itself, then the 18 perturbed rows
+    assert calls == [9, 8, 8, 2]  # x itself, then the 18 perturbed rows

@@ -13,9 +13,9 @@ output of many (perturbed) inputs, evaluated ``batch_size`` rows per model call.
   perturbation metric orders: perturbing feature ``j`` changes every entry of ``x`` that it
   broadcasts to (all channels of a pixel for a channel-summed map);
 - ``batch_size``: the rows (inputs) of one model call; ``None`` (the default) takes as many as
-  hold about :data:`BATCH_ENTRIES` input entries (16 images of 3 x 224 x 224), at most
+  hold about :data:`BATCH_ENTRIES` input entries (8 images of 3 x 224 x 224), at most
   :data:`MAX_BATCH_SIZE`: larger batches of large inputs are slower per row, for npxai's models
-  and torch's alike (``benchmarks/bench_metrics.py --batch-size``);
+  and torch's alike (``python benchmarks/bench_metrics.py --batch-size 64``);
 - ``target``: what each sample explains, as for an analyzer (``None``: the arg-max output; see
   :func:`npxai.gradient.target_indices`); an explained output is the target's score
   ``f(x)_t`` (with ``softmax=True``: ``softmax(f(x))_t``), or ``sum_k w_k f(x)_k`` for per-class
@@ -39,7 +39,7 @@ from ..gradient import target_indices
 from ..module import check_input
 
 #: The input entries that one model call of a metric holds when ``batch_size`` is ``None``.
-BATCH_ENTRIES = 16 * 3 * 224 * 224
+BATCH_ENTRIES = 8 * 3 * 224 * 224
 #: The most rows of one model call when ``batch_size`` is ``None``.
 MAX_BATCH_SIZE = 64
 
