@@ -11,6 +11,7 @@ channels are perturbed together).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ class Case:
     attribution: np.ndarray
     explainer: Any
     make_explainer: Callable[[Module], Any]
-    seed: int
+    seed: int | None
     batch_size: int
 
     @property
@@ -68,8 +69,8 @@ class Case:
         return {"batch_size": self.batch_size, "seed": self.seed}
 
     def patch_size(self) -> int:
-        """Region perturbation's patch: an eighth of 64 pixels (8 on 224 x 224 images, Quantus's
-        default), or 1 where that does not tile the image."""
+        """Region perturbation's patch: the shorter side over 28 (8 on 224 x 224 images, Quantus's
+        default), at least 1, or 1 where that does not tile the image."""
         side = min(self.x.shape[2:])
         size = max(1, side // 28)
         return size if all(d % size == 0 for d in self.x.shape[2:]) else 1
@@ -274,7 +275,7 @@ def evaluate(
     metrics: Sequence[str] = DEFAULT_METRICS,
     target: Target = None,
     *,
-    seed: int = 0,
+    seed: int | None = 0,
     batch_size: int | None = None,
     progress: Callable[[str, str, float], None] | None = None,
 ) -> Evaluation:
@@ -283,8 +284,6 @@ def evaluate(
     once; each metric of ``metrics`` (names of :data:`METRICS`) then measures that explanation.
     The metrics' random parts use ``seed``; ``batch_size`` rows go through the model per call.
     ``progress(method, metric, seconds)`` is called after each metric."""
-    import time
-
     model = as_model(model)
     x = check_input(x)
     names = metric_names(metrics)
@@ -296,10 +295,8 @@ def evaluate(
         explainer = make(model)
         attribution = explain(explainer, x, indices, f"evaluate: {method}")
         case = Case(model, x, indices, attribution, explainer, make, seed, batch_size)
-        values, results = (
-            evaluation.values.setdefault(method, {}),
-            evaluation.results.setdefault(method, {}),
-        )
+        values, results = {}, {}
+        evaluation.values[method], evaluation.results[method] = values, results
         for name in names:
             start = time.perf_counter()
             results[name] = METRICS[name].run(case)
