@@ -63,6 +63,14 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def fits_per_sample(array: np.ndarray, reference: np.ndarray) -> bool:
+    """Whether ``array`` has one entry per sample of ``reference`` and each of its sample axes is
+    ``reference``'s or 1 (so that it broadcasts to ``reference``)."""
+    if array.ndim != reference.ndim or len(array) != len(reference):
+        return False
+    return all(a in (1, r) for a, r in zip(array.shape[1:], reference.shape[1:], strict=True))
+
+
 def attribution_array(value: Any, x: np.ndarray, owner: str) -> np.ndarray:
     """``value`` (an array, a torch tensor or an :class:`Explanation`) as a float64 array ``(N,
     *a)`` whose sample shape broadcasts to ``x``'s, else ``ValueError`` naming ``attribution``."""
@@ -71,9 +79,7 @@ def attribution_array(value: Any, x: np.ndarray, owner: str) -> np.ndarray:
     array = np.asarray(to_numpy(value))
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{owner}: attribution must be a numeric array, got {array.dtype}")
-    fits = array.ndim == x.ndim and len(array) == len(x)
-    fits = fits and all(a in (1, s) for a, s in zip(array.shape[1:], x.shape[1:], strict=True))
-    if not fits:
+    if not fits_per_sample(array, x):
         raise ValueError(
             f"{owner}: attribution of shape {array.shape} does not fit the input {x.shape}: give "
             f"one map per sample, ({len(x)}, {', '.join(map(str, x.shape[1:]))}), or one whose "
@@ -87,7 +93,7 @@ def attribution_array(value: Any, x: np.ndarray, owner: str) -> np.ndarray:
 def explain(explainer: Any, x: np.ndarray, target: np.ndarray, owner: str) -> np.ndarray:
     """The attribution of ``x`` for ``target``: ``explainer`` itself if it is one, else the result
     of calling it (an analyzer, or ``explain(x, target)``), checked by :func:`attribution_array`."""
-    if callable(explainer) and not isinstance(explainer, np.ndarray):
+    if callable(explainer):
         explainer = explainer(x, target)
     return attribution_array(explainer, x, owner)
 
@@ -148,8 +154,6 @@ def prepare(
 ) -> Inputs:
     """Check a metric's common arguments (``owner`` names the metric in errors), run the model
     on ``x`` once and resolve the targets and the attribution (an explainer runs here, once)."""
-    if batch_size is not None:
-        positive_int(batch_size, f"{owner}: batch_size")  # checked before the model runs
     softmax = flag(softmax, f"{owner}: softmax")
     backend = None if backend is None else backend_or_default(backend)
     forward = forward_function(model, backend)
@@ -184,7 +188,7 @@ def attribution_only(
     :func:`prepare` (the model runs once on ``x``, an explainer once for the targets)."""
     if model is not None:
         return prepare(owner, model, x, attribution, target, backend=backend).attribution
-    if callable(attribution) and not isinstance(attribution, np.ndarray):
+    if callable(attribution):
         raise TypeError(
             f"{owner}: an explainer as attribution needs the model; with model=None give the "
             "attribution itself (an array, a tensor or an Explanation)"

@@ -7,23 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ..analyzers.base import Target
 from ..checks import optional_seed, positive_int
 from .base import Attribution, check_choice, prepare
 from .imputers import check_imputer, imputation
+from .similarity import pearson_rows, spearman
 
 #: How the attribution sums and output drops of a sample's runs are correlated.
-SIMILARITIES = ("pearson", "spearman")
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson's ``r`` of each row of ``a`` with the same row of ``b`` (NaN for a constant row)."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+SIMILARITIES = {"pearson": pearson_rows, "spearman": spearman}
 
 
 def faithfulness_correlation(
@@ -76,7 +68,7 @@ def faithfulness_correlation(
     if nr_runs < 2:
         raise ValueError(f"{owner}: nr_runs must be at least 2 (a correlation needs two points)")
     subset_size = positive_int(subset_size, f"{owner}: subset_size")
-    similarity = check_choice(similarity, SIMILARITIES, f"{owner}: similarity")
+    correlate = SIMILARITIES[check_choice(similarity, tuple(SIMILARITIES), f"{owner}: similarity")]
     imputer = check_imputer(imputer, owner)
     seed = optional_seed(seed, f"{owner}: seed")
     inputs = prepare(
@@ -112,7 +104,4 @@ def faithfulness_correlation(
 
     samples = np.tile(np.arange(n), nr_runs)
     drops = inputs.full[samples] - inputs.evaluate(make_rows, samples)
-    pairs = sums.reshape(nr_runs, n).T, drops.reshape(nr_runs, n).T
-    if similarity == "spearman":
-        pairs = tuple(rankdata(a, axis=1) for a in pairs)
-    return pearson(*pairs)
+    return correlate(sums.reshape(nr_runs, n).T, drops.reshape(nr_runs, n).T)

@@ -10,6 +10,7 @@ channels are perturbed together).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,7 +59,7 @@ class Case:
     seed: int | None
     batch_size: int
 
-    @property
+    @functools.cached_property
     def pixels(self) -> np.ndarray:
         """The attribution summed over the channel axis (axis 1), kept as an axis of 1."""
         return self.attribution.sum(axis=1, keepdims=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..analyzers.base import Target, to_numpy
 from ..checks import flag, shown
-from .base import Attribution, attribution_only
+from .base import Attribution, attribution_only, fits_per_sample
 
 
 def features_and_mask(
@@ -50,9 +50,7 @@ def features_and_mask(
     region = np.asarray(to_numpy(mask))
     if region.dtype.kind not in "fiub":
         raise TypeError(f"{owner}: mask must be a bool or 0/1 array, got dtype {region.dtype}")
-    fits = region.ndim == array.ndim and len(region) == len(array)
-    fits = fits and all(m in (1, a) for m, a in zip(region.shape[1:], array.shape[1:], strict=True))
-    if not fits:
+    if not fits_per_sample(region, array):
         raise ValueError(
             f"{owner}: mask of shape {region.shape} does not fit the attribution {array.shape}: "
             f"give ({len(array)}, {', '.join(map(str, array.shape[1:]))}) or sample axes of 1 "
