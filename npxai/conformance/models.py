@@ -64,8 +64,26 @@ class Model:
         return {
             "input_shape": list(self.input_shape),
             "covers": self.covers,
+            "seed": self.seed,
             "nodes": [node.describe() for node in self.nodes],
         }
+
+    @classmethod
+    def from_description(cls, name: str, description: dict) -> Model:
+        """The model a manifest describes (its weights come from its safetensors file)."""
+        nodes = tuple(
+            Node(
+                n["name"],
+                n["layer"],
+                n["arguments"],
+                tuple(n["inputs"]),
+                tuple(n.get("dead", ())),
+                tuple(n.get("silent", ())),
+            )  # fmt: skip
+            for n in description["nodes"]
+        )
+        return cls(name, tuple(description["input_shape"]), nodes, description["covers"],
+                   description["seed"])  # fmt: skip
 
     @property
     def convolutional(self) -> bool:
@@ -133,10 +151,16 @@ MODELS: dict[str, Model] = {
                 ("relu2", "ReLU", {}),
                 ("conv3", "Conv2d", _conv(4, 6, 3, padding=2, dilation=2, bias=False)),
                 ("relu3", "ReLU", {}),
-                ("pool1", "MaxPool2d", {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
-                                        "ceil_mode": True}),  # fmt: skip
-                ("pool2", "AvgPool2d", {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
-                                        "ceil_mode": True}),  # fmt: skip
+                (
+                    "pool1",
+                    "MaxPool2d",
+                    {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0], "ceil_mode": True},
+                ),  # fmt: skip
+                (
+                    "pool2",
+                    "AvgPool2d",
+                    {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0], "ceil_mode": True},
+                ),  # fmt: skip
                 ("flatten", "Flatten", {"start_dim": 1, "end_dim": -1}),
                 ("fc", "Linear", _linear(24, 3)),
             ),
@@ -189,8 +213,16 @@ MODELS: dict[str, Model] = {
                 ("conv_b", "Conv2d", _conv(3, 2, 3, padding=1), {"inputs": ("input",)}),
                 ("relu_b", "ReLU", {}),
                 ("cat", "Concat", {"dim": 1}, {"inputs": ("relu_a", "relu_b")}),
-                ("pool", "AvgPool2d", {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
-                                       "ceil_mode": False}),  # fmt: skip
+                (
+                    "pool",
+                    "AvgPool2d",
+                    {
+                        "kernel_size": [2, 2],
+                        "stride": [2, 2],
+                        "padding": [0, 0],
+                        "ceil_mode": False,
+                    },
+                ),  # fmt: skip
                 ("flatten", "Flatten", {"start_dim": 1, "end_dim": -1}),
                 ("fc", "Linear", _linear(54, 3)),
             ),
