@@ -19,8 +19,10 @@ argument), with the usage.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import glob
+import json
 import os
 import re
 import shutil
@@ -447,6 +449,46 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_conformance(args: argparse.Namespace) -> int:
+    """``npxai conformance export DIR`` and ``npxai conformance run SUITE``."""
+    from . import conformance
+
+    if args.action == "export":
+        suite = conformance.Suite(conformance.export(args.folder))
+        counts = collections.Counter(case["convention"] for case in suite.cases.values())
+        print(f"wrote the conformance suite (version {conformance.VERSION}) to {args.folder}/: "
+              f"{len(suite.manifest['models'])} models, {len(suite.cases)} cases ("
+              + ", ".join(f"{n} in {c}'s convention" for c, n in counts.items()) + ")")  # fmt: skip
+        return 0
+    try:
+        suite = conformance.Suite(args.suite)
+        out = conformance.run(suite, args.implementation, args.out, args.convention)
+    except ValueError as error:
+        if isinstance(error, LoadError):
+            raise
+        raise UsageError(str(error)) from None
+    results = conformance.suite.read_json(out / "results.json")
+    print(f"{results['implementation']}: answered {len(results['cases'])} cases, "
+          f"{len(results['not_run'])} not run; results in {out}/")  # fmt: skip
+    for name, why in results["not_run"].items():
+        print(f"  not run: {name}: {why}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """``npxai check SUITE RESULTS``: the report, exit status 1 when a case fails."""
+    from . import conformance
+
+    try:
+        report = conformance.check(args.suite, args.results, args.convention)
+    except ValueError as error:
+        if isinstance(error, LoadError):
+            raise
+        raise UsageError(str(error)) from None
+    print(json.dumps(report.to_json(), indent=2) if args.json else report)
+    return 0 if report.passed else 1
+
+
 def run_methods(args: argparse.Namespace) -> int:
     """``npxai methods``: the analyzers, LRP composites and rules, one described item each."""
     width = max(shutil.get_terminal_size((100, 24)).columns, 60)
@@ -719,6 +761,59 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder for the curve plots (default npxai-evaluation)",
     )
+
+    conformance = command(
+        "conformance",
+        run_conformance,
+        "export the conformance suite, or run it through an implementation",
+        "'export DIR' writes npxai's conformance suite: small models (ONNX and safetensors), "
+        "inputs, and per case the expected relevances in float64 with a JSON manifest "
+        "(docs/conformance.md). 'run SUITE' answers the suite with npxai or an installed peer "
+        "and writes the results for 'npxai check'.",
+    )
+    actions = conformance.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="write the suite into a folder")
+    export.set_defaults(parser=export)
+    export.add_argument("folder", metavar="DIR", help="the folder to write (created)")
+    run = actions.add_parser("run", help="answer the suite with an implementation")
+    run.set_defaults(parser=run)
+    run.add_argument("suite", metavar="SUITE", help="the suite's folder")
+    run.add_argument(
+        "--implementation",
+        required=True,
+        choices=("npxai", "zennit", "captum"),
+        help="npxai answers every case; zennit and captum (torch and the peer installed) the "
+        "cases of their own convention",
+    )
+    run.add_argument(
+        "--convention",
+        choices=("npxai", "zennit", "captum", "julia"),
+        help="npxai only: answer the cases of this convention only",
+    )
+    run.add_argument(
+        "--out",
+        default="npxai-conformance-results",
+        metavar="DIR",
+        help="folder for the results (default npxai-conformance-results)",
+    )
+    check = command(
+        "check",
+        run_check,
+        "compare an implementation's results with the conformance suite",
+        "Compare the results in RESULTS (the suite's result format) with the suite's expected "
+        "relevances, case by case: pass or fail with the largest relative difference; for a "
+        "failure the first layer from the output where they part and the known convention the "
+        "results follow instead. Exit status 1 when a case fails or cannot be read.",
+    )
+    check.add_argument("suite", metavar="SUITE", help="the suite's folder (or its manifest.json)")
+    check.add_argument("results", metavar="RESULTS", help="the results' folder")
+    check.add_argument(
+        "--convention",
+        choices=("npxai", "zennit", "captum", "julia"),
+        help="compare each result with the same family's case in this convention (e.g. a "
+        "Zennit result against npxai's convention, to see where they differ and why)",
+    )
+    check.add_argument("--json", action="store_true", help="the report as JSON")
 
     command(
         "methods",
