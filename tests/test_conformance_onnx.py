@@ -41,7 +41,8 @@ def stored(model: Model) -> Model:
     """The model as its file holds it: ONNX's float attributes are float32, so a batch norm's
     eps is float32(eps) (the module's docstring)."""
     nodes = tuple(
-        dataclasses.replace(n, arguments={**n.arguments, "eps": float(np.float32(n.arguments["eps"]))})
+        dataclasses.replace(n, arguments={**n.arguments,
+                                          "eps": float(np.float32(n.arguments["eps"]))})
         if n.layer == "BatchNorm2d" else n
         for n in model.nodes
     )  # fmt: skip
@@ -255,8 +256,8 @@ def test_other_opsets(name, opset):
 def test_pools_with_padding(layer, arguments):
     """Beyond the suite's padding 0: a last window (ceil_mode) that runs past the padding, the
     average with and without the padding in its divisor, a dilated max, as torch has them."""
-    model = Model("pool", (2, 4, 5), (Node("pool", layer, arguments),
-                                      Node("flatten", "Flatten", {}, ("pool",))), "", 0)  # fmt: skip
+    nodes = (Node("pool", layer, arguments), Node("flatten", "Flatten", {}, ("pool",)))
+    model = Model("pool", (2, 4, 5), nodes, "", 0)
     x = sample(model)
     (y,) = ReferenceEvaluator(to_onnx(model, {})).run(None, {"input": x})
     assert_close(y, torch_forward(model, {}, x), 1e-12)

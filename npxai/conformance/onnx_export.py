@@ -251,8 +251,8 @@ def _onnx_node(node: Node) -> tuple[str, dict[str, Any], dict[str, tuple[int, ..
         return "BatchNormalization", {"epsilon": float(a["eps"])}, dict.fromkeys(keys, n)
     if layer == "Flatten":
         if a["start_dim"] != 1 or a["end_dim"] != -1:
-            raise ValueError(f"{where}: start_dim={shown(a['start_dim'])}, end_dim="
-                             f"{shown(a['end_dim'])}; only 1, -1 have an ONNX node here")  # fmt: skip
+            ends = f"start_dim={shown(a['start_dim'])}, end_dim={shown(a['end_dim'])}"
+            raise ValueError(f"{where}: {ends}; only 1, -1 have an ONNX node here")
         return "Flatten", {"axis": 1}, {}
     if layer == "Add":
         return "Add", {}, {}
