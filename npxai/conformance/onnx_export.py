@@ -17,7 +17,7 @@ ReLU               ``Relu``
 MaxPool2d          ``MaxPool``: ``kernel_shape``, ``strides`` (torch's default: the kernel),
                    ``pads``, ``dilations``, ``ceil_mode``
 AvgPool2d          ``AveragePool``: ``kernel_shape``, ``strides``, ``pads``, ``ceil_mode``,
-                   ``count_include_pad`` (torch's, default 1); no ``divisor_override``
+                   ``count_include_pad`` (torch's: by default 1); no ``divisor_override``
 AdaptiveAvgPool2d  ``GlobalAveragePool`` (``output_size`` 1 only)
 BatchNorm2d        ``BatchNormalization(x, weight, bias, running_mean, running_var)``, ``epsilon``:
                    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` (inference; ``momentum``
@@ -28,10 +28,12 @@ Concat             ``Concat``, ``axis=dim``
 =================  =============================================================================
 
 The average's divisor with ``ceil_mode``: a window that runs past the input's end is cut there.
-torch divides by the window's size within the input and its padding
-(``aten/src/ATen/native/cpu/AvgPoolKernel.cpp``: ``ih1 = min(ih0 + kH, input_height + padH)``,
-``pool_size = (ih1 - ih0) * (iw1 - iw0)`` with ``count_include_pad``, else the size within the
-input), and so does ONNX's ``count_include_pad=1`` (the installed ``onnx``'s
+torch divides by the window's size within the input and its padding with
+``count_include_pad``, else within the input (its CPU kernel,
+``aten/src/ATen/native/cpu/AvgPoolKernel.cpp``: ``ih1 = min(ih0 + kH, input_height + padH)``,
+``pool_size = (ih1 - ih0) * (iw1 - iw0)``; the installed ``torch/_inductor/lowering.py`` writes
+the same divisor, ``fn_count``: ``hend = Min(hstart + kernel_size[i], h[i] + padding[i])``),
+and so does ONNX's ``count_include_pad=1`` (the installed ``onnx``'s
 ``onnx/reference/ops/op_pool_common.py``, ``pool``: a window keeps the pixels ``< x_shape +
 pads``, then averages them; onnxruntime computes the same). With the suite's padding 0 both
 settings divide by the count of input values in the window.
