@@ -147,15 +147,6 @@ def rng():
 @pytest.fixture(scope="session")
 def conformance_suite(tmp_path_factory):
     """The conformance suite, exported once per test session (``npxai.conformance.suite``)."""
-    import sys
-    import types
-
     from npxai.conformance.suite import Suite, export
 
-    try:  # TEMPORARY until the onnx-export branch merges: the ONNX files are stubs
-        import npxai.conformance.onnx_export  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("npxai.conformance.onnx_export")
-        stub.to_onnx = lambda model, state: b""
-        sys.modules["npxai.conformance.onnx_export"] = stub
     return Suite(export(tmp_path_factory.mktemp("conformance") / "suite"))

@@ -37,18 +37,6 @@ def files() -> dict[str, bytes]:
     return {name: to_onnx(model, weights(model)) for name, model in MODELS.items()}
 
 
-def stored(model: Model) -> Model:
-    """The model as its file holds it: ONNX's float attributes are float32, so a batch norm's
-    eps is float32(eps) (the module's docstring)."""
-    nodes = tuple(
-        dataclasses.replace(n, arguments={**n.arguments,
-                                          "eps": float(np.float32(n.arguments["eps"]))})
-        if n.layer == "BatchNorm2d" else n
-        for n in model.nodes
-    )  # fmt: skip
-    return dataclasses.replace(model, nodes=nodes)
-
-
 def sample(model: Model) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((2, *model.input_shape))
 
@@ -118,12 +106,12 @@ def test_pool_and_gemm_attributes(files):
     assert [(a.name, a.i) for a in gemm.attribute] == [("transB", 1)]
 
 
-def test_epsilon_is_float32(files):
-    """ONNX stores the batch norms' eps as float32: 1e-3 is not 1e-3 in the file."""
+def test_epsilon_is_exact(files):
+    """ONNX stores a batch norm's eps as float32: the suite's eps are powers of 2, which it holds
+    exactly, so the file's model is the suite's."""
     nodes = onnx.load_from_string(files["batchnorm"]).graph.node
     eps = {n.name: n.attribute[0].f for n in nodes if n.op_type == "BatchNormalization"}
-    assert eps == {"bn1": np.float32(1e-5), "bn2": np.float32(1e-3)}
-    assert float(np.float32(1e-3)) != 1e-3
+    assert eps == {"bn1": 2.0**-17, "bn2": 2.0**-10}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -132,7 +120,7 @@ def test_reference_evaluator(files, name):
     x = sample(MODELS[name])
     (y,) = ReferenceEvaluator(files[name]).run(None, {"input": x})
     assert y.dtype == np.float64
-    assert_close(y, build(stored(MODELS[name]))(x, backend="numpy"), 1e-12)
+    assert_close(y, build(MODELS[name])(x, backend="numpy"), 1e-12)
 
 
 def as_float32(proto):
@@ -152,7 +140,7 @@ def test_onnxruntime(files, name):
     """The file itself where onnxruntime has double kernels for its ops (1e-12); else its
     float32 copy, against npxai in float64 (float32's rounding through the layers: 1e-5)."""
     x = sample(MODELS[name])
-    expected = build(stored(MODELS[name]))(x, backend="numpy")
+    expected = build(MODELS[name])(x, backend="numpy")
     ops = {n.op_type for n in onnx.load_from_string(files[name]).graph.node}
     providers = ["CPUExecutionProvider"]
     if ops & ORT_NO_DOUBLE:
@@ -174,7 +162,7 @@ def test_onnxruntime(files, name):
 def test_from_onnx(files, name):
     """npxai's importer names the nodes as the suite does (from the weights' keys and the node
     names), with the same layers, inputs, state (exactly) and outputs."""
-    model = stored(MODELS[name])
+    model = MODELS[name]
     suite, imported = build(model), npxai.from_onnx(files[name])
     described = {n: (type(m), i) for n, m, i in imported.nodes()}
     assert described == {n: (type(m), i) for n, m, i in suite.nodes()}
@@ -216,7 +204,7 @@ def torch_forward(model: Model, state: dict[str, np.ndarray], x: np.ndarray) -> 
 def test_torch(files, name):
     """The file's function is torch's: ceil_mode's last windows, the average's divisor
     (count_include_pad), the grouped and dilated convolutions, the batch norms in eval."""
-    model, x = stored(MODELS[name]), sample(MODELS[name])
+    model, x = MODELS[name], sample(MODELS[name])
     (y,) = ReferenceEvaluator(files[name]).run(None, {"input": x})
     assert_close(y, torch_forward(model, weights(model), x), 1e-12)
 
@@ -228,7 +216,7 @@ def test_other_opsets(name, opset):
     newest: the same function, the IR version the opset's."""
     model = MODELS[name]
     x, proto = sample(model), onnx.load_from_string(to_onnx(model, weights(model), opset))
-    expected = build(stored(model))(x, backend="numpy")
+    expected = build(model)(x, backend="numpy")
     assert proto.opset_import[0].version == opset
     assert proto.ir_version == {11: 6, 13: 7}.get(opset, proto.ir_version)
     onnx.checker.check_model(proto, full_check=True)

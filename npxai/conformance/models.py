@@ -173,10 +173,10 @@ MODELS: dict[str, Model] = {
             (3, 6, 6),
             _chain(
                 ("conv1", "Conv2d", _conv(3, 4, 3, padding=1)),
-                ("bn1", "BatchNorm2d", {"num_features": 4, "eps": 1e-5}),
+                ("bn1", "BatchNorm2d", {"num_features": 4, "eps": 2.0**-17}),
                 ("relu1", "ReLU", {}),
                 ("conv2", "Conv2d", _conv(4, 4, 3, padding=1, bias=False)),
-                ("bn2", "BatchNorm2d", {"num_features": 4, "eps": 1e-3}),
+                ("bn2", "BatchNorm2d", {"num_features": 4, "eps": 2.0**-10}),
                 ("relu2", "ReLU", {}),
                 ("pool", "AdaptiveAvgPool2d", {"output_size": [1, 1]}),
                 ("flatten", "Flatten", {"start_dim": 1, "end_dim": -1}),

@@ -39,9 +39,8 @@ pads``, then averages them; onnxruntime computes the same). With the suite's pad
 settings divide by the count of input values in the window.
 
 ONNX holds a float attribute in 32 bits (``AttributeProto.f``): a batch norm's ``epsilon`` is
-``float32(eps)`` (``1e-3`` is ``0.0010000000474974513``), the only value of the file that is not
-the suite's exactly; an ``eps`` that float32 holds exactly (a power of 2) makes the file's
-function the suite's.
+``float32(eps)`` (``1e-3`` would be ``0.0010000000474974513``); the suite's batch norms have
+``eps`` that float32 holds exactly (powers of 2), so the file's function is the suite's.
 
 The file is the same bytes on every call (no time stamps, producer ``npxai.conformance``
 without a version, the IR version the lowest for the opset, deterministic serialization). Its
