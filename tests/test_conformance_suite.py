@@ -14,12 +14,16 @@ from npxai.errors import LoadError
 
 def test_export_is_deterministic(conformance_suite, tmp_path):
     again = export(tmp_path / "again")
-    first = sorted(p.relative_to(conformance_suite.folder) for p in conformance_suite.folder.rglob("*"))
+    first = sorted(
+        p.relative_to(conformance_suite.folder) for p in conformance_suite.folder.rglob("*")
+    )
     second = sorted(p.relative_to(again) for p in again.rglob("*"))
     assert first == second
     for path in first:
         if (conformance_suite.folder / path).is_file():
-            assert (conformance_suite.folder / path).read_bytes() == (again / path).read_bytes(), path
+            assert (conformance_suite.folder / path).read_bytes() == (again / path).read_bytes(), (
+                path
+            )
 
 
 def test_weights_load_with_the_safetensors_package(conformance_suite):
@@ -64,7 +68,11 @@ def test_every_convention_and_family_is_there(conformance_suite):
     assert conventions["preset/EpsilonGammaBox/mixed"] == {"npxai", "zennit", "julia"}
     assert conventions["lrp_default/zeros"] == {"npxai", "captum", "julia"}
     assert conventions["integrated_gradients/gauss_legendre/positive"] == {"npxai", "captum"}
-    assert conventions["integrated_gradients/riemann_right/positive"] == {"npxai", "captum", "zennit"}
+    assert conventions["integrated_gradients/riemann_right/positive"] == {
+        "npxai",
+        "captum",
+        "zennit",
+    }
 
 
 def test_npxai_answers_every_case_from_the_files_alone(conformance_suite):
@@ -79,7 +87,9 @@ def test_npxai_answers_every_case_from_the_files_alone(conformance_suite):
 def test_a_suite_of_another_version_is_refused(conformance_suite, tmp_path):
     manifest = json.loads((conformance_suite.folder / "manifest.json").read_text())
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "version": 2}))
-    with pytest.raises(LoadError, match="version 2; this npxai reads 'npxai-conformance' version 1"):
+    with pytest.raises(
+        LoadError, match="version 2; this npxai reads 'npxai-conformance' version 1"
+    ):
         Suite(tmp_path)
     with pytest.raises(LoadError, match="manifest.json: no such file"):
         Suite(tmp_path / "nowhere")
@@ -88,7 +98,9 @@ def test_a_suite_of_another_version_is_refused(conformance_suite, tmp_path):
 def test_a_manifest_naming_an_unknown_rule_is_refused(conformance_suite):
     case = dict(conformance_suite.cases["dense/epsilon/mixed@npxai"])
     case["rules"] = {**case["rules"], "fc2": {"rule": "MagicRule"}}
-    with pytest.raises(LoadError, match="case dense/epsilon/mixed@npxai, layer fc2: unknown rule 'MagicRule'"):
+    with pytest.raises(
+        LoadError, match="case dense/epsilon/mixed@npxai, layer fc2: unknown rule 'MagicRule'"
+    ):
         conformance_suite.as_case(case)
     case["rules"]["fc2"] = {"rule": "EpsilonRule", "epsilon": -1.0}
     with pytest.raises(LoadError, match="layer fc2: bad parameters for EpsilonRule"):
