@@ -13,8 +13,8 @@ Zennit (the ``zennit`` convention):
   ``high`` the tensors of the input's shape filled with :data:`~npxai.conformance.cases.LOW` and
   ``HIGH``) or, for the rule grid (``peer["rule"]``), a ``NameMapComposite`` giving each node the
   ``zennit.rules`` class ``peer["rules"]`` names, with its arguments (``None``: no hook, the
-  gradient). ``Flatten`` and ``Concat`` are not modules here (:mod:`~npxai.conformance.torch_model`);
-  the ``Pass`` the rule map gives a flatten is its gradient, which passes the relevance unchanged.
+  gradient; so are ``Flatten`` and ``Concat``, which are not modules here,
+  :mod:`~npxai.conformance.torch_model`).
   Every composite gets the canonizer ``SequentialMergeBatchNorm`` (``zennit/canonizers.py``,
   ``MergeBatchNorm.merge_batch_norm``: the batch norm folded into the module before it and left
   computing ``x / sqrt(1 + eps)``), the suite's ``batch_norm="zennit"``; it changes nothing in a
@@ -112,7 +112,7 @@ def _unsupported(case: dict, model: Model, library: str) -> str | None:
         rule = rules[node.name]
         if rule is not None and not isinstance(getattr(classes, rule[0], None), type):
             return f"node {node.name}: {classes.__name__} has no rule {rule[0]!r}"
-        if functional(node.layer, library) and rule not in (None, ["Pass", {}]):
+        if functional(node.layer, library) and rule is not None:
             return f"node {node.name}: a {node.layer} is no module here, so it takes no rule {rule}"
         if library == "captum" and rule is None and node.layer != "ReLU":
             if not functional(node.layer, library):
