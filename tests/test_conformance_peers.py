@@ -30,7 +30,10 @@ def relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
 def answers(conformance_suite):
     """Each peer's answers to the suite, ``{library: (results, not_run)}``, and torch's global
     state before and after."""
-    state = lambda: (torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads())  # noqa: E731
+
+    def state():
+        return torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads()
+
     before = state()
     made = {library: run(conformance_suite, library) for library in LIBRARIES}
     return made, before, state()

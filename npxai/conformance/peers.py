@@ -33,8 +33,9 @@ Captum (the ``captum`` convention):
   rule; Captum then gives a ReLU its pass-through, ``captum/attr/_core/lrp.py``,
   ``_check_and_attach_rules`` and ``SUPPORTED_NON_LINEAR_LAYERS``); the ``lrp_default`` cases
   (``peer["composite"] == "LRP(model)"``) set no rule at all, so that Captum's own defaults run
-  (``SUPPORTED_LAYERS_WITH_RULES``: ``EpsilonRule()`` on every layer it supports). ``LRP.attribute`` deletes the
-  rules when it returns (``_remove_rules``), so each case builds its model afresh. The output
+  (``SUPPORTED_LAYERS_WITH_RULES``: ``EpsilonRule()`` on every layer it supports).
+  ``LRP.attribute`` deletes the rules when it returns (``_remove_rules``, also the ones set by
+  hand), so each case builds its model afresh. The output
   relevance is the selected logit: Captum backpropagates from 1 and multiplies the input's
   "normalised relevance" by the logit of the unmodified model (``LRP.attribute``:
   ``normalized_relevance * output.reshape(...)``).

@@ -1,35 +1,38 @@
 """The suite's models as float64 torch modules, for running a peer library (Zennit, Captum) on
 them, and the relevance the peer leaves at every node's inputs.
 
-:func:`torch_model` builds the model from its description (:class:`~npxai.conformance.models.Model`):
-each layer is the ``torch.nn`` class of the node's layer name, called with the node's arguments,
-in a ``torch.nn.ModuleDict`` (attribute ``layers``) keyed by node name in node order, so that the
-peers walk the modules in the order they run (Zennit's ``SequentialMergeBatchNorm`` folds a batch
-norm into the leaf module registered before it; its first-layer composites take the first
-matching module; Captum collects ``model.children()`` recursively). What is not a ``torch.nn``
+:func:`torch_model` builds the model from its description
+(:class:`~npxai.conformance.models.Model`): each layer is the ``torch.nn`` class of the node's
+layer name, called with the node's arguments, in a ``torch.nn.ModuleDict`` (attribute
+``layers``) keyed by node name in node order, so that the peers walk the modules in the order
+they run (Zennit's ``SequentialMergeBatchNorm`` folds a batch norm into the leaf module
+registered before it; its first-layer composites take the first matching module; Captum collects
+``model.children()`` recursively). What is not a ``torch.nn``
 layer is written as each peer needs it:
 
 - ``Add``: for Zennit a :class:`zennit.layer.Sum` module over the inputs stacked on a new last
-  axis, as Zennit's ``ResNetCanonizer`` writes a residual sum (``zennit/canonizers.py``,
-  ``MergedSum``/``SumSingle``: ``torch.stack([out, identity], dim=-1)``), so that Zennit's
-  composites give it their ``Sum`` rule (``Norm``, ``zennit/composites.py``,
-  ``layer_map_base``); for Captum the bare ``a + b``: Captum hooks modules only
-  (``captum/attr/_core/lrp.py``, ``_get_layers``), so the gradient of the sum hands the full
-  relevance to both summands;
+  axis, as Zennit's ``ResNetCanonizer`` writes a residual sum (``zennit/torchvision.py``,
+  ``ResNetBasicBlockCanonizer.forward``: ``torch.stack([identity, out], dim=-1)`` into a
+  ``Sum``), so that Zennit's composites give it their ``Sum`` rule (``Norm``,
+  ``zennit/composites.py``, ``layer_map_base``); for Captum the bare ``a + b``: Captum hooks
+  modules only (``captum/attr/_core/lrp.py``, ``_get_layers``), so the gradient of the sum hands
+  the full relevance to both summands;
 - ``Concat`` and ``Flatten``: ``torch.cat`` and ``torch.flatten`` in the forward, for both peers.
   Captum raises a ``TypeError`` on a module type it has no rule for (``_check_and_attach_rules``);
   Zennit's composites hook neither (a ``torch.nn.Flatten`` is in no layer map), so both take the
   gradient, which hands back the relevance unchanged (a reshape) or split into the inputs' slices.
 
 The forward hands every node fresh views (``view_as``) of the values it reads and keeps them
-(:attr:`inputs` of the module, ``{node: [view per input]}``) with ``retain_grad``, so that after a
-backward pass each view's ``.grad`` is what reached that node's input from that node alone, after
-the peer's hooks: Zennit's rules replace the gradient at the input of an ``Identity`` function they
-insert before the module (``zennit/core.py``, ``Hook.pre_forward``), which precedes the view;
-Captum's rules register tensor hooks on the module's input tensor, the view itself
-(``captum/attr/_utils/lrp_rules.py``, ``PropagationRule.forward_hook``; ``captum/_utils/common.py``,
-``_register_backward_hook`` for ReLU), and ``retain_grad`` sees a tensor's gradient after every
-other tensor hook on it (torch >= 2). :func:`input_gradients` reads them in the suite's names.
+(``module.inputs``, ``{node: [view per input]}``) with ``retain_grad``, so that after a backward
+pass each view's ``.grad`` is what reached that node's input from that node alone, after the
+peer's hooks. Zennit's rules put an ``Identity`` function between the view and the module and
+hook its backward (``zennit/core.py``, ``Hook.pre_forward``), so the view's gradient is the
+rule's relevance. Captum's rules register tensor hooks on the module's input tensor, the view
+itself (``captum/attr/_utils/lrp_rules.py``, ``PropagationRule.forward_hook``; for a ReLU
+``captum/_utils/common.py``, ``_register_backward_hook``), and ``retain_grad`` sees a tensor's
+gradient after every other tensor hook on it (torch >= 2). Captum hooks a tensor once however
+many layers read it (``hook_registered``): its ``x * (sum of the readers' gradients)`` is the sum
+of what the per-reader views get. :func:`input_gradients` reads the views in the suite's names.
 """
 
 from __future__ import annotations
@@ -101,9 +104,10 @@ def _module_class() -> type:
 
 def torch_model(model: Model, state: dict[str, np.ndarray], library: str) -> Any:
     """``model`` as a float64 ``torch.nn.Module`` in eval mode, for ``library`` (``"zennit"`` or
-    ``"captum"``, see the module docstring), with ``state`` (the suite's state dict: ``<node>.weight``,
-    ``<node>.bias``, ``<node>.running_mean``, ``<node>.running_var``) loaded. A state dict with
-    keys the model lacks or lacking keys it has is a :class:`~npxai.errors.StateDictError`."""
+    ``"captum"``, see the module docstring), with ``state`` (the suite's state dict:
+    ``<node>.weight``, ``<node>.bias``, ``<node>.running_mean``, ``<node>.running_var``) loaded.
+    A state dict with keys the model lacks, or lacking keys it has, is a
+    :class:`~npxai.errors.StateDictError` naming them."""
     import torch
 
     if library not in LIBRARIES:
