@@ -116,7 +116,7 @@ def _unsupported(case: dict, model: Model, library: str) -> str | None:
         if functional(node.layer, library) and rule is not None:
             return f"node {node.name}: a {node.layer} is no module here, so it takes no rule {rule}"
         if library == "captum" and rule is None and node.layer != "ReLU":
-            if not functional(node.layer, library):
+            if not functional(node.layer, library):  # Captum would give it its default rule
                 return f"node {node.name}: Captum cannot leave a {node.layer} without a rule"
     return None
 
@@ -127,8 +127,10 @@ def _zennit(module: Any, case: dict, x: np.ndarray, target: list[int]) -> dict[s
 
     peer = case["peer"]
     xt = torch.from_numpy(x.copy())
-    n_out = module.layers[module.nodes[-1].name].out_features
-    one_hot = torch.eye(n_out, dtype=torch.float64)[target]
+
+    def one_hot(output: torch.Tensor) -> torch.Tensor:
+        return torch.eye(output.shape[1], dtype=output.dtype)[target]
+
     if case["method"] != "LRP":
         if peer["method"] == "Gradient":
             attributor = attribution.Gradient(module)
@@ -140,8 +142,7 @@ def _zennit(module: Any, case: dict, x: np.ndarray, target: list[int]) -> dict[s
         classes = _rule_classes("zennit")
         composite = composites.NameMapComposite(
             [((f"layers.{node}",), getattr(classes, rule[0])(**rule[1]))
-             for node, rule in peer["rules"].items()
-             if rule is not None and node in module.layers],
+             for node, rule in peer["rules"].items() if rule is not None],
             canonizers=merge,
         )  # fmt: skip
     elif peer["composite"] == "EpsilonGammaBox":
@@ -161,10 +162,11 @@ def _captum(module: Any, case: dict, x: np.ndarray, target: list[int]) -> dict[s
     peer = case["peer"]
     xt = torch.from_numpy(x.copy()).requires_grad_()
     if case["method"] == "LRP":
-        classes = _rule_classes("captum")
-        for node, rule in peer["rules"].items():
-            if rule is not None and peer.get("composite") != "LRP(model)":
-                module.layers[node].rule = getattr(classes, rule[0])(**rule[1])
+        if peer.get("composite") != "LRP(model)":
+            classes = _rule_classes("captum")
+            for node, rule in peer["rules"].items():
+                if rule is not None:
+                    module.layers[node].rule = getattr(classes, rule[0])(**rule[1])
         with torch.no_grad():
             logit = module(xt)[torch.arange(len(target)), target]
         attribution = attr.LRP(module).attribute(xt, target=target)
