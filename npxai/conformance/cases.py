@@ -117,11 +117,16 @@ def smoothgrad_noise(x: np.ndarray) -> np.ndarray:
 # -- each convention's rules, and how its library spells them ----------------------------------
 
 
-def _zennit_name(rule: R.Rule) -> list | None:
-    """Zennit's rule class and arguments for an npxai rule of the zennit convention; ``None``:
-    the layer is left unhooked (its gradient)."""
+def _zennit_name(rule: R.Rule, layer: L.Layer) -> list | None:
+    """Zennit's rule class and arguments for an npxai rule of the zennit convention on ``layer``;
+    ``None``: the layer is left unhooked (its gradient). A flatten's ``PassRule`` is ``None``:
+    its gradient passes the relevance back unchanged, Zennit's composites hook no flatten, and
+    Zennit's ``Pass`` cannot run on it (``zennit/rules.py``, ``Pass.backward`` returns the
+    output's gradient as the input's, and torch refuses a hook that changes a gradient's shape)."""
     stab = {"stabilizer": getattr(rule, "epsilon", None)}
     match rule:
+        case R.PassRule() if isinstance(layer, L.Flatten):
+            return None
         case R.NormRule():
             return ["Norm", stab]
         case R.EpsilonRule():
@@ -297,7 +302,8 @@ def _lrp_cases(model: Model, graph: Graph, batch: str) -> list[Case]:
         )
         rules = prepare(case, graph).rules  # the library's spelling of every layer's rule
         if convention == "zennit":
-            case.peer["rules"] = {k: _zennit_name(r) for k, r in rules.items()}
+            layers = dict(graph.named_modules())
+            case.peer["rules"] = {k: _zennit_name(r, layers[k]) for k, r in rules.items()}
         elif convention == "captum":
             case.peer["rules"] = {k: _captum_name(r) for k, r in rules.items()}
         made.append(case)
