@@ -359,8 +359,8 @@ def _gradient_cases(model: Model, batch: str) -> list[Case]:
             made.append(Case(name, "zennit", model.name, batch, "IntegratedGradients",
                              {"library": "zennit", "method": "IntegratedGradients", "n_iter": 8},
                              parameters=parameters))  # fmt: skip
-    if model.convolutional:
-        layer = [n.name for n in model.nodes if n.layer == "ReLU"][-1]
+    if model.gradcam is not None:
+        layer = model.gradcam
         for convention, peer in (
             ("npxai", {"method": "GradCAM", "layer": layer}),
             ("captum", {"method": "LayerGradCam", "layer": layer, "relu_attributions": True}),

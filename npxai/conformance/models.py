@@ -51,13 +51,15 @@ class Node:
 @dataclass(frozen=True)
 class Model:
     """A suite model: its per-sample input shape, its nodes in an order they run in, what it
-    covers, and the seed of its weights."""
+    covers, the seed of its weights, and the layer whose output Grad-CAM explains (``None``: no
+    feature maps)."""
 
     name: str
     input_shape: tuple[int, ...]
     nodes: tuple[Node, ...]
     covers: str
     seed: int
+    gradcam: str | None = None
 
     def describe(self) -> dict:
         """The model as the manifest writes it."""
@@ -65,6 +67,7 @@ class Model:
             "input_shape": list(self.input_shape),
             "covers": self.covers,
             "seed": self.seed,
+            "gradcam": self.gradcam,
             "nodes": [node.describe() for node in self.nodes],
         }
 
@@ -83,7 +86,7 @@ class Model:
             for n in description["nodes"]
         )
         return cls(name, tuple(description["input_shape"]), nodes, description["covers"],
-                   description["seed"])  # fmt: skip
+                   description["seed"], description["gradcam"])  # fmt: skip
 
     @property
     def convolutional(self) -> bool:
@@ -167,6 +170,7 @@ MODELS: dict[str, Model] = {
             "convolutions with padding, stride, groups, dilation, no bias; max and average "
             "pooling with ceil_mode; a channel with z = 0",
             3,
+            "relu3",
         ),
         Model(
             "batchnorm",
@@ -185,6 +189,7 @@ MODELS: dict[str, Model] = {
             "batch norms after convolutions (with and without bias), folded or not; adaptive "
             "average pooling",
             4,
+            "relu2",
         ),
         Model(
             "residual",
@@ -203,6 +208,7 @@ MODELS: dict[str, Model] = {
             ),
             "a residual sum",
             5,
+            "relu3",
         ),
         Model(
             "concat",
@@ -228,6 +234,7 @@ MODELS: dict[str, Model] = {
             ),
             "two branches concatenated along the channels",
             6,
+            "pool",  # after the concatenation: both branches' maps
         ),
     )
 }
