@@ -68,7 +68,8 @@ PEER_DIAGNOSES = {
         # zennit/rules.py: Gamma is the "Generalized LRP Gamma rule", sign-aware; the stabilizer
         # 1e-6 and the rest of the layer map are npxai's.
         "conv/gamma/mixed": ("gamma/sign-aware",),
-        # zennit/canonizers.py MergeBatchNorm.merge_batch_norm keeps the batch norm with its eps.
+        # zennit/canonizers.py MergeBatchNorm.merge_batch_norm: "change batch_norm parameters to
+        # produce identity" (mean 0, var 1, weight 1, bias 0) but keeps its eps.
         "batchnorm/epsilon/mixed": ("batch-norm/zennit",),
         # Epsilon(1e-6), Norm(1e-6) on average pools, max pooling unhooked: npxai's numbers.
         "conv/epsilon/mixed": None,
@@ -80,16 +81,20 @@ PEER_DIAGNOSES = {
         "dense/wsquare/mixed": ("wsquare/no-bias", "epsilon/float32(1e-09)"),
     },
     "captum": {
-        # captum/attr/_core/attribution... Saliency(abs=True) is the case's peer call.
+        # captum/attr/_core/saliency.py: Saliency.attribute(..., abs: bool = True).
         "conv/gradient/mixed": ("absolute",),
-        # lrp_rules.py EpsilonRule(epsilon=1e-9); lrp.py multiplies the relevances by the output.
+        # captum/attr/_utils/lrp_rules.py EpsilonRule(epsilon=1e-9); captum/attr/_core/lrp.py
+        # multiplies the relevances by the output.
         "dense/epsilon/mixed": ("output/logit", "epsilon/1e-09"),
         # Alpha1_Beta0_Rule: weight.data.clamp(min=0), bias kept, STABILITY_FACTOR 1e-9.
         "dense/zplus/mixed": ("zplus/clamped", "output/logit", "epsilon/1e-09"),
-        # SUPPORTED_LAYERS_WITH_RULES: nn.MaxPool2d: EpsilonRule.
+        # captum/attr/_core/lrp.py SUPPORTED_LAYERS_WITH_RULES: nn.MaxPool2d: EpsilonRule.
         "conv/epsilon/mixed": ("max-pool/epsilon", "output/logit", "epsilon/1e-09"),
-        # a + b is no module: its gradient hands the full relevance to both summands.
+        # a + b is no module (only Addition_Module is hooked): its gradient hands the full
+        # relevance to both summands.
         "residual/epsilon/mixed": ("sum/gradient", "output/logit", "epsilon/1e-09"),
+        # GammaRule._manipulate_weights: weight + gamma * weight.clamp(min=0), the bias kept.
+        "dense/gamma/mixed": ("gamma/no-bias", "output/logit", "epsilon/1e-09"),
         # nn.BatchNorm2d: EpsilonRule, no canonizer.
         "batchnorm/epsilon/mixed": ("batch-norm/unfolded-epsilon", "output/logit", "epsilon/1e-09"),
     },
@@ -128,6 +133,74 @@ def test_peer_against_its_own_convention_passes(conformance_suite, tmp_path):
     report = check(conformance_suite, folder)
     assert report.passed
     assert [c.status for c in report.cases if c.name in names] == ["pass", "pass"]
+
+
+def sgn0(z):
+    return np.where(z >= 0, 1.0, -1.0)
+
+
+def alpha_beta_full_bias(x, w, b, r):
+    """iNNvestigate's alpha=2, beta=1 as the notes state it: the full bias in both."""
+    xp, xn, wp, wn = np.maximum(x, 0), np.minimum(x, 0), np.maximum(w, 0), np.minimum(w, 0)
+    zp, zn = xp @ wp.T + xn @ wn.T + b, xp @ wn.T + xn @ wp.T + b
+    sp, sn = r / (zp + 1e-6 * sgn0(zp)), r / (zn + 1e-6 * sgn0(zn))
+    return 2 * (xp * (sp @ wp) + xn * (sp @ wn)) - (xp * (sn @ wn) + xn * (sn @ wp))
+
+
+def zplus_no_bias(x, w, b, r):
+    """z+ with the inputs split by sign and no bias (iNNvestigate's ZPlus, notes)."""
+    xp, xn, wp, wn = np.maximum(x, 0), np.minimum(x, 0), np.maximum(w, 0), np.minimum(w, 0)
+    z = xp @ wp.T + xn @ wn.T
+    s = r / (z + 1e-6 * sgn0(z))
+    return xp * (s @ wp) + xn * (s @ wn)
+
+
+def epsilon_zero_stabilizer(x, w, b, r):
+    """The epsilon rule stabilised only where z = 0, z + 1e-7 [z = 0] (iNNvestigate's, notes)."""
+    z = x @ w.T + b
+    return x * ((r / (z + 1e-7 * (z == 0))) @ w)
+
+
+# Hand-written LRP on the dense model (Linear, ReLU, Linear, ReLU, Linear; relevance 1 at the
+# target, passed through the ReLUs), each rule on every Linear, and the fewest variants expected.
+HAND_WRITTEN = {
+    "dense/alpha2beta1/mixed": (alpha_beta_full_bias, [("alpha-beta/full-bias",)]),
+    "dense/zplus/mixed": (zplus_no_bias, [("zplus/split-no-bias",)]),
+    # Only z = 0 is stabilised: LRP-0 where a zero denominator passes nothing (npxai's ZeroRule);
+    # so is the clip stabiliser sgn0(z) max(|z|, 1e-6) where no |z| < 1e-6 but z = 0, whose unit
+    # (fc1's silent one) gets no relevance from the ReLU input 0 it feeds.
+    "dense/epsilon/mixed": (
+        epsilon_zero_stabilizer,
+        [("epsilon/0",), ("stabilizer/clip",), ("stabilizer/zero",)],
+    ),
+}
+
+
+def test_hand_written_conventions_diagnosed(conformance_suite, tmp_path):
+    from npxai.conformance.models import MODELS, weights
+
+    state = weights(MODELS["dense"])
+    answered = {}
+    for family, (rule, _) in HAND_WRITTEN.items():
+        entry = conformance_suite.cases[f"{family}@npxai"]
+        x, target, _ = conformance_suite.batch(entry)
+        layers = [(state[f"fc{k}.weight"], state[f"fc{k}.bias"]) for k in (1, 2, 3)]
+        inputs = [x]
+        for w, b in layers[:-1]:
+            inputs.append(np.maximum(inputs[-1] @ w.T + b, 0))
+        r = np.eye(3)[target]
+        for (w, b), a in zip(layers[::-1], inputs[::-1], strict=True):
+            r = rule(a, w, b, r)
+        answered[f"{family}@npxai"] = {"input": r}  # no per-layer relevances
+    not_run = {n: "-" for n, c in conformance_suite.cases.items()
+               if c["convention"] == "npxai" and n not in answered}  # fmt: skip
+    report = check(conformance_suite, write_results(tmp_path / "hand", "hand", answered, not_run))
+    cases = by_name(report)
+    for family, (_, diagnosis) in HAND_WRITTEN.items():
+        case = cases[f"{family}@npxai"]
+        assert case.status == "fail" and case.parting_layer is None, case
+        assert [tuple(v.name for v in match) for match in case.diagnosis] == diagnosis
+        assert "the relevances part at: not located" in str(case)
 
 
 class Negated(R.EpsilonRule):

@@ -167,7 +167,8 @@ def _read_results(folder: Path) -> dict:
 
 
 def _problems(arrays: dict[str, np.ndarray], shapes: dict[str, list[int]], where: str) -> list[str]:
-    """What is wrong with a case's result arrays, each naming the file and the array."""
+    """What is wrong with a case's result arrays, each naming the file and the array; the
+    ``suite_version`` entry is taken out of ``arrays``."""
     problems = []
     version = arrays.pop("suite_version", None)
     if version is None:
@@ -191,10 +192,6 @@ def _problems(arrays: dict[str, np.ndarray], shapes: dict[str, list[int]], where
         elif not np.isfinite(array).all():
             problems.append(f"{where}: array {name!r} holds NaN or inf")
     return problems
-
-
-def _differences(arrays: dict, expected: dict) -> dict[str, float]:
-    return {name: relative_difference(array, expected[name]) for name, array in arrays.items()}
 
 
 def _parting_layer(suite: Suite, entry: dict, differences: dict, tolerance: float) -> str | None:
@@ -255,7 +252,8 @@ class _Checker:
         if problems:
             return CaseReport(name, "error", compared, message="; ".join(problems))
         tolerance = entry["tolerance"]
-        differences = _differences(arrays, self.suite.expected(target))
+        expected = self.suite.expected(target)
+        differences = {key: relative_difference(a, expected[key]) for key, a in arrays.items()}
         difference = max(differences.values())
         if difference <= tolerance:
             return CaseReport(name, "pass", compared, difference, tolerance)

@@ -91,18 +91,18 @@ class Variant:
     change: Callable[[Case, Model], Case | None]
 
 
-def rules_of(case: Case) -> dict[str, R.Rule]:
+def _rules_of(case: Case) -> dict[str, R.Rule]:
     """An LRP case's rule per layer, from its composite's ``Keys(layer)`` entries."""
     return {selector.keys[0]: rule for selector, rule in case.composite.entries}
 
 
-def with_rules(case: Case, rules: dict[str, R.Rule]) -> Case:
+def _with_rules(case: Case, rules: dict[str, R.Rule]) -> Case:
     """``case`` with ``rules``, one ``Keys(layer)`` entry each."""
     entries = ((Keys(key), rule) for key, rule in rules.items())
     return dataclasses.replace(case, composite=Composite(*entries, name=case.composite.name))
 
 
-def rebuilt(rule: R.LinearRule, **changes: object) -> R.LinearRule:
+def _rebuilt(rule: R.LinearRule, **changes: object) -> R.LinearRule:
     """``rule`` with some of its parameters changed (a ``ZeroRule`` is ``EpsilonRule(0)``)."""
     if type(rule) is R.ZeroRule:
         rule = R.EpsilonRule(0.0)
@@ -119,12 +119,12 @@ def _rule_variant(
         if case.method != "LRP":
             return None
         types = {node.name: node.layer for node in model.nodes}
-        rules, any_changed = rules_of(case), False
+        rules, any_changed = _rules_of(case), False
         for key, rule in rules.items():
             new = changed(types[key], rule)
             if new is not None and new != rule:
                 rules[key], any_changed = new, True
-        return with_rules(case, rules) if any_changed else None
+        return _with_rules(case, rules) if any_changed else None
 
     return Variant(name, text, slot, change)
 
@@ -211,7 +211,7 @@ def _gamma(form: str) -> Callable[[str, R.Rule], R.Rule | None]:
 
 def _wsquare(bias: bool) -> Callable[[str, R.Rule], R.Rule | None]:
     def changed(layer: str, rule: R.Rule) -> R.Rule | None:
-        return rebuilt(rule, bias=bias) if isinstance(rule, R.WSquareRule) else None
+        return _rebuilt(rule, bias=bias) if isinstance(rule, R.WSquareRule) else None
 
     return changed
 
@@ -238,7 +238,7 @@ def _epsilon(value: float) -> Callable[[str, R.Rule], R.Rule | None]:
     def changed(layer: str, rule: R.Rule) -> R.Rule | None:
         if not isinstance(rule, R.LinearRule) or rule.epsilon == value:
             return None
-        return rebuilt(rule, epsilon=value)
+        return _rebuilt(rule, epsilon=value)
 
     return changed
 
@@ -249,14 +249,14 @@ def _julia_epsilon(layer: str, rule: R.Rule) -> R.Rule | None:
     if not isinstance(rule, R.LinearRule):
         return None
     epsilon_rule = layer in ("Linear", "Conv2d") and type(rule) is R.EpsilonRule
-    return rebuilt(rule, epsilon=julia.EPSILON if epsilon_rule else julia.STABILIZER)
+    return _rebuilt(rule, epsilon=julia.EPSILON if epsilon_rule else julia.STABILIZER)
 
 
 def _stabilizer(kind: str) -> Callable[[str, R.Rule], R.Rule | None]:
     def changed(layer: str, rule: R.Rule) -> R.Rule | None:
         if not isinstance(rule, R.LinearRule) or rule.epsilon == 0:
             return None
-        return rebuilt(rule, stabilizer=kind)
+        return _rebuilt(rule, stabilizer=kind)
 
     return changed
 
@@ -273,11 +273,11 @@ def _batch_norm(how: str, rule: R.Rule | None) -> Callable[[Case, Model], Case |
         norms = [node.name for node in model.nodes if node.layer == "BatchNorm2d"]
         if case.method != "LRP" or not norms:
             return None
-        rules = rules_of(case)
+        rules = _rules_of(case)
         new = {key: rule or (R.PassRule() if _z_rule(rules[key]) else rules[key]) for key in norms}
         if case.batch_norm == how and all(rules[key] == new[key] for key in norms):
             return None
-        return dataclasses.replace(with_rules(case, {**rules, **new}), batch_norm=how)
+        return dataclasses.replace(_with_rules(case, {**rules, **new}), batch_norm=how)
 
     return change
 
