@@ -88,6 +88,7 @@ PEER_DIAGNOSES = {
         "dense/epsilon/mixed": ("output/logit", "epsilon/1e-09"),
         # Alpha1_Beta0_Rule: weight.data.clamp(min=0), bias kept, STABILITY_FACTOR 1e-9.
         "dense/zplus/mixed": ("zplus/clamped", "output/logit", "epsilon/1e-09"),
+        "conv/zplus/mixed": ("zplus/clamped", "max-pool/epsilon", "output/logit", "epsilon/1e-09"),
         # captum/attr/_core/lrp.py SUPPORTED_LAYERS_WITH_RULES: nn.MaxPool2d: EpsilonRule.
         "conv/epsilon/mixed": ("max-pool/epsilon", "output/logit", "epsilon/1e-09"),
         # a + b is no module (only Addition_Module is hooked): its gradient hands the full

@@ -8,8 +8,9 @@ case the results answer). For a failure it names the *parting layer*: walking th
 from the output, the first whose input relevance differs (its output relevance, what its
 consumers pass back, still agrees), among the layers the results hold; and the *diagnosis*:
 npxai recomputes the compared case under every known convention (:mod:`.variants`), single
-ones, then pairs, then triples, and names every combination of the smallest size that
-reproduces the results within the tolerance, or none.
+ones, then pairs, and so on up to :data:`~.variants.MOST` of them, and names every combination
+of the smallest size that reproduces the results within the tolerance (in the order of
+:data:`~.variants.VARIANTS`), or none.
 
 ``convention="npxai"`` compares each result with its family's case in that convention
 (``family@npxai``) instead of the case it answers, so that a Zennit result is explained
@@ -97,9 +98,10 @@ class CaseReport:
         if not self.diagnosis:
             lines.append("         diagnosis: none of the known conventions")
         for k, match in enumerate(self.diagnosis):
-            lead = "diagnosis:" if k == 0 else "or:"
+            lead = "diagnosis:" if k == 0 else "       or:"
             lines.append(f"         {lead} {' + '.join(v.name for v in match)}")
-            lines += [f"           {v.name}: {v.text}" for v in match]
+        named = {v.name: v.text for match in self.diagnosis for v in match}
+        lines += [f"           {name}: {text}" for name, text in named.items()]
         return "\n".join(lines)
 
 

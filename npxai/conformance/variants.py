@@ -76,7 +76,7 @@ from .cases import Case
 from .models import Model
 
 #: The longest combination of variants :func:`combinations` makes.
-MOST = 3
+MOST = 4
 
 
 @dataclass(frozen=True)
