@@ -62,9 +62,10 @@ def test_npxai_passes_every_case(conformance_suite, npxai_folder):
 
 # What each peer's case computes differently from npxai's family case (npxai: npxai/lrp/rules.py
 # defaults, epsilon 1e-6, max pooling by the gradient, sums and average pools by NormRule(1e-6),
-# batch norms folded exactly, relevance 1 at the target).
+# batch norms folded exactly, relevance 1 at the target), keyed (results, compared with); and
+# npxai's results against a peer's convention, the same differences the other way round.
 PEER_DIAGNOSES = {
-    "zennit": {
+    ("zennit", "npxai"): {
         # zennit/rules.py: Gamma is the "Generalized LRP Gamma rule", sign-aware; the stabilizer
         # 1e-6 and the rest of the layer map are npxai's.
         "conv/gamma/mixed": ("gamma/sign-aware",),
@@ -74,13 +75,16 @@ PEER_DIAGNOSES = {
         # Epsilon(1e-6), Norm(1e-6) on average pools, max pooling unhooked: npxai's numbers.
         "conv/epsilon/mixed": None,
     },
-    "julia": {
+    ("julia", "npxai"): {
         # ZPlusRule stabilised with LRP_DEFAULT_STABILIZER = 1.0f-9 (npxai/compat/julia.py).
         "dense/zplus/mixed": ("epsilon/float32(1e-09)",),
         # WSquareRule: no bias, stabiliser 1.0f-9.
         "dense/wsquare/mixed": ("wsquare/no-bias", "epsilon/float32(1e-09)"),
+        # Unfolded batch norms passed through; EpsilonRule(EPSILON) on the convolutions and the
+        # dense layer, ZeroRule (STABILIZER) on the pooling.
+        "batchnorm/epsilon/mixed": ("batch-norm/unfolded-pass", "epsilon/julia"),
     },
-    "captum": {
+    ("captum", "npxai"): {
         # captum/attr/_core/saliency.py: Saliency.attribute(..., abs: bool = True).
         "conv/gradient/mixed": ("absolute",),
         # captum/attr/_utils/lrp_rules.py EpsilonRule(epsilon=1e-9); captum/attr/_core/lrp.py
@@ -99,20 +103,34 @@ PEER_DIAGNOSES = {
         # nn.BatchNorm2d: EpsilonRule, no canonizer.
         "batchnorm/epsilon/mixed": ("batch-norm/unfolded-epsilon", "output/logit", "epsilon/1e-09"),
     },
+    ("npxai", "captum"): {
+        "conv/gradient/mixed": ("signed",),
+        "conv/epsilon/mixed": ("max-pool/gradient", "output/one", "epsilon/1e-06"),
+        "residual/epsilon/mixed": ("sum/z-rule", "output/one", "epsilon/1e-06"),
+        "batchnorm/epsilon/mixed": ("batch-norm/folded", "output/one", "epsilon/1e-06"),
+        "dense/gamma/mixed": ("gamma/bias", "output/one", "epsilon/1e-06"),
+        "dense/zplus/mixed": ("zplus/split-b+", "output/one", "epsilon/1e-06"),
+    },
+    ("npxai", "julia"): {
+        "dense/wsquare/mixed": ("wsquare/bias", "epsilon/1e-06"),
+        "batchnorm/epsilon/mixed": ("batch-norm/folded", "epsilon/1e-06"),
+    },
 }
 
 
-@pytest.mark.parametrize("peer", list(PEER_DIAGNOSES))
-def test_peer_results_diagnosed_against_npxai(conformance_suite, tmp_path, peer):
-    expected = PEER_DIAGNOSES[peer]
+@pytest.mark.parametrize(("peer", "against"), list(PEER_DIAGNOSES))
+def test_peer_results_diagnosed_against_another_convention(conformance_suite, tmp_path, peer,
+                                                           against):  # fmt: skip
+    expected = PEER_DIAGNOSES[peer, against]
     names = [f"{family}@{peer}" for family in expected]
     folder = peer_results(conformance_suite, tmp_path / peer, peer, names)
-    report = check(conformance_suite, folder, convention="npxai")
+    report = check(conformance_suite, folder, convention=against)
+    assert report.to_json()["convention"] == against
     cases = by_name(report)
     assert not report.passed
     for family, diagnosis in expected.items():
         case = cases[f"{family}@{peer}"]
-        assert case.compared_with == f"{family}@npxai"
+        assert case.compared_with == f"{family}@{against}"
         if diagnosis is None:
             assert case.status == "pass", case
             continue
@@ -126,6 +144,19 @@ def test_peer_results_diagnosed_against_npxai(conformance_suite, tmp_path, peer)
     others = [c for c in report.cases if c.name not in names]
     assert others and all(c.status == "not run" for c in others)
     assert str(report).count("\nFAIL") == sum(d is not None for d in expected.values())
+
+
+def test_quadrature_diagnosed(conformance_suite, tmp_path):
+    """Left Riemann sums answering the right Riemann sums' case (both npxai's)."""
+    family = "conv/integrated_gradients/{}/mixed@npxai"
+    left = conformance_suite.expected(conformance_suite.cases[family.format("riemann_left")])
+    answered = {family.format("riemann_right"): left}
+    not_run = {n: "-" for n, c in conformance_suite.cases.items()
+               if c["convention"] == "npxai" and n not in answered}  # fmt: skip
+    report = check(conformance_suite, write_results(tmp_path / "ig", "ig", answered, not_run))
+    case = by_name(report)[family.format("riemann_right")]
+    assert case.status == "fail"
+    assert [tuple(v.name for v in m) for m in case.diagnosis] == [("quadrature/riemann_left",)]
 
 
 def test_peer_against_its_own_convention_passes(conformance_suite, tmp_path):
