@@ -16,10 +16,12 @@ lrp-conventions.md`` for iNNvestigate, which is not installed here):
 - epsilon: Zennit's default ``1e-6`` for every rule (``zennit/rules.py``, ``stabilizer=1e-6``);
   Captum's ``1e-9`` (``STABILITY_FACTOR`` and ``EpsilonRule(epsilon=1e-9)`` in
   ``captum/attr/_utils/lrp_rules.py``); RelevancePropagation.jl's ``1.0f-6`` and ``1.0f-9``
-  widened to float64 (:mod:`npxai.compat.julia`); iNNvestigate's ``1e-7`` (notes). The variant
-  sets every stabilised rule's epsilon on every layer. In float64 ``1e-9`` and
-  ``float32(1e-9)`` (and ``1e-6``, ``float32(1e-6)``) change a relevance by less than the suite's
-  tolerance, so both of a pair match alike; ``0`` and ``1e-9`` may too where no denominator is small.
+  widened to float64 (:mod:`npxai.compat.julia`); iNNvestigate's ``1e-7`` (notes). Each of these
+  variants sets every stabilised rule's epsilon on every layer; ``epsilon/julia`` sets
+  RelevancePropagation.jl's two: ``1.0f-6`` for the epsilon rule of dense and convolutional
+  layers, ``1.0f-9`` for every other rule. In float64 ``1e-9`` and ``float32(1e-9)`` (and
+  ``1e-6``, ``float32(1e-6)``) change a relevance by less than the suite's tolerance, so both of
+  a pair match alike; ``0`` and ``1e-9`` may too where no denominator is small.
 - stabiliser kind: ``z + eps sgn0(z)`` (Zennit's ``Stabilizer``, Captum's
   ``_backward_hook_output``: ``sign[sign == 0] = 1``); ``sgn0(z) max(|z|, eps)`` (Zennit's
   ``Stabilizer(clip=True)``, ``zennit/core.py``); ``z + eps [z = 0]`` (iNNvestigate's rules
@@ -274,7 +276,8 @@ def _batch_norm(how: str, rule: R.Rule | None) -> Callable[[Case, Model], Case |
         if case.method != "LRP" or not norms:
             return None
         rules = _rules_of(case)
-        new = {key: rule or (R.PassRule() if _z_rule(rules[key]) else rules[key]) for key in norms}
+        new = {key: rule if rule is not None else R.PassRule() if _z_rule(rules[key]) else rules[key]
+               for key in norms}  # fmt: skip
         if case.batch_norm == how and all(rules[key] == new[key] for key in norms):
             return None
         return dataclasses.replace(_with_rules(case, {**rules, **new}), batch_norm=how)
