@@ -12,9 +12,10 @@ ones, then pairs, and so on up to :data:`~.variants.MOST` of them, and names eve
 of the smallest size that reproduces the results within the tolerance (in the order of
 :data:`~.variants.VARIANTS`), or none.
 
-``convention="npxai"`` compares each result with its family's case in that convention
-(``family@npxai``) instead of the case it answers, so that a Zennit result is explained
-against npxai's convention.
+``convention`` (the command line's ``--convention``; any of the suite's conventions) compares
+each result with its family's case in that convention instead of the case it answers: with
+``"npxai"``, ``family@npxai``, so that a Zennit result is explained against npxai's convention.
+A family the convention lacks is an error of that case.
 
 Bad input is reported per case, the other cases still checked: a results file that names a case
 the suite lacks, lists it as both answered and not run, or whose ``.npz`` is unreadable, lacks
@@ -70,6 +71,7 @@ class CaseReport:
     message: str | None = None
 
     def to_json(self) -> dict:
+        """The case as ``--json`` writes it: a failure's diagnosis as lists of ``{name, text}``."""
         entry = {
             "name": self.name,
             "status": self.status,
@@ -93,7 +95,9 @@ class CaseReport:
         line = f"{head}  (difference {self.difference:.3g}{against})"
         if self.status == "pass":
             return line
-        layer = self.parting_layer or "not located (no layer relevances that differ)"
+        layer = (
+            self.parting_layer or "not located (the results hold no layer relevance that differs)"
+        )
         lines = [line, f"         the relevances part at: {layer}"]
         if not self.diagnosis:
             lines.append("         diagnosis: none of the known conventions")
@@ -125,6 +129,8 @@ class Report:
         return {s: sum(case.status == s for case in self.cases) for s in statuses}
 
     def to_json(self) -> dict:
+        """The report as ``--json`` writes it: format, suite, implementation, convention,
+        ``passed``, the counts and every case (:meth:`CaseReport.to_json`)."""
         return {
             "format": CHECK_FORMAT,
             "version": VERSION,
