@@ -65,7 +65,9 @@ def table(folder: Path) -> str:
         versus = against.get(implementation)
         lines.append(f"| {report.implementation} | {cell(report.cases)} | "
                      f"{cell(versus.cases) if versus else '(its own)'} |")  # fmt: skip
-    lines.append(f"| RelevancePropagation.jl (npxai.compat.julia) | - | {cell(against['julia'].cases)} |")
+    lines.append(
+        f"| RelevancePropagation.jl (npxai.compat.julia) | - | {cell(against['julia'].cases)} |"
+    )
     lines += [
         "",
         "Against npxai's convention, method by method (passed / cases; the first diagnosis of "
@@ -74,7 +76,9 @@ def table(folder: Path) -> str:
         "| method or rule | Zennit | Captum | RelevancePropagation.jl |",
         "|---|---|---|---|",
     ]
-    by_method: dict[str, dict[str, list]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    by_method: dict[str, dict[str, list]] = collections.defaultdict(
+        lambda: collections.defaultdict(list)
+    )
     for peer, report in against.items():
         for case in report.cases:
             by_method[method_of(case.name.rpartition("@")[0])][peer].append(case)

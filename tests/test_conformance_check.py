@@ -1,4 +1,4 @@
-"""npxai.conformance.check: results compared with the suite, failures located and diagnosed.
+"""npxai.conformance.checker: results compared with the suite, failures located and diagnosed.
 
 The peers' results here are the suite's expected arrays of their cases (what npxai.compat
 computes for each library, checked against the libraries by tests/test_lrp_{zennit,captum,
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from npxai.conformance.cases import relevances
-from npxai.conformance.check import check, relative_difference
+from npxai.conformance.checker import check, relative_difference
 from npxai.conformance.files import read_npz, write_json, write_npz
 from npxai.conformance.suite import RESULTS_FORMAT, VERSION, file_name, npxai_results, write_results
 from npxai.errors import LoadError

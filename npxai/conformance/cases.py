@@ -52,7 +52,7 @@ CONVENTIONS = ("npxai", "zennit", "captum", "julia")
 #: ZBox's bounds; the inputs are clipped to them.
 LOW, HIGH = -3.0, 3.0
 
-#: The largest relative difference (see :func:`npxai.conformance.check.relative_difference`) a
+#: The largest relative difference (see :func:`npxai.conformance.checker.relative_difference`) a
 #: case allows: float64 round-off, and Captum's float32 quadrature steps.
 TOLERANCE = 1e-9
 CAPTUM_QUADRATURE_TOLERANCE = 1e-6
