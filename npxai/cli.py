@@ -461,8 +461,7 @@ def run_conformance(args: argparse.Namespace) -> int:
               + ", ".join(f"{n} in {c}'s convention" for c, n in counts.items()) + ")")  # fmt: skip
         return 0
     try:
-        suite = conformance.Suite(args.suite)
-        out = conformance.run(suite, args.implementation, args.out, args.convention)
+        out = conformance.run(args.suite, args.implementation, args.out, args.convention)
     except ValueError as error:
         if isinstance(error, LoadError):
             raise
@@ -479,8 +478,18 @@ def run_check(args: argparse.Namespace) -> int:
     """``npxai check SUITE RESULTS``: the report, exit status 1 when a case fails."""
     from . import conformance
 
+    path, model = Path(args.suite), None
+    if path.name == "manifest.json":
+        path = path.parent
+    elif path.suffix in (".onnx", ".safetensors") and path.parent.name == "models":
+        path, model = path.parent.parent, path.stem  # one model's cases
+    elif not path.is_dir():
+        raise UsageError(
+            f"{args.suite}: expected a suite's folder, its manifest.json or one of its model "
+            "files (models/<model>.onnx or .safetensors)"
+        )
     try:
-        report = conformance.check(args.suite, args.results, args.convention)
+        report = conformance.check(path, args.results, args.convention, model)
     except ValueError as error:
         if isinstance(error, LoadError):
             raise
@@ -805,7 +814,12 @@ def build_parser() -> argparse.ArgumentParser:
         "failure the first layer from the output where they part and the known convention the "
         "results follow instead. Exit status 1 when a case fails or cannot be read.",
     )
-    check.add_argument("suite", metavar="SUITE", help="the suite's folder (or its manifest.json)")
+    check.add_argument(
+        "suite",
+        metavar="SUITE_OR_MODEL",
+        help="the suite's folder (or its manifest.json), or one of its model files "
+        "(models/<model>.onnx or .safetensors): that model's cases only",
+    )
     check.add_argument("results", metavar="RESULTS", help="the results' folder")
     check.add_argument(
         "--convention",

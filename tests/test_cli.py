@@ -4,6 +4,7 @@ installed), the methods list, and the messages and exit statuses of a user's mis
 
 import importlib.util
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -673,3 +674,43 @@ def test_evaluate_reports_unknown_metrics_and_methods(tmp_path, digit_png):
     assert_user_error(method, 2, "unknown method")
     seed = npxai_cli("evaluate", str(digit_png), "--seed", "-1", cwd=tmp_path)
     assert_user_error(seed, 2, "expected an integer >= 0, got '-1'")
+
+
+def test_conformance_export_run_and_check(tmp_path, conformance_suite):
+    exported = npxai_cli("conformance", "export", "suite", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "6 models, 1236 cases (462 in npxai's convention" in exported.stdout
+    for path in conformance_suite.folder.rglob("*"):  # another process, the same bytes
+        if path.is_file():
+            again = tmp_path / "suite" / path.relative_to(conformance_suite.folder)
+            assert again.read_bytes() == path.read_bytes(), path
+    ran = npxai_cli("conformance", "run", "suite", "--implementation", "npxai", "--convention",
+                    "zennit", "--out", "answers", cwd=tmp_path)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "npxai 0.1.0: answered 282 cases, 0 not run; results in answers/" in ran.stdout
+    checked = npxai_cli("check", "suite", "answers", "--json", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["passed"] and report["counts"] == {"pass": 282, "fail": 0, "error": 0,
+                                                     "not run": 0}  # fmt: skip
+    # one model's cases, against npxai's convention: Zennit's gamma is sign-aware
+    one = npxai_cli("check", "suite/models/conv.onnx", "answers", "--convention", "npxai",
+                    cwd=tmp_path)  # fmt: skip
+    assert one.returncode == 1, one.stderr
+    assert "FAIL     conv/gamma/mixed@zennit" in one.stdout
+    assert "diagnosis: gamma/sign-aware" in one.stdout
+    assert one.stdout.rstrip().endswith("48 cases: 46 passed, 2 failed, 0 errors, 0 not run")
+    assert "dense/" not in one.stdout
+
+
+def test_conformance_commands_report_bad_arguments(tmp_path):
+    missing = npxai_cli("check", "nowhere", "results", cwd=tmp_path)
+    assert_user_error(missing, 2, "nowhere: expected a suite's folder, its manifest.json")
+    (tmp_path / "empty").mkdir()
+    empty = npxai_cli("check", "empty", "results", cwd=tmp_path)
+    assert_user_error(empty, 1, "empty/manifest.json: no such file")
+    peer = npxai_cli("conformance", "run", "empty", "--implementation", "zennit",
+                     "--convention", "npxai", cwd=tmp_path)  # fmt: skip
+    assert_user_error(peer, 2, "convention= is for npxai only; zennit answers the cases")
+    action = npxai_cli("conformance", cwd=tmp_path)
+    assert_user_error(action, 2, "ACTION")

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from npxai.conformance.checker import check
 from npxai.conformance.peers import run
+from npxai.conformance.suite import write_results
 from npxai.conformance.torch_model import torch_model
 from npxai.errors import StateDictError
 from npxai.io import load
@@ -195,3 +197,35 @@ def test_cases_the_runner_cannot_compute_are_not_run_with_the_reason(conformance
         ((case, why),) = not_run.items()
         assert case in changed.cases
         assert re.search(reason, why), why
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_the_peers_own_results_are_diagnosed_against_npxai(conformance_suite, answers, library,
+                                                           tmp_path):  # fmt: skip
+    """The diagnoses written from the peers' source (test_conformance_check.PEER_DIAGNOSES), now
+    of the peers' own answers; and a peer's different rule map (Captum's ``LRP(model)``), which no
+    variant explains, named by the suite's case it equals."""
+    from test_conformance_check import PEER_DIAGNOSES
+
+    expected = dict(PEER_DIAGNOSES[library, "npxai"])
+    if library == "captum":
+        expected["conv/lrp_default/mixed"] = ()
+    results, _ = answers[0][library]
+    chosen = {f"{family}@{library}": results[f"{family}@{library}"] for family in expected}
+    not_run = {name: "not in this test" for name in results if name not in chosen}
+    folder = write_results(tmp_path, f"{library} (the peer)", chosen, not_run)
+    report = check(conformance_suite, folder, convention="npxai")
+    cases = {case.name: case for case in report.cases}
+    for family, diagnosis in expected.items():
+        case = cases[f"{family}@{library}"]
+        assert case.compared_with == f"{family}@npxai"
+        if diagnosis is None:
+            assert case.status == "pass", case
+            continue
+        assert case.status == "fail", case
+        found = [tuple(v.name for v in match) for match in case.diagnosis]
+        if diagnosis:
+            assert diagnosis in found and {len(m) for m in found} == {len(diagnosis)}, found
+        else:
+            assert found == [] and "conv/epsilon/mixed@captum" in case.equal_to, case
+            assert "equal to the suite's conv/epsilon/mixed@captum" in str(case)

@@ -59,7 +59,9 @@ class CaseReport:
     ``difference`` the largest :func:`relative_difference` over the arrays, within ``tolerance``
     for a pass; for a failure ``parting_layer`` (``None`` where the results hold no layer that
     differs) and ``diagnosis``, every matching combination of variants (empty: none of the known
-    conventions); ``message`` the error, or why the case was not run."""
+    conventions), and where none matches ``equal_to``, the suite's other cases of the same model
+    and input whose expected arrays the results equal (another rule map, another method);
+    ``message`` the error, or why the case was not run."""
 
     name: str
     status: str
@@ -68,6 +70,7 @@ class CaseReport:
     tolerance: float | None = None
     parting_layer: str | None = None
     diagnosis: list[tuple[Variant, ...]] = field(default_factory=list)
+    equal_to: list[str] = field(default_factory=list)
     message: str | None = None
 
     def to_json(self) -> dict:
@@ -83,6 +86,7 @@ class CaseReport:
             entry["parting_layer"] = self.parting_layer
             entry["diagnosis"] = [[{"name": v.name, "text": v.text} for v in match]
                                   for match in self.diagnosis]  # fmt: skip
+            entry["equal_to"] = self.equal_to
         if self.message is not None:
             entry["message"] = self.message
         return entry
@@ -101,6 +105,8 @@ class CaseReport:
         lines = [line, f"         the relevances part at: {layer}"]
         if not self.diagnosis:
             lines.append("         diagnosis: none of the known conventions")
+        if self.equal_to:
+            lines.append(f"         equal to the suite's {', '.join(self.equal_to)}")
         for k, match in enumerate(self.diagnosis):
             lead = "diagnosis:" if k == 0 else "       or:"
             lines.append(f"         {lead} {' + '.join(v.name for v in match)}")
@@ -244,6 +250,19 @@ class _Checker:
                 return matches
         return []
 
+    def equal_cases(self, entry: dict, arrays: dict, tolerance: float) -> list[str]:
+        """The suite's other cases of ``entry``'s model and input whose expected arrays
+        ``arrays`` equal (within ``tolerance``)."""
+        return [
+            name
+            for name, other in self.suite.cases.items()
+            if other["input"] == entry["input"] and name != entry["name"]
+            and other["arrays"].keys() >= arrays.keys()
+            and all(list(a.shape) == other["arrays"][key] for key, a in arrays.items())
+            and all(relative_difference(a, self.suite.expected(other)[key]) <= tolerance
+                    for key, a in arrays.items())
+        ]  # fmt: skip
+
     def case(self, name: str, file: str, folder: Path, convention: str | None) -> CaseReport:
         entry = self.suite.cases[name]
         compared = name if convention is None else f"{entry['family']}@{convention}"
@@ -265,28 +284,38 @@ class _Checker:
         difference = max(differences.values())
         if difference <= tolerance:
             return CaseReport(name, "pass", compared, difference, tolerance)
+        diagnosis = self.diagnose(target, arrays, tolerance)
         return CaseReport(name, "fail", compared, difference, tolerance,
-                          _parting_layer(self.suite, target, differences, tolerance),
-                          self.diagnose(target, arrays, tolerance))  # fmt: skip
+                          _parting_layer(self.suite, target, differences, tolerance), diagnosis,
+                          [] if diagnosis else self.equal_cases(target, arrays, tolerance))  # fmt: skip
 
 
 def check(
     suite: Suite | str | os.PathLike,
     results: str | os.PathLike,
     convention: str | None = None,
+    model: str | None = None,
 ) -> Report:
     """Check the results in folder ``results`` against ``suite`` (a :class:`Suite` or its
     folder), each compared with the case it answers or, with ``convention``, with its family's
-    case in that convention. Returns the :class:`Report`; see the module docstring."""
+    case in that convention; ``model`` (a model of the suite) checks that model's cases only.
+    Returns the :class:`Report`; see the module docstring."""
     if convention is not None and convention not in CONVENTIONS:
         raise ValueError(f"check: convention must be one of {', '.join(CONVENTIONS)} or None, "
                          f"got {convention!r}")  # fmt: skip
     suite = suite if isinstance(suite, Suite) else Suite(suite)
+    if model is not None and model not in suite.manifest["models"]:
+        raise ValueError(f"check: the suite has no model {model!r}; its models are "
+                         f"{', '.join(suite.manifest['models'])}")  # fmt: skip
     folder = Path(results)
     read = _read_results(folder)
     answered, not_run = read["cases"], read["not_run"]
     checker, reports = _Checker(suite), {}
-    for name in [*answered, *not_run]:
+
+    def chosen(name: str) -> bool:
+        return model is None or name not in suite.cases or suite.cases[name]["model"] == model
+
+    for name in filter(chosen, [*answered, *not_run]):
         if name not in suite.cases:
             reports[name] = CaseReport(name, "error", message=f"{folder / 'results.json'}: "
                                        f"{name!r} is not a case of this suite")  # fmt: skip
@@ -299,7 +328,7 @@ def check(
             reports[name] = checker.case(name, answered[name], folder, convention)
     conventions = {suite.cases[n]["convention"] for n in reports if n in suite.cases}
     for name, entry in suite.cases.items():
-        if entry["convention"] in conventions and name not in reports:
+        if entry["convention"] in conventions and name not in reports and chosen(name):
             reports[name] = CaseReport(name, "error", message="missing: the results neither "
                                        "answer it nor list it as not run")  # fmt: skip
     order = {name: k for k, name in enumerate(suite.cases)}

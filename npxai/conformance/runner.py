@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -29,13 +30,18 @@ def run(
             f"conformance run: unknown implementation {implementation!r}; choose one of "
             f"{', '.join(IMPLEMENTATIONS)}"
         )
+    if implementation != "npxai" and convention is not None:
+        raise ValueError(
+            f"conformance run: convention= is for npxai only; {implementation} answers the cases "
+            f"of its own convention"
+        )
     suite = suite if isinstance(suite, Suite) else Suite(suite)
     if implementation == "npxai":
         from .. import __version__
 
         return write_results(out, f"npxai {__version__}", npxai_results(suite, convention), {})
     try:
-        library = importlib.import_module(implementation)
+        importlib.import_module(implementation)
         from . import peers
     except ImportError as error:
         raise MissingExtraError(
@@ -43,4 +49,5 @@ def run(
             f'({error}); they are in npxai\'s test extra: pip install -e ".[test]"'
         ) from None
     results, not_run = peers.run(suite, implementation)
-    return write_results(out, f"{implementation} {library.__version__}", results, not_run)
+    version = importlib.metadata.version(implementation)
+    return write_results(out, f"{implementation} {version}", results, not_run)
