@@ -30,15 +30,23 @@ def method_of(family: str) -> str:
     return "/".join(p for p in parts if p != "unfolded")
 
 
+def diagnosis(report) -> str:
+    """A failure's first diagnosis; without one, the other suite case the results equal."""
+    if report.diagnosis:
+        return " + ".join(v.name for v in report.diagnosis[0])
+    equal = [name for name in report.equal_to if name != report.name]
+    return (
+        f"equals {method_of(equal[0].rpartition('@')[0])}@{equal[0].rpartition('@')[2]}"
+        if equal
+        else "none known"
+    )
+
+
 def cell(reports: list) -> str:
     """``passed/total``, and the most frequent diagnoses of the failures."""
     passed = sum(r.status == "pass" for r in reports)
     text = f"{passed}/{len(reports)}"
-    diagnoses = collections.Counter(
-        " + ".join(v.name for v in r.diagnosis[0]) if r.diagnosis else "none known"
-        for r in reports
-        if r.status == "fail"
-    )
+    diagnoses = collections.Counter(diagnosis(r) for r in reports if r.status == "fail")
     if diagnoses:
         text += "; " + "; ".join(f"{d} ({n})" for d, n in diagnoses.most_common(2))
     return text

@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = [ROOT / "docs" / "lrp-tutorial.md"]
-DOCUMENTS = [*TUTORIALS, ROOT / "README.md"]
+DOCUMENTS = [*TUTORIALS, ROOT / "docs" / "conformance.md", ROOT / "README.md"]
 FENCE = re.compile(r"^```(.*)$")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 

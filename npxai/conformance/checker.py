@@ -129,6 +129,13 @@ class Report:
     def passed(self) -> bool:
         return all(case.status in ("pass", "not run") for case in self.cases)
 
+    def case(self, name: str) -> CaseReport:
+        """The report of the case ``name``."""
+        found = [case for case in self.cases if case.name == name]
+        if not found:
+            raise KeyError(f"the report has no case {name!r}")
+        return found[0]
+
     def counts(self) -> dict[str, int]:
         """How many cases have each status."""
         statuses = ("pass", "fail", "error", "not run")

@@ -111,24 +111,27 @@ def _rebuilt(rule: R.LinearRule, **changes: object) -> R.LinearRule:
     return type(rule)(**{**rule._parameters(), **changes})
 
 
+def _changed_rules(
+    case: Case, model: Model, changed: Callable[[str, R.Rule], R.Rule | None]
+) -> Case | None:
+    """``case`` with each layer's rule ``changed(layer type, rule)`` where that is not ``None``
+    and differs from the rule; ``None`` where no layer changes."""
+    if case.method != "LRP":
+        return None
+    types = {node.name: node.layer for node in model.nodes}
+    rules, any_changed = _rules_of(case), False
+    for key, rule in rules.items():
+        new = changed(types[key], rule)
+        if new is not None and new != rule:
+            rules[key], any_changed = new, True
+    return _with_rules(case, rules) if any_changed else None
+
+
 def _rule_variant(
     name: str, text: str, slot: str, changed: Callable[[str, R.Rule], R.Rule | None]
 ) -> Variant:
-    """A variant that gives each layer ``changed(layer type, rule)`` where that is not ``None``
-    and differs from the rule; ``None`` where no layer changes."""
-
-    def change(case: Case, model: Model) -> Case | None:
-        if case.method != "LRP":
-            return None
-        types = {node.name: node.layer for node in model.nodes}
-        rules, any_changed = _rules_of(case), False
-        for key, rule in rules.items():
-            new = changed(types[key], rule)
-            if new is not None and new != rule:
-                rules[key], any_changed = new, True
-        return _with_rules(case, rules) if any_changed else None
-
-    return Variant(name, text, slot, change)
+    """A variant that changes the layers' rules by ``changed`` (:func:`_changed_rules`)."""
+    return Variant(name, text, slot, lambda case, model: _changed_rules(case, model, changed))
 
 
 class _AlphaBetaBias(R.LinearRule):
@@ -245,13 +248,25 @@ def _epsilon(value: float) -> Callable[[str, R.Rule], R.Rule | None]:
     return changed
 
 
-def _julia_epsilon(layer: str, rule: R.Rule) -> R.Rule | None:
+def _julia_rule(layer: str, rule: R.Rule) -> R.Rule | None:
     """RelevancePropagation.jl's epsilons: ``EPSILON`` for the epsilon rule of a dense or
     convolutional layer, ``STABILIZER`` for every other rule (its ``ZeroRule`` included)."""
     if not isinstance(rule, R.LinearRule):
         return None
     epsilon_rule = layer in ("Linear", "Conv2d") and type(rule) is R.EpsilonRule
     return _rebuilt(rule, epsilon=julia.EPSILON if epsilon_rule else julia.STABILIZER)
+
+
+def _julia_epsilons(case: Case, model: Model) -> Case | None:
+    """Julia's two epsilons, where the case has an epsilon rule on a dense or convolutional
+    layer (elsewhere they are ``epsilon/float32(1e-09)``, which is named instead)."""
+    if case.method != "LRP":
+        return None
+    types = {node.name: node.layer for node in model.nodes}
+    dense = [rule for key, rule in _rules_of(case).items() if types[key] in ("Linear", "Conv2d")]
+    if not any(type(rule) is R.EpsilonRule for rule in dense):
+        return None
+    return _changed_rules(case, model, _julia_rule)
 
 
 def _stabilizer(kind: str) -> Callable[[str, R.Rule], R.Rule | None]:
@@ -409,11 +424,11 @@ VARIANTS: tuple[Variant, ...] = (
               f"({_QUADRATURE_USERS[q]})", "quadrature", _quadrature(q)) for q in QUADRATURES),
     *(_rule_variant(f"epsilon/{name}", f"epsilon {name} on every stabilised rule ({who})",
                     "epsilon", _epsilon(value)) for value, name, who in _EPSILONS),
-    _rule_variant("epsilon/julia",
-                  "RelevancePropagation.jl's epsilons: float32(1e-6) (LRP_DEFAULT_EPSILON) for the "
-                  "EpsilonRule of dense and convolutional layers, float32(1e-9) "
-                  "(LRP_DEFAULT_STABILIZER) for every other rule, ZeroRule included",
-                  "epsilon", _julia_epsilon),
+    Variant("epsilon/julia",
+            "RelevancePropagation.jl's epsilons: float32(1e-6) (LRP_DEFAULT_EPSILON) for the "
+            "EpsilonRule of dense and convolutional layers, float32(1e-9) "
+            "(LRP_DEFAULT_STABILIZER) for every other rule, ZeroRule included",
+            "epsilon", _julia_epsilons),
     _rule_variant("stabilizer/sign",
                   "the stabiliser z + eps sgn0(z) (Zennit, Captum, RelevancePropagation.jl, npxai)",
                   "stabilizer", _stabilizer("sign")),
