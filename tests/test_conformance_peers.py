@@ -229,3 +229,44 @@ def test_the_peers_own_results_are_diagnosed_against_npxai(conformance_suite, an
         else:
             assert found == [] and "conv/epsilon/mixed@captum" in case.equal_to, case
             assert "equal to the suite's conv/epsilon/mixed@captum" in str(case)
+
+
+def torch_gradient(module, x: np.ndarray, target: list[int]) -> np.ndarray:
+    """Plain autograd: the gradient of the target logits' sum with respect to ``x``."""
+    inputs = torch.from_numpy(x).requires_grad_(True)
+    output = module(inputs)
+    output[torch.arange(len(x)), torch.tensor(target)].sum().backward()
+    return inputs.grad.numpy()
+
+
+def test_gradient_family_cases_are_torch_autograd(conformance_suite):
+    """The npxai-convention gradient cases, recomputed with plain torch autograd: Gradient and
+    Input x Gradient; SmoothGrad as the mean gradient at the inputs plus the noise stored with the
+    inputs (so the file's noise is what the expected values were made with); LRP-0 from relevance 1
+    at the target is Input x Gradient over the target's logit, on every suite model: ReLU networks
+    whose max pooling takes the gradient and whose sums and average pools the z-rule, biases or
+    not (by induction from the output, ``R = a * df/da`` at every layer; a bias absorbs relevance
+    as Input x Gradient leaves it out): exactly on the dense models, up to the stabiliser of the
+    sums' and average pools' NormRule (epsilon 1e-6) on the others."""
+    suite = conformance_suite
+    for name, case in suite.cases.items():
+        if case["convention"] != "npxai" or case["method"] not in (
+                "Gradient", "InputTimesGradient", "SmoothGrad") and case["family"].split("/")[1] != "zero":  # fmt: skip
+            continue
+        module = torch_model(suite.model(case["model"]), weights_of(suite, case["model"]), "zennit")
+        x, target, noise = suite.batch(case)
+        expected = suite.expected(case)["input"]
+        if case["method"] == "SmoothGrad":
+            assert len(noise) == case["parameters"]["n"]
+            computed = np.mean([torch_gradient(module, x + e, target) for e in noise], axis=0)
+        elif case["method"] == "Gradient":
+            computed = torch_gradient(module, x, target)
+        else:
+            computed = x * torch_gradient(module, x, target)
+        if case["method"] == "LRP":
+            with torch.no_grad():
+                logits = module(torch.from_numpy(x)).numpy()[np.arange(len(x)), target]
+            logits = logits.reshape(-1, *(1,) * (x.ndim - 1))  # a zero logit passes nothing
+            computed = np.divide(computed, logits, out=np.zeros_like(computed), where=logits != 0)
+        exact = case["method"] != "LRP" or case["model"].startswith("dense")
+        assert relative_difference(computed, expected) <= (1e-12 if exact else 1e-3), name
