@@ -267,6 +267,11 @@ BAD_PARAMETERS = [
     (lambda: R.GammaRule(INF), "GammaRule: gamma must be a finite number >= 0, got inf"),
     (lambda: R.GammaRule(-0.5), "GammaRule: gamma must be a finite number >= 0, got -0.5"),
     (lambda: R.GammaRule(bias="no"), "GammaRule: bias must be True or False, got 'no'"),
+    (lambda: npxai.GradCAM(small_net(), relu=1), "GradCAM: relu must be True or False, got 1"),
+    (
+        lambda: npxai.compat.captum.Alpha1Beta0Rule(bias=None),
+        "Alpha1Beta0Rule: bias must be True or False, got None",
+    ),
     (lambda: R.GeneralizedGammaRule(NAN), "GeneralizedGammaRule: gamma must be a finite number"),
     (lambda: R.EpsilonRule(-1e-6), "EpsilonRule: epsilon must be a finite number >= 0, got -1e-06"),
     (lambda: R.EpsilonRule(NAN), "EpsilonRule: epsilon must be a finite number >= 0, got nan"),

@@ -53,12 +53,17 @@ def test_saliency_input_x_gradient_guided_and_deconvolution_match_captum(net, x)
         assert_close(ours(net).attribute(x, target=target), expected, np.float64)
 
 
-def test_layer_gradcam_with_relu_matches_captum(net, x):
-    expected = LayerGradCam(net, net.conv2).attribute(x, target=TARGET, relu_attributions=True)
-    ours = npxai.GradCAM(net, layer="conv2").attribute(x, target=TARGET, relu_attributions=True)
+@pytest.mark.parametrize("relu", [True, False, None])  # None: Captum's default, False
+def test_layer_gradcam_matches_captum(net, x, relu):
+    given = {} if relu is None else {"relu_attributions": relu}
+    expected = LayerGradCam(net, net.conv2).attribute(x, target=TARGET, **given)
+    ours = npxai.GradCAM(net, layer="conv2").attribute(x, target=TARGET, **given)
     assert_close(ours, expected.detach().numpy(), np.float64)
-    with pytest.raises(ValueError, match="relu_attributions must be True"):
-        npxai.GradCAM(net, layer="conv2").attribute(x, TARGET, relu_attributions=False)
+    assert (ours < 0).any() != bool(relu)  # the signed map has negative entries here
+    own = npxai.GradCAM(net, layer="conv2", relu=bool(relu))(x.numpy(), TARGET).attribution
+    assert_close(own, expected.detach().numpy(), np.float64)
+    with pytest.raises(TypeError, match="GradCAM.attribute: relu_attributions must be True or "):
+        npxai.GradCAM(net, layer="conv2").attribute(x, TARGET, relu_attributions="no")
 
 
 @pytest.mark.parametrize("method", ["riemann_left", "riemann_right", "riemann_middle",

@@ -87,6 +87,9 @@ PEER_DIAGNOSES = {
     ("captum", "npxai"): {
         # captum/attr/_core/saliency.py: Saliency.attribute(..., abs: bool = True).
         "conv/gradient/mixed": ("absolute",),
+        # captum/attr/_core/layer/grad_cam.py: LayerGradCam.attribute(...,
+        # relu_attributions: bool = False): the signed map.
+        "conv/gradcam/mixed": ("gradcam/no-relu",),
         # captum/attr/_utils/lrp_rules.py EpsilonRule(epsilon=1e-9); captum/attr/_core/lrp.py
         # multiplies the relevances by the output.
         "dense/epsilon/mixed": ("output/logit", "epsilon/1e-09"),

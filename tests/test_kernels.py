@@ -421,10 +421,12 @@ def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
     if name == "hardswish":  # torch: NaN in its vectorised float64 blocks, else the gradient
         expected = np.where(np.isnan(x), np.nan, expected)
     if name == "gelu":  # an infinite dL/dy: npxai's dL/dy * GELU'(x) is +-Inf; torch's sum of
-        # two terms, each times dL/dy, is Inf - Inf = NaN where they differ in sign
-        xs = torch.tensor(x, dtype=TORCH_DTYPE[dtype], requires_grad=True)
+        # two terms, each times dL/dy, is Inf - Inf = NaN where they differ in sign. The slope
+        # in float64, rounded to the dtype: torch's float32 tanh form cancels a far negative x's
+        # tiny slope to 0 (Inf * 0 = NaN) where npxai's is the tiny number (-Inf)
+        xs = torch.tensor(x, dtype=torch.float64, requires_grad=True)
         TORCH_ACTIVATIONS[name](xs, *extra).backward(torch.ones_like(xs))
-        slope = xs.grad.numpy()
+        slope = xs.grad.numpy().astype(dtype)
         expected = np.where(np.isinf(g) & np.isfinite(x), g * slope, expected)
     terms = float(np.abs(g[np.isfinite(g)]).max(initial=1.0))  # g (1 - y^2) cancels terms of g
     expected_y = yt.detach().numpy()

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import flag
 from ..device import deliver, to_host
 from ..explanation import Explanation
 from ..gradient import output_seed, target_indices
@@ -46,20 +47,28 @@ def feature_layer(trace: Trace) -> str:
 
 
 class GradCAM(Analyzer):
-    """``weights_c = mean_{i,j} d f_t / d A_c[i, j]``; ``map = ReLU(sum_c weights_c A_c)``.
+    """``weights_c = mean_{i,j} d f_t / d A_c[i, j]``; ``map = ReLU(sum_c weights_c A_c)``
+    (``relu=False``: ``sum_c weights_c A_c``, Captum's LayerGradCam default).
 
     ``A`` is the output of the feature layer named by ``layer``, a key of ``model.named_modules()``
     (``"features.28"``, or a container such as ``"layer4"``, whose output is its last leaf's). The
     attribution is the map at the layer's resolution, ``(N, 1, h, w)`` (Captum's LayerGradCam
-    with ``relu_attributions=True``); ``extras["upsampled"]`` is it resized to the input
+    with ``relu_attributions=relu``); ``extras["upsampled"]`` is it resized to the input
     (:func:`upsample_bilinear`).
     """
 
     heatmap_preset = "cam"
 
-    def __init__(self, model: Module, layer: str | None = None, backend: str | None = None):
+    def __init__(
+        self,
+        model: Module,
+        layer: str | None = None,
+        backend: str | None = None,
+        relu: bool = True,
+    ):
         super().__init__(model, backend)
         self.layer = layer
+        self.relu = flag(relu, "GradCAM: relu")
         #: The leaf whose output is ``layer``'s (a container's last leaf); ``None``: chosen per
         #: input by :func:`feature_layer`.
         self.leaf = None if layer is None else leaf_key(self.model, layer, "GradCAM")
@@ -77,19 +86,24 @@ class GradCAM(Analyzer):
         seed = output_seed(trace.output, indices)
         grad = self.model.backward_to(trace, seed, vjp_step(trace.backend), key)
         weights = to_host(grad).mean(axis=(2, 3), keepdims=True)
-        cam = np.maximum((weights * activation).sum(axis=1, keepdims=True), 0)
+        cam = (weights * activation).sum(axis=1, keepdims=True)
+        if self.relu:
+            cam = np.maximum(cam, 0)
         upsampled = deliver(upsample_bilinear(cam, trace.input.shape[-2:]), trace.device_input)
         return self.explanation(cam, trace, indices, upsampled=upsampled, layer=key)
 
     def attribute(
-        self, inputs: Any, target: Target = None, relu_attributions: bool = True, **captum_args: Any
+        self,
+        inputs: Any,
+        target: Target = None,
+        relu_attributions: bool = False,
+        **captum_args: Any,
     ) -> np.ndarray:
-        """Captum's ``LayerGradCam(model, layer).attribute(inputs, target,
-        relu_attributions=True)``, the map at the layer's resolution. npxai's GradCAM always
-        applies the ReLU, so ``relu_attributions`` must be True (Captum's default is False)."""
-        if relu_attributions is not True:
-            raise ValueError(
-                "GradCAM.attribute: relu_attributions must be True (npxai's map is always "
-                "ReLU(sum_c weights_c A_c))"
-            )
-        return super().attribute(inputs, target, **captum_args)
+        """Captum's ``LayerGradCam(model, layer).attribute(inputs, target, relu_attributions)``,
+        the map at the layer's resolution, without the ReLU unless ``relu_attributions=True``
+        (Captum's default, False; this analyzer's own call applies it unless ``relu=False``)."""
+        relu = flag(relu_attributions, "GradCAM.attribute: relu_attributions")
+        analyzer = (
+            self if relu == self.relu else GradCAM(self.model, self.layer, self.backend, relu)
+        )
+        return Analyzer.attribute(analyzer, inputs, target, **captum_args)

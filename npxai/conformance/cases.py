@@ -361,13 +361,17 @@ def _gradient_cases(model: Model, batch: str) -> list[Case]:
                              parameters=parameters))  # fmt: skip
     if model.gradcam is not None:
         layer = model.gradcam
-        for convention, peer in (
-            ("npxai", {"method": "GradCAM", "layer": layer}),
-            ("captum", {"method": "LayerGradCam", "layer": layer, "relu_attributions": True}),
-        ):
+        for convention, peer, relu in (
+            ("npxai", {"method": "GradCAM", "layer": layer, "relu": True}, True),
+            (
+                "captum",
+                {"method": "LayerGradCam", "layer": layer, "relu_attributions": False},
+                False,
+            ),
+        ):  # Captum's default relu_attributions=False: the signed map
             made.append(Case(family.format("gradcam"), convention, model.name, batch, "GradCAM",
                              {"library": LIBRARY[convention], **peer},
-                             parameters={"layer": layer}))  # fmt: skip
+                             parameters={"layer": layer, "relu": relu}))  # fmt: skip
     return made
 
 
@@ -405,7 +409,7 @@ def prepare(case: Case, graph: Graph) -> LRP | Gradient:
         return SmoothGrad(graph, n=p["n"], sigma=p["sigma"], seed=p["seed"], backend="numpy",
                           progress=False)  # fmt: skip
     if case.method == "GradCAM":
-        return GradCAM(graph, layer=p["layer"], backend="numpy")
+        return GradCAM(graph, layer=p["layer"], backend="numpy", relu=p["relu"])
     raise ValueError(f"case {case.name}: unknown method {case.method!r}")
 
 

@@ -327,6 +327,15 @@ def _quadrature(method: str) -> Callable[[Case, Model], Case | None]:
     return change
 
 
+def _gradcam_relu(relu: bool) -> Callable[[Case, Model], Case | None]:
+    def change(case: Case, model: Model) -> Case | None:
+        if case.method != "GradCAM" or case.parameters["relu"] == relu:
+            return None
+        return dataclasses.replace(case, parameters={**case.parameters, "relu": relu})
+
+    return change
+
+
 _EPSILONS = (
     (0.0, "0", "no stabiliser: LRP-0 (npxai's ZeroRule)"),
     (1e-9, "1e-09", "Captum's STABILITY_FACTOR and EpsilonRule default"),
@@ -420,6 +429,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("absolute", "the absolute value of the attribution (Captum's Saliency, abs=True)",
             "absolute", _absolute(True)),
     Variant("signed", "the signed attribution (npxai, Zennit)", "absolute", _absolute(False)),
+    Variant("gradcam/relu", "Grad-CAM's map through a ReLU (the paper, npxai's GradCAM, "
+            "Captum's relu_attributions=True)", "gradcam", _gradcam_relu(True)),
+    Variant("gradcam/no-relu", "Grad-CAM's signed map, no ReLU (Captum's LayerGradCam default, "
+            "relu_attributions=False)", "gradcam", _gradcam_relu(False)),
     *(Variant(f"quadrature/{q}", f"integrated gradients by the {q} quadrature "
               f"({_QUADRATURE_USERS[q]})", "quadrature", _quadrature(q)) for q in QUADRATURES),
     *(_rule_variant(f"epsilon/{name}", f"epsilon {name} on every stabilised rule ({who})",
