@@ -189,17 +189,21 @@ _POOLS = MAX_POOLS + AVERAGE_POOLS
 _PASSED = BATCH_NORMS + PASS_THROUGH
 
 
-def _preset(name: str, dense: R.Rule, conv: R.Rule, *first: tuple[object, R.Rule]) -> Composite:
-    """A preset's ``GlobalTypeMap`` (what it leaves unmatched takes ``ZeroRule``), the fused
-    activations and the residual split, then its ``FirstLayerTypeMap``."""
-    return Composite(
-        (ByType(L.Linear), dense),
-        (ByType(L.Conv2d), conv),
+def unparametrised() -> list:
+    """The presets' rules for the layers without parameters, as composite entries: what a
+    ``GlobalTypeMap`` leaves unmatched takes ``ZeroRule`` (pooling), the fused activations,
+    dropout, flatten and unfolded batch norms pass, the residual split is stabilised."""
+    return [
         (ByType(*_POOLS), ZeroRule()),
         (ByType(*_PASSED, *ACTIVATIONS), PassRule()),
         (ByType(L.Add), ZeroRule()),
-        *first,
-        name=name,
+    ]
+
+
+def _preset(name: str, dense: R.Rule, conv: R.Rule, *first: tuple[object, R.Rule]) -> Composite:
+    """A preset's ``GlobalTypeMap`` and :func:`unparametrised`, then its ``FirstLayerTypeMap``."""
+    return Composite(
+        (ByType(L.Linear), dense), (ByType(L.Conv2d), conv), *unparametrised(), *first, name=name
     )
 
 

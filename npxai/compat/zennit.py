@@ -100,8 +100,9 @@ def merge_batch_norms(model: Module) -> Module:
     return model
 
 
-def _base(stabilizer: float) -> list:
-    """Zennit's ``layer_map_base``, and the gradient of the layers it leaves unhooked."""
+def layer_map_base(stabilizer: float = 1e-6) -> list:
+    """Zennit's ``layer_map_base`` (the rules of every preset for the layers without parameters),
+    and the gradient of the layers it leaves unhooked, as composite entries."""
     return [
         (ByType(*ACTIVATIONS), PassRule()),
         (ByType(L.Add, L.AvgPool2d, L.AdaptiveAvgPool2d), NormRule(stabilizer)),
@@ -122,7 +123,7 @@ def EpsilonGammaBox(  # noqa: N802  (presets read like classes, as Zennit's)
     (:class:`~npxai.lrp.rules.GeneralizedGammaRule`) on the other convolutions, Epsilon on dense
     layers. ``low`` and ``high`` are scalars or arrays that broadcast to the input."""
     return Composite(
-        *_base(stabilizer),
+        *layer_map_base(stabilizer),
         (ByType(L.Conv2d), GeneralizedGammaRule(gamma, epsilon=stabilizer)),
         (ByType(L.Linear), EpsilonRule(epsilon)),
         (FirstOfType(L.Conv2d), ZBoxRule(low, high, epsilon=stabilizer)),
@@ -133,7 +134,7 @@ def EpsilonGammaBox(  # noqa: N802  (presets read like classes, as Zennit's)
 def EpsilonPlus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:  # noqa: N802
     """Zennit's ``EpsilonPlus``: z+ on convolutions, Epsilon on dense layers."""
     return Composite(
-        *_base(stabilizer),
+        *layer_map_base(stabilizer),
         (ByType(L.Conv2d), ZPlusRule(epsilon=stabilizer)),
         (ByType(L.Linear), EpsilonRule(epsilon)),
         name="zennit.EpsilonPlus",
@@ -153,7 +154,7 @@ def EpsilonPlusFlat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composit
 def EpsilonAlpha2Beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:  # noqa: N802
     """Zennit's ``EpsilonAlpha2Beta1``: alpha=2 beta=1 on convolutions, Epsilon on dense layers."""
     return Composite(
-        *_base(stabilizer),
+        *layer_map_base(stabilizer),
         (ByType(L.Conv2d), AlphaBetaRule(2.0, 1.0, epsilon=stabilizer)),
         (ByType(L.Linear), EpsilonRule(epsilon)),
         name="zennit.EpsilonAlpha2Beta1",

@@ -220,11 +220,11 @@ def _others(convention: str) -> list:
     """The rules a convention gives the layers without parameters (the rule grid's other
     layers)."""
     if convention == "zennit":
-        return zennit._base(1e-6)
+        return zennit.layer_map_base(1e-6)
     if convention == "captum":
         return [*captum.COMPOSITE.entries, (ByType(L.Add), R.GradientRule())]
     if convention == "julia":
-        return julia._preset("", R.EpsilonRule(), R.EpsilonRule()).entries[2:]
+        return julia.unparametrised()
     return []
 
 
