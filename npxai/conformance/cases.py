@@ -318,7 +318,7 @@ def _lrp_cases(model: Model, graph: Graph, batch: str) -> list[Case]:
             add(f"preset/{name}", convention, preset(), {"composite": name})
     for convention, composite in LRP_DEFAULT.items():
         add("lrp_default", convention, composite(), {"composite": "LRP(model)"})
-    if model.name == "batchnorm":  # npxai with the batch norms kept, under their own rule
+    if any(node.layer == "BatchNorm2d" for node in model.nodes):  # npxai with them kept
         for family in ("epsilon", "zplus"):
             case = Case(f"{model.name}/{family}/{batch}/unfolded", "npxai", model.name, batch,
                         "LRP", {"library": "npxai", "rule": family},
