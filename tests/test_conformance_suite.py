@@ -93,6 +93,12 @@ def test_a_suite_of_another_version_is_refused(conformance_suite, tmp_path):
         Suite(tmp_path)
     with pytest.raises(LoadError, match="manifest.json: no such file"):
         Suite(tmp_path / "nowhere")
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "cases": {}}))
+    with pytest.raises(LoadError, match="manifest.json: 'cases' must be a JSON array, got dict"):
+        Suite(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "cases": [{"model": "x"}]}))
+    with pytest.raises(LoadError, match="every case must be an object with a name"):
+        Suite(tmp_path)
 
 
 def test_a_manifest_naming_an_unknown_rule_is_refused(conformance_suite):

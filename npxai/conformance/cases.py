@@ -45,7 +45,7 @@ from ..lrp import composites as npxai_presets
 from ..lrp import rules as R
 from ..lrp.composites import ByType, Composite, FirstOfType
 from ..lrp.kinds import PARAMETRIC
-from .models import MODELS, Model
+from .models import MODELS, Model, build
 
 CONVENTIONS = ("npxai", "zennit", "captum", "julia")
 
@@ -377,8 +377,6 @@ def _gradient_cases(model: Model, batch: str) -> list[Case]:
 
 def all_cases() -> list[Case]:
     """Every case of the suite, model by model and input by input."""
-    from .models import build
-
     made = []
     for model in MODELS.values():
         graph = build(model)

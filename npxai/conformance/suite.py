@@ -29,11 +29,13 @@ from .cases import (
     Case,
     all_cases,
     inputs,
+    prepare,
     relevances,
     smoothgrad_noise,
 )
 from .files import read_json, read_npz, write_json, write_npz, write_safetensors
 from .models import MODELS, Model, build, weights
+from .onnx_export import to_onnx
 
 FORMAT = "npxai-conformance"
 RESULTS_FORMAT = "npxai-conformance-results"
@@ -99,9 +101,6 @@ def _case_entry(case: Case, target: list[int], rules: dict, arrays: dict) -> dic
 def export(folder: str | os.PathLike) -> Path:
     """Write the suite into ``folder`` (created; files already there are overwritten). Every
     expected relevance is computed by npxai's NumPy reference in float64. Returns the folder."""
-    from .cases import prepare
-    from .onnx_export import to_onnx
-
     folder = Path(folder)
     for part in ("models", "inputs", "expected"):
         (folder / part).mkdir(parents=True, exist_ok=True)
@@ -158,6 +157,17 @@ class Suite:
             raise LoadError(
                 f"{self.folder / 'manifest.json'}: a suite of format {manifest.get('format')!r} "
                 f"version {manifest.get('version')!r}; this npxai reads {FORMAT!r} version {VERSION}"
+            )
+        for key, kind in (("models", dict), ("inputs", dict), ("cases", list)):
+            if not isinstance(manifest.get(key), kind):
+                raise LoadError(
+                    f"{self.folder / 'manifest.json'}: {key!r} must be a JSON "
+                    f"{'object' if kind is dict else 'array'}, got {type(manifest.get(key)).__name__}"
+                )
+        if not all(isinstance(case, dict) and isinstance(case.get("name"), str)
+                   for case in manifest["cases"]):  # fmt: skip
+            raise LoadError(
+                f"{self.folder / 'manifest.json'}: every case must be an object with a name"
             )
         self.manifest = manifest
         self.cases: dict[str, dict] = {case["name"]: case for case in manifest["cases"]}

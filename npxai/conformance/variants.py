@@ -318,20 +318,13 @@ def _absolute(absolute: bool) -> Callable[[Case, Model], Case | None]:
     return change
 
 
-def _quadrature(method: str) -> Callable[[Case, Model], Case | None]:
+def _parameter(method: str, key: str, value: object) -> Callable[[Case, Model], Case | None]:
+    """The ``method`` cases with ``parameters[key] = value``."""
+
     def change(case: Case, model: Model) -> Case | None:
-        if case.method != "IntegratedGradients" or case.parameters["method"] == method:
+        if case.method != method or case.parameters[key] == value:
             return None
-        return dataclasses.replace(case, parameters={**case.parameters, "method": method})
-
-    return change
-
-
-def _gradcam_relu(relu: bool) -> Callable[[Case, Model], Case | None]:
-    def change(case: Case, model: Model) -> Case | None:
-        if case.method != "GradCAM" or case.parameters["relu"] == relu:
-            return None
-        return dataclasses.replace(case, parameters={**case.parameters, "relu": relu})
+        return dataclasses.replace(case, parameters={**case.parameters, key: value})
 
     return change
 
@@ -430,11 +423,11 @@ VARIANTS: tuple[Variant, ...] = (
             "absolute", _absolute(True)),
     Variant("signed", "the signed attribution (npxai, Zennit)", "absolute", _absolute(False)),
     Variant("gradcam/relu", "Grad-CAM's map through a ReLU (the paper, npxai's GradCAM, "
-            "Captum's relu_attributions=True)", "gradcam", _gradcam_relu(True)),
+            "Captum's relu_attributions=True)", "gradcam", _parameter("GradCAM", "relu", True)),
     Variant("gradcam/no-relu", "Grad-CAM's signed map, no ReLU (Captum's LayerGradCam default, "
-            "relu_attributions=False)", "gradcam", _gradcam_relu(False)),
+            "relu_attributions=False)", "gradcam", _parameter("GradCAM", "relu", False)),
     *(Variant(f"quadrature/{q}", f"integrated gradients by the {q} quadrature "
-              f"({_QUADRATURE_USERS[q]})", "quadrature", _quadrature(q)) for q in QUADRATURES),
+              f"({_QUADRATURE_USERS[q]})", "quadrature", _parameter("IntegratedGradients", "method", q)) for q in QUADRATURES),
     *(_rule_variant(f"epsilon/{name}", f"epsilon {name} on every stabilised rule ({who})",
                     "epsilon", _epsilon(value)) for value, name, who in _EPSILONS),
     Variant("epsilon/julia",
