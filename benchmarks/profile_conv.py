@@ -1,12 +1,14 @@
 """Where VGG16's convolution time goes (numba backend, float32): per layer, the forward convolution
 by im2col + GEMM and by Winograd's F(2x2, 3x3), each timed alone, with the Winograd path's parts
 (weight transform, input transform, the 16 GEMMs, output transform), and which path
-``kernels/cpu/conv.py`` takes. With ``--depthwise``: EfficientNet-Lite0's depthwise
-convolutions (random weights) by both depthwise kernels, per channel plane and channels-last,
-beside torch's ``conv2d`` (as many threads as Numba), and the path taken
+``kernels/cpu/conv.py`` takes. With ``--depthwise``: the depthwise convolutions of
+EfficientNet-Lite0 (npxai's, random weights) or, with ``--model mobilenet_v2``, of torchvision's
+MobileNetV2 (random weights after ``torch.manual_seed(0)``), forward and input gradient, by both
+depthwise kernels (the phase-split plane kernel and channels-last) beside torch's ``conv2d`` and
+``convolution_backward`` (as many threads as Numba), and the path taken
 (``DEPTHWISE_CHANNELS_LAST_MAX``).
 
-    python benchmarks/profile_conv.py [--batch 1] [--depthwise]
+    python benchmarks/profile_conv.py [--batch 1] [--depthwise [--model mobilenet_v2]]
 """
 
 import argparse
@@ -49,59 +51,95 @@ def time_layer(record: npxai.Record) -> list[float]:
 
 
 def time_depthwise(record: npxai.Record) -> list[float]:
-    """Seconds: the per-plane kernel, the channels-last one, torch's ``conv2d``."""
+    """Seconds: forward by the plane kernel, channels-last, torch; the input gradient the same."""
     import torch
 
     layer, x = record.layer, record.input
     padding = layer.explicit_padding()
-    args = (layer.weight, layer.bias, layer.stride, padding, layer.dilation, layer.groups)
-    times = []
-    for limit in (-1, 2**62):  # the plane kernel, the channels-last one
-        with mock.patch.object(kernels, "DEPTHWISE_CHANNELS_LAST_MAX", limit):
-            times.append(median_time(lambda: kernels.conv2d(x, *args), REPEATS))
+    args = (layer.stride, padding, layer.dilation, layer.groups)
+    g = np.random.default_rng(0).standard_normal(record.output.shape).astype(x.dtype)
     top, bottom, left, right = padding
     xt = torch.nn.functional.pad(torch.tensor(x), (left, right, top, bottom))
-    wt = torch.tensor(layer.weight)
+    wt, gt = torch.tensor(layer.weight), torch.tensor(g)
     bt = None if layer.bias is None else torch.tensor(layer.bias)
     stride, dilation, groups = layer.stride, layer.dilation, layer.groups
-    conv = lambda: torch.nn.functional.conv2d(xt, wt, bt, stride, 0, dilation, groups)  # noqa: E731
-    return [*times, median_time(conv, REPEATS)]
+    size = x.shape[2:]
+    forward, backward = [], []
+    for limit in (-1, 2**62):  # the plane kernel, the channels-last one
+        with mock.patch.object(kernels, "DEPTHWISE_CHANNELS_LAST_MAX", limit):
+            forward.append(median_time(lambda: kernels.conv2d(x, layer.weight, layer.bias, *args),
+                                       REPEATS))  # fmt: skip
+            backward.append(median_time(lambda: kernels.conv2d_vjp(g, layer.weight, size, *args),
+                                        REPEATS))  # fmt: skip
+    forward.append(median_time(
+        lambda: torch.nn.functional.conv2d(xt, wt, bt, stride, 0, dilation, groups), REPEATS
+    ))  # fmt: skip
+    backward.append(median_time(
+        lambda: torch.ops.aten.convolution_backward(
+            gt, xt, wt, None, stride, [0, 0], dilation, False, [0, 0], groups, [True, False, False]
+        ), REPEATS,
+    ))  # fmt: skip
+    return forward + backward
 
 
-def depthwise(batch: int) -> None:
-    """EfficientNet-Lite0's depthwise layers: both kernels and torch's, ms."""
+def depthwise_model(name: str) -> npxai.Module:
+    """EfficientNet-Lite0 (npxai's) or torchvision's MobileNetV2 through ONNX, random weights."""
+    if name == "efficientnet_lite0":
+        npxai.manual_seed(0)
+        return npxai.models.efficientnet_lite0()
+    import io
+
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.onnx.export(torchvision.models.mobilenet_v2().eval(), (torch.zeros(1, 3, 224, 224),),
+                      buffer, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    return npxai.from_onnx(buffer.getvalue())
+
+
+def depthwise(name: str, batch: int) -> None:
+    """The model's depthwise layers: both kernels and torch's, forward and input gradient, ms."""
     from timing import match_threads
 
     print(match_threads())
-    npxai.manual_seed(0)
-    model = npxai.models.efficientnet_lite0()
+    model = depthwise_model(name)
     x = np.random.default_rng(0).random((batch, 3, 224, 224), dtype=np.float32)
-    print(f"EfficientNet-Lite0, batch {batch}, float32, depthwise convolutions (ms, medians of "
-          f"{REPEATS})\n| layer | channels | kernel, stride | size | per plane | channels-last "
-          "| torch | taken |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
-    totals = np.zeros(3)
+    print(f"{name}, batch {batch}, float32, depthwise convolutions (ms, medians of {REPEATS})\n"
+          "| layer | channels | kernel, stride | output | forward: plane | channels-last | torch "
+          "| input gradient: plane | channels-last | torch | taken |\n" + "|---" * 11 + "|")  # fmt: skip
+    totals = np.zeros(6)
     for key, record in model.trace(x).items():
         layer = record.layer
         if not isinstance(layer, npxai.layers.Conv2d) or layer.groups == 1:
             continue
         times = time_depthwise(record)
         oh, ow = record.output.shape[2:]
-        taken = "channels-last" if oh * ow <= kernels.DEPTHWISE_CHANNELS_LAST_MAX else "per plane"
+        small = oh * ow <= kernels.DEPTHWISE_CHANNELS_LAST_MAX
+        small_input = (
+            layer.stride == (1, 1)
+            and record.input[0, 0].size <= kernels.DEPTHWISE_CHANNELS_LAST_MAX
+        )
+        taken = f"{'channels-last' if small else 'plane'}, {'channels-last' if small_input else 'plane'}"
         totals += times
-        cells = " | ".join(f"{t * 1e3:.1f}" for t in times)
+        cells = " | ".join(f"{t * 1e3:.2f}" for t in times)
         print(f"| {key} | {layer.in_channels} | {layer.kernel_size[0]}, {layer.stride[0]} | "
               f"{oh}x{ow} | {cells} | {taken} |")  # fmt: skip
-    print(f"\nall: per plane {totals[0] * 1e3:.0f} ms, channels-last {totals[1] * 1e3:.0f} ms, "
-          f"torch {totals[2] * 1e3:.0f} ms")  # fmt: skip
+    print(f"\nall (ms): forward plane {totals[0] * 1e3:.1f}, channels-last {totals[1] * 1e3:.1f}, "
+          f"torch {totals[2] * 1e3:.1f}; input gradient plane {totals[3] * 1e3:.1f}, "
+          f"channels-last {totals[4] * 1e3:.1f}, torch {totals[5] * 1e3:.1f}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--depthwise", action="store_true", help="EfficientNet-Lite0's depthwise")
+    parser.add_argument("--depthwise", action="store_true", help="a model's depthwise layers")
+    parser.add_argument("--model", default="efficientnet_lite0",
+                        choices=["efficientnet_lite0", "mobilenet_v2"])  # fmt: skip
     args = parser.parse_args()
     if args.depthwise:
-        depthwise(args.batch)
+        depthwise(args.model, args.batch)
         return
     npxai.manual_seed(0)
     model = npxai.models.vgg16()

@@ -60,6 +60,40 @@ def test_conv2d_and_its_vjp(case, bias, dtype, data):
 
 @given(
     batch=st.integers(1, 3),
+    channels=st.integers(1, 5),
+    multiplier=st.integers(1, 2),
+    kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    stride=st.integers(1, 3),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    padding=st.tuples(*[st.integers(0, 3)] * 4),
+    size=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+    channels_last=st.sampled_from([-1, 2**62]),
+    bias=st.booleans(),
+    dtype=dtypes,
+    data=st.data(),
+)
+def test_depthwise_conv2d_and_its_vjp(
+    batch, channels, multiplier, kernel, stride, dilation, padding, size, channels_last, bias,
+    dtype, data,
+):  # fmt: skip
+    """Depthwise convolutions (one input channel per group, ``multiplier`` outputs each; the
+    phase-split plane kernel for equal strides, channels-last on small planes) and their input
+    gradients (``dL/dy`` spread by the stride, flipped kernel), against the reference."""
+    out = conv.conv2d_output_size(size, kernel, (stride, stride), padding, dilation)
+    assume(min(out) >= 1)
+    c, o = channels, channels * multiplier
+    x = draw_array(data, (batch, c, *size), dtype)
+    w = draw_array(data, (o, 1, *kernel), dtype, "w")
+    b = draw_array(data, (o,), dtype, "b") if bias else None
+    g = draw_array(data, (batch, o, *out), dtype, "g")
+    args = ((stride, stride), padding, dilation, c)
+    with mock.patch.object(k_conv, "DEPTHWISE_CHANNELS_LAST_MAX", channels_last):
+        assert_same(k_conv.conv2d(x, w, b, *args), conv.conv2d(x, w, b, *args))
+        assert_same(k_conv.conv2d_vjp(g, w, size, *args), conv.conv2d_vjp(g, w, size, *args))
+
+
+@given(
+    batch=st.integers(1, 3),
     channels=st.tuples(st.integers(1, 4), st.integers(1, 4)),
     size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
     padding=st.tuples(*[st.integers(0, 2)] * 4),

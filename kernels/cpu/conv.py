@@ -9,13 +9,15 @@ F(2x2, 3x3) instead (:mod:`.winograd`: 4/9 of the multiply-adds in the GEMMs).
 The input gradient of a stride-1 convolution is a convolution too (flipped kernel) and takes the
 same paths where its output is large (or Winograd's); otherwise ``W^T @ dL/dy`` gives column
 gradients, which a parallel col2im kernel adds back onto the input positions they came from.
-Grouped convolutions use direct loops; depthwise ones (one input channel per group) loop over
-each output row with the kernel taps' valid range found once, or, on small planes, run
-channels-last with the inner loop over the channels.
+Grouped convolutions use direct loops. Depthwise ones (one input channel per group, equal
+strides) copy each plane into a zeroed padded plane split into stride x stride phases, where each
+row of kernel taps is one contiguous pass over the plane; their input gradient is the same kernel
+run on ``dL/dy`` spread by the stride, with the flipped kernel. On small planes both run
+channels-last instead, the inner loop over the channels.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from npxai.reference.conv import conv2d_output_size
 
@@ -33,10 +35,15 @@ WINOGRAD_MIN_TILES = 64
 
 #: Depthwise convolutions (one input channel per output channel) with at most this many output
 #: positions per channel run channels-last (a transposed copy in and out), the inner loop over the
-#: channels: on planes of 7 x 7 to 28 x 28 the per-channel loops are too short to vectorise
-#: (``python benchmarks/profile_conv.py --depthwise --batch 50`` times both on EfficientNet-Lite0's
-#: layers).
-DEPTHWISE_CHANNELS_LAST_MAX = 28 * 28
+#: channels; larger planes take :func:`_depthwise`'s contiguous passes over each padded plane,
+#: which on 7 x 7 and 14 x 14 planes pay more per plane than the copies cost (``python
+#: benchmarks/profile_conv.py --depthwise --model mobilenet_v2`` times both on MobileNetV2's
+#: layers, forward and input gradient).
+DEPTHWISE_CHANNELS_LAST_MAX = 14 * 14
+
+#: Parallel tasks of :func:`_depthwise` (at most; each takes a run of planes and one scratch
+#: plane).
+TASKS = 64
 
 #: A stride-1 input gradient is a flipped-kernel convolution (im2col) from this many output
 #: positions per sample, ``W^T @ dL/dy`` + col2im below (faster there: no kernel copy).
@@ -164,37 +171,79 @@ def _grouped_conv(x, w, b, y, groups, sh, sw, ph, pw, dh, dw):
                 y[s, ch, p, q] = total
 
 
+@njit(cache=True, inline="always")
+def _tap(w, ch, i, j, flip):
+    # channel ch's kernel weight (i, j), or (kh - 1 - i, kw - 1 - j) flipped
+    kh, kw = w.shape[2], w.shape[3]
+    return w[ch, 0, kh - 1 - i, kw - 1 - j] if flip else w[ch, 0, i, j]
+
+
+@njit(cache=True, inline="always")
+def _phase_offset(row, col, s, phase, wp):
+    # where padded position (row, col) lies in _depthwise's phase-split plane (s * s phases)
+    return uint64(((row % s) * s + col % s) * phase + (row // s) * wp + col // s)
+
+
 @njit(parallel=True, cache=True)
-def _depthwise_conv(x, w, b, y, sh, sw, ph, pw, dh, dw):
-    # one input channel per group (cg = 1): output channel ch reads input channel ch // og. Each
-    # kernel tap (i, j) adds its weight times the input to the outputs it reaches, a block of
-    # rows p0 <= p < p1 and columns q0 <= q < q1 found once per tap, so the inner loop has no
-    # bounds test (and is contiguous for stride 1).
+def _depthwise(x, w, b, y, stride, spread, top, left, dh, dw, flip, tasks):
+    # One input channel per group: output plane ch reads input plane ch // og. Per plane, the
+    # input is copied into a zeroed padded plane (entry (r, c) at (top + spread r, left +
+    # spread c): spread > 1 puts the zeros between a strided layer's output gradients), split
+    # into stride x stride phases by row and column parity, so that every output (p, q) reads
+    # tap (i, j) at one offset from k = p * wp + q: each row of taps is one contiguous pass
+    # acc[k] += w0 a[k] + w1 b[k] + w2 c[k] over the plane (the columns q >= ow, read across a
+    # row's end, are dropped). Indices are unsigned, so Numba adds no negative-index wraparound
+    # (with it the passes did not vectorise: 4x slower).
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     og = o // c
     oh, ow = y.shape[2], y.shape[3]
-    for task in prange(n * o):
-        s, ch = task // o, task % o
-        src, out = x[s, ch // og], y[s, ch]
-        out[:] = b[ch]
-        for i in range(kh):
-            top = i * dh - ph  # input row of output p: p * sh + top
-            p0 = -(top // sh) if top < 0 else 0
-            p1 = min(oh, (h - 1 - top) // sh + 1) if h - 1 - top >= 0 else 0
-            for j in range(kw):
-                left = j * dw - pw
-                q0 = -(left // sw) if left < 0 else 0
-                q1 = min(ow, (wd - 1 - left) // sw + 1) if wd - 1 - left >= 0 else 0
-                weight = w[ch, 0, i, j]
-                for p in range(p0, p1):
-                    hi = p * sh + top
-                    if sw == 1:
-                        for q in range(q0, q1):
-                            out[p, q] += weight * src[hi, q + left]
-                    else:
-                        for q in range(q0, q1):
-                            out[p, q] += weight * src[hi, q * sw + left]
+    s = stride
+    wp, rows = ow + dw * (kw - 1) // s, oh + dh * (kh - 1) // s  # a phase's width and height
+    phase, length = rows * wp, oh * wp
+    # the input rows and columns that land inside the phases
+    r0 = min(max(0, -(top // spread)), h)
+    r1 = max(r0, min(h, (s * rows - 1 - top) // spread + 1))
+    c0 = min(max(0, -(left // spread)), wd)
+    c1 = max(c0, min(wd, (s * wp - 1 - left) // spread + 1))
+    planes = n * o
+    us, uspread = uint64(s), uint64(spread)
+    for task in prange(tasks):
+        pad = np.zeros(s * s * phase + wp + kw * dw, x.dtype)  # zero once: the same entries
+        acc = np.empty(length, x.dtype)  # are written for every plane
+        for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+            sample, ch = plane // o, plane % o
+            for r in range(r0, r1):
+                row, src = top + spread * r, x[sample, ch // og, r]
+                for col_phase in range(s):
+                    first = c0 + (col_phase - left - c0) % s
+                    start = _phase_offset(row, left + spread * first, s, phase, wp)
+                    for k in range(max(0, (c1 - first + s - 1) // s)):
+                        pad[start + uint64(k) * uspread] = src[uint64(first) + uint64(k) * us]
+            acc[:] = b[ch]
+            for i in range(kh):
+                for j in range(0, kw, 3):  # up to three taps of row i per pass
+                    w0, a = _tap(w, ch, i, j, flip), _phase_offset(i * dh, j * dw, s, phase, wp)
+                    if j + 1 == kw:
+                        for k in range(length):
+                            acc[k] += w0 * pad[a + uint64(k)]
+                        continue
+                    w1 = _tap(w, ch, i, j + 1, flip)
+                    b1 = _phase_offset(i * dh, (j + 1) * dw, s, phase, wp)
+                    if j + 2 == kw:
+                        for k in range(length):
+                            u = uint64(k)
+                            acc[k] += w0 * pad[a + u] + w1 * pad[b1 + u]
+                        continue
+                    w2 = _tap(w, ch, i, j + 2, flip)
+                    c2 = _phase_offset(i * dh, (j + 2) * dw, s, phase, wp)
+                    for k in range(length):
+                        u = uint64(k)
+                        acc[k] += w0 * pad[a + u] + w1 * pad[b1 + u] + w2 * pad[c2 + u]
+            for p in range(oh):
+                out = y[sample, ch, p]
+                for q in range(ow):
+                    out[q] = acc[uint64(p * wp + q)]
 
 
 @njit(parallel=True, cache=True)
@@ -285,9 +334,10 @@ def conv2d(
         y = np.empty((n, oh, ow, o), x.dtype)
         _depthwise_conv_channels_last(x_last, w_last, b, y, *stride, top, left, *dilation)
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-    if groups > 1 and cg == 1:
+    if groups > 1 and cg == 1 and stride[0] == stride[1]:
         y = np.empty((n, o, oh, ow), x.dtype)
-        _depthwise_conv(x, np.ascontiguousarray(weight), b, y, *stride, top, left, *dilation)
+        w = np.ascontiguousarray(weight)
+        _depthwise(x, w, b, y, stride[0], 1, top, left, *dilation, False, min(n * o, TASKS))
         return y
     if groups > 1:
         y = np.empty((n, o, oh, ow), x.dtype)
@@ -315,6 +365,26 @@ def conv2d(
         else:
             _scatter_samples(w_mat @ cols, b, y, n0)
     return y.reshape(n, o, oh, ow)
+
+
+def _depthwise_vjp(g, weight, size, stride, padding, dilation):
+    """A depthwise convolution's input gradient: the convolution of ``dL/dy`` spread by the
+    stride (zeros between its entries) with the flipped kernel, padded by ``d (k - 1) - p`` (a
+    negative padding crops), stride 1: channels-last on small planes, as :func:`conv2d`."""
+    n, c, _, _ = g.shape
+    _, _, kh, kw = weight.shape
+    top, _, left, _ = padding
+    top, left = dilation[0] * (kh - 1) - top, dilation[1] * (kw - 1) - left
+    zero = np.zeros(c, g.dtype)
+    if stride == 1 and size[0] * size[1] <= DEPTHWISE_CHANNELS_LAST_MAX:
+        g_last = np.ascontiguousarray(g.transpose(0, 2, 3, 1))
+        w_last = np.ascontiguousarray(weight[:, 0, ::-1, ::-1].transpose(1, 2, 0))
+        gx = np.empty((n, *size, c), g.dtype)
+        _depthwise_conv_channels_last(g_last, w_last, zero, gx, 1, 1, top, left, *dilation)
+        return np.ascontiguousarray(gx.transpose(0, 3, 1, 2))
+    gx = np.empty((n, c, *size), g.dtype)
+    _depthwise(g, weight, zero, gx, 1, stride, top, left, *dilation, True, min(n * c, TASKS))
+    return gx
 
 
 def conv2d_vjp(
@@ -353,6 +423,9 @@ def conv2d_vjp(
             flipped = np.empty((cg, o, kh, kw), weight.dtype)
             _flip_transpose(weight, flipped)
             return conv2d(grad_y, flipped, None, (1, 1), flipped_padding, dilation, 1)
+    if groups > 1 and cg == 1 and o == groups and stride[0] == stride[1]:
+        return _depthwise_vjp(grad_y, np.ascontiguousarray(weight), (h, w), stride[0], padding,
+                              dilation)  # fmt: skip
     gx = np.zeros((n, cg * groups, h, w), grad_y.dtype)
     if groups > 1:
         _grouped_conv_vjp(grad_y, np.ascontiguousarray(weight), gx, groups, *stride, top, left,
