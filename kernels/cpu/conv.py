@@ -398,7 +398,8 @@ def conv2d_vjp(
 ) -> np.ndarray:
     """A 3x3 stride-1 convolution's input gradient is a 3x3 convolution of ``dL/dy`` with the
     flipped, transposed kernel, padded by ``2 - p``: Winograd's where :func:`conv2d` would use it
-    (the flip made inside its weight transform). Otherwise, with stride 1, padding at most
+    (the flip made inside its weight transform). A 1x1 stride-1 unpadded one's is ``W^T @ dL/dy``
+    per sample, one GEMM each into the result. Depthwise ones: :func:`_depthwise_vjp`. Otherwise, with stride 1, padding at most
     ``d * (k - 1)`` per side, no fewer input than output channels and at least
     :data:`FLIPPED_MIN_SIZE` output positions, the convolution with the flipped kernel (a parallel
     copy) through :func:`conv2d`; else column gradients ``W^T @ dL/dy`` (``W^T`` a transposed view,
@@ -416,6 +417,11 @@ def conv2d_vjp(
     ):
         flipped_padding = (2 - top, 2 - bottom, 2 - left, 2 - right)
         return winograd.conv3x3(grad_y, np.ascontiguousarray(weight), None, flipped_padding, True)
+    if groups == 1 and _is_pointwise((kh, kw), stride, padding):  # dL/dx[n] = W^T @ dL/dy[n]
+        gx = np.empty((n, cg, h * w), grad_y.dtype)
+        w_t = np.ascontiguousarray(weight).reshape(o, cg).T
+        np.matmul(w_t, grad_y.reshape(n, o, oh * ow), out=gx)
+        return gx.reshape(n, cg, h, w)
     if groups == 1 and stride == (1, 1) and cg >= o and oh * ow >= FLIPPED_MIN_SIZE:
         span_h, span_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
         flipped_padding = (span_h - top, span_h - bottom, span_w - left, span_w - right)
