@@ -21,7 +21,7 @@ from numba import njit, prange, uint64
 
 from npxai.reference.conv import conv2d_output_size
 
-from . import winograd
+from . import blas, winograd
 from .scratch import workspace
 
 #: Elements of ``cols`` per chunk: samples are batched into one GEMM up to this size.
@@ -349,7 +349,7 @@ def conv2d(
     w_mat = np.ascontiguousarray(weight.reshape(o, rows))
     y = np.empty((n, o, length), x.dtype)
     if _is_pointwise((kh, kw), stride, padding):  # y[n] = W @ x[n]: no copy, one GEMM a sample
-        np.matmul(w_mat, x.reshape(n, c, length), out=y)
+        blas.matmul(w_mat, x.reshape(n, c, length), out=y)
         if bias is not None:
             y += b[:, None]
         return y.reshape(n, o, oh, ow)
@@ -359,11 +359,11 @@ def conv2d(
         cols = workspace("im2col", (rows, count * length), x.dtype)
         _im2col(x[n0 : n0 + count], cols, kh, kw, *stride, top, left, *dilation, oh, ow)
         if count == 1:
-            np.matmul(w_mat, cols, out=y[n0])
+            blas.matmul(w_mat, cols, out=y[n0])
             if bias is not None:
                 _add_bias(y[n0], b)
         else:
-            _scatter_samples(w_mat @ cols, b, y, n0)
+            _scatter_samples(blas.matmul(w_mat, cols), b, y, n0)
     return y.reshape(n, o, oh, ow)
 
 
@@ -420,7 +420,7 @@ def conv2d_vjp(
     if groups == 1 and _is_pointwise((kh, kw), stride, padding):  # dL/dx[n] = W^T @ dL/dy[n]
         gx = np.empty((n, cg, h * w), grad_y.dtype)
         w_t = np.ascontiguousarray(weight).reshape(o, cg).T
-        np.matmul(w_t, grad_y.reshape(n, o, oh * ow), out=gx)
+        blas.matmul(w_t, grad_y.reshape(n, o, oh * ow), out=gx)
         return gx.reshape(n, cg, h, w)
     if groups == 1 and stride == (1, 1) and cg >= o and oh * ow >= FLIPPED_MIN_SIZE:
         span_h, span_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
@@ -448,6 +448,6 @@ def conv2d_vjp(
         else:
             chunk_g = workspace("gathered gradient", (o, count * length), grad_y.dtype)
             _gather_samples(g, chunk_g, n0)
-        gcols = w_t @ chunk_g
+        gcols = blas.matmul(w_t, chunk_g)
         _col2im(gcols, gx[n0 : n0 + count], kh, kw, *stride, top, left, *dilation, oh, ow)
     return gx

@@ -1,10 +1,12 @@
 """Fully connected layer, compiled. Same functions as ``npxai.reference.linear``.
 
-The product goes to BLAS (NumPy's ``matmul``); the bias is added in place by a parallel kernel.
+The product goes to BLAS (:func:`.blas.matmul`); the bias is added in place by a parallel kernel.
 """
 
 import numpy as np
 from numba import njit, prange
+
+from . import blas
 
 
 @njit(parallel=True, cache=True)
@@ -16,11 +18,11 @@ def _add_bias_rows(y, bias):
 
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-    y = np.matmul(rows, weight.T)
+    y = blas.matmul(rows, weight.T)
     if bias is not None:
         _add_bias_rows(y, bias)
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
 def linear_vjp(grad_y: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    return grad_y @ weight
+    return blas.matmul(grad_y, weight)

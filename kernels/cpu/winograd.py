@@ -23,6 +23,7 @@ tightly as the im2col path: 1e-12 in float64, 1e-5 in float32).
 import numpy as np
 from numba import njit, prange
 
+from . import blas
 from .scratch import workspace
 
 #: Elements of ``V`` (and of ``M``) per chunk: samples are batched into one pass up to this size.
@@ -166,6 +167,6 @@ def conv3x3(
         v = workspace("winograd V", (16, c, count * tw), x.dtype)
         m = workspace("winograd M", (16, o, count * tw), x.dtype)
         _transform_input(x, v, top, left, th, tw, r0)
-        np.matmul(u, v, out=m)
+        blas.matmul(u, v, out=m)
         _transform_output(m, b, y, th, tw, r0)
     return y

@@ -1,0 +1,91 @@
+"""Dense products for the CPU kernels, on npxai's own threads with BLAS on one thread each.
+
+NumPy's OpenBLAS runs a product on its own pool of threads, which then wait for the next one
+spinning for a while; between products npxai's kernels run on Numba's TBB threads, and on a
+machine with few cores the two pools take the cores from each other (on 2 cores ResNet18's input
+gradient took 1.3x as long with OpenBLAS's pool as with ``OPENBLAS_NUM_THREADS=1``, and several
+times as long when another process was busy too: ``python benchmarks/bench_threads.py`` times
+both). So :func:`matmul` asks the OpenBLAS that NumPy loaded to use one thread in the calling
+thread only (``openblas_set_num_threads_local``, OpenBLAS 0.3.27 and later; the caller's setting
+is restored afterwards, so the user's own NumPy calls are untouched) and splits a large product
+into as many parts as Numba has threads, one per thread: the calling thread and the workers of
+a pool that sleep, not spin, between products. Where NumPy's BLAS is not an OpenBLAS with that
+function (MKL, Accelerate, an older OpenBLAS), the products run as NumPy runs them, on the BLAS's
+own threads; :data:`CONTROLLED` says which applies.
+"""
+
+import concurrent.futures
+import ctypes
+import glob
+import os
+
+import numba
+import numpy as np
+
+#: Multiply-adds from which a product is split between threads (below, a thread's start costs
+#: more than the split saves).
+SPLIT_MIN_MACS = 2**21
+
+
+def _set_local_threads():
+    """``openblas_set_num_threads_local`` of the OpenBLAS bundled with NumPy, or ``None``."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in glob.glob(os.path.join(libs, "*openblas*")):
+        try:
+            setter = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+        return setter
+    return None
+
+
+_SETTER = _set_local_threads()
+#: Whether npxai's products run with OpenBLAS on one thread per calling thread (see above).
+CONTROLLED = _SETTER is not None
+THREADS = numba.get_num_threads()
+_POOL = (
+    concurrent.futures.ThreadPoolExecutor(THREADS - 1, "npxai-blas", initializer=lambda: _SETTER(1))
+    if CONTROLLED and THREADS > 1
+    else None
+)
+
+
+def _parts(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> list[tuple]:
+    """``(a, b, out)`` pieces whose products make ``a @ b`` into ``out``: along a stack's
+    leading axis when it has a piece for each thread, else along the larger of the rows of ``a``
+    and the columns of ``b``."""
+    if out.ndim == 3 and out.shape[0] >= THREADS:
+        edges = np.linspace(0, out.shape[0], THREADS + 1).astype(int)
+        take = lambda m, i: m[edges[i] : edges[i + 1]] if m.ndim == 3 else m  # noqa: E731
+        return [(take(a, i), take(b, i), out[edges[i] : edges[i + 1]]) for i in range(THREADS)]
+    rows, columns = out.shape[-2], out.shape[-1]
+    if columns >= rows:
+        edges = np.linspace(0, columns, THREADS + 1).astype(int)
+        return [(a, b[..., edges[i] : edges[i + 1]], out[..., edges[i] : edges[i + 1]])
+                for i in range(THREADS)]  # fmt: skip
+    edges = np.linspace(0, rows, THREADS + 1).astype(int)
+    return [(a[..., edges[i] : edges[i + 1], :], b, out[..., edges[i] : edges[i + 1], :])
+            for i in range(THREADS)]  # fmt: skip
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` (2-D, or stacks of matrices), split between npxai's threads
+    with BLAS on one thread each when :data:`CONTROLLED` (see the module's docstring)."""
+    if out is None:
+        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
+                       np.result_type(a, b))  # fmt: skip
+    if not CONTROLLED:
+        return np.matmul(a, b, out=out)
+    previous = _SETTER(1)
+    try:
+        if _POOL is None or out.size * a.shape[-1] < SPLIT_MIN_MACS:
+            return np.matmul(a, b, out=out)
+        first, *rest = _parts(a, b, out)
+        futures = [_POOL.submit(np.matmul, *part[:2], out=part[2]) for part in rest]
+        np.matmul(*first[:2], out=first[2])
+        for future in futures:
+            future.result()
+        return out
+    finally:
+        _SETTER(previous)

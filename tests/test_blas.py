@@ -1,0 +1,52 @@
+"""``kernels/cpu/blas.matmul``: NumPy's product, split between npxai's threads, with the BLAS
+thread count the caller had restored afterwards."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from conftest import assert_same, draw_array
+from hypothesis import given
+from hypothesis import strategies as st
+from npxai.kernels.cpu import blas
+
+
+@given(
+    stack=st.sampled_from([(), (1,), (2,), (5,)]),
+    stack_b=st.booleans(),
+    m=st.integers(1, 40),
+    k=st.integers(1, 30),
+    n=st.integers(1, 40),
+    split_from=st.sampled_from([0, 2**62]),
+    transposed=st.booleans(),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    data=st.data(),
+)
+def test_matmul_is_numpys_product(stack, stack_b, m, k, n, split_from, transposed, dtype, data):
+    """Stacks on ``a`` or ``b`` or both, a transposed view as ``b`` (Linear's ``W.T``), split
+    (``SPLIT_MIN_MACS`` 0: along the stack, the rows or the columns) or not, into a fresh array
+    or ``out``."""
+    a = draw_array(data, (*stack, m, k), dtype, "a")
+    b = draw_array(data, (n, k), dtype, "b").T if transposed else draw_array(data, (k, n), dtype)
+    if stack_b and stack:
+        b = np.stack([b] * stack[0])
+    expected = np.matmul(a, b)
+    with mock.patch.object(blas, "SPLIT_MIN_MACS", split_from):
+        assert_same(blas.matmul(a, b), expected)
+        out = np.full_like(expected, np.nan)
+        assert blas.matmul(a, b, out=out) is out
+    assert_same(out, expected)
+
+
+@pytest.mark.skipif(not blas.CONTROLLED, reason="NumPy's BLAS is not an OpenBLAS npxai controls")
+def test_matmul_restores_the_callers_blas_threads():
+    """The thread count the caller set is back after a product (split or not)."""
+    setter = blas._SETTER
+    previous = setter(3)
+    try:
+        for split_from in (0, 2**62):
+            with mock.patch.object(blas, "SPLIT_MIN_MACS", split_from):
+                blas.matmul(np.ones((64, 64)), np.ones((64, 64)))
+            assert setter(3) == 3
+    finally:
+        setter(previous)
