@@ -50,3 +50,20 @@ def test_matmul_restores_the_callers_blas_threads():
             assert setter(3) == 3
     finally:
         setter(previous)
+
+
+def test_matmul_in_a_forked_child():
+    """A child forked after a split product has the pool but not its threads: it makes its own."""
+    import multiprocessing
+
+    a = np.ones((64, 64))
+    with mock.patch.object(blas, "SPLIT_MIN_MACS", 0):
+        blas.matmul(a, a)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(_split_product, (a,)).get(timeout=60)
+    np.testing.assert_array_equal(result, a @ a)
+
+
+def _split_product(a: np.ndarray) -> np.ndarray:
+    with mock.patch.object(blas, "SPLIT_MIN_MACS", 0):
+        return blas.matmul(a, a)

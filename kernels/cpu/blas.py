@@ -44,11 +44,19 @@ _SETTER = _set_local_threads()
 #: Whether npxai's products run with OpenBLAS on one thread per calling thread (see above).
 CONTROLLED = _SETTER is not None
 THREADS = numba.get_num_threads()
-_POOL = (
-    concurrent.futures.ThreadPoolExecutor(THREADS - 1, "npxai-blas", initializer=lambda: _SETTER(1))
-    if CONTROLLED and THREADS > 1
-    else None
-)
+_pool: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def _workers() -> concurrent.futures.ThreadPoolExecutor:
+    """The pool of this process (made at the first split product, again in a forked child,
+    which inherits the pool but not its threads)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        workers = concurrent.futures.ThreadPoolExecutor(
+            THREADS - 1, "npxai-blas", initializer=lambda: _SETTER(1)
+        )
+        _pool = os.getpid(), workers
+    return _pool[1]
 
 
 def _parts(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> list[tuple]:
@@ -79,10 +87,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return np.matmul(a, b, out=out)
     previous = _SETTER(1)
     try:
-        if _POOL is None or out.size * a.shape[-1] < SPLIT_MIN_MACS:
+        if THREADS == 1 or out.size * a.shape[-1] < SPLIT_MIN_MACS:
             return np.matmul(a, b, out=out)
         first, *rest = _parts(a, b, out)
-        futures = [_POOL.submit(np.matmul, *part[:2], out=part[2]) for part in rest]
+        futures = [_workers().submit(np.matmul, *part[:2], out=part[2]) for part in rest]
         np.matmul(*first[:2], out=first[2])
         for future in futures:
             future.result()
