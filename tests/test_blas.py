@@ -17,21 +17,22 @@ from npxai.kernels.cpu import blas
     m=st.integers(1, 40),
     k=st.integers(1, 30),
     n=st.integers(1, 40),
-    split_from=st.sampled_from([0, 2**62]),
+    path=st.sampled_from([(0, 0), (0, 2**62), (2**62, 2**62)]),
     transposed=st.booleans(),
     dtype=st.sampled_from([np.float64, np.float32]),
     data=st.data(),
 )
-def test_matmul_is_numpys_product(stack, stack_b, m, k, n, split_from, transposed, dtype, data):
-    """Stacks on ``a`` or ``b`` or both, a transposed view as ``b`` (Linear's ``W.T``), split
-    (``SPLIT_MIN_MACS`` 0: along the stack, the rows or the columns) or not, into a fresh array
-    or ``out``."""
+def test_matmul_is_numpys_product(stack, stack_b, m, k, n, path, transposed, dtype, data):
+    """Stacks on ``a`` or ``b`` or both, a transposed view as ``b`` (Linear's ``W.T``), into a
+    fresh array or ``out``; each path (``path``: the two thresholds): split (along the stack, the
+    rows or the columns), on one BLAS thread, or NumPy's as it is."""
     a = draw_array(data, (*stack, m, k), dtype, "a")
     b = draw_array(data, (n, k), dtype, "b").T if transposed else draw_array(data, (k, n), dtype)
     if stack_b and stack:
         b = np.stack([b] * stack[0])
     expected = np.matmul(a, b)
-    with mock.patch.object(blas, "SPLIT_MIN_MACS", split_from):
+    one_thread, split_from = path
+    with mock.patch.multiple(blas, OPENBLAS_ONE_THREAD=one_thread, SPLIT_MIN_MACS=split_from):
         assert_same(blas.matmul(a, b), expected)
         out = np.full_like(expected, np.nan)
         assert blas.matmul(a, b, out=out) is out
@@ -45,7 +46,7 @@ def test_matmul_restores_the_callers_blas_threads():
     previous = setter(3)
     try:
         for split_from in (0, 2**62):
-            with mock.patch.object(blas, "SPLIT_MIN_MACS", split_from):
+            with mock.patch.multiple(blas, OPENBLAS_ONE_THREAD=0, SPLIT_MIN_MACS=split_from):
                 blas.matmul(np.ones((64, 64)), np.ones((64, 64)))
             assert setter(3) == 3
     finally:
@@ -57,7 +58,7 @@ def test_matmul_in_a_forked_child():
     import multiprocessing
 
     a = np.ones((64, 64))
-    with mock.patch.object(blas, "SPLIT_MIN_MACS", 0):
+    with mock.patch.multiple(blas, OPENBLAS_ONE_THREAD=0, SPLIT_MIN_MACS=0):
         blas.matmul(a, a)
     with multiprocessing.get_context("fork").Pool(1) as pool:
         result = pool.apply_async(_split_product, (a,)).get(timeout=60)
@@ -65,5 +66,5 @@ def test_matmul_in_a_forked_child():
 
 
 def _split_product(a: np.ndarray) -> np.ndarray:
-    with mock.patch.object(blas, "SPLIT_MIN_MACS", 0):
+    with mock.patch.multiple(blas, OPENBLAS_ONE_THREAD=0, SPLIT_MIN_MACS=0):
         return blas.matmul(a, a)

@@ -22,8 +22,13 @@ import os
 import numba
 import numpy as np
 
-#: Multiply-adds from which a product is split between threads (below, a thread's start costs
-#: more than the split saves).
+#: Multiply-adds below which OpenBLAS itself computes a product on one thread (its
+#: ``interface/gemm.c``: ``m n k < SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD``, 65536 x 4):
+#: such products go to NumPy as they are.
+OPENBLAS_ONE_THREAD = 2**18
+
+#: Multiply-adds from which a product is split between threads (below, handing a part to a
+#: worker costs more than the split saves); between the two, one thread computes it.
 SPLIT_MIN_MACS = 2**21
 
 
@@ -80,14 +85,15 @@ def _parts(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> list[tuple]:
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` (2-D, or stacks of matrices), split between npxai's threads
     with BLAS on one thread each when :data:`CONTROLLED` (see the module's docstring)."""
+    macs = max(a.size * b.shape[-1], b.size * a.shape[-2])
+    if not CONTROLLED or macs < OPENBLAS_ONE_THREAD:
+        return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
                        np.result_type(a, b))  # fmt: skip
-    if not CONTROLLED:
-        return np.matmul(a, b, out=out)
     previous = _SETTER(1)
     try:
-        if THREADS == 1 or out.size * a.shape[-1] < SPLIT_MIN_MACS:
+        if THREADS == 1 or macs < SPLIT_MIN_MACS:
             return np.matmul(a, b, out=out)
         first, *rest = _parts(a, b, out)
         futures = [_workers().submit(np.matmul, *part[:2], out=part[2]) for part in rest]
