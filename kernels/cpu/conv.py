@@ -45,30 +45,33 @@ FLIPPED_MIN_SIZE = 8192
 
 @njit(parallel=True, cache=True)
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    # x: (nb, C, H, W); cols: (C*kh*kw, nb*oh*ow); row r = (c*kh + i)*kw + j
+    # x: (nb, C, H, W); cols: (C*kh*kw, nb*oh*ow); row r = (c*kh + i)*kw + j. Plain loops, no
+    # slices or min/max (cheaper to compile, see the module docstring); LLVM vectorises the copy.
     nb, c, h, w = x.shape
     rows = c * kh * kw
     length = oh * ow
     for task in prange(rows * nb):
         r, s = task // nb, task % nb
         ch, i, j = r // (kh * kw), (r // kw) % kh, r % kw
-        # output columns q whose input column q*sw - pw + j*dw lies inside [0, w)
-        q0 = min(max(0, -((j * dw - pw) // sw)), ow)
-        q1 = min(max(q0, (w - 1 - j * dw + pw) // sw + 1), ow)
+        # output columns q0 <= q < q1 read input column q*sw + left, inside [0, w)
+        left = j * dw - pw
+        q0 = 0 if left >= 0 else -(left // sw)
+        q0 = q0 if q0 < ow else ow
+        q1 = (w - 1 - left) // sw + 1
+        q1 = q0 if q1 < q0 else (ow if q1 > ow else q1)
         for p in range(oh):
             hi = p * sh - ph + i * dh
             base = s * length + p * ow
             if hi < 0 or hi >= h:
-                cols[r, base : base + ow] = 0
+                for q in range(ow):
+                    cols[r, base + q] = 0
                 continue
-            cols[r, base : base + q0] = 0
-            start = q0 * sw - pw + j * dw
-            if sw == 1:  # a contiguous run: copied as one slice (vectorised)
-                cols[r, base + q0 : base + q1] = x[s, ch, hi, start : start + q1 - q0]
-            else:
-                for q in range(q0, q1):
-                    cols[r, base + q] = x[s, ch, hi, start + (q - q0) * sw]
-            cols[r, base + q1 : base + ow] = 0
+            for q in range(q0):
+                cols[r, base + q] = 0
+            for q in range(q0, q1):
+                cols[r, base + q] = x[s, ch, hi, q * sw + left]
+            for q in range(q1, ow):
+                cols[r, base + q] = 0
 
 
 @njit(parallel=True, cache=True)
@@ -81,20 +84,19 @@ def _col2im(gcols, gx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
         for i in range(kh):
             for j in range(kw):
                 r = (ch * kh + i) * kw + j
-                # output columns q whose input column q*sw - pw + j*dw lies inside [0, w)
-                q0 = min(max(0, -((j * dw - pw) // sw)), ow)
-                q1 = min(max(q0, (w - 1 - j * dw + pw) // sw + 1), ow)
-                start = q0 * sw - pw + j * dw
+                # output columns q0 <= q < q1 reach input column q*sw + left, inside [0, w)
+                left = j * dw - pw
+                q0 = 0 if left >= 0 else -(left // sw)
+                q0 = q0 if q0 < ow else ow
+                q1 = (w - 1 - left) // sw + 1
+                q1 = q0 if q1 < q0 else (ow if q1 > ow else q1)
                 for p in range(oh):
                     hi = p * sh - ph + i * dh
                     if hi < 0 or hi >= h:
                         continue
                     base = s * length + p * ow
-                    if sw == 1:  # a contiguous run: added as one slice (vectorised)
-                        gx[s, ch, hi, start : start + q1 - q0] += gcols[r, base + q0 : base + q1]
-                    else:
-                        for q in range(q0, q1):
-                            gx[s, ch, hi, start + (q - q0) * sw] += gcols[r, base + q]
+                    for q in range(q0, q1):
+                        gx[s, ch, hi, q * sw + left] += gcols[r, base + q]
 
 
 @njit(parallel=True, cache=True)
@@ -107,14 +109,6 @@ def _scatter_samples(z, bias, y, n0):
         s, ch = task // o, task % o
         for k in range(length):
             y[n0 + s, ch, k] = z[ch, s * length + k] + bias[ch]
-
-
-@njit(parallel=True, cache=True)
-def _add_bias(y, bias):
-    # y: (O, L) += bias[o]
-    for ch in prange(y.shape[0]):
-        for k in range(y.shape[1]):
-            y[ch, k] += bias[ch]
 
 
 @njit(parallel=True, cache=True)
@@ -311,7 +305,7 @@ def conv2d(
         if count == 1:
             np.matmul(w_mat, cols, out=y[n0])
             if bias is not None:
-                _add_bias(y[n0], b)
+                y[n0] += b[:, None]
         else:
             _scatter_samples(w_mat @ cols, b, y, n0)
     return y.reshape(n, o, oh, ow)

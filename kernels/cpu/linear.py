@@ -4,21 +4,12 @@ The product goes to BLAS (NumPy's ``matmul``); the bias is added in place by a p
 """
 
 import numpy as np
-from numba import njit, prange
-
-
-@njit(parallel=True, cache=True)
-def _add_bias_rows(y, bias):
-    for r in prange(y.shape[0]):
-        for j in range(y.shape[1]):
-            y[r, j] += bias[j]
-
 
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
     y = np.matmul(rows, weight.T)
     if bias is not None:
-        _add_bias_rows(y, bias)
+        y += bias
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
