@@ -62,15 +62,15 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
         for p in range(oh):
             hi = p * sh - ph + i * dh
             base = s * length + p * ow
-            if hi < 0 or hi >= h:
-                for q in range(ow):
-                    cols[r, base + q] = 0
-                continue
-            for q in range(q0):
+            # a row on padding: all zeros (one loop fewer to compile than a branch of its own)
+            inside = 0 <= hi < h
+            a = q0 if inside else ow
+            b = q1 if inside else ow
+            for q in range(a):
                 cols[r, base + q] = 0
-            for q in range(q0, q1):
+            for q in range(a, b):
                 cols[r, base + q] = x[s, ch, hi, q * sw + left]
-            for q in range(q1, ow):
+            for q in range(b, ow):
                 cols[r, base + q] = 0
 
 

@@ -35,7 +35,8 @@ def _ratio(share, z, epsilon, how, out):
         if how == 0:  # z + eps sgn0(z)
             d = v + epsilon if v >= 0 else v - epsilon
         elif how == 1:  # sgn0(z) max(|z|, eps)
-            d = max(abs(v), epsilon)
+            d = abs(v)
+            d = epsilon if epsilon > d else d  # max(|z|, eps), NaN kept; no builtin to compile
             d = d if v >= 0 else -d
         else:  # z + eps [z = 0]
             d = v + epsilon if v == 0 else v
