@@ -46,7 +46,8 @@ FLIPPED_MIN_SIZE = 8192
 @njit(parallel=True, cache=True)
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     # x: (nb, C, H, W); cols: (C*kh*kw, nb*oh*ow); row r = (c*kh + i)*kw + j. Plain loops, no
-    # slices or min/max (cheaper to compile, see the module docstring); LLVM vectorises the copy.
+    # slices or min/max (cheaper to compile: see the module docstring); the inner indices are
+    # unsigned, so that Numba adds no negative-index wraparound and LLVM vectorises the copy.
     nb, c, h, w = x.shape
     rows = c * kh * kw
     length = oh * ow
@@ -67,16 +68,17 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
             a = q0 if inside else ow
             b = q1 if inside else ow
             for q in range(a):
-                cols[r, base + q] = 0
+                cols[r, np.uint64(base + q)] = 0
             for q in range(a, b):
-                cols[r, base + q] = x[s, ch, hi, q * sw + left]
+                cols[r, np.uint64(base + q)] = x[s, ch, hi, np.uint64(q * sw + left)]
             for q in range(b, ow):
-                cols[r, base + q] = 0
+                cols[r, np.uint64(base + q)] = 0
 
 
 @njit(parallel=True, cache=True)
 def _col2im(gcols, gx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    # adds gcols[(c, i, j), (s, p, q)] onto gx[s, c, p*sh - ph + i*dh, q*sw - pw + j*dw]
+    # adds gcols[(c, i, j), (s, p, q)] onto gx[s, c, p*sh - ph + i*dh, q*sw - pw + j*dw]; plain
+    # loops and unsigned inner indices, as in _im2col
     nb, c, h, w = gx.shape
     length = oh * ow
     for task in prange(nb * c):
@@ -96,7 +98,7 @@ def _col2im(gcols, gx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
                         continue
                     base = s * length + p * ow
                     for q in range(q0, q1):
-                        gx[s, ch, hi, q * sw + left] += gcols[r, base + q]
+                        gx[s, ch, hi, np.uint64(q * sw + left)] += gcols[r, np.uint64(base + q)]
 
 
 @njit(parallel=True, cache=True)
