@@ -12,6 +12,19 @@ gradients, which a parallel col2im kernel adds back onto the input positions the
 Grouped convolutions use direct loops; depthwise ones (one input channel per group) loop over
 each output row with the kernel taps' valid range found once, or, on small planes, run
 channels-last with the inner loop over the channels.
+
+Compile time (a first call compiles each kernel it reaches, issue 23's cold start): ``_im2col``
+and ``_col2im`` are plain loops, without slice assignments (in a ``prange`` body each becomes a
+parfor of its own) or ``min``/``max`` (each an overload compiled apart), and their inner indices
+are unsigned: Numba then adds no negative-index wraparound, and LLVM vectorises the copy as it did
+the slices. NumPy adds the bias after a one-sample GEMM: nothing to compile, and as fast on large
+outputs (0.6 ms both for 64 x 224 x 224; 20-30 microseconds slower for 512 x 14 x 14). Measured
+with Numba's compile events (``numba.core.event``, thread CPU time) in LeNet's first LRP, empty
+cache: ``_im2col`` 1.7-2.6 s before, 1.2-1.4 s after (the first kernel compiled, it carries
+Numba's own start-up too), ``_col2im`` 2.1-2.5 s to 1.1-1.2 s, the bias kernel 0.4-0.5 s to none.
+Run times did not drop (medians, 2 threads): VGG16's first layer at batch 1, im2col 0.42 to
+0.35 ms and col2im 0.76 to 0.38 ms; ResNet18's 7x7 stride-2 layer at batch 8, 36 to 19 ms and 34
+to 22 ms; a 64-channel 56 x 56 layer, 0.64 to 0.48 ms and 0.97 to 0.39 ms.
 """
 
 import numpy as np

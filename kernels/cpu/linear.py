@@ -1,8 +1,8 @@
 """Fully connected layer for the compiled backend. Same functions as ``npxai.reference.linear``.
 
 The product goes to BLAS (NumPy's ``matmul``), and NumPy adds the bias in place: no kernel of its
-own, since the parallel one that did it was no faster and cost 0.5 s of compilation at the first
-call (``python benchmarks/bench_suite.py``'s cold start).
+own, since the parallel one that did it was no faster and cost 0.5-0.75 s of compilation at the
+first call (Numba's compile events in LeNet's first LRP, empty cache).
 """
 
 import numpy as np
