@@ -76,8 +76,11 @@ process's timed calls), with their range in brackets; npxai / peer is the median
 ratios (npxai's round median over the peer's in the same round), with their range.
 
 Peak memory. The largest over rounds of the process's peak resident memory from the reset on
-(``getrusage(RUSAGE_SELF).ru_maxrss``) and, in brackets, its increase over the process's resident
-memory at the reset (interpreter, library, model, input). The increase includes what the analyzer
+(``VmHWM`` in ``/proc/self/status``, which ``/proc/self/clear_refs`` resets) and, in brackets, its
+increase over the process's resident memory at the reset (interpreter, library, model, input).
+Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the parent's peak across fork and exec
+into it, and the reset does not lower it (every process of a small-CNN row showed the main
+process's 788 MB). The increase includes what the analyzer
 holds (``npxai.compat.zennit.lrp`` canonizes a copy of the model, while Zennit hooks the torch
 model in place) and what the warm-up loads (Numba's kernels, torch's).
 
@@ -135,7 +138,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -504,13 +506,13 @@ def main() -> None:
                 net, written = write_model(model_name, folder), model_name
             x = write_case(net, shape, folder, case)
             model = npxai_model(model_name, folder)
+            job = {
+                "model": model_name, "case": case, "folder": str(folder), "calls": most_calls,
+                "threads": torch.get_num_threads(),
+                "stdev": float(noise_scale(x, NOISE_LEVEL).mean()),  # SmoothGrad's, for Captum
+            }  # fmt: skip
             for method in methods:
-                job = {
-                    "model": model_name, "case": case, "method": method, "folder": str(folder),
-                    "calls": most_calls, "threads": torch.get_num_threads(),
-                    "stdev": float(noise_scale(x, NOISE_LEVEL).mean()),
-                }  # fmt: skip
-                results = run_row(job, folder, rounds)
+                results = run_row(job | {"method": method}, folder, rounds)
                 macs = row_macs(model, x, method)
                 print(table_row(model_name, shape, method, macs, rate, results, folder), flush=True)
                 any_row = True
@@ -531,15 +533,18 @@ def main() -> None:
 # The worker process: one library, one row.
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def status_mb(field: str) -> float:
+    """A memory line of /proc/self/status (``VmRSS``, ``VmHWM``: kB) in MB."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(f"{field}:"))
+    return int(line.split()[1]) / 1024
 
 
 def resident_mb() -> float:
-    """This process's resident memory now, its peak (high-water mark) reset to it."""
+    """This process's resident memory now, its peak (high-water mark, ``VmHWM``) reset to it."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    return peak_rss_mb()
+    return status_mb("VmRSS")
 
 
 def npxai_model(name: str, folder: Path):
@@ -631,10 +636,9 @@ def peer_explain(job: dict, net, stack: ExitStack) -> Explain:
         kwargs = {"relu_attributions": True}
 
     def explain(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        if method == "SmoothGrad":
-            kwargs["nt_samples_batch_size"] = max(1, BATCH // len(x))
+        rows = {"nt_samples_batch_size": max(1, BATCH // len(x))} if method == "SmoothGrad" else {}
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)
-        return attribution.attribute(xt, target=tt, **kwargs).detach().numpy()
+        return attribution.attribute(xt, target=tt, **kwargs, **rows).detach().numpy()
 
     return explain
 
@@ -674,7 +678,7 @@ def worker(job: dict) -> None:
         raise RuntimeError("npxai's worker imported torch")
     np.save(folder / f"{job['out']}.npy", attribution)
     result = {"out": job["out"], "times": times, "untimed_only": untimed_only,
-              "peak": peak_rss_mb(), "before": before}  # fmt: skip
+              "peak": status_mb("VmHWM"), "before": before}  # fmt: skip
     (folder / f"{job['out']}.json").write_text(json.dumps(result))
 
 
