@@ -3,7 +3,9 @@ own: time with its spread, floor, peak memory, agreement.
 
     python benchmarks/bench_suite.py [--rounds 2] [--calls 9] [--quick] [--only TEXT ...]
 
-One command, one run (ESTIMATE). The rows, named "model input method" (``--only TEXT``,
+One command, one run: about 55 minutes on a quiet 2-core machine, estimated, not measured (51
+rows, 204 processes of some 4 s each to start, load and warm up, plus their calls at the per-call
+times of the README's last table; the batch-8 rows take half of it). The rows, named "model input method" (``--only TEXT``,
 repeatable, keeps the rows whose name contains one of the texts, e.g. "VGG16 8x3x224x224 LRP
 EpsilonPlus", "(ONNX)", "cold start"):
 
@@ -44,7 +46,9 @@ which every method explains. The peers:
   gradient passes (each summand gets the whole relevance), while npxai's imported graph has Add
   and AdaptiveAvgPool2d layers, which take Zennit's Norm rule (the relevance split by the
   summands' shares); and Zennit's folded batch norms still divide by ``sqrt(1 + eps)`` where the
-  exporter folds exactly. So that row's difference column is no correctness check (†).
+  exporter folds exactly. So that row's difference column is no correctness check (†): the two
+  differ by 1.0 (relative), and by 7.5e-4 in float64 at 1x3x64x64 once npxai's composite gives
+  those Add and AdaptiveAvgPool2d layers ``GradientRule`` instead (the batch norms' remnant).
 - Gradient, InputTimesGradient: PyTorch autograd (timing.torch_gradient, times the input).
 - IntegratedGradients: Captum 0.9.0's IntegratedGradients with its default quadrature,
   Gauss-Legendre, whose points and weights are npxai's ``method="gauss_legendre"``; baseline 0;
