@@ -5,14 +5,14 @@ own: time with its spread, floor, peak memory, agreement.
 
 One command, one run: about 55 minutes on a quiet 2-core machine, estimated, not measured (51
 rows, 204 processes of some 4 s each to start, load and warm up, plus their calls at the per-call
-times of the README's last table; the batch-8 rows take half of it). The rows, named "model input method" (``--only TEXT``,
-repeatable, keeps the rows whose name contains one of the texts, e.g. "VGG16 8x3x224x224 LRP
-EpsilonPlus", "(ONNX)", "cold start"):
+times of the README's last table; the batch-8 rows take more than half of it). The rows, named
+"model input method" (``--only TEXT``, repeatable, keeps the rows whose name contains one of the
+texts, e.g. "VGG16 8x3x224x224 LRP EpsilonPlus", "(ONNX)", "cold start"):
 
 - VGG16 at 1x3x224x224 and 8x3x224x224: Gradient, InputTimesGradient, LRP with each of Zennit's
   presets EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat and
   EpsilonGammaBox(0, 1), GradCAM; IntegratedGradients and SmoothGrad (n = 50) at batch 1 only
-  (at batch 8 one call takes about 150 s per library, some 20 minutes a row over two rounds);
+  (at batch 8 one call takes about 150 s per library, some 10 minutes a row over two rounds);
 - ResNet18 at batch 1 and 8: Gradient, InputTimesGradient, LRP EpsilonPlusFlat;
 - ResNet50 at batch 1 and 8: Gradient, InputTimesGradient, the five LRP presets;
   IntegratedGradients and SmoothGrad at batch 1;
@@ -74,19 +74,20 @@ It loads its model, input and targets, resets its resident-memory high-water mar
 analyzer or attributor, warms up on a small input (the first sample's 32x32 corner, 28x28 for the
 small CNN) and with one untimed call on the full input, then times calls on the full input: up to
 ``--calls`` (default 9), ending earlier once at least 3 calls sum to over 20 s. If the untimed call
-took over 10 s, it is the only measurement (‡ in the calls column: IntegratedGradients and
-SmoothGrad). A library's time is the median over rounds of its round medians (the median of one
-process's timed calls), with their range in brackets; npxai / peer is the median of the rounds'
-ratios (npxai's round median over the peer's in the same round), with their range.
+took over 10 s, it is the only measurement (‡ in the calls column; IntegratedGradients and
+SmoothGrad on VGG16 take 15-20 s a call). A library's time is the median over rounds of its round
+medians (the median of one process's timed calls), with their range in brackets; npxai / peer is the
+median of the rounds' ratios (npxai's round median over the peer's in the same round), with their
+range.
 
 Peak memory. The largest over rounds of the process's peak resident memory from the reset on
 (``VmHWM`` in ``/proc/self/status``, which ``/proc/self/clear_refs`` resets) and, in brackets, its
 increase over the process's resident memory at the reset (interpreter, library, model, input).
 Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the parent's peak across fork and exec
 into it, and the reset does not lower it (every process of a small-CNN row showed the main
-process's 788 MB). The increase includes what the analyzer
-holds (``npxai.compat.zennit.lrp`` canonizes a copy of the model, while Zennit hooks the torch
-model in place) and what the warm-up loads (Numba's kernels, torch's).
+process's 788 MB). The increase includes what the analyzer holds (``npxai.compat.zennit.lrp``
+canonizes a copy of the model, while Zennit hooks the torch model in place) and what the warm-up
+loads (Numba's kernels, torch's).
 
 Floor. The multiply-adds the method needs x 2 FLOP over the GEMM rate measured in this run (the
 faster of NumPy's and torch's 2048^3 float32 matmul, bench_cpu.gemm_rate). The multiply-adds are
