@@ -63,22 +63,22 @@ which every method explains. The peers:
 - GradCAM: Captum's LayerGradCam(relu_attributions=True) on layer ``features.29``, VGG16's last
   ReLU, the layer npxai's GradCAM is given.
 
-Time. Per row, ``--rounds`` rounds (default 2), each running npxai's process and then the peer's
-(A B A B): in one process the libraries' thread pools slow each other on a small machine, and a
-user runs one library at a time (../shared/notes/benchmarking.md). Each is a fresh interpreter,
-``python benchmarks/bench_suite.py --worker JOB.json`` (a subprocess, not a fork): npxai's imports
-NumPy and npxai only (this module imports nothing else at its top; the process checks at its end
-that torch is not in ``sys.modules``), the peer's torch and Zennit or Captum, with
-``torch.set_num_threads`` given Numba's thread count in the main process (timing.match_threads).
-It loads its model, input and targets, resets its resident-memory high-water mark, makes the
-analyzer or attributor, warms up on a small input (the first sample's 32x32 corner, 28x28 for the
-small CNN) and with one untimed call on the full input, then times calls on the full input: up to
-``--calls`` (default 9), ending earlier once at least 3 calls sum to over 20 s. If the untimed call
-took over 10 s, it is the only measurement (‡ in the calls column; IntegratedGradients and
-SmoothGrad on VGG16 take 15-20 s a call). A library's time is the median over rounds of its round
-medians (the median of one process's timed calls), with their range in brackets; npxai / peer is the
-median of the rounds' ratios (npxai's round median over the peer's in the same round), with their
-range.
+Time. Per row, ``--rounds`` rounds (default 2), each running npxai's process and then the
+peer's (A B A B): in one process the libraries' thread pools slow each other on a small machine,
+and a user runs one library at a time (../shared/notes/benchmarking.md). Each is a fresh
+interpreter, ``python benchmarks/bench_suite.py --worker JOB.json`` (a subprocess, not a fork):
+npxai's imports NumPy and npxai only (this module imports nothing else at its top; the process
+checks at its end that torch is not in ``sys.modules``), the peer's torch and Zennit or Captum (no
+Numba: checked alike), with ``torch.set_num_threads`` given Numba's thread count in the main
+process (timing.match_threads). It loads its model, input and targets, resets its resident-memory
+high-water mark, makes the analyzer or attributor, warms up on a small input (the first sample's
+32x32 corner, 28x28 for the small CNN) and with one untimed call on the full input, then times
+calls on the full input: up to ``--calls`` (default 9), ending earlier once at least 3 calls sum to
+over 20 s. If the untimed call took over 10 s, it is the only measurement (‡ in the calls column;
+IntegratedGradients and SmoothGrad on VGG16 take 15-20 s a call). A library's time is the median
+over rounds of its round medians (the median of one process's timed calls), with their range in
+brackets; npxai / peer is the median of the rounds' ratios (npxai's round median over the peer's
+in the same round), with their range.
 
 Peak memory. The largest over rounds of the process's peak resident memory from the reset on
 (``VmHWM`` in ``/proc/self/status``, which ``/proc/self/clear_refs`` resets) and, in brackets, its
@@ -679,8 +679,9 @@ def worker(job: dict) -> None:
                 start = time.perf_counter()
                 attribution = explain(x, target)
                 times.append(time.perf_counter() - start)
-    if library == "npxai" and "torch" in sys.modules:
-        raise RuntimeError("npxai's worker imported torch")
+    unexpected = {"npxai": "torch", "peer": "numba"}[library]
+    if unexpected in sys.modules:
+        raise RuntimeError(f"the {library} worker imported {unexpected}")
     np.save(folder / f"{job['out']}.npy", attribution)
     result = {"out": job["out"], "times": times, "untimed_only": untimed_only,
               "peak": status_mb("VmHWM"), "before": before}  # fmt: skip
