@@ -24,7 +24,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 import torchvision
-from timing import match_threads, median_time, paired_medians
+from timing import match_threads, median_time, paired_medians, torch_gradient
 
 import npxai
 
@@ -58,12 +58,6 @@ def small_cnn() -> torch.nn.Module:
         flatten=torch.nn.Flatten(), fc1=torch.nn.Linear(16 * 7 * 7, 120), relu3=torch.nn.ReLU(),
         fc2=torch.nn.Linear(120, 84), relu4=torch.nn.ReLU(), fc3=torch.nn.Linear(84, 10),
     ))  # fmt: skip
-
-
-def torch_gradient(model: torch.nn.Module, x: torch.Tensor, target: np.ndarray) -> torch.Tensor:
-    x = x.clone().requires_grad_(True)
-    model(x)[torch.arange(len(x)), torch.tensor(target)].sum().backward()
-    return x.grad
 
 
 def main() -> None:

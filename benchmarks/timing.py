@@ -1,9 +1,10 @@
-"""The timing helpers of the benchmark scripts."""
+"""The timing helpers of the benchmark scripts, and PyTorch autograd's input gradient, their
+yardstick. Numba is imported inside match_threads, not here: bench_suite.py's peer processes import
+this module and time torch alone, with no Numba loaded."""
 
 import statistics
 import time
 
-import numba
 import numpy as np
 import torch
 
@@ -59,6 +60,7 @@ def match_threads() -> str:
     npxai's kernels are imported first: they choose Numba's TBB layer, which must happen before
     ``get_num_threads`` starts Numba's threads (on another layer, otherwise)."""
     import npxai.kernels.cpu  # noqa: F401
+    import numba
 
     threads = numba.get_num_threads()
     torch.set_num_threads(threads)
@@ -66,3 +68,10 @@ def match_threads() -> str:
         f"threads: {threads} (numba on {numba.threading_layer()}, and torch)\n"
         f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}"
     )
+
+
+def torch_gradient(model: torch.nn.Module, x: torch.Tensor, target: np.ndarray) -> torch.Tensor:
+    """The gradient of the target logits' sum with respect to ``x``, by torch's autograd."""
+    x = x.clone().requires_grad_(True)
+    model(x)[torch.arange(len(x)), torch.tensor(target)].sum().backward()
+    return x.grad
