@@ -49,8 +49,7 @@ def worker(name: str, batch: int) -> None:
         p.requires_grad_(False)
     x = np.random.default_rng(1).random((batch, 3, 224, 224), dtype=np.float32)
     if os.environ.get("NPXAI_BENCH_TORCH"):
-        from bench_cpu import torch_gradient
-        from timing import match_threads
+        from timing import match_threads, torch_gradient
 
         match_threads()
         target = np.zeros(batch, int)

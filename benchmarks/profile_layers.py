@@ -31,8 +31,8 @@ from unittest import mock
 import numpy as np
 import torch
 import torchvision
-from bench_cpu import gemm_rate, torch_gradient
-from timing import match_threads
+from bench_cpu import gemm_rate
+from timing import match_threads, torch_gradient
 
 import npxai
 from npxai.compat import zennit as nz
