@@ -2,10 +2,11 @@
 
 NumPy's OpenBLAS runs a product on its own pool of threads, which then wait for the next one
 spinning for a while; between products npxai's kernels run on Numba's TBB threads, and on a
-machine with few cores the two pools take the cores from each other (on 2 cores ResNet18's input
-gradient took 1.3x as long with OpenBLAS's pool as with ``OPENBLAS_NUM_THREADS=1``, and several
-times as long when another process was busy too: ``python benchmarks/bench_threads.py`` times
-both). So :func:`matmul` asks the OpenBLAS that NumPy loaded to use one thread in the calling
+machine with few cores the two pools take the cores from each other: on 2 cores the input
+gradient of ResNet18 at batch 1 took 1.38x as long with OpenBLAS's pool as with the products split
+as below, VGG16's 1.24x, and with another process busy too ResNet18's took 3x as long
+(``python benchmarks/bench_threads.py`` times each setting in a process of its own). So
+:func:`matmul` asks the OpenBLAS that NumPy loaded to use one thread in the calling
 thread only (``openblas_set_num_threads_local``, OpenBLAS 0.3.27 and later; the caller's setting
 is restored afterwards, so the user's own NumPy calls are untouched) and splits a large product
 into as many parts as Numba has threads, one per thread: the calling thread and the workers of
