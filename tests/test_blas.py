@@ -53,6 +53,32 @@ def test_matmul_restores_the_callers_blas_threads():
         setter(previous)
 
 
+@pytest.mark.skipif(not blas.CONTROLLED, reason="NumPy's BLAS is not an OpenBLAS npxai controls")
+def test_overlapping_products_restore_the_callers_blas_threads():
+    """Products running at once in several threads: the last to finish restores the setting
+    the first found (one restore each would leave the one-thread setting behind)."""
+    import threading
+
+    setter = blas._SETTER
+    previous = setter(3)
+    a = np.ones((64, 64))
+
+    def products():
+        for _ in range(50):
+            blas.matmul(a, a)
+
+    try:
+        with mock.patch.multiple(blas, OPENBLAS_ONE_THREAD=0, SPLIT_MIN_MACS=0):
+            threads = [threading.Thread(target=products) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert setter(3) == 3
+    finally:
+        setter(previous)
+
+
 def test_matmul_in_a_forked_child():
     """A child forked after a split product has the pool but not its threads: it makes its own."""
     import multiprocessing

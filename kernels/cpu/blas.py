@@ -6,12 +6,14 @@ machine with few cores the two pools take the cores from each other: on 2 cores 
 gradient of ResNet18 at batch 1 took 1.38x as long with OpenBLAS's pool as with the products split
 as below, VGG16's 1.24x, and with another process busy too ResNet18's took 3x as long
 (``python benchmarks/bench_threads.py`` times each setting in a process of its own). So
-:func:`matmul` asks the OpenBLAS that NumPy loaded to use one thread in the calling
-thread only (``openblas_set_num_threads_local``, OpenBLAS 0.3.27 and later; the caller's setting
-is restored afterwards, so the user's own NumPy calls are untouched) and splits a large product
-into as many parts as Numba has threads, one per thread: the calling thread and the workers of
-a pool that sleep, not spin, between products. Where NumPy's BLAS is not an OpenBLAS with that
-function (MKL, Accelerate, an older OpenBLAS), the products run as NumPy runs them, on the BLAS's
+:func:`matmul` sets the OpenBLAS that NumPy loaded to one thread for the duration of a product
+(``openblas_set_num_threads_local``, OpenBLAS 0.3.27 and later, returns the caller's setting,
+which is restored afterwards; despite its name, in the pthreads build NumPy bundles the setting
+holds for the whole process, so a NumPy product that another thread of the user's runs at that
+moment runs on one thread too) and splits a large product into as many parts as Numba has
+threads, one per thread: the calling thread and the workers of a pool that sleep, not spin,
+between products. Where NumPy's BLAS is not an OpenBLAS with that function (MKL, Accelerate, an
+older OpenBLAS), the products run as NumPy runs them, on the BLAS's
 own threads; :data:`CONTROLLED` says which applies.
 """
 
@@ -19,6 +21,7 @@ import concurrent.futures
 import ctypes
 import glob
 import os
+import threading
 
 import numba
 import numpy as np
@@ -92,7 +95,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     if out is None:
         out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
                        np.result_type(a, b))  # fmt: skip
-    previous = _SETTER(1)
+    _one_thread(+1)
     try:
         if THREADS == 1 or macs < SPLIT_MIN_MACS:
             return np.matmul(a, b, out=out)
@@ -103,4 +106,21 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
             future.result()
         return out
     finally:
-        _SETTER(previous)
+        _one_thread(-1)
+
+
+_lock = threading.Lock()
+_users = 0  # products now running with OpenBLAS set to one thread
+_previous = 1  # OpenBLAS's thread count before the first of them
+
+
+def _one_thread(change: int) -> None:
+    """The first of overlapping products (from several of the user's threads) sets OpenBLAS to
+    one thread, the last restores what was set before."""
+    global _users, _previous
+    with _lock:
+        if _users == 0:
+            _previous = _SETTER(1)
+        _users += change
+        if _users == 0:
+            _SETTER(_previous)
