@@ -155,7 +155,7 @@ def main() -> None:
         floor = 2 * kind_macs[k] / rate
         print(f"| {k} | {f * 1e3:.1f} | {b * 1e3:.1f} | {floor * 1e3:.1f} |")
     between = total - sum(per_kind.values())
-    print(f"| between layers | | | |\n\nbetween layers: {between * 1e3:.1f} ms")
+    print(f"\nbetween layers (the call outside the leaves' calls): {between * 1e3:.1f} ms")
     if args.method == "LRP":
         return
     ops, torch_total = profile_torch(
