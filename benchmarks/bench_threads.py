@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 import warnings
 
 SETTINGS = {
@@ -48,6 +47,8 @@ def worker(name: str, batch: int) -> None:
     for p in net.parameters():
         p.requires_grad_(False)
     x = np.random.default_rng(1).random((batch, 3, 224, 224), dtype=np.float32)
+    from timing import median_time
+
     if os.environ.get("NPXAI_BENCH_TORCH"):
         from timing import match_threads, torch_gradient
 
@@ -71,14 +72,8 @@ def worker(name: str, batch: int) -> None:
             model = npxai.from_torch(net)
         gradient = npxai.Gradient(model, backend="numba")
         explain = lambda: gradient(x, 0)  # noqa: E731
-    explain()
-    explain()
-    times = []
-    for _ in range(CALLS):
-        start = time.perf_counter()
-        explain()
-        times.append(time.perf_counter() - start)
-    print(statistics.median(times))
+    explain()  # and median_time's own warm-up call
+    print(median_time(explain, CALLS))
 
 
 def main() -> None:

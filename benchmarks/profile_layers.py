@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torchvision
 from bench_cpu import gemm_rate
-from timing import match_threads, torch_gradient
+from bench_suite import layer_macs
+from timing import match_threads, median_time, torch_gradient
 
 import npxai
 from npxai.compat import zennit as nz
@@ -50,16 +51,6 @@ def conv_kind(layer: npxai.layers.Conv2d) -> str:
 
 def kind(layer: Layer) -> str:
     return conv_kind(layer) if isinstance(layer, npxai.layers.Conv2d) else type(layer).__name__
-
-
-def macs(record: npxai.Record) -> int:
-    layer, y = record.layer, record.output
-    if isinstance(layer, npxai.layers.Conv2d):
-        kh, kw = layer.kernel_size
-        return y.size * (layer.in_channels // layer.groups) * kh * kw
-    if isinstance(layer, npxai.layers.Linear):
-        return y.size * layer.in_features
-    return 0
 
 
 def build(name: str) -> tuple[torch.nn.Module, npxai.Module]:
@@ -111,16 +102,11 @@ def profile_npxai(explain, repeats: int) -> tuple[dict, float]:
 
 
 def profile_torch(explain, repeats: int) -> tuple[list, float]:
-    explain()
-    totals = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        explain()
-        totals.append(time.perf_counter() - start)
+    total = median_time(explain, repeats)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         explain()
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:10]
-    return [(e.key, e.self_cpu_time_total / 1e6) for e in ops], statistics.median(totals)
+    return [(e.key, e.self_cpu_time_total / 1e6) for e in ops], total
 
 
 def main() -> None:
@@ -143,7 +129,7 @@ def main() -> None:
     per_kind, total = profile_npxai(lambda: analyzer(x, target), args.repeats)
     kind_macs: dict = collections.defaultdict(int)
     for record in model.trace(x, backend="numba").values():
-        kind_macs[kind(record.layer)] += macs(record)
+        kind_macs[kind(record.layer)] += layer_macs(record)
     print(f"\n{args.model}, {args.method}, batch {args.batch}, float32; GEMM rate "
           f"{rate / 1e9:.0f} GFLOP/s; npxai call {total * 1e3:.1f} ms (median of "
           f"{args.repeats})\n\n| kind | forward (ms) | backward (ms) | floor of one map (ms) |"
