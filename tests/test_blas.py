@@ -94,3 +94,26 @@ def test_matmul_in_a_forked_child():
 def _split_product(a: np.ndarray) -> np.ndarray:
     with mock.patch.multiple(blas, OPENBLAS_ONE_THREAD=0, SPLIT_MIN_MACS=0):
         return blas.matmul(a, a)
+
+
+def test_matmul_splits_into_the_callers_thread_count():
+    """``numba.set_num_threads`` in the calling thread decides the parts (1: no split)."""
+    import numba
+
+    a = np.ones((64, 64))
+    calls = mock.Mock(wraps=blas._parts)
+    previous = numba.get_num_threads()
+    try:
+        with (
+            mock.patch.multiple(blas, OPENBLAS_ONE_THREAD=0, SPLIT_MIN_MACS=0),
+            mock.patch.object(blas, "_parts", calls),
+        ):
+            numba.set_num_threads(1)
+            np.testing.assert_array_equal(blas.matmul(a, a), a @ a)
+            assert calls.call_count == 0
+            if numba.config.NUMBA_NUM_THREADS > 1:
+                numba.set_num_threads(2)
+                np.testing.assert_array_equal(blas.matmul(a, a), a @ a)
+                assert calls.call_args.args[3] == 2
+    finally:
+        numba.set_num_threads(previous)

@@ -11,10 +11,10 @@ as below, VGG16's 1.24x, and with another process busy too ResNet18's took 3x as
 which is restored afterwards; despite its name, in the pthreads build NumPy bundles the setting
 holds for the whole process, so a NumPy product that another thread of the user's runs at that
 moment runs on one thread too) and splits a large product into as many parts as Numba has
-threads, one per thread: the calling thread and the workers of a pool that sleep, not spin,
-between products. Where NumPy's BLAS is not an OpenBLAS with that function (MKL, Accelerate, an
-older OpenBLAS), the products run as NumPy runs them, on the BLAS's
-own threads; :data:`CONTROLLED` says which applies.
+threads (``numba.get_num_threads()`` in the calling thread), one per thread: the calling thread
+and the workers of a pool that sleep, not spin, between products. Where NumPy's BLAS is not an
+OpenBLAS with that function (MKL, Accelerate, an older OpenBLAS), the products run as NumPy runs
+them, on the BLAS's own threads; :data:`CONTROLLED` says which applies.
 """
 
 import concurrent.futures
@@ -52,7 +52,6 @@ def _set_local_threads():
 _SETTER = _set_local_threads()
 #: Whether npxai's products run with OpenBLAS on one thread per calling thread (see above).
 CONTROLLED = _SETTER is not None
-THREADS = numba.get_num_threads()
 _pool: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
 
 
@@ -62,28 +61,28 @@ def _workers() -> concurrent.futures.ThreadPoolExecutor:
     global _pool
     if _pool is None or _pool[0] != os.getpid():
         workers = concurrent.futures.ThreadPoolExecutor(
-            THREADS - 1, "npxai-blas", initializer=lambda: _SETTER(1)
+            numba.config.NUMBA_NUM_THREADS - 1, "npxai-blas", initializer=lambda: _SETTER(1)
         )
         _pool = os.getpid(), workers
     return _pool[1]
 
 
-def _parts(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> list[tuple]:
-    """``(a, b, out)`` pieces whose products make ``a @ b`` into ``out``: along a stack's
-    leading axis when it has a piece for each thread, else along the larger of the rows of ``a``
+def _parts(a: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int) -> list[tuple]:
+    """``(a, b, out)`` pieces whose products make ``a @ b`` into ``out``, one per thread: along a
+    stack's leading axis when it has a piece for each, else along the larger of the rows of ``a``
     and the columns of ``b``."""
-    if out.ndim == 3 and out.shape[0] >= THREADS:
-        edges = np.linspace(0, out.shape[0], THREADS + 1).astype(int)
+    if out.ndim == 3 and out.shape[0] >= threads:
+        edges = np.linspace(0, out.shape[0], threads + 1).astype(int)
         take = lambda m, i: m[edges[i] : edges[i + 1]] if m.ndim == 3 else m  # noqa: E731
-        return [(take(a, i), take(b, i), out[edges[i] : edges[i + 1]]) for i in range(THREADS)]
+        return [(take(a, i), take(b, i), out[edges[i] : edges[i + 1]]) for i in range(threads)]
     rows, columns = out.shape[-2], out.shape[-1]
     if columns >= rows:
-        edges = np.linspace(0, columns, THREADS + 1).astype(int)
+        edges = np.linspace(0, columns, threads + 1).astype(int)
         return [(a, b[..., edges[i] : edges[i + 1]], out[..., edges[i] : edges[i + 1]])
-                for i in range(THREADS)]  # fmt: skip
-    edges = np.linspace(0, rows, THREADS + 1).astype(int)
+                for i in range(threads)]  # fmt: skip
+    edges = np.linspace(0, rows, threads + 1).astype(int)
     return [(a[..., edges[i] : edges[i + 1], :], b, out[..., edges[i] : edges[i + 1], :])
-            for i in range(THREADS)]  # fmt: skip
+            for i in range(threads)]  # fmt: skip
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -97,9 +96,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
                        np.result_type(a, b))  # fmt: skip
     _one_thread(+1)
     try:
-        if THREADS == 1 or macs < SPLIT_MIN_MACS:
+        threads = numba.get_num_threads()  # the caller's (numba.set_num_threads)
+        if threads == 1 or macs < SPLIT_MIN_MACS:
             return np.matmul(a, b, out=out)
-        first, *rest = _parts(a, b, out)
+        first, *rest = _parts(a, b, out, threads)
         futures = [_workers().submit(np.matmul, *part[:2], out=part[2]) for part in rest]
         np.matmul(*first[:2], out=first[2])
         for future in futures:
