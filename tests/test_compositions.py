@@ -10,7 +10,7 @@ layers), builds it in torch, converts it with ``npxai.from_torch``, and compares
 import numpy as np
 import pytest
 import torch
-from conftest import TORCH_DTYPE, assert_close
+from conftest import TORCH_DTYPE, assert_close, relative_error
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,7 +21,9 @@ from npxai.reference.pool import pool_output_size
 
 @st.composite
 def conv_chain(draw):
-    """A torch Sequential of 1-4 spatial layers, then flatten and 1-3 dense layers."""
+    """A torch Sequential of 1-4 spatial layers, then flatten and 1-3 dense layers; the weights
+    from torch's initialisation after a drawn seed (so that hypothesis can replay an example)."""
+    torch.manual_seed(draw(st.integers(0, 2**31), label="torch seed"))
     channels = draw(st.integers(1, 4), label="channels")
     size = draw(st.tuples(st.integers(5, 10), st.integers(5, 10)), label="size")
     input_shape = (channels, *size)
@@ -102,7 +104,14 @@ def test_random_chains_match_torch(backend, chain, batch, dtype, seed):
     assert_close(output, expected_output, dtype)
     gradient = npxai.gradient(ours, x, target, backend=backend)
     assert gradient.dtype == dtype
-    assert_close(gradient, expected_gradient, dtype)
+    # float32: the gradient through several dense layers is a cancellation of larger terms; two
+    # correct float32 computations differ by up to about 1e-5 of its largest entry (the NumPy
+    # reference reached 6.2e-6 and the numba backend 8.0e-6 against torch over 300 weight draws
+    # of one chain, a CI run 1.2e-5 on another draw), so the check there is 5e-5
+    if dtype == np.float32:
+        assert relative_error(gradient, expected_gradient) <= 5e-5
+    else:
+        assert_close(gradient, expected_gradient, dtype)
 
 
 class TorchResidual(torch.nn.Module):
