@@ -30,7 +30,7 @@ to 22 ms; a 64-channel 56 x 56 layer, 0.64 to 0.48 ms and 0.97 to 0.39 ms.
 """
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, prange
 
 from npxai.reference.conv import conv2d_output_size
 
@@ -190,7 +190,7 @@ def _tap(w, ch, i, j, flip):
 @njit(cache=True, inline="always")
 def _phase_offset(row, col, s, phase, wp):
     # where padded position (row, col) lies in _depthwise's phase-split plane (s * s phases)
-    return uint64(((row % s) * s + col % s) * phase + (row // s) * wp + col // s)
+    return np.uint64(((row % s) * s + col % s) * phase + (row // s) * wp + col // s)
 
 
 @njit(parallel=True, cache=True)
@@ -216,7 +216,7 @@ def _depthwise(x, w, b, y, stride, spread, top, left, dh, dw, flip, tasks):
     c0 = min(max(0, -(left // spread)), wd)
     c1 = max(c0, min(wd, (s * wp - 1 - left) // spread + 1))
     planes = n * o
-    us, uspread = uint64(s), uint64(spread)
+    us, uspread = np.uint64(s), np.uint64(spread)
     for task in prange(tasks):
         pad = np.zeros(s * s * phase + wp + kw * dw, x.dtype)  # zero once: the same entries
         acc = np.empty(length, x.dtype)  # are written for every plane
@@ -228,31 +228,33 @@ def _depthwise(x, w, b, y, stride, spread, top, left, dh, dw, flip, tasks):
                     first = c0 + (col_phase - left - c0) % s
                     start = _phase_offset(row, left + spread * first, s, phase, wp)
                     for k in range(max(0, (c1 - first + s - 1) // s)):
-                        pad[start + uint64(k) * uspread] = src[uint64(first) + uint64(k) * us]
+                        pad[start + np.uint64(k) * uspread] = src[
+                            np.uint64(first) + np.uint64(k) * us
+                        ]
             acc[:] = b[ch]
             for i in range(kh):
                 for j in range(0, kw, 3):  # up to three taps of row i per pass
                     w0, a = _tap(w, ch, i, j, flip), _phase_offset(i * dh, j * dw, s, phase, wp)
                     if j + 1 == kw:
                         for k in range(length):
-                            acc[k] += w0 * pad[a + uint64(k)]
+                            acc[k] += w0 * pad[a + np.uint64(k)]
                         continue
                     w1 = _tap(w, ch, i, j + 1, flip)
                     b1 = _phase_offset(i * dh, (j + 1) * dw, s, phase, wp)
                     if j + 2 == kw:
                         for k in range(length):
-                            u = uint64(k)
+                            u = np.uint64(k)
                             acc[k] += w0 * pad[a + u] + w1 * pad[b1 + u]
                         continue
                     w2 = _tap(w, ch, i, j + 2, flip)
                     c2 = _phase_offset(i * dh, (j + 2) * dw, s, phase, wp)
                     for k in range(length):
-                        u = uint64(k)
+                        u = np.uint64(k)
                         acc[k] += w0 * pad[a + u] + w1 * pad[b1 + u] + w2 * pad[c2 + u]
             for p in range(oh):
                 out = y[sample, ch, p]
                 for q in range(ow):
-                    out[q] = acc[uint64(p * wp + q)]
+                    out[q] = acc[np.uint64(p * wp + q)]
 
 
 @njit(parallel=True, cache=True)
