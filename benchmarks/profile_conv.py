@@ -1,6 +1,7 @@
-"""Where VGG16's convolution time goes (numba backend, float32): per layer, the forward convolution
-by im2col + GEMM and by Winograd's F(2x2, 3x3), each timed alone, with the Winograd path's parts
-(weight transform, input transform, the 16 GEMMs, output transform), and which path
+"""Where a CNN's convolution time goes (numba backend, float32): per layer of VGG16 (or, with
+``--model resnet18`` / ``resnet50``, npxai's ResNet), the forward convolution by im2col + GEMM
+and, for 3x3 stride-1 layers, by Winograd's F(2x2, 3x3), each timed alone, with the Winograd
+path's parts (weight transform, input transform, the 16 GEMMs, output transform), and which path
 ``kernels/cpu/conv.py`` takes. With ``--depthwise``: the depthwise convolutions of
 EfficientNet-Lite0 (npxai's, random weights) or, with ``--model mobilenet_v2``, of torchvision's
 MobileNetV2 (random weights after ``torch.manual_seed(0)``), forward and input gradient, by both
@@ -8,7 +9,7 @@ depthwise kernels (the phase-split plane kernel and channels-last) beside torch'
 ``convolution_backward`` (as many threads as Numba), and the path taken
 (``DEPTHWISE_CHANNELS_LAST_MAX``).
 
-    python benchmarks/profile_conv.py [--batch 1] [--depthwise [--model mobilenet_v2]]
+    python benchmarks/profile_conv.py [--batch 1] [--model resnet18] [--depthwise [--model mobilenet_v2]]
 """
 
 import argparse
@@ -33,6 +34,8 @@ def time_layer(record: npxai.Record) -> list[float]:
     args = (weight, bias, layer.stride, padding, layer.dilation, 1)
     with mock.patch.object(kernels, "WINOGRAD_MIN_TILES", 2**62):
         im2col = median_time(lambda: kernels.conv2d(x, *args), REPEATS)
+    if layer.kernel_size != (3, 3) or layer.stride != (1, 1):
+        return [im2col] + [float("nan")] * 5
     o = layer.out_channels
     th, tw = (h + 1) // 2, (w + 1) // 2
     u = np.empty((16, o, c), np.float32)
@@ -40,13 +43,14 @@ def time_layer(record: npxai.Record) -> list[float]:
     m = np.empty((16, o, n * th * tw), np.float32)
     y = np.empty((n, o, h, w), np.float32)
     top, _, left, _ = padding
+    b = np.zeros(o, np.float32) if bias is None else bias
     return [
         im2col,
         median_time(lambda: winograd.conv3x3(x, weight, bias, padding), REPEATS),
         median_time(lambda: winograd._transform_weight(weight, u, False), REPEATS),
         median_time(lambda: winograd._transform_input(x, v, top, left, th, tw, 0), REPEATS),
         median_time(lambda: np.matmul(u, v, out=m), REPEATS),
-        median_time(lambda: winograd._transform_output(m, bias, y, th, tw, 0), REPEATS),
+        median_time(lambda: winograd._transform_output(m, b, y, th, tw, 0), REPEATS),
     ]
 
 
@@ -135,18 +139,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--depthwise", action="store_true", help="a model's depthwise layers")
-    parser.add_argument("--model", default="efficientnet_lite0",
-                        choices=["efficientnet_lite0", "mobilenet_v2"])  # fmt: skip
+    parser.add_argument("--model", help="depthwise: efficientnet_lite0 (default), mobilenet_v2; "
+                        "else vgg16 (default), resnet18, resnet50")  # fmt: skip
     args = parser.parse_args()
     if args.depthwise:
-        depthwise(args.model, args.batch)
+        depthwise(args.model or "efficientnet_lite0", args.batch)
         return
+    name = args.model or "vgg16"
+    if name not in ("vgg16", "resnet18", "resnet50"):
+        parser.error(f"--model {name}: expected vgg16, resnet18 or resnet50 without --depthwise")
     npxai.manual_seed(0)
-    model = npxai.models.vgg16()
+    model = getattr(npxai.models, name)()
     x = np.random.default_rng(0).random((args.batch, 3, 224, 224), dtype=np.float32)
-    print(f"VGG16, batch {args.batch}, float32, forward convolutions (ms, medians of {REPEATS})")
+    print(f"{name}, batch {args.batch}, float32, forward convolutions (ms, medians of {REPEATS})")
     print(
-        "| layer | channels | size | im2col + GEMM | Winograd | its weight transform | input "
+        "| layer | channels, kernel/stride | input | im2col + GEMM | Winograd | its weight transform | input "
         "transform | 16 GEMMs | output transform | taken |"
     )
     print("|---" * 10 + "|")
@@ -161,8 +168,9 @@ def main() -> None:
         shape = (layer.kernel_size, layer.stride, layer.dilation, (c, layer.out_channels), out)
         taken = "Winograd" if kernels._winograd_applies(*shape) else "im2col"
         chosen_total += [times[0], times[1 if taken == "Winograd" else 0]]
-        cells = " | ".join(f"{t * 1e3:.1f}" for t in times)
-        print(f"| {key} | {c}->{layer.out_channels} | {h}x{w} | {cells} | {taken} |")
+        cells = " | ".join("-" if np.isnan(t) else f"{t * 1e3:.1f}" for t in times)
+        kernel = f"{layer.kernel_size[0]}x{layer.kernel_size[1]}/{layer.stride[0]}"
+        print(f"| {key} | {c}->{layer.out_channels} {kernel} | {h}x{w} | {cells} | {taken} |")
     print(
         f"\nall layers: im2col + GEMM {chosen_total[0] * 1e3:.0f} ms, "
         f"as taken {chosen_total[1] * 1e3:.0f} ms"

@@ -351,7 +351,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
         return _ops(backend).pool.max_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
-        )[0]
+        )
 
     def vjp(
         self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, backend: str | None = None

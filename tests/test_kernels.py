@@ -184,12 +184,13 @@ def test_max_pool2d_and_its_vjp(case, dtype, data, ties):
     x = draw_array(data, (batch, 2, *size), dtype)
     if ties:  # after a ReLU: many equal zeros, where the first maximum must win
         x = np.maximum(x, 0)
-    y, argmax = pool.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
-    ky, kargmax = k_pool.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    args = (kernel, stride, padding, dilation, ceil_mode)
+    y, argmax = pool.max_pool2d(x, *args, return_indices=True)
+    ky, kargmax = k_pool.max_pool2d(x, *args, return_indices=True)
     np.testing.assert_array_equal(ky, y)
     np.testing.assert_array_equal(kargmax, argmax)
+    np.testing.assert_array_equal(k_pool.max_pool2d(x, *args), y)  # without the arg-max
     g = draw_array(data, y.shape, dtype, "g")
-    args = (kernel, stride, padding, dilation, ceil_mode)
     assert_same(k_pool.max_pool2d_vjp(g, x, *args), pool.max_pool2d_vjp(g, x, *args))
 
 
@@ -208,8 +209,8 @@ def test_max_pool2d_2x2_and_its_vjp(size, ceil_mode, ties, dtype, data):
     x = draw_array(data, (2, 3, *size), dtype)
     if ties:
         x = np.maximum(x, 0)
-    y, argmax = pool.max_pool2d(x, *args)
-    ky, kargmax = k_pool.max_pool2d(x, *args)
+    y, argmax = pool.max_pool2d(x, *args, return_indices=True)
+    ky, kargmax = k_pool.max_pool2d(x, *args, return_indices=True)
     np.testing.assert_array_equal(ky, y)
     np.testing.assert_array_equal(kargmax, argmax)
     g = draw_array(data, y.shape, dtype, "g")
@@ -301,8 +302,8 @@ def test_non_contiguous_inputs_are_handled():
     args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
     assert_same(k_conv.conv2d(x, w, None, *args), conv.conv2d(x, w, None, *args))
     assert_same(k_activation.relu(x), activation.relu(x))
-    assert_same(k_pool.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False)[0],
-                pool.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False)[0])  # fmt: skip
+    assert_same(k_pool.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False),
+                pool.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False))  # fmt: skip
 
 
 def plant_nonfinite(data, x: np.ndarray) -> np.ndarray:
@@ -364,13 +365,14 @@ def test_max_pool2d_propagates_nan_as_torch(case, dtype, data, ties):
     x = draw_array(data, (batch, 2, *size), dtype)
     x = plant_nonfinite(data, np.maximum(x, 0) if ties else x)
     args = (kernel, stride, padding, dilation, ceil_mode)
-    out = pool.max_pool2d(x, *args)[0].shape
+    out = pool.max_pool2d(x, *args).shape
     g = cotangent(data, out, dtype)
     ty, ti, tgrad = torch_max_pool(x, g, *args)
     assume(not window_on_padding_only(size, out[2:], *args[:4]))  # torch's index is its own there
     for ops in (pool, k_pool):
-        y, argmax = ops.max_pool2d(x, *args)
+        y, argmax = ops.max_pool2d(x, *args, return_indices=True)
         np.testing.assert_array_equal(y, ty)  # NaN where torch has NaN, the same values elsewhere
+        np.testing.assert_array_equal(ops.max_pool2d(x, *args), ty)
         np.testing.assert_array_equal(argmax, ti)
         assert_nan_close(ops.max_pool2d_vjp(g, x, *args), tgrad)
 
@@ -381,10 +383,10 @@ def test_max_pool2d_2x2_propagates_nan_as_torch(size, ceil_mode, dtype, data):
     """The 2x2 stride-2 kernels of their own (VGG's pools) follow torch's NaN rule too."""
     args = ((2, 2), (2, 2), (0, 0), (1, 1), ceil_mode)
     x = plant_nonfinite(data, draw_array(data, (2, 3, *size), dtype))
-    g = cotangent(data, pool.max_pool2d(x, *args)[0].shape, dtype)
+    g = cotangent(data, pool.max_pool2d(x, *args).shape, dtype)
     ty, ti, tgrad = torch_max_pool(x, g, *args)
     for ops in (pool, k_pool):
-        y, argmax = ops.max_pool2d(x, *args)
+        y, argmax = ops.max_pool2d(x, *args, return_indices=True)
         np.testing.assert_array_equal(y, ty)
         np.testing.assert_array_equal(argmax, ti)
         np.testing.assert_array_equal(ops.max_pool2d_vjp(g, x, *args), tgrad)
@@ -396,14 +398,32 @@ def test_max_pool2d_of_the_issue():
     x = np.array([[[[1, np.nan, 3, 0]]]])
     for ops in (pool, k_pool):
         for kernel in ((1, 4), (1, 2)):
-            y, _ = ops.max_pool2d(x, kernel, kernel, (0, 0), (1, 1), False)
+            y, _ = ops.max_pool2d(x, kernel, kernel, (0, 0), (1, 1), False, return_indices=True)
             assert np.isnan(y[0, 0, 0, 0]), (ops.__name__, kernel)
         grad = ops.max_pool2d_vjp(np.ones((1, 1, 1, 1)), x, (1, 4), (1, 4), (0, 0), (1, 1), False)
         np.testing.assert_array_equal(grad, [[[[0, 1, 0, 0]]]])
         low = np.array([[[[5, -np.inf, -np.inf, -np.inf]]]])
-        y, argmax = ops.max_pool2d(low, (1, 3), (1, 1), (0, 1), (1, 1), False)
+        y, argmax = ops.max_pool2d(low, (1, 3), (1, 1), (0, 1), (1, 1), False, return_indices=True)
         np.testing.assert_array_equal(y, [[[[5, 5, -np.inf, -np.inf]]]])
         np.testing.assert_array_equal(argmax, [[[[0, 0, 1, 2]]]])
+
+
+def test_max_pool2d_rows_wholly_on_padding():
+    """Dilation 2 over a one-row input padded by 1: the window's rows -1 and 1 both lie on
+    padding (its columns inside), so every output is ``-inf`` with arg-max 0, where the gradient
+    goes, as the reference says (torch picks an index of its own there)."""
+    x = np.arange(10.0).reshape(1, 2, 1, 5)
+    args = ((2, 3), (1, 1), (1, 1), (2, 1), False)
+    y, argmax = pool.max_pool2d(x, *args, return_indices=True)
+    assert y.shape == (1, 2, 1, 5) and np.isneginf(y).all() and not argmax.any()
+    ky, kargmax = k_pool.max_pool2d(x, *args, return_indices=True)
+    np.testing.assert_array_equal(ky, y)
+    np.testing.assert_array_equal(kargmax, argmax)
+    np.testing.assert_array_equal(k_pool.max_pool2d(x, *args), y)
+    g = np.ones(y.shape)
+    np.testing.assert_array_equal(
+        k_pool.max_pool2d_vjp(g, x, *args), pool.max_pool2d_vjp(g, x, *args)
+    )
 
 
 @given(case=pool_case(False), dtype=dtypes, data=st.data(), include=st.booleans())

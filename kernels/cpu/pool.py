@@ -1,21 +1,31 @@
 """Max, average and adaptive average pooling, compiled. Same functions as ``npxai.reference.pool``.
 
-Every kernel runs one (sample, channel) plane per parallel task and reads the input with bounds
-checks instead of padding it; max pooling with kernel 2 and stride 2 (VGG's) has kernels of its
-own, without bounds checks. Output sizes, tie rules (NaN winning, as in torch) and divisors are
-the reference's.
+Every kernel runs one (sample, channel) plane per parallel task (the max pool's forward: one
+output row) and reads the input with bounds checks instead of padding it. Output sizes, tie rules
+(NaN winning, as in torch) and divisors are the reference's.
 
-The 2x2 kernel's vjp writes each gradient at its window's maximum into a zeroed gradient (one
-store per window), where it wrote all four elements and zeroed an odd last row by a slice. It
-compiled in 2.0-2.4 s at the first call before, 0.66-0.79 s after (Numba's compile events,
-thread CPU time, LeNet's first LRP with an empty cache), and runs faster (medians: 20 to 8 ms on
-1 x 64 x 224 x 224, 38 to 11 ms on 8 x 64 x 112 x 112, 0.38 to 0.34 ms on 1 x 512 x 14 x 14).
+Max pooling splits each output row into the columns whose windows lie wholly inside the input's
+columns (the interior) and the rest. A boundary window is scanned alone, with bounds checks; the
+interior is swept tap by tap, in the window's row-major order, each tap one pass along the row,
+``best[q] = x[r, q*s_w + c]`` where that beats ``best[q]`` (unsigned indices, so that Numba adds
+no negative-index wraparound: the passes vectorise). The forward pass needs no arg-max. The input
+gradient tracks the winning tap ``i*k_w + j`` beside each maximum, as a float updated by
+arithmetic (``t += better * (tap - t)``; written as a second select, the pass did not vectorise
+and ran 2.5x slower), then adds each output's gradient at its window's winner, a row of outputs
+at a time. Kernel 2 and stride 2 (VGG's pools) keep kernels of their own, one pass without bounds
+checks, faster there (the vjp: one store per window into a zeroed gradient). Measured with
+``python benchmarks/profile_pool.py`` (medians, 2 threads) on ResNet's stem pool, 3x3 stride 2
+over 64 x 112 x 112: the forward 32.5 to 4.9-7.2 ms at batch 8 (torch 23-28), 4.0 to 0.7-1.1 ms
+at batch 1; the input gradient 35 to 20 ms and 4.3 to 1.6-2.7 ms (torch's backward reads its
+saved indices: 3-4 and 0.2 ms).
 """
 
 import numpy as np
 from numba import njit, prange
 
 from npxai.reference.pool import adaptive_bins, pool_output_size
+
+from .scratch import workspace
 
 
 @njit(cache=True)
@@ -26,7 +36,7 @@ def _window(start, step, count, size):
     return k0, k1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw):
     """``(value, row, column)`` of the first maximum, in row-major order, of the window whose
     kernel rows ``i0..i1`` and columns ``j0..j1`` fall inside the input (``(-inf, 0, 0)`` for a
@@ -49,34 +59,111 @@ def _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw):
     return best, bi, bj
 
 
+@njit(cache=True)
+def _interior(kw, sw, pw, dw, w, ow):
+    """Output columns ``[qa, qb)`` whose windows' columns ``q*s_w - p_w + j*d_w`` all lie in the
+    input's ``[0, w)``."""
+    qa = min(ow, (pw + sw - 1) // sw)
+    qb = max(qa, min(ow, (w - 1 - (kw - 1) * dw + pw) // sw + 1))
+    return qa, qb
+
+
+@njit(cache=True, inline="always")
+def _row_values(x, plane, p, kh, kw, sh, sw, ph, pw, dh, dw, qa, qb, best):
+    """``best[q]``: window (p, q)'s maximum (NaN if it holds one), over output row ``p``."""
+    h, w = x.shape[1], x.shape[2]
+    h0 = p * sh - ph
+    i0, i1 = _window(h0, dh, kh, h)
+    for k in range(qa + best.shape[0] - qb):  # the boundary windows, each scanned alone
+        q = k if k < qa else qb + k - qa
+        w0 = q * sw - pw
+        j0, j1 = _window(w0, dw, kw, w)
+        best[q] = _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw)[0]
+    for i in range(i0, i1):
+        row = x[plane, h0 + i * dh]
+        for j in range(kw):
+            off = j * dw - pw  # interior columns q*sw + off are >= 0
+            if i == i0 and j == 0:  # the window's first element starts it (torch's rule)
+                for q in range(qa, qb):
+                    best[q] = row[np.uint64(q * sw + off)]
+                continue
+            for q in range(qa, qb):
+                v, b = row[np.uint64(q * sw + off)], best[q]
+                best[q] = v if (v > b) | np.isnan(v) else b
+    if i0 >= i1:  # every window of the row on padding
+        for q in range(qa, qb):
+            best[q] = -np.inf
+
+
+@njit(cache=True, inline="always")
+def _row_maximum(x, plane, p, kh, kw, sh, sw, ph, pw, dh, dw, qa, qb, best, where, tap, offset):
+    """``best[q]`` as :func:`_row_values`, and ``where[q]``: the flat index ``h*W + w`` of its
+    first maximum (its last NaN; 0 for a window wholly on padding). ``tap`` (a float array of
+    the row's length) and ``offset`` (``kh*kw`` ints) are scratch."""
+    h, w = x.shape[1], x.shape[2]
+    h0 = p * sh - ph
+    i0, i1 = _window(h0, dh, kh, h)
+    for k in range(qa + best.shape[0] - qb):
+        q = k if k < qa else qb + k - qa
+        w0 = q * sw - pw
+        j0, j1 = _window(w0, dw, kw, w)
+        best[q], bi, bj = _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw)
+        where[q] = bi * w + bj
+    for i in range(i0, i1):
+        row = x[plane, h0 + i * dh]
+        for j in range(kw):
+            off, t = j * dw - pw, best.dtype.type(i * kw + j)
+            offset[i * kw + j] = (h0 + i * dh) * w + j * dw - pw
+            if i == i0 and j == 0:
+                for q in range(qa, qb):
+                    best[q], tap[q] = row[np.uint64(q * sw + off)], t
+                continue
+            for q in range(qa, qb):
+                v, b = row[np.uint64(q * sw + off)], best[q]
+                better = (v > b) | np.isnan(v)
+                best[q] = v if better else b
+                tap[q] += better * (t - tap[q])  # as a select, this loop did not vectorise
+    for q in range(qa, qb):
+        if i0 < i1:
+            where[q] = offset[np.int64(tap[q])] + q * sw
+        else:
+            best[q], where[q] = -np.inf, 0
+
+
 @njit(parallel=True, cache=True)
-def _max_pool(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
-    planes, h, w = x.shape
-    for plane in prange(planes):
-        for p in range(y.shape[1]):
-            h0 = p * sh - ph
-            i0, i1 = _window(h0, dh, kh, h)
-            for q in range(y.shape[2]):
-                w0 = q * sw - pw
-                j0, j1 = _window(w0, dw, kw, w)
-                best, bi, bj = _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw)
-                y[plane, p, q] = best
-                argmax[plane, p, q] = bi * w + bj
+def _max_pool(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
+    oh, ow = y.shape[1], y.shape[2]
+    qa, qb = _interior(kw, sw, pw, dw, x.shape[2], ow)
+    for task in prange(x.shape[0] * oh):
+        plane, p = task // oh, task % oh
+        _row_values(x, plane, p, kh, kw, sh, sw, ph, pw, dh, dw, qa, qb, y[plane, p])
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_indices(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
+    oh, ow = y.shape[1], y.shape[2]
+    qa, qb = _interior(kw, sw, pw, dw, x.shape[2], ow)
+    for plane in prange(x.shape[0]):
+        tap, offset = np.empty(ow, y.dtype), np.zeros(kh * kw, np.int64)
+        for p in range(oh):
+            _row_maximum(x, plane, p, kh, kw, sh, sw, ph, pw, dh, dw, qa, qb, y[plane, p],
+                         argmax[plane, p], tap, offset)  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
 def _max_pool_vjp(g, x, gx, kh, kw, sh, sw, ph, pw, dh, dw):
-    # one pass: find each window's first maximum, as _max_pool does, and add the gradient there
-    planes, h, w = x.shape
-    for plane in prange(planes):
-        for p in range(g.shape[1]):
-            h0 = p * sh - ph
-            i0, i1 = _window(h0, dh, kh, h)
-            for q in range(g.shape[2]):
-                w0 = q * sw - pw
-                j0, j1 = _window(w0, dw, kw, w)
-                _, bi, bj = _first_maximum(x, plane, h0, i0, i1, dh, w0, j0, j1, dw)
-                gx[plane, bi, bj] += g[plane, p, q]
+    # gx: (planes, H*W), zeroed; each row of outputs found as in _max_pool_indices, its
+    # gradients added at the winners
+    oh, ow = g.shape[1], g.shape[2]
+    qa, qb = _interior(kw, sw, pw, dw, x.shape[2], ow)
+    for plane in prange(x.shape[0]):
+        best, where = np.empty(ow, x.dtype), np.empty(ow, np.int64)
+        tap, offset = np.empty(ow, x.dtype), np.zeros(kh * kw, np.int64)
+        for p in range(oh):
+            _row_maximum(x, plane, p, kh, kw, sh, sw, ph, pw, dh, dw, qa, qb, best, where, tap,
+                         offset)  # fmt: skip
+            for q in range(ow):
+                gx[plane, where[q]] += g[plane, p, q]
 
 
 @njit(parallel=True, cache=True)
@@ -208,19 +295,25 @@ def max_pool2d(
     padding: tuple[int, int],
     dilation: tuple[int, int],
     ceil_mode: bool,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     n, c, h, w = x.shape
     out = tuple(
         pool_output_size(*a, ceil_mode)
         for a in zip((h, w), kernel, stride, padding, dilation, strict=True)
     )
     y = np.empty((n * c, *out), x.dtype)
-    argmax = np.empty((n * c, *out), np.int64)
+    argmax = np.empty((n * c, *out), np.int64) if return_indices else None
     if _is_2x2(kernel, stride, padding, dilation, out, (h, w)):
-        _max_pool_2x2(_planes(x), y, argmax)
+        # the arg-max, when not asked for, into a reused buffer: a fresh one pays its page faults
+        scratch = workspace("max pool arg-max", y.shape, np.int64) if argmax is None else argmax
+        _max_pool_2x2(_planes(x), y, scratch)
+    elif return_indices:
+        _max_pool_indices(_planes(x), y, argmax, *kernel, *stride, *padding, *dilation)
     else:
-        _max_pool(_planes(x), y, argmax, *kernel, *stride, *padding, *dilation)
-    return y.reshape(n, c, *out), argmax.reshape(n, c, *out)
+        _max_pool(_planes(x), y, *kernel, *stride, *padding, *dilation)
+    y = y.reshape(n, c, *out)
+    return (y, argmax.reshape(n, c, *out)) if return_indices else y
 
 
 def max_pool2d_vjp(
@@ -233,10 +326,11 @@ def max_pool2d_vjp(
     ceil_mode: bool,
 ) -> np.ndarray:
     n, c, h, w = x.shape
-    gx = np.zeros((n * c, h, w), grad_y.dtype)
     if _is_2x2(kernel, stride, padding, dilation, grad_y.shape[2:], (h, w)):
+        gx = np.zeros((n * c, h, w), grad_y.dtype)
         _max_pool_2x2_vjp(_planes(grad_y), _planes(x), gx)
         return gx.reshape(n, c, h, w)
+    gx = np.zeros((n * c, h * w), grad_y.dtype)
     _max_pool_vjp(_planes(grad_y), _planes(x), gx, *kernel, *stride, *padding, *dilation)
     return gx.reshape(n, c, h, w)
 

@@ -233,13 +233,14 @@ def max_pool2d(
     padding: tuple[int, int],
     dilation: tuple[int, int],
     ceil_mode: bool,
-) -> tuple[DeviceArray, DeviceArray]:
+    return_indices: bool = False,
+) -> DeviceArray | tuple[DeviceArray, DeviceArray]:
     """``y[n, c, p, q] = max_{i, j} x[n, c, p*s_h - pad_h + i*d_h, q*s_w - pad_w + j*d_w]``.
 
-    Padding never wins. Returns ``(y, argmax)``, ``argmax`` (int64) being the flat index
-    ``h * W + w`` into the unpadded input of the winning element; ties go to the first position
-    in row-major window order, as in torch, and a window holding a NaN gives NaN at its last NaN.
-    One thread per window.
+    Padding never wins. Returns ``y``, or with ``return_indices`` ``(y, argmax)``, ``argmax``
+    (int64) being the flat index ``h * W + w`` into the unpadded input of the winning element;
+    ties go to the first position in row-major window order, as in torch, and a window holding a
+    NaN gives NaN at its last NaN. One thread per window (the arg-max written either way).
     """
     x = as_device(x)
     n, c, h, w = x.shape
@@ -250,7 +251,7 @@ def max_pool2d(
     y = cuda.device_array((n, c, *out), x.dtype)
     argmax = cuda.device_array((n, c, *out), "int64")
     _launch(_max_pool, y, x, y, argmax, *kernel, *stride, *padding, *dilation)
-    return y, argmax
+    return (y, argmax) if return_indices else y
 
 
 def max_pool2d_vjp(
@@ -266,7 +267,7 @@ def max_pool2d_vjp(
     maximum is at (h, w)``: the arg-max of :func:`max_pool2d` on ``x``, then one thread per input
     element gathering from the windows that cover it."""
     grad_y, x = as_device(grad_y), as_device(x)
-    _, argmax = max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    _, argmax = max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, True)
     gx = cuda.device_array(x.shape, grad_y.dtype)
     empty = any(
         _some_window_on_padding_only(*a)

@@ -49,15 +49,17 @@ def max_pool2d(
     padding: tuple[int, int],
     dilation: tuple[int, int],
     ceil_mode: bool,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """``y[n, c, p, q] = max_{i, j} x[n, c, p*s_h - pad_h + i*d_h, q*s_w - pad_w + j*d_w]``.
 
-    Padding never wins (it is ``-inf``). Returns ``(y, argmax)`` where ``argmax`` is the flat index
-    ``h * W + w`` into the unpadded input of the winning element; ties go to the first position
-    in row-major window order, as in torch. As torch, a window starts from its first element in
-    the input, which a later one replaces where ``val > max or isnan(val)``: a window of ``-inf``
-    has its first element as arg-max, and one holding a NaN gives NaN, its arg-max the last NaN.
-    A window wholly on padding (possible with dilation) gives ``-inf`` with arg-max 0.
+    Padding never wins (it is ``-inf``). Returns ``y``, or with ``return_indices`` (torch's
+    name) ``(y, argmax)``, where ``argmax`` is the flat index ``h * W + w`` into the unpadded
+    input of the winning element; ties go to the first position in row-major window order, as
+    in torch. As torch, a window starts from its first element in the input, which a later one
+    replaces where ``val > max or isnan(val)``: a window of ``-inf`` has its first element as
+    arg-max, and one holding a NaN gives NaN, its arg-max the last NaN. A window wholly on
+    padding (possible with dilation) gives ``-inf`` with arg-max 0.
     """
     n, c, h, w = x.shape
     out = tuple(
@@ -80,7 +82,7 @@ def max_pool2d(
             best = np.where(better, candidate, best)
             argmax = np.where(better, r * w + q, argmax)
             started |= inside
-    return best, argmax
+    return (best, argmax) if return_indices else best
 
 
 def max_pool2d_vjp(
@@ -96,7 +98,7 @@ def max_pool2d_vjp(
     maximum is at (h, w)`` (the arg-max of :func:`max_pool2d` on the recorded input: a window's
     last NaN, if it holds one)."""
     n, c, h, w = x.shape
-    _, argmax = max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    _, argmax = max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, True)
     grad_x = np.zeros((n * c, h * w), dtype=grad_y.dtype)
     rows = np.arange(n * c)[:, None]
     np.add.at(grad_x, (rows, argmax.reshape(n * c, -1)), grad_y.reshape(n * c, -1))
