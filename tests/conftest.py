@@ -1,8 +1,10 @@
 """Shared test helpers. torch is an oracle here only; npxai itself never imports it."""
 
 import contextlib
+import functools
 import inspect
 import os
+from unittest import mock
 
 # The CUDA kernels (kernels/cuda) run under Numba's CUDA simulator unless NPXAI_TEST_CUDA=device
 # asks for the real GPU. Set before anything imports numba.
@@ -30,6 +32,24 @@ settings.register_profile(
     derandomize=bool(os.environ.get("CI")),
 )
 settings.load_profile("npxai")
+
+
+def both_kernel_builds(test):
+    """For a hypothesis test with a ``data`` argument: each example draws whether the kernels run
+    their parallel build or their serial twins (``kernels/cpu/threads.py``: outside the tests,
+    calls that touch fewer than 2^15 elements take the twins), so that both are held to what
+    the test checks."""
+
+    @functools.wraps(test)
+    def run(*args, data, **kwargs):
+        from npxai.kernels.cpu import threads
+
+        serial_below = data.draw(st.sampled_from([0, 2**62]), label="threads.SERIAL_BELOW")
+        with mock.patch.object(threads, "SERIAL_BELOW", serial_below):
+            return test(*args, data=data, **kwargs)
+
+    return run
+
 
 #: Relative tolerance per dtype, as the issues state them.
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import KERNEL_TOLERANCE, TORCH_DTYPE, assert_same, draw_array
+from conftest import KERNEL_TOLERANCE, TORCH_DTYPE, assert_same, both_kernel_builds, draw_array
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from npxai.kernels.cpu import activation as k_activation
@@ -41,6 +41,7 @@ def conv_case(draw):
 
 
 @given(case=conv_case(), bias=st.booleans(), dtype=dtypes, data=st.data())
+@both_kernel_builds
 def test_conv2d_and_its_vjp(case, bias, dtype, data):
     groups, c, o, kernel, stride, padding, dilation, size, batch = case
     x = draw_array(data, (batch, c, *size), dtype)
@@ -72,6 +73,7 @@ def test_conv2d_and_its_vjp(case, bias, dtype, data):
     dtype=dtypes,
     data=st.data(),
 )
+@both_kernel_builds
 def test_depthwise_conv2d_and_its_vjp(
     batch, channels, multiplier, kernel, stride, dilation, padding, size, channels_last, bias,
     dtype, data,
@@ -102,6 +104,7 @@ def test_depthwise_conv2d_and_its_vjp(
     dtype=dtypes,
     data=st.data(),
 )
+@both_kernel_builds
 def test_winograd_conv2d_and_its_vjp(batch, channels, size, padding, chunk, bias, dtype, data):
     """3x3 stride-1 convolutions through Winograd's F(2x2, 3x3) (its thresholds lowered to reach
     it with small shapes; odd sizes cut the last tile, ``chunk=1``: one sample per pass), and the
@@ -145,6 +148,7 @@ def test_conv2d_chunks_of_several_samples(monkeypatch, chunk):
 
 
 @given(data=st.data(), dtype=dtypes, bias=st.booleans())
+@both_kernel_builds
 def test_linear_and_its_vjp(data, dtype, bias):
     fin, fout = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 12))
     lead = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=2), label="leading")
@@ -179,6 +183,7 @@ def pool_case(draw, dilation_allowed):
 
 
 @given(case=pool_case(True), dtype=dtypes, data=st.data(), ties=st.booleans())
+@both_kernel_builds
 def test_max_pool2d_and_its_vjp(case, dtype, data, ties):
     kernel, stride, padding, dilation, ceil_mode, size, batch = case
     x = draw_array(data, (batch, 2, *size), dtype)
@@ -201,6 +206,7 @@ def test_max_pool2d_and_its_vjp(case, dtype, data, ties):
     dtype=dtypes,
     data=st.data(),
 )
+@both_kernel_builds
 def test_max_pool2d_2x2_and_its_vjp(size, ceil_mode, ties, dtype, data):
     """Kernel 2, stride 2 (its own kernels, unless ceil_mode cuts a window): odd sizes leave a
     last row or column out of every window; after a ReLU, ties go to the first maximum."""
@@ -221,6 +227,7 @@ def test_max_pool2d_2x2_and_its_vjp(size, ceil_mode, ties, dtype, data):
 
 @given(case=pool_case(False), dtype=dtypes, data=st.data(), include=st.booleans(),
        divisor=st.one_of(st.none(), st.integers(1, 5)))  # fmt: skip
+@both_kernel_builds
 def test_avg_pool2d_and_its_vjp(case, dtype, data, include, divisor):
     kernel, stride, padding, _, ceil_mode, size, batch = case
     x = draw_array(data, (batch, 2, *size), dtype)
@@ -232,6 +239,7 @@ def test_avg_pool2d_and_its_vjp(case, dtype, data, include, divisor):
 
 
 @given(data=st.data(), dtype=dtypes)
+@both_kernel_builds
 def test_adaptive_avg_pool2d_and_its_vjp(data, dtype):
     size = data.draw(st.tuples(st.integers(1, 11), st.integers(1, 11)), label="size")
     out = data.draw(st.tuples(st.integers(1, 6), st.integers(1, 6)), label="output size")
@@ -243,6 +251,7 @@ def test_adaptive_avg_pool2d_and_its_vjp(data, dtype):
 
 
 @given(data=st.data(), dtype=dtypes, affine=st.booleans())
+@both_kernel_builds
 def test_batch_norm_and_its_vjp(data, dtype, affine):
     c = data.draw(st.integers(1, 4), label="channels")
     tail = data.draw(st.sampled_from([(), (5,), (3, 4)]), label="trailing shape")
@@ -271,6 +280,7 @@ ELEMENTWISE = [
 
 @pytest.mark.parametrize("name, extra, vjp_uses", ELEMENTWISE, ids=[e[0] for e in ELEMENTWISE])
 @given(data=st.data(), dtype=dtypes)
+@both_kernel_builds
 def test_elementwise_activations_and_their_vjps(name, extra, vjp_uses, data, dtype):
     shape = tuple(data.draw(st.lists(st.integers(1, 5), min_size=1, max_size=4), label="shape"))
     x = draw_array(data, shape, dtype) * 4
@@ -285,6 +295,7 @@ def test_elementwise_activations_and_their_vjps(name, extra, vjp_uses, data, dty
 
 
 @given(data=st.data(), dtype=dtypes)
+@both_kernel_builds
 def test_softmax_and_its_vjp(data, dtype):
     shape = tuple(data.draw(st.lists(st.integers(1, 5), min_size=1, max_size=4), label="shape"))
     dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
@@ -357,6 +368,7 @@ def torch_max_pool(x, g, kernel, stride, padding, dilation, ceil_mode):
 
 
 @given(case=pool_case(True), dtype=dtypes, data=st.data(), ties=st.booleans())
+@both_kernel_builds
 def test_max_pool2d_propagates_nan_as_torch(case, dtype, data, ties):
     """A window holding a NaN pools to NaN, its arg-max (and gradient) at the window's last NaN:
     torch's ``val > max or isnan(val)``, starting from the window's first element (a window of
@@ -379,6 +391,7 @@ def test_max_pool2d_propagates_nan_as_torch(case, dtype, data, ties):
 
 @given(size=st.tuples(st.integers(2, 9), st.integers(2, 9)), ceil_mode=st.booleans(),
        dtype=dtypes, data=st.data())  # fmt: skip
+@both_kernel_builds
 def test_max_pool2d_2x2_propagates_nan_as_torch(size, ceil_mode, dtype, data):
     """The 2x2 stride-2 kernels of their own (VGG's pools) follow torch's NaN rule too."""
     args = ((2, 2), (2, 2), (0, 0), (1, 1), ceil_mode)
@@ -427,6 +440,7 @@ def test_max_pool2d_rows_wholly_on_padding():
 
 
 @given(case=pool_case(False), dtype=dtypes, data=st.data(), include=st.booleans())
+@both_kernel_builds
 def test_avg_pools_propagate_nan_as_torch(case, dtype, data, include):
     kernel, stride, padding, _, ceil_mode, size, batch = case
     x = plant_nonfinite(data, draw_array(data, (batch, 2, *size), dtype))
@@ -452,6 +466,7 @@ TORCH_ACTIVATIONS = {  # called with ELEMENTWISE's extra arguments
 
 @pytest.mark.parametrize("name, extra, vjp_uses", ELEMENTWISE, ids=[e[0] for e in ELEMENTWISE])
 @given(data=st.data(), dtype=dtypes)
+@both_kernel_builds
 def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
     """Every activation maps NaN to NaN; the VJPs give torch's gradient at NaN (ReLU passes it,
     LeakyReLU scales it by the slope; tanh and sigmoid give NaN), at the kinks and at Inf. ReLU6's

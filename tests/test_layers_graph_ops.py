@@ -6,7 +6,7 @@ argument and input errors; their LRP kinds and steps."""
 import numpy as np
 import pytest
 import torch
-from conftest import TORCH_DTYPE, assert_close, torch_forward_and_vjp
+from conftest import TORCH_DTYPE, assert_close, both_kernel_builds, torch_forward_and_vjp
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -323,6 +323,7 @@ def test_layer_norm_2d_is_torchvisions(data, dtype):
 
 @FEW
 @given(data=st.data(), dtype=dtypes, fixed_std=st.booleans(), affine=st.booleans())
+@both_kernel_builds
 def test_the_compiled_layer_norm_is_the_reference(data, dtype, fixed_std, affine):
     from conftest import assert_same
     from npxai.kernels.cpu import norm as k_norm

@@ -4,7 +4,7 @@ no NaN on dead units, the two backends alike, and the composites' bookkeeping.""
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, bias_free_relu_net, dense_matrix
+from conftest import assert_close, bias_free_relu_net, both_kernel_builds, dense_matrix
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -344,6 +344,7 @@ def test_stabilizers(how):
     epsilon=st.sampled_from([0.0, 1e-6, 0.5]),
     data=st.data(),
 )
+@both_kernel_builds
 def test_the_compiled_ratio_is_the_reference_division(shape, dtype, stabilizer, epsilon, data):
     """kernels/cpu/lrp.py's one-pass ``share / stab(z)`` against the NumPy reference, bit for bit,
     exact zeros and numbers smaller than epsilon included."""

@@ -5,6 +5,7 @@ tests/test_cuda_lrp.py.)"""
 
 import numpy as np
 import pytest
+from conftest import both_kernel_builds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from npxai.kernels.cpu import lrp as compiled
@@ -24,6 +25,7 @@ def draw(data, shape, dtype):
 
 @settings(max_examples=30)
 @given(shape=shapes, dtype=dtypes, sign=st.sampled_from(["positive", "negative"]), data=st.data())
+@both_kernel_builds
 def test_select_sign(shape, dtype, sign, data):
     r, z0 = draw(data, shape, dtype), draw(data, shape, dtype)
     expected = np.where(z0 > 0 if sign == "positive" else z0 < 0, r, 0)
@@ -36,6 +38,7 @@ def test_select_sign(shape, dtype, sign, data):
 @settings(max_examples=30)
 @given(shape=shapes, dtype=dtypes, coefficient=st.sampled_from([1.0, -1.0, 2.0, 0.25]),
        first=st.booleans(), data=st.data())  # fmt: skip
+@both_kernel_builds
 def test_accumulate(shape, dtype, coefficient, first, data):
     total, x, t = (draw(data, shape, dtype) for _ in range(3))
     expected = reference.accumulate(None if first else total.copy(), coefficient, x, t.copy())

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...reference.activation import GELU_BETA, GELU_KAPPA
+from .threads import sized
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -186,7 +187,7 @@ def _softmax_vjp_rows(g, y, out):
 def _elementwise(kernel, *arrays_then_scalars, shape):
     arrays = [_flat(a) if isinstance(a, np.ndarray) else a for a in arrays_then_scalars]
     out = np.empty(arrays[0].size, dtype=arrays[0].dtype)
-    kernel(*arrays, out)
+    sized(kernel, out.size)(*arrays, out)
     return out.reshape(shape)
 
 
@@ -293,12 +294,12 @@ def _unrows(rows: np.ndarray, like: np.ndarray, dim: int) -> np.ndarray:
 def softmax(x: np.ndarray, dim: int) -> np.ndarray:
     rows = _rows(x, dim)
     out = np.empty_like(rows)
-    _softmax_rows(rows, out)
+    sized(_softmax_rows, out.size)(rows, out)
     return _unrows(out, x, dim)
 
 
 def softmax_vjp(grad_y: np.ndarray, y: np.ndarray, dim: int) -> np.ndarray:
     rows = _rows(y, dim)
     out = np.empty_like(rows)
-    _softmax_vjp_rows(_rows(grad_y, dim), rows, out)
+    sized(_softmax_vjp_rows, out.size)(_rows(grad_y, dim), rows, out)
     return _unrows(out, y, dim)
