@@ -37,15 +37,15 @@ settings.load_profile("npxai")
 def both_kernel_builds(test):
     """For a hypothesis test with a ``data`` argument: each example draws whether the kernels run
     their parallel build or their serial twins (``kernels/cpu/threads.py``: outside the tests,
-    calls that touch fewer than 2^15 elements take the twins), so that both are held to what
-    the test checks."""
+    calls estimated to take under 10 microseconds serially take the twins), so that both are
+    held to what the test checks."""
 
     @functools.wraps(test)
     def run(*args, data, **kwargs):
         from npxai.kernels.cpu import threads
 
-        serial_below = data.draw(st.sampled_from([0, 2**62]), label="threads.SERIAL_BELOW")
-        with mock.patch.object(threads, "SERIAL_BELOW", serial_below):
+        serial_below = data.draw(st.sampled_from([0, 2**62]), label="threads.SERIAL_BELOW_NS")
+        with mock.patch.object(threads, "SERIAL_BELOW_NS", serial_below):
             return test(*args, data=data, **kwargs)
 
     return run

@@ -4,6 +4,7 @@ padding, dilation, groups, batch sizes (1 included) and dtypes: float64 to 1e-12
 pools and activations of both against torch: NaN propagates, and the gradient goes where torch's
 goes."""
 
+import math
 from unittest import mock
 
 import numpy as np
@@ -491,10 +492,16 @@ def test_activations_propagate_nan_as_torch(name, extra, vjp_uses, data, dtype):
         expected = np.where(np.isnan(x), np.nan, expected)
     if name == "gelu":  # an infinite dL/dy: npxai's dL/dy * GELU'(x) is +-Inf; torch's sum of
         # two terms, each times dL/dy, is Inf - Inf = NaN where they differ in sign. The slope
-        # in float64, rounded to the dtype: torch's float32 tanh form cancels a far negative x's
-        # tiny slope to 0 (Inf * 0 = NaN) where npxai's is the tiny number (-Inf)
+        # in float64, rounded to the dtype: torch's tanh form cancels a far negative x's tiny
+        # slope to 0 (1 + tanh(u) = 0: Inf * 0 = NaN) where npxai's is the tiny number (-Inf), in
+        # float32 and, for x below about -7, in float64; so the slope of the tanh form is
+        # autograd's of the same function written as x sigmoid(2u), which does not cancel
         xs = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        TORCH_ACTIVATIONS[name](xs, *extra).backward(torch.ones_like(xs))
+        if extra == ("tanh",):
+            u = math.sqrt(2 / math.pi) * (xs + 0.044715 * xs**3)
+            (xs * torch.sigmoid(2 * u)).backward(torch.ones_like(xs))
+        else:
+            TORCH_ACTIVATIONS[name](xs, *extra).backward(torch.ones_like(xs))
         slope = xs.grad.numpy().astype(dtype)
         expected = np.where(np.isinf(g) & np.isfinite(x), g * slope, expected)
     terms = float(np.abs(g[np.isfinite(g)]).max(initial=1.0))  # g (1 - y^2) cancels terms of g

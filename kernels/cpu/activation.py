@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...reference.activation import GELU_BETA, GELU_KAPPA
-from .threads import sized
+from .threads import EXP, STREAM, sized
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -184,10 +184,10 @@ def _softmax_vjp_rows(g, y, out):
             out[r, k] = y[r, k] * (g[r, k] - dot)
 
 
-def _elementwise(kernel, *arrays_then_scalars, shape):
+def _elementwise(kernel, *arrays_then_scalars, shape, cost=STREAM):
     arrays = [_flat(a) if isinstance(a, np.ndarray) else a for a in arrays_then_scalars]
     out = np.empty(arrays[0].size, dtype=arrays[0].dtype)
-    sized(kernel, out.size)(*arrays, out)
+    sized(kernel, out.size, cost)(*arrays, out)
     return out.reshape(shape)
 
 
@@ -227,7 +227,7 @@ def leaky_relu_vjp(grad_y: np.ndarray, x: np.ndarray, negative_slope: float) -> 
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    return _elementwise(_tanh, x, shape=x.shape)
+    return _elementwise(_tanh, x, shape=x.shape, cost=EXP)
 
 
 def tanh_vjp(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -235,7 +235,7 @@ def tanh_vjp(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return _elementwise(_sigmoid, x, shape=x.shape)
+    return _elementwise(_sigmoid, x, shape=x.shape, cost=EXP)
 
 
 def sigmoid_vjp(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -243,11 +243,11 @@ def sigmoid_vjp(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def silu(x: np.ndarray) -> np.ndarray:
-    return _elementwise(_silu, x, shape=x.shape)
+    return _elementwise(_silu, x, shape=x.shape, cost=EXP)
 
 
 def silu_vjp(grad_y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return _elementwise(_silu_vjp, grad_y, x, shape=x.shape)
+    return _elementwise(_silu_vjp, grad_y, x, shape=x.shape, cost=EXP)
 
 
 def hardsigmoid(x: np.ndarray) -> np.ndarray:
@@ -272,12 +272,14 @@ def _gelu_constants(dtype: np.dtype) -> tuple:
 
 
 def gelu(x: np.ndarray, approximate: str) -> np.ndarray:
-    return _elementwise(_gelu, x, approximate == "tanh", *_gelu_constants(x.dtype), shape=x.shape)
+    return _elementwise(_gelu, x, approximate == "tanh", *_gelu_constants(x.dtype), shape=x.shape,
+                        cost=EXP)  # fmt: skip
 
 
 def gelu_vjp(grad_y: np.ndarray, x: np.ndarray, approximate: str) -> np.ndarray:
     constants = (*_gelu_constants(x.dtype), x.dtype.type(1 / np.sqrt(2 * np.pi)))
-    return _elementwise(_gelu_vjp, grad_y, x, approximate == "tanh", *constants, shape=x.shape)
+    return _elementwise(_gelu_vjp, grad_y, x, approximate == "tanh", *constants, shape=x.shape,
+                        cost=EXP)  # fmt: skip
 
 
 def _rows(x: np.ndarray, dim: int) -> np.ndarray:
@@ -294,12 +296,12 @@ def _unrows(rows: np.ndarray, like: np.ndarray, dim: int) -> np.ndarray:
 def softmax(x: np.ndarray, dim: int) -> np.ndarray:
     rows = _rows(x, dim)
     out = np.empty_like(rows)
-    sized(_softmax_rows, out.size)(rows, out)
+    sized(_softmax_rows, out.size, EXP)(rows, out)
     return _unrows(out, x, dim)
 
 
 def softmax_vjp(grad_y: np.ndarray, y: np.ndarray, dim: int) -> np.ndarray:
     rows = _rows(y, dim)
     out = np.empty_like(rows)
-    sized(_softmax_vjp_rows, out.size)(_rows(grad_y, dim), rows, out)
+    sized(_softmax_vjp_rows, out.size, STREAM)(_rows(grad_y, dim), rows, out)
     return _unrows(out, y, dim)

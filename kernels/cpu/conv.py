@@ -36,7 +36,7 @@ from npxai.reference.conv import conv2d_output_size
 
 from . import blas, winograd
 from .scratch import workspace
-from .threads import sized
+from .threads import COPY, STREAM, TAP, sized
 
 #: Elements of ``cols`` per chunk: samples are batched into one GEMM up to this size.
 CHUNK_ELEMENTS = 2**22
@@ -344,18 +344,18 @@ def conv2d(
         x_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         w_last = np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))
         y = np.empty((n, oh, ow, o), x.dtype)
-        sized(_depthwise_conv_channels_last, y.size)(x_last, w_last, b, y, *stride, top, left,
+        sized(_depthwise_conv_channels_last, y.size * kh * kw, STREAM)(x_last, w_last, b, y, *stride, top, left,
                                                      *dilation)  # fmt: skip
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
     if groups > 1 and cg == 1 and stride[0] == stride[1]:
         y = np.empty((n, o, oh, ow), x.dtype)
         w = np.ascontiguousarray(weight)
-        sized(_depthwise, y.size)(x, w, b, y, stride[0], 1, top, left, *dilation, False,
+        sized(_depthwise, y.size * kh * kw, STREAM)(x, w, b, y, stride[0], 1, top, left, *dilation, False,
                                   min(n * o, TASKS))  # fmt: skip
         return y
     if groups > 1:
         y = np.empty((n, o, oh, ow), x.dtype)
-        sized(_grouped_conv, y.size)(
+        sized(_grouped_conv, y.size * cg * kh * kw, TAP)(
             x, np.ascontiguousarray(weight), b, y, groups, *stride, top, left, *dilation
         )
         return y
@@ -373,7 +373,7 @@ def conv2d(
     for n0 in range(0, n, nb):
         count = min(nb, n - n0)
         cols = workspace("im2col", (rows, count * length), x.dtype)
-        sized(_im2col, cols.size)(
+        sized(_im2col, cols.size, COPY)(
             x[n0 : n0 + count], cols, kh, kw, *stride, top, left, *dilation, oh, ow
         )
         if count == 1:
@@ -381,7 +381,7 @@ def conv2d(
             if bias is not None:
                 y[n0] += b[:, None]
         else:
-            sized(_scatter_samples, cols.shape[1] * o)(blas.matmul(w_mat, cols), b, y, n0)
+            sized(_scatter_samples, cols.shape[1] * o, STREAM)(blas.matmul(w_mat, cols), b, y, n0)
     return y.reshape(n, o, oh, ow)
 
 
@@ -398,11 +398,11 @@ def _depthwise_vjp(g, weight, size, stride, padding, dilation):
         g_last = np.ascontiguousarray(g.transpose(0, 2, 3, 1))
         w_last = np.ascontiguousarray(weight[:, 0, ::-1, ::-1].transpose(1, 2, 0))
         gx = np.empty((n, *size, c), g.dtype)
-        sized(_depthwise_conv_channels_last, gx.size)(g_last, w_last, zero, gx, 1, 1, top, left,
+        sized(_depthwise_conv_channels_last, gx.size * kh * kw, STREAM)(g_last, w_last, zero, gx, 1, 1, top, left,
                                                       *dilation)  # fmt: skip
         return np.ascontiguousarray(gx.transpose(0, 3, 1, 2))
     gx = np.empty((n, c, *size), g.dtype)
-    sized(_depthwise, gx.size)(g, weight, zero, gx, 1, stride, top, left, *dilation, True,
+    sized(_depthwise, gx.size * kh * kw, STREAM)(g, weight, zero, gx, 1, stride, top, left, *dilation, True,
                                min(n * c, TASKS))  # fmt: skip
     return gx
 
@@ -447,14 +447,14 @@ def conv2d_vjp(
         flipped_padding = (span_h - top, span_h - bottom, span_w - left, span_w - right)
         if min(flipped_padding) >= 0:
             flipped = np.empty((cg, o, kh, kw), weight.dtype)
-            sized(_flip_transpose, flipped.size)(weight, flipped)
+            sized(_flip_transpose, flipped.size, STREAM)(weight, flipped)
             return conv2d(grad_y, flipped, None, (1, 1), flipped_padding, dilation, 1)
     if groups > 1 and cg == 1 and o == groups and stride[0] == stride[1]:
         return _depthwise_vjp(grad_y, np.ascontiguousarray(weight), (h, w), stride[0], padding,
                               dilation)  # fmt: skip
     gx = np.zeros((n, cg * groups, h, w), grad_y.dtype)
     if groups > 1:
-        sized(_grouped_conv_vjp, gx.size)(grad_y, np.ascontiguousarray(weight), gx, groups, *stride, top, left,
+        sized(_grouped_conv_vjp, grad_y.size * cg * kh * kw, TAP)(grad_y, np.ascontiguousarray(weight), gx, groups, *stride, top, left,
                           *dilation)  # fmt: skip
         return gx
     length, rows = oh * ow, cg * kh * kw
@@ -467,9 +467,9 @@ def conv2d_vjp(
             chunk_g = g[n0]
         else:
             chunk_g = workspace("gathered gradient", (o, count * length), grad_y.dtype)
-            sized(_gather_samples, chunk_g.size)(g, chunk_g, n0)
+            sized(_gather_samples, chunk_g.size, STREAM)(g, chunk_g, n0)
         gcols = blas.matmul(w_t, chunk_g)
-        sized(_col2im, gcols.size)(
+        sized(_col2im, gcols.size, COPY)(
             gcols, gx[n0 : n0 + count], kh, kw, *stride, top, left, *dilation, oh, ow
         )
     return gx

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...reference.lrp import any_nonzero, modify, nonnegative, stack
-from .threads import sized
+from .threads import STREAM, sized
 
 __all__ = ["accumulate", "any_nonzero", "modify", "nonnegative", "relevance_ratio",
            "select_sign", "stack"]  # fmt: skip
@@ -55,7 +55,7 @@ def relevance_ratio(
         )
     _check("relevance_ratio", share, z, "share", "z")
     out = np.empty(z.shape, z.dtype)
-    sized(_ratio, out.size)(
+    sized(_ratio, out.size, STREAM)(
         _flat(share), _flat(z), z.dtype.type(epsilon), STABILIZERS[stabilizer], out.reshape(-1)
     )
     return out
@@ -74,7 +74,9 @@ def select_sign(relevance: np.ndarray, z0: np.ndarray, sign: str) -> np.ndarray:
         raise ValueError(f"select_sign: sign must be 'positive' or 'negative', got {sign!r}")
     _check("select_sign", relevance, z0, "relevance", "z0")
     out = np.empty(relevance.shape, relevance.dtype)
-    sized(_select, out.size)(_flat(relevance), _flat(z0), sign == "positive", out.reshape(-1))
+    sized(_select, out.size, STREAM)(
+        _flat(relevance), _flat(z0), sign == "positive", out.reshape(-1)
+    )
     return out
 
 
@@ -97,9 +99,9 @@ def accumulate(
     _check("accumulate", x, t, "x", "t")
     c, t = t.dtype.type(coefficient), np.ascontiguousarray(t)
     if total is None:
-        sized(_product, t.size)(c, _flat(x), t.reshape(-1))
+        sized(_product, t.size, STREAM)(c, _flat(x), t.reshape(-1))
         return t
     _check("accumulate", total, t, "total", "t")
     total = np.ascontiguousarray(total)
-    sized(_accumulate, t.size)(total.reshape(-1), c, _flat(x), t.reshape(-1))
+    sized(_accumulate, t.size, STREAM)(total.reshape(-1), c, _flat(x), t.reshape(-1))
     return total

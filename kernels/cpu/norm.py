@@ -5,7 +5,7 @@ from numba import njit, prange
 
 from npxai.reference.norm import batch_norm_scale
 
-from .threads import sized
+from .threads import EXP, STREAM, sized
 
 
 @njit(parallel=True, cache=True)
@@ -43,7 +43,7 @@ def batch_norm(
     shift = np.zeros_like(scale) if bias is None else bias.astype(x.dtype)
     planes = _planes(x)
     y = np.empty_like(planes)
-    sized(_batch_norm, y.size)(planes, running_mean.astype(x.dtype), scale, shift, y)
+    sized(_batch_norm, y.size, STREAM)(planes, running_mean.astype(x.dtype), scale, shift, y)
     return y.reshape(x.shape)
 
 
@@ -53,7 +53,7 @@ def batch_norm_vjp(
     scale = batch_norm_scale(running_var, weight, eps).astype(grad_y.dtype)
     planes = _planes(grad_y)
     out = np.empty_like(planes)
-    sized(_scale_channels, out.size)(planes, scale, out)
+    sized(_scale_channels, out.size, STREAM)(planes, scale, out)
     return out.reshape(grad_y.shape)
 
 
@@ -125,7 +125,7 @@ def layer_norm(
     rows = _rows(x, start, stop)
     k = rows.shape[1]
     y = np.empty_like(rows)
-    sized(_layer_norm, y.size)(
+    sized(_layer_norm, y.size, EXP)(
         rows, _vector(weight, k, 1, x.dtype), _vector(bias, k, 0, x.dtype), x.dtype.type(eps), y
     )
     return y.reshape(x.shape)
@@ -143,7 +143,7 @@ def layer_norm_vjp(
     rows = _rows(x, start, stop)
     out = np.empty_like(rows)
     weight = _vector(weight, rows.shape[1], 1, x.dtype)
-    sized(_layer_norm_vjp, out.size)(
+    sized(_layer_norm_vjp, out.size, EXP)(
         _rows(grad_y, start, stop), rows, weight, x.dtype.type(eps), bool(fixed_std), out
     )
     return out.reshape(x.shape)

@@ -26,7 +26,7 @@ from numba import njit, prange
 from npxai.reference.pool import adaptive_bins, pool_output_size
 
 from .scratch import workspace
-from .threads import sized
+from .threads import TAP, sized
 
 
 @njit(cache=True)
@@ -305,16 +305,17 @@ def max_pool2d(
     )
     y = np.empty((n * c, *out), x.dtype)
     argmax = np.empty((n * c, *out), np.int64) if return_indices else None
+    taps = kernel[0] * kernel[1]
     if _is_2x2(kernel, stride, padding, dilation, out, (h, w)):
         # the arg-max, when not asked for, into a reused buffer: a fresh one pays its page faults
         scratch = workspace("max pool arg-max", y.shape, np.int64) if argmax is None else argmax
-        sized(_max_pool_2x2, x.size)(_planes(x), y, scratch)
+        sized(_max_pool_2x2, y.size * 4, TAP)(_planes(x), y, scratch)
     elif return_indices:
-        sized(_max_pool_indices, x.size)(
+        sized(_max_pool_indices, y.size * taps, TAP)(
             _planes(x), y, argmax, *kernel, *stride, *padding, *dilation
         )
     else:
-        sized(_max_pool, x.size)(_planes(x), y, *kernel, *stride, *padding, *dilation)
+        sized(_max_pool, y.size * taps, TAP)(_planes(x), y, *kernel, *stride, *padding, *dilation)
     y = y.reshape(n, c, *out)
     return (y, argmax.reshape(n, c, *out)) if return_indices else y
 
@@ -331,10 +332,10 @@ def max_pool2d_vjp(
     n, c, h, w = x.shape
     if _is_2x2(kernel, stride, padding, dilation, grad_y.shape[2:], (h, w)):
         gx = np.zeros((n * c, h, w), grad_y.dtype)
-        sized(_max_pool_2x2_vjp, x.size)(_planes(grad_y), _planes(x), gx)
+        sized(_max_pool_2x2_vjp, grad_y.size * 4, TAP)(_planes(grad_y), _planes(x), gx)
         return gx.reshape(n, c, h, w)
     gx = np.zeros((n * c, h * w), grad_y.dtype)
-    sized(_max_pool_vjp, x.size)(
+    sized(_max_pool_vjp, grad_y.size * kernel[0] * kernel[1], TAP)(
         _planes(grad_y), _planes(x), gx, *kernel, *stride, *padding, *dilation
     )
     return gx.reshape(n, c, h, w)
@@ -355,7 +356,7 @@ def avg_pool2d(
         for s, k, st, p in zip((h, w), kernel, stride, padding, strict=True)
     )
     y = np.empty((n * c, *out), x.dtype)
-    sized(_avg_pool, x.size)(
+    sized(_avg_pool, y.size * kernel[0] * kernel[1], TAP)(
         _planes(x), y, *kernel, *stride, *padding, count_include_pad, divisor_override or 0
     )
     return y.reshape(n, c, *out)
@@ -372,7 +373,7 @@ def avg_pool2d_vjp(
 ) -> np.ndarray:
     n, c = grad_y.shape[:2]
     gx = np.zeros((n * c, *input_size), grad_y.dtype)
-    sized(_avg_pool_vjp, gx.size)(
+    sized(_avg_pool_vjp, grad_y.size * kernel[0] * kernel[1], TAP)(
         _planes(grad_y), gx, *kernel, *stride, *padding, count_include_pad, divisor_override or 0
     )
     return gx.reshape(n, c, *input_size)
@@ -385,7 +386,7 @@ def _bins(size: int, out: int) -> np.ndarray:
 def adaptive_avg_pool2d(x: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
     n, c, h, w = x.shape
     y = np.empty((n * c, *output_size), x.dtype)
-    sized(_adaptive_avg_pool, x.size)(
+    sized(_adaptive_avg_pool, x.size, TAP)(
         _planes(x), y, _bins(h, output_size[0]), _bins(w, output_size[1])
     )
     return y.reshape(n, c, *output_size)
@@ -394,7 +395,7 @@ def adaptive_avg_pool2d(x: np.ndarray, output_size: tuple[int, int]) -> np.ndarr
 def adaptive_avg_pool2d_vjp(grad_y: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     n, c, oh, ow = grad_y.shape
     gx = np.zeros((n * c, *input_size), grad_y.dtype)
-    sized(_adaptive_avg_pool_vjp, gx.size)(
+    sized(_adaptive_avg_pool_vjp, gx.size, TAP)(
         _planes(grad_y), gx, _bins(input_size[0], oh), _bins(input_size[1], ow)
     )
     return gx.reshape(n, c, *input_size)

@@ -1,14 +1,14 @@
 """Small calls on the calling thread: each parallel kernel's serial twin.
 
 A ``parallel=True`` kernel hands its loop to Numba's TBB workers at every call, which costs a few
-microseconds even when the workers are awake (ReLU over 100 elements: 4-5 us, where the same loop
-compiled without ``parallel`` takes 0.5 us) and more when they have gone to sleep between two of a
-small model's layers: the small CNN's Gradient at batch 1 took a median 600-650 us a call on 2
-threads and 450-480 us with ``numba.set_num_threads(1)``. So a call that touches fewer than
-:data:`SERIAL_BELOW` elements runs the kernel's serial twin, the same function compiled without
-``parallel`` (``prange`` is then ``range``), made at its first use and compiled only when a small
-call needs it: a small model compiles only serial kernels, which also compile faster (its cold
-start, issue 23). Measured by ``python benchmarks/bench_threads.py --serial`` (see there).
+microseconds even when the workers are awake (ReLU over 64 elements: 4-5 us, where the same loop
+compiled without ``parallel`` takes 0.4 us) and more when they have gone to sleep between two of a
+small model's layers. So a call whose serial run is estimated under :data:`SERIAL_BELOW_NS` (its
+units of work times their measured cost) runs the kernel's serial twin, the same function
+compiled without ``parallel`` (``prange`` is then ``range``), made at its first use and compiled
+only when a small call needs it: a small model compiles only serial kernels, which also compile
+faster (its cold start, issue 23). ``python benchmarks/bench_serial.py`` measures the costs and
+the effect on whole calls.
 
 Numba's cache names a compiled function by its name and line, so a twin compiled from the same
 function object would overwrite the parallel kernel's cached entries (and load them in its
@@ -19,18 +19,32 @@ import types
 
 from numba import njit
 
-#: Calls that touch fewer elements than this (the kernel's output, or the larger of its
-#: arrays) run serially. At 2^15 float32 elements ReLU took 2-3 us serially, 5-7 on 2 threads;
-#: at 2^17, 10 us against 8.
-SERIAL_BELOW = 2**15
+#: A call whose serial run is estimated to take less than this (nanoseconds) runs serially: about
+#: where the serial twin and the parallel launch broke even, measured.
+SERIAL_BELOW_NS = 10_000
+
+# Serial nanoseconds per unit of a call's work, float32, by kind of loop (``python
+# benchmarks/bench_serial.py`` measures each kernel's); too high a cost only keeps a call parallel.
+#: An element of an element-wise pass without exp or tanh (ReLU, batch norm, the LRP ratio:
+#: 0.07-0.24 ns), of a depthwise convolution's taps (0.08-0.23), a copy between layouts.
+STREAM = 0.2
+#: An element of a pass with exp or tanh (SiLU, sigmoid, GELU, softmax: 3.9-5.8 ns), or an
+#: unmeasured row-wise one (layer norm).
+EXP = 5.0
+#: An element of im2col's column matrix, or of col2im's (0.12-0.67 ns).
+COPY = 0.5
+#: A tap of a pooling window or of a grouped convolution's direct loop (the max pool's forward
+#: 0.64-1.7 ns, its input gradient 2.6-3.9, the average pool's 1.5).
+TAP = 2.0
 
 _twins: dict = {}
 
 
-def sized(kernel, size: int):
-    """``kernel`` (a ``parallel=True`` dispatcher), or its serial twin for a call that touches
-    fewer than :data:`SERIAL_BELOW` elements."""
-    if size >= SERIAL_BELOW:
+def sized(kernel, units: int, ns_per_unit: float):
+    """``kernel`` (a ``parallel=True`` dispatcher), or its serial twin for a call of ``units``
+    units of work at ``ns_per_unit`` each (:data:`STREAM`, :data:`EXP`, :data:`COPY`,
+    :data:`TAP`) estimated under :data:`SERIAL_BELOW_NS`."""
+    if units * ns_per_unit >= SERIAL_BELOW_NS:
         return kernel
     twin = _twins.get(kernel)
     if twin is None:
