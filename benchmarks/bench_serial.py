@@ -79,7 +79,7 @@ def micro() -> None:
             ("ReLU", activation._relu_vjp, (flat, flat, out), x.size),
             ("SiLU", activation._silu, (flat, out), x.size),
             ("softmax, rows of 64", activation._softmax_rows, (rows, rows.copy()), x.size),
-            ("batch norm", norm._batch_norm, (x[None], zero, zero + 1, zero, x[None].copy()), x.size),
+            ("batch norm", norm._batch_norm, (x.reshape(1, 16, -1), zero, zero + 1, zero, x.reshape(1, 16, -1).copy()), x.size),
             ("LRP ratio", lrp._ratio, (flat, flat, np.float32(1e-6), 0, out), x.size),
             ("im2col 3x3", conv._im2col, (x[None], cols, *same), cols.size),
             ("col2im 3x3", conv._col2im, (cols, x[None].copy(), *same), cols.size),
