@@ -459,9 +459,22 @@ def header(threads_and_versions: str, rate: float) -> str:
     blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
     return (
         f"{threads}; GEMM rate: {rate / 1e9:.0f} GFLOP/s; OPENBLAS_CORETYPE: {coretype}; "
-        f"OPENBLAS_NUM_THREADS: {blas_threads}\n"
+        f"OPENBLAS_NUM_THREADS: {blas_threads}; {openblas_kernel()}\n"
         f"{versions}, {others}"
     )
+
+
+def openblas_kernel() -> str:
+    """The kernel NumPy's OpenBLAS runs (threadpoolctl's "architecture"): OPENBLAS_CORETYPE,
+    which some machines set for older builds' sake, picks it (Haswell, AVX2, where this build
+    would take SkylakeX, AVX-512, and multiply at about half the rate)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return "OpenBLAS kernel: unknown (threadpoolctl not installed)"
+    kernels = [i.get("architecture") for i in threadpoolctl.threadpool_info()
+               if i.get("internal_api") == "openblas"]  # fmt: skip
+    return f"OpenBLAS kernel: {', '.join(map(str, kernels)) or 'none'}"
 
 
 def main() -> None:
