@@ -381,7 +381,9 @@ def conv2d(
             if bias is not None:
                 y[n0] += b[:, None]
         else:
-            sized(_scatter_samples, cols.shape[1] * o, STREAM)(blas.matmul(w_mat, cols), b, y, n0)
+            # the chunk's product into a reused buffer, as cols: a fresh one pays its page faults
+            z = blas.matmul(w_mat, cols, out=workspace("conv product", (o, cols.shape[1]), x.dtype))
+            sized(_scatter_samples, z.size, STREAM)(z, b, y, n0)
     return y.reshape(n, o, oh, ow)
 
 
@@ -468,7 +470,9 @@ def conv2d_vjp(
         else:
             chunk_g = workspace("gathered gradient", (o, count * length), grad_y.dtype)
             sized(_gather_samples, chunk_g.size, STREAM)(g, chunk_g, n0)
-        gcols = blas.matmul(w_t, chunk_g)
+        gcols = blas.matmul(  # into a reused buffer, as the forward pass's product
+            w_t, chunk_g, out=workspace("column gradients", (rows, chunk_g.shape[1]), grad_y.dtype)
+        )
         sized(_col2im, gcols.size, COPY)(
             gcols, gx[n0 : n0 + count], kh, kw, *stride, top, left, *dilation, oh, ow
         )
