@@ -1,8 +1,8 @@
 """Small calls on the calling thread: each parallel kernel's serial twin.
 
 A ``parallel=True`` kernel hands its loop to Numba's TBB workers at every call, which costs a few
-microseconds even when the workers are awake (ReLU over 64 elements: 4-5 us, where the same loop
-compiled without ``parallel`` takes 0.4 us) and more when they have gone to sleep between two of a
+microseconds even when the workers are awake (ReLU over 4,096 elements: 5 us, where the same loop
+compiled without ``parallel`` takes 0.4-0.6 us) and more when they have gone to sleep between two of a
 small model's layers. So a call whose serial run is estimated under :data:`SERIAL_BELOW_NS` (its
 units of work times their measured cost) runs the kernel's serial twin, the same function
 compiled without ``parallel`` (``prange`` is then ``range``), made at its first use and compiled
@@ -26,15 +26,15 @@ SERIAL_BELOW_NS = 10_000
 # Serial nanoseconds per unit of a call's work, float32, by kind of loop (``python
 # benchmarks/bench_serial.py`` measures each kernel's); too high a cost only keeps a call parallel.
 #: An element of an element-wise pass without exp or tanh (ReLU, batch norm, the LRP ratio:
-#: 0.07-0.24 ns), of a depthwise convolution's taps (0.08-0.23), a copy between layouts.
+#: 0.07-0.24 ns), of a depthwise convolution's taps (0.07-0.30), a copy between layouts.
 STREAM = 0.2
-#: An element of a pass with exp or tanh (SiLU, sigmoid, GELU, softmax: 3.9-5.8 ns), or an
+#: An element of a pass with exp or tanh (SiLU, sigmoid, GELU, softmax: 3.3-6.2 ns), or an
 #: unmeasured row-wise one (layer norm).
 EXP = 5.0
-#: An element of im2col's column matrix, or of col2im's (0.12-0.67 ns).
+#: An element of im2col's column matrix, or of col2im's (0.11-0.76 ns).
 COPY = 0.5
 #: A tap of a pooling window or of a grouped convolution's direct loop (the max pool's forward
-#: 0.64-1.7 ns, its input gradient 2.6-3.9, the average pool's 1.5).
+#: 0.63-1.8 ns, its input gradient 2.7-4.1, the average pool's 1.2-1.5).
 TAP = 2.0
 
 _twins: dict = {}
