@@ -86,7 +86,7 @@ def micro() -> None:
             ("max pool 3x3/2", pool._max_pool, (x, y3, 3, 3, 2, 2, 1, 1, 1, 1), y3.size * 9),
             ("its input gradient", pool._max_pool_vjp,
              (g3, x, np.zeros((16, side * side), np.float32), 3, 3, 2, 2, 1, 1, 1, 1), y3.size * 9),
-            ("max pool 2x2", pool._max_pool_2x2, (x, y2, np.empty(y2.shape, np.int64)), y2.size * 4),
+            ("max pool 2x2", pool._max_pool_2x2, (x, y2, np.empty(y2.shape, np.int64), True), y2.size * 4),
             ("avg pool 3x3/2", pool._avg_pool, (x, y3, 3, 3, 2, 2, 1, 1, True, 0), y3.size * 9),
             ("depthwise 3x3", conv._depthwise,
              (x[None], w, zero, x[None].copy(), 1, 1, 1, 1, 1, 1, False, 16), x.size * 9),

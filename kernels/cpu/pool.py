@@ -25,7 +25,6 @@ from numba import njit, prange
 
 from npxai.reference.pool import adaptive_bins, pool_output_size
 
-from .scratch import workspace
 from .threads import TAP, sized
 
 
@@ -168,8 +167,9 @@ def _max_pool_vjp(g, x, gx, kh, kw, sh, sw, ph, pw, dh, dw):
 
 
 @njit(parallel=True, cache=True)
-def _max_pool_2x2(x, y, argmax):
-    # kernel 2, stride 2, no padding or dilation (VGG's pools): four reads per output, no bounds
+def _max_pool_2x2(x, y, argmax, indices):
+    # kernel 2, stride 2, no padding or dilation (VGG's pools): four reads per output, no bounds;
+    # the arg-max written only with indices (argmax is otherwise an empty stand-in)
     w = x.shape[2]
     for plane in prange(x.shape[0]):
         for p in range(y.shape[1]):
@@ -185,7 +185,8 @@ def _max_pool_2x2(x, y, argmax):
                     if value > best or np.isnan(value):
                         best, where = value, at
                 y[plane, p, q] = best
-                argmax[plane, p, q] = where
+                if indices:
+                    argmax[plane, p, q] = where
 
 
 @njit(parallel=True, cache=True)
@@ -307,9 +308,10 @@ def max_pool2d(
     argmax = np.empty((n * c, *out), np.int64) if return_indices else None
     taps = kernel[0] * kernel[1]
     if _is_2x2(kernel, stride, padding, dilation, out, (h, w)):
-        # the arg-max, when not asked for, into a reused buffer: a fresh one pays its page faults
-        scratch = workspace("max pool arg-max", y.shape, np.int64) if argmax is None else argmax
-        sized(_max_pool_2x2, y.size * 4, TAP)(_planes(x), y, scratch)
+        unused = np.empty((0, 0, 0), np.int64)  # no arg-max asked for: none written
+        sized(_max_pool_2x2, y.size * 4, TAP)(
+            _planes(x), y, unused if argmax is None else argmax, return_indices
+        )
     elif return_indices:
         sized(_max_pool_indices, y.size * taps, TAP)(
             _planes(x), y, argmax, *kernel, *stride, *padding, *dilation
