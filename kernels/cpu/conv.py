@@ -344,14 +344,16 @@ def conv2d(
         x_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         w_last = np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))
         y = np.empty((n, oh, ow, o), x.dtype)
-        sized(_depthwise_conv_channels_last, y.size * kh * kw, STREAM)(x_last, w_last, b, y, *stride, top, left,
-                                                     *dilation)  # fmt: skip
+        sized(_depthwise_conv_channels_last, y.size * kh * kw, STREAM)(
+            x_last, w_last, b, y, *stride, top, left, *dilation
+        )
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
     if groups > 1 and cg == 1 and stride[0] == stride[1]:
         y = np.empty((n, o, oh, ow), x.dtype)
         w = np.ascontiguousarray(weight)
-        sized(_depthwise, y.size * kh * kw, STREAM)(x, w, b, y, stride[0], 1, top, left, *dilation, False,
-                                  min(n * o, TASKS))  # fmt: skip
+        sized(_depthwise, y.size * kh * kw, STREAM)(
+            x, w, b, y, stride[0], 1, top, left, *dilation, False, min(n * o, TASKS)
+        )
         return y
     if groups > 1:
         y = np.empty((n, o, oh, ow), x.dtype)
@@ -400,12 +402,14 @@ def _depthwise_vjp(g, weight, size, stride, padding, dilation):
         g_last = np.ascontiguousarray(g.transpose(0, 2, 3, 1))
         w_last = np.ascontiguousarray(weight[:, 0, ::-1, ::-1].transpose(1, 2, 0))
         gx = np.empty((n, *size, c), g.dtype)
-        sized(_depthwise_conv_channels_last, gx.size * kh * kw, STREAM)(g_last, w_last, zero, gx, 1, 1, top, left,
-                                                      *dilation)  # fmt: skip
+        sized(_depthwise_conv_channels_last, gx.size * kh * kw, STREAM)(
+            g_last, w_last, zero, gx, 1, 1, top, left, *dilation
+        )
         return np.ascontiguousarray(gx.transpose(0, 3, 1, 2))
     gx = np.empty((n, c, *size), g.dtype)
-    sized(_depthwise, gx.size * kh * kw, STREAM)(g, weight, zero, gx, 1, stride, top, left, *dilation, True,
-                               min(n * c, TASKS))  # fmt: skip
+    sized(_depthwise, gx.size * kh * kw, STREAM)(
+        g, weight, zero, gx, 1, stride, top, left, *dilation, True, min(n * c, TASKS)
+    )
     return gx
 
 
@@ -456,8 +460,9 @@ def conv2d_vjp(
                               dilation)  # fmt: skip
     gx = np.zeros((n, cg * groups, h, w), grad_y.dtype)
     if groups > 1:
-        sized(_grouped_conv_vjp, grad_y.size * cg * kh * kw, TAP)(grad_y, np.ascontiguousarray(weight), gx, groups, *stride, top, left,
-                          *dilation)  # fmt: skip
+        sized(_grouped_conv_vjp, grad_y.size * cg * kh * kw, TAP)(
+            grad_y, np.ascontiguousarray(weight), gx, groups, *stride, top, left, *dilation
+        )
         return gx
     length, rows = oh * ow, cg * kh * kw
     w_t = np.ascontiguousarray(weight).reshape(o, rows).T  # a view: BLAS reads it transposed

@@ -10,14 +10,14 @@ interior is swept tap by tap, in the window's row-major order, each tap one pass
 ``best[q] = x[r, q*s_w + c]`` where that beats ``best[q]`` (unsigned indices, so that Numba adds
 no negative-index wraparound: the passes vectorise). The forward pass needs no arg-max. The input
 gradient tracks the winning tap ``i*k_w + j`` beside each maximum, as a float updated by
-arithmetic (``t += better * (tap - t)``; written as a second select, the pass did not vectorise
-and ran 2.5x slower), then adds each output's gradient at its window's winner, a row of outputs
-at a time. Kernel 2 and stride 2 (VGG's pools) keep kernels of their own, one pass without bounds
-checks, faster there (the vjp: one store per window into a zeroed gradient). Measured with
-``python benchmarks/profile_pool.py`` (medians, 2 threads) on ResNet's stem pool, 3x3 stride 2
-over 64 x 112 x 112: the forward 32.5 to 4.9-7.2 ms at batch 8 (torch 23-28), 4.0 to 0.7-1.1 ms
-at batch 1; the input gradient 35 to 20 ms and 4.3 to 1.6-2.7 ms (torch's backward reads its
-saved indices: 3-4 and 0.2 ms).
+arithmetic (``t += better * (tap - t)``; written as a second select, the pass did not
+vectorise), then adds each output's gradient at its window's winner, a row of outputs at a time.
+Kernel 2 and stride 2 (VGG's pools) keep kernels of their own, one pass without bounds checks,
+faster there (the vjp: one store per window into a zeroed gradient). Measured with ``python
+benchmarks/profile_pool.py`` (medians, 2 threads) on ResNet's stem pool, 3x3 stride 2 over 64 x
+112 x 112, against the same script run on commit 66ea6d5's kernels: the forward 32.5 to 4.9-7.2
+ms at batch 8 (torch 23-27), 4.0 to 0.7-1.1 ms at batch 1; the input gradient 35 to 20 ms and
+4.3 to 1.6-2.7 ms (torch's backward reads its saved indices: 3-4 and 0.2 ms).
 """
 
 import numpy as np

@@ -2,8 +2,8 @@
 
 A ``parallel=True`` kernel hands its loop to Numba's TBB workers at every call, which costs a few
 microseconds even when the workers are awake (ReLU over 4,096 elements: 5 us, where the same loop
-compiled without ``parallel`` takes 0.4-0.6 us) and more when they have gone to sleep between two of a
-small model's layers. So a call whose serial run is estimated under :data:`SERIAL_BELOW_NS` (its
+compiled without ``parallel`` takes 0.4-0.6 us) and more when they have gone to sleep between two
+of a small model's layers. So a call whose serial run is estimated under :data:`SERIAL_BELOW_NS` (its
 units of work times their measured cost) runs the kernel's serial twin, the same function
 compiled without ``parallel`` (``prange`` is then ``range``), made at its first use and compiled
 only when a small call needs it: a small model compiles only serial kernels, which also compile
