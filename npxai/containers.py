@@ -9,7 +9,7 @@ import numpy as np
 
 from .device import add, is_device
 from .layers import Add
-from .module import Module, Signal, Step, Trace, join
+from .module import Module, Signal, Step, Trace, join, record_change
 
 
 def _run_chain(
@@ -59,6 +59,7 @@ class Sequential(Module):
         """Remove a child by position or name (``del model[-1]``, as in torch)."""
         name = index if isinstance(index, str) else list(self._modules)[index]
         del self._modules[name]
+        record_change()
 
     def append(self, module: Module) -> Sequential:
         self.add_module(str(len(self)), module)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .backend import backend_or_default
 from .device import deliver, is_device, to_host
+from .lrp.canonize import folded
 from .module import Module, vjp_step
 
 
@@ -145,9 +146,13 @@ def gradient(
     The output is the model's last layer (logits, unless the model ends in a softmax). ``target``
     defaults to each sample's arg-max output (see :func:`target_indices`). The result has the
     shape and dtype of ``x``. ``backend`` defaults to :func:`npxai.get_backend`; on the cuda
-    backend the result is NumPy unless ``x`` is a device array.
+    backend the result is NumPy unless ``x`` is a device array. On the numba backend the batch
+    norms that follow a convolution or linear layer are folded into it first
+    (:func:`npxai.lrp.canonize.folded`: the same function, one pass less per batch norm each way).
     """
     backend = backend_or_default(backend)
+    if backend == "numba":
+        model = folded(model, x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype)
     # only the gradient is returned: on the host, the trace keeps only what backpropagation reads
     trace = model.trace(x, backend, vjp_only=backend != "cuda")
     indices = target_indices(trace.output, target)

@@ -23,6 +23,21 @@ from .errors import LayerInputError, StateDictError
 
 Signal = np.ndarray | tuple[np.ndarray, ...]
 
+_changes = 0  # assignments to any module so far: see changes()
+
+
+def changes() -> int:
+    """How many times any module's parameters, buffers, attributes or children have been
+    assigned, registered, loaded or removed: a model derived from another and kept (the gradient
+    family's folded copy, :func:`npxai.lrp.canonize.folded`) is made anew once this has moved.
+    Arrays changed in place are not seen."""
+    return _changes
+
+
+def record_change() -> None:
+    global _changes
+    _changes += 1
+
 
 @dataclass(eq=False)
 class Record:
@@ -205,12 +220,14 @@ class Module(ABC):
     def _forget(self) -> None:
         self._device.clear()
         self._cache.clear()
+        record_change()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_device": {}, "_cache": {}}  # copies leave the caches behind
 
     # --- attributes -------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
+        record_change()
         if isinstance(value, Module):
             self._modules[name] = value
         elif name in self._parameters:
@@ -288,6 +305,7 @@ class Module(ABC):
         if not isinstance(module, Module):
             raise TypeError(f"child {name!r} must be an npxai Module, got {type(module).__name__}")
         self._modules[name] = module
+        record_change()
 
     # --- the tree ---------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:

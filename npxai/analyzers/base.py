@@ -13,6 +13,7 @@ from ..backend import backend_or_default
 from ..device import deliver
 from ..explanation import Explanation
 from ..gradient import gradient, output_seed, target_indices
+from ..lrp.canonize import folded
 from ..module import Module, Step, Trace, vjp_step
 from ..progress import Progress
 
@@ -87,11 +88,15 @@ class Analyzer(ABC):
         """Forward pass, then the one-hot signal at ``output[n, target[n]]`` (times that output's
         value if ``scale_by_output``) walked back with the step that ``make_step(backend)``
         builds (plain backpropagation by default). Returns ``(trace, target indices, signal at
-        the input)``."""
-        trace = self.model.trace(x, self.backend)
+        the input)``. Plain backpropagation on the numba backend runs through the model with its
+        batch norms folded (:func:`npxai.lrp.canonize.folded`), as :func:`npxai.gradient` does."""
+        model = self.model
+        if make_step is vjp_step and backend_or_default(self.backend) == "numba":
+            model = folded(model, x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype)
+        trace = model.trace(x, self.backend)
         indices = target_indices(trace.output, target)
         seed = output_seed(trace.output, indices, scale_by_output)
-        signal = self.model.backward(trace, seed, make_step(trace.backend))
+        signal = model.backward(trace, seed, make_step(trace.backend))
         return trace, indices, signal
 
     def explanation(
