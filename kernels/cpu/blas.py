@@ -67,20 +67,25 @@ def _workers() -> concurrent.futures.ThreadPoolExecutor:
     return _pool[1]
 
 
+def _edges(n: int, parts: int) -> list[int]:
+    """Where ``parts`` near-equal pieces of ``range(n)`` start, and ``n``."""
+    return [i * n // parts for i in range(parts + 1)]
+
+
 def _parts(a: np.ndarray, b: np.ndarray, out: np.ndarray, threads: int) -> list[tuple]:
     """``(a, b, out)`` pieces whose products make ``a @ b`` into ``out``, one per thread: along a
     stack's leading axis when it has a piece for each, else along the larger of the rows of ``a``
     and the columns of ``b``."""
     if out.ndim == 3 and out.shape[0] >= threads:
-        edges = np.linspace(0, out.shape[0], threads + 1).astype(int)
+        edges = _edges(out.shape[0], threads)
         take = lambda m, i: m[edges[i] : edges[i + 1]] if m.ndim == 3 else m  # noqa: E731
         return [(take(a, i), take(b, i), out[edges[i] : edges[i + 1]]) for i in range(threads)]
     rows, columns = out.shape[-2], out.shape[-1]
     if columns >= rows:
-        edges = np.linspace(0, columns, threads + 1).astype(int)
+        edges = _edges(columns, threads)
         return [(a, b[..., edges[i] : edges[i + 1]], out[..., edges[i] : edges[i + 1]])
                 for i in range(threads)]  # fmt: skip
-    edges = np.linspace(0, rows, threads + 1).astype(int)
+    edges = _edges(rows, threads)
     return [(a[..., edges[i] : edges[i + 1], :], b, out[..., edges[i] : edges[i + 1], :])
             for i in range(threads)]  # fmt: skip
 
