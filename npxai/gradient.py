@@ -10,7 +10,7 @@ import numpy as np
 from .backend import backend_or_default
 from .device import deliver, is_device, to_host
 from .lrp.canonize import folded
-from .module import Module, vjp_step
+from .module import Module, check_input, vjp_step
 
 
 def target_indices(output: np.ndarray, target: Any) -> np.ndarray:
@@ -152,7 +152,8 @@ def gradient(
     """
     backend = backend_or_default(backend)
     if backend == "numba":
-        model = folded(model, x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype)
+        x = check_input(x, backend=backend)  # checked here for its dtype; nothing is copied
+        model = folded(model, x.dtype)
     # only the gradient is returned: on the host, the trace keeps only what backpropagation reads
     trace = model.trace(x, backend, vjp_only=backend != "cuda")
     indices = target_indices(trace.output, target)

@@ -14,7 +14,7 @@ from ..device import deliver
 from ..explanation import Explanation
 from ..gradient import gradient, output_seed, target_indices
 from ..lrp.canonize import folded
-from ..module import Module, Step, Trace, vjp_step
+from ..module import Module, Step, Trace, check_input, vjp_step
 from ..progress import Progress
 
 #: An int, a sequence of ints (one per sample), an ImageNet class name or names, per-class weights
@@ -92,7 +92,8 @@ class Analyzer(ABC):
         batch norms folded (:func:`npxai.lrp.canonize.folded`), as :func:`npxai.gradient` does."""
         model = self.model
         if make_step is vjp_step and backend_or_default(self.backend) == "numba":
-            model = folded(model, x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype)
+            x = check_input(x, backend="numba")  # checked here for its dtype; nothing is copied
+            model = folded(model, x.dtype)
         trace = model.trace(x, self.backend)
         indices = target_indices(trace.output, target)
         seed = output_seed(trace.output, indices, scale_by_output)
