@@ -361,7 +361,8 @@ def window_on_padding_only(size, out, kernel, stride, padding, dilation) -> bool
 
 
 def torch_max_pool(x, g, kernel, stride, padding, dilation, ceil_mode):
-    """torch's max pool of ``x``: values, indices and the input gradient for the cotangent ``g``."""
+    """torch's max pool of ``x``: values, indices and the input gradient for the cotangent ``g``
+    (never for a window wholly on padding: see :func:`window_on_padding_only`)."""
     xt = torch.tensor(x, requires_grad=True)
     yt, it = F.max_pool2d(xt, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
     yt.backward(torch.tensor(g))
@@ -379,9 +380,11 @@ def test_max_pool2d_propagates_nan_as_torch(case, dtype, data, ties):
     x = plant_nonfinite(data, np.maximum(x, 0) if ties else x)
     args = (kernel, stride, padding, dilation, ceil_mode)
     out = pool.max_pool2d(x, *args).shape
+    # torch's index is its own there, and its backward then writes outside the gradient (a heap
+    # corruption that aborted the test run later, in another torch call): torch is not called
+    assume(not window_on_padding_only(size, out[2:], *args[:4]))
     g = cotangent(data, out, dtype)
     ty, ti, tgrad = torch_max_pool(x, g, *args)
-    assume(not window_on_padding_only(size, out[2:], *args[:4]))  # torch's index is its own there
     for ops in (pool, k_pool):
         y, argmax = ops.max_pool2d(x, *args, return_indices=True)
         np.testing.assert_array_equal(y, ty)  # NaN where torch has NaN, the same values elsewhere
